@@ -1,0 +1,2 @@
+"""Pure DICOM code (pydicom, numpy, pyarrow; never pyspark): headers to typed values, the
+DICOM JSON model, pixel decoding."""
