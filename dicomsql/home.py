@@ -1,0 +1,140 @@
+"""The dicomsql home: the state directory holding the metastore, the warehouse and the demo.
+
+The embedded metastore (Derby) admits one process, so a process using a home holds an
+exclusive lock on ``<home>/dicomsql.lock`` for as long as it lives, and writes in it who it is
+(and, for a server, where it listens). Another process finds out from that file whom to ask.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import HomeInUseError
+
+__all__ = ["Home", "HomeOwner", "resolve_home"]
+
+DEFAULT_HOME = "~/.dicomsql"
+HOME_ENVIRONMENT_VARIABLE = "DICOMSQL_HOME"
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """``home``, else ``$DICOMSQL_HOME``, else ``~/.dicomsql``, as an absolute path."""
+    chosen = home or os.environ.get(HOME_ENVIRONMENT_VARIABLE) or DEFAULT_HOME
+    return Path(chosen).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class HomeOwner:
+    """The process holding a home, as it described itself in the lock file."""
+
+    pid: int
+    command: str
+    jdbc_host: str | None = None
+    jdbc_port: int | None = None
+
+    @property
+    def jdbc_url(self) -> str | None:
+        if self.jdbc_port is None:
+            return None
+        return f"jdbc:hive2://{self.jdbc_host}:{self.jdbc_port}/default"
+
+
+class Home:
+    """A dicomsql home directory and its single-process lock."""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        self.path = resolve_home(home)
+        self._lock_file: IO[str] | None = None
+
+    @property
+    def metastore(self) -> Path:
+        return self.path / "metastore_db"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.path / "warehouse"
+
+    @property
+    def scratch(self) -> Path:
+        """Hive's local scratch space (created with the lock)."""
+        return self.path / "tmp" / "scratch"
+
+    @property
+    def demo(self) -> Path:
+        return self.path / "demo"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / "dicomsql.lock"
+
+    def acquire(self) -> None:
+        """Take the home for this process; raise :class:`HomeInUseError` saying who has it."""
+        if self._lock_file is not None:
+            return
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        lock_file = open(self.lock_path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.close()
+            raise HomeInUseError(self._in_use_message(self.owner())) from None
+        self._lock_file = lock_file
+        self.describe()
+
+    def describe(self, **details: Any) -> None:
+        """Record in the lock file who holds the home (plus ``details``, e.g. the JDBC port)."""
+        if self._lock_file is None:
+            raise RuntimeError("describe() needs the home lock; call acquire() first")
+        owner = {"pid": os.getpid(), "command": " ".join(sys.argv) or sys.executable,
+                 "since": time.strftime("%Y-%m-%d %H:%M:%S"), **details}
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(json.dumps(owner))
+        self._lock_file.flush()
+
+    def release(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing drops the flock
+            self._lock_file = None
+
+    def owner(self) -> HomeOwner | None:
+        """Who holds this home, or None when nobody (or this process) does."""
+        if self._lock_file is not None or not self.lock_path.exists():
+            return None
+        with open(self.lock_path, encoding="utf-8") as lock_file:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # held: read what the holder wrote
+            else:
+                return None
+            try:
+                described = json.loads(lock_file.read() or "{}")
+            except json.JSONDecodeError:
+                described = {}
+        return HomeOwner(
+            pid=int(described.get("pid", 0)),
+            command=described.get("command", "unknown"),
+            jdbc_host=described.get("jdbc_host"),
+            jdbc_port=described.get("jdbc_port"),
+        )
+
+    def _in_use_message(self, owner: HomeOwner | None) -> str:
+        who = f"process {owner.pid} ({owner.command})" if owner else "another process"
+        message = (
+            f"the dicomsql home {self.path} is in use by {who}; its embedded metastore admits "
+            f"one process at a time."
+        )
+        if owner and owner.jdbc_url:
+            return (
+                f"{message} That process is a server: send SQL through it "
+                f"(dicomsql sql --jdbc {owner.jdbc_url} ...), or stop it, or use another --home."
+            )
+        return f"{message} Wait for it to finish or stop it, or use another --home."

