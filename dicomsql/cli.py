@@ -1,0 +1,264 @@
+"""The ``dicomsql`` command: ``serve``, ``sql``, ``demo`` and ``functions``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import __version__
+from .errors import DicomsqlError, QueryError
+from .home import Home
+from .settings import DEFAULTS, SETTINGS
+
+_HELP = {setting.name: setting.help for setting in SETTINGS}
+_FIRST_QUERY = (
+    "SELECT Modality, Manufacturer, count(*) AS images, count(DISTINCT PatientID) AS patients "
+    "FROM demo_images GROUP BY Modality, Manufacturer ORDER BY Modality, Manufacturer;"
+)
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def _add_session_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--master", default=DEFAULTS["master"], help=_HELP["master"])
+    parser.add_argument("--home", default=DEFAULTS["home"], help=_HELP["home"])
+    parser.add_argument(
+        "--conf", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+        help="Extra Spark setting (repeatable), e.g. --conf spark.driver.memory=8g.",
+    )
+    parser.add_argument(
+        "--table", type=_key_value, action="append", default=[], metavar="NAME=PATH",
+        help="Serve the DICOM files under PATH (recursively) as temporary view NAME (repeatable).",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dicomsql", description="Analyse DICOM images with plain SQL on Apache Spark.")
+    parser.add_argument("--version", action="version", version=f"dicomsql {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="Start Spark and the Thrift (JDBC) server; the demo cohort when no --table is given.")
+    _add_session_options(serve)
+    serve.add_argument("--host", default=DEFAULTS["host"], help=_HELP["host"])
+    serve.add_argument("--port", type=int, default=DEFAULTS["port"], help=_HELP["port"])
+
+    sql = commands.add_parser("sql", help="Run SQL in an embedded session (or through --jdbc) and print the results.")
+    source = sql.add_mutually_exclusive_group(required=True)
+    source.add_argument("-e", dest="query", metavar="QUERY", help="SQL to run (several statements separated by ';').")
+    source.add_argument("-f", dest="file", type=Path, metavar="FILE", help="SQL script to run.")
+    _add_session_options(sql)
+    sql.add_argument("--jdbc", metavar="URL", help="Run through a running server, e.g. jdbc:hive2://127.0.0.1:10000/default.")
+    sql.add_argument("--max-rows", type=int, default=1000, help="Print at most this many rows per statement (default 1000).")
+    sql.add_argument("--no-truncate", action="store_true", help="Print long values in full.")
+
+    demo = commands.add_parser("demo", help="Write the synthetic demo cohort (DICOM CT/MR series + clinical Parquet table).")
+    demo.add_argument("--out", required=True, type=Path, help="Directory to create.")
+    demo.add_argument("--patients", type=int, default=DEFAULTS["demo_patients"], help="Number of patients (default %(default)s).")
+    demo.add_argument("--seed", type=int, default=0, help="Random seed (default %(default)s).")
+    demo.add_argument("--size", type=int, default=128, help="Image width and height in pixels (default %(default)s).")
+
+    commands.add_parser("functions", help="List the SQL functions dicomsql registers.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"serve": _serve, "sql": _sql, "demo": _demo, "functions": _functions}[args.command](args)
+    except DicomsqlError as exc:
+        print(f"dicomsql {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dicomsql {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import write_demo
+
+    started = time.monotonic()
+    try:
+        out = write_demo(args.out, patients=args.patients, seed=args.seed, size=args.size)
+    except (FileExistsError, ValueError) as exc:
+        raise DicomsqlError(str(exc)) from None
+    print(f"wrote the demo cohort ({args.patients} patients) to {out} in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def _functions(args: argparse.Namespace) -> int:
+    from .results import format_table
+    from .udfs import FUNCTIONS
+
+    rows = [(f.name, f.kind, f.signature, f.description) for f in FUNCTIONS.values()]
+    print(format_table(["name", "kind", "signature", "description"], rows, truncate=False))
+    return 0
+
+
+def _register_tables(execute: Callable[[str], object], home: Home, tables: list[tuple[str, str]]) -> list[str]:
+    """Create the DICOM views of ``--table``, or else the demo's views (writing the demo first
+    if the home has none), with ``execute`` (``spark.sql`` or a JDBC client's). Returns a
+    line per view, for the banner."""
+    from .demo import demo_is_complete, write_demo
+    from .views import DEMO_VIEWS, demo_views_sql, dicom_view_sql
+
+    if tables:
+        for name, path in tables:
+            if not os.path.exists(os.path.expanduser(path)):
+                raise DicomsqlError(f"--table {name}={path}: {path} does not exist")
+            execute(dicom_view_sql(name, path))
+        return [f"{name:<14} DICOM files under {os.path.abspath(os.path.expanduser(path))}" for name, path in tables]
+    if not demo_is_complete(home.demo):
+        print(f"No --table given and no demo yet: writing the demo cohort to {home.demo} ...", file=sys.stderr, flush=True)
+        write_demo(home.demo, patients=DEFAULTS["demo_patients"])
+    for statement in demo_views_sql(home.demo):
+        execute(statement)
+    return [f"{name:<14} {text}" for name, text in DEMO_VIEWS.items()]
+
+
+class _Stop(threading.Event):
+    """Set by SIGINT/SIGTERM/SIGHUP; remembers which signal."""
+
+    signal_name = ""
+
+    def handle(self, signum: int, _frame: object) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self.set()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from . import serve, session
+    from .server import check_port_free
+    from .session import active_home
+
+    started = time.monotonic()
+    check_port_free(args.host, args.port)
+    spark = session(master=args.master, home=args.home, conf=dict(args.conf))
+    stop = _Stop()  # after session(): pyspark installs a SIGINT handler of its own
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop.handle)
+    home = active_home()
+    views = _register_tables(spark.sql, home, args.table)
+    server = serve(spark, host=args.host, port=args.port)
+    home.describe(jdbc_host=args.host, jdbc_port=args.port)
+    _print_banner(spark, home, server, views, time.monotonic() - started, demo=not args.table)
+    try:
+        while not stop.wait(timeout=2.0):
+            if not _spark_alive(spark):
+                print("dicomsql serve: Spark stopped unexpectedly (see the messages above)", file=sys.stderr)
+                return 1
+    finally:
+        print(f"\nStopping ({stop.signal_name or 'exit'}) ...", flush=True)
+        _shut_down(server, spark)
+        home.release()
+        print("Stopped.", flush=True)
+    return 0
+
+
+def _spark_alive(spark) -> bool:
+    try:
+        return not spark.sparkContext._jsc.sc().isStopped()
+    except Exception:  # noqa: BLE001 - the JVM is gone: py4j raises network errors
+        return False
+
+
+def _shut_down(server, spark) -> None:
+    """Stop the server and Spark. When the whole process group got the signal, the JVM may be
+    stopping on its own already: then there is nothing left to stop and nothing to report."""
+    import logging
+
+    logging.getLogger("py4j").setLevel(logging.CRITICAL)
+    for stop in (server.stop, spark.stop):
+        try:
+            stop()
+        except Exception:  # noqa: BLE001 - JVM already gone
+            return
+
+
+def _print_banner(spark, home: Home, server, views: list[str], seconds: float, demo: bool) -> None:
+    import pyspark
+
+    beeline = Path(pyspark.__file__).parent / "bin" / "beeline"
+    print(
+        f"dicomsql {__version__} on Spark {spark.version} ({spark.sparkContext.master}), ready in {seconds:.1f}s\n"
+        f"home:      {home.path}\n"
+        f"tables:\n" + "".join(f"  {line}\n" for line in views) +
+        f"JDBC URL:  {server.jdbc_url}\n"
+        f"beeline:   {beeline} -u {server.jdbc_url}\n"
+        f"Python:    pyhive.hive.connect('{server.host}', {server.port})   SQLAlchemy: {server.sqlalchemy_url}\n"
+        + (f"Try:\n  {_FIRST_QUERY}\n" if demo else "")
+        + "Press Ctrl-C to stop.",
+        flush=True,
+    )
+
+
+def _sql(args: argparse.Namespace) -> int:
+    from .client import EmbeddedClient, JdbcClient
+    from .results import format_table
+    from .sqltools import split_statements
+
+    script = args.query if args.query is not None else _read_script(args.file)
+    statements = split_statements(script)
+    jdbc = args.jdbc or _running_server(args.home)
+    if jdbc:
+        # The server has its views already; --table adds views there (shared by its clients).
+        client = JdbcClient(jdbc)
+        if args.table:
+            _register_tables(client.execute, Home(args.home), args.table)
+    else:
+        from . import session
+        from .session import active_home
+
+        spark = session(master=args.master, home=args.home, conf=dict(args.conf))
+        _register_tables(spark.sql, active_home(), args.table)
+        client = EmbeddedClient(spark)
+    try:
+        for number, statement in enumerate(statements, start=1):
+            try:
+                result = client.execute(statement.text, max_rows=args.max_rows + 1)
+            except QueryError as exc:
+                where = f"statement {number} (line {statement.line})" if len(statements) > 1 else "query"
+                print(f"dicomsql sql: {where} failed: {exc}", file=sys.stderr)
+                return 1
+            if result.columns:
+                shown = result.rows[: args.max_rows]
+                print(format_table(result.columns, shown, truncate=not args.no_truncate))
+                more = " (more not shown: raise --max-rows)" if len(result.rows) > args.max_rows else ""
+                print(f"{len(shown)} row(s){more}")
+    finally:
+        client.close()
+    return 0
+
+
+def _read_script(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DicomsqlError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _running_server(home: str | None) -> str | None:
+    """The JDBC URL of a dicomsql server holding ``home``, announced on stderr; None if the
+    home is free. Another kind of holder is an error saying who it is."""
+    state = Home(home)
+    owner = state.owner()
+    if owner is None:
+        return None
+    if owner.jdbc_url is None:
+        state.acquire()  # raises HomeInUseError naming the holder
+    print(f"dicomsql sql: {state.path} is served by process {owner.pid}; running through {owner.jdbc_url}", file=sys.stderr)
+    return owner.jdbc_url
+
+
+if __name__ == "__main__":
+    sys.exit(main())
