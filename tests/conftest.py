@@ -1,0 +1,90 @@
+"""Shared fixtures: one real local SparkSession (with a real Thrift server on a free loopback
+port) for the whole run, the DICOM files the pydicom wheel ships, and a small demo cohort."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pydicom
+import pytest
+
+import dicomsql
+from dicomsql.demo import write_demo
+from dicomsql.server import free_port
+from dicomsql.views import demo_views_sql
+
+#: pydicom's own test files, read from the wheel (never get_testdata_files: it downloads).
+PYDICOM_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+DEMO_PATIENTS = 6
+
+
+@pytest.fixture(scope="session")
+def pydicom_files() -> Path:
+    return PYDICOM_TEST_FILES
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> Path:
+    """A small demo cohort, plus a non-DICOM file and a truncated DICOM file among its images."""
+    out = write_demo(tmp_path_factory.mktemp("cohort") / "demo", patients=DEMO_PATIENTS, seed=7, size=64)
+    (out / "images" / "notes.txt").write_text("not a DICOM file\n")
+    first_ct = sorted((out / "images").glob("DEMO-0001/CT/*.dcm"))[0]
+    (out / "images" / "truncated.dcm").write_bytes(first_ct.read_bytes()[:-500])
+    return out
+
+
+@pytest.fixture(scope="session")
+def spark_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="session")
+def spark(spark_home, demo):
+    """The suite's SparkSession: dicomsql.session() with the demo views registered."""
+    session = dicomsql.session(master="local[2]", home=spark_home)
+    for statement in demo_views_sql(demo):
+        session.sql(statement)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def shipped(spark, pydicom_files) -> str:
+    """Temporary view ``shipped`` over every file of pydicom's test folder."""
+    from dicomsql.views import dicom_view_sql
+
+    spark.sql(dicom_view_sql("shipped", pydicom_files))
+    return "shipped"
+
+
+@pytest.fixture(scope="session")
+def thrift_server(spark):
+    """A real Thrift server over the suite's session, on a free loopback port."""
+    server = dicomsql.serve(spark, host="127.0.0.1", port=free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def beeline() -> str:
+    import pyspark
+
+    path = Path(pyspark.__file__).parent / "bin" / "beeline"
+    assert path.exists(), "the pyspark wheel ships bin/beeline"
+    return str(path)
+
+
+@pytest.fixture
+def cli_env(tmp_path) -> dict[str, str]:
+    """Environment for running the dicomsql command in a subprocess with its own home."""
+    env = dict(os.environ)
+    env["DICOMSQL_HOME"] = str(tmp_path / "home")
+    return env
+
+
+def dicomsql_command() -> str:
+    command = shutil.which("dicomsql", path=str(Path(os.sys.executable).parent))
+    assert command, "the dicomsql console script is installed next to the test interpreter"
+    return command

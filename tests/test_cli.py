@@ -1,0 +1,169 @@
+"""The dicomsql command as a user runs it: real subprocesses, real servers, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pyhive import hive
+
+from dicomsql.server import free_port
+from dicomsql.udfs import FUNCTIONS
+
+from .conftest import dicomsql_command
+
+pytestmark = pytest.mark.server
+
+
+def run(*args: str, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [dicomsql_command(), *args], capture_output=True, text=True, env=env, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+class Server:
+    """``dicomsql serve`` in its own process group, its output collected as it comes."""
+
+    READY = "Press Ctrl-C to stop."
+
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [dicomsql_command(), "serve", "--port", str(self.port), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        threading.Thread(target=self._collect, daemon=True).start()
+        self.started = time.monotonic()
+        if not self._ready.wait(timeout=240):
+            self.process.kill()
+            raise AssertionError("dicomsql serve did not become ready:\n" + self.output)
+        self.ready_after = time.monotonic() - self.started
+
+    def _collect(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if line.strip() == self.READY:
+                self._ready.set()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def cursor(self):
+        return hive.connect(host="127.0.0.1", port=self.port).cursor()
+
+    def stop(self, signum: int) -> int:
+        self.process.send_signal(signum)
+        code = self.process.wait(timeout=120)
+        time.sleep(0.2)  # let the collector thread read the last lines
+        return code
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env):
+    first = Server(env=cli_env)
+    assert "writing the demo cohort" in first.output
+    assert f"jdbc:hive2://127.0.0.1:{first.port}/default" in first.output
+    assert "demo_images" in first.output and "demo_patients" in first.output
+    cursor = first.cursor()
+    cursor.execute(
+        "CREATE TABLE kept AS SELECT p.site, count(*) AS images, count(DISTINCT i.PatientID) AS patients "
+        "FROM demo_images i JOIN demo_patients p ON i.PatientID = p.PatientID GROUP BY p.site"
+    )
+    cursor.execute("SELECT * FROM kept ORDER BY site")
+    before = cursor.fetchall()
+    assert sum(row[1] for row in before) == 100 * 12
+    cursor.close()
+
+    # a second process on the same home goes through the running server
+    through = run("sql", "-e", "SELECT sum(patients) AS patients FROM kept", env=cli_env)
+    assert through.returncode == 0, through.stderr
+    assert "running through jdbc:hive2://" in through.stderr
+    assert "| 100" in through.stdout
+
+    assert first.stop(signal.SIGTERM) == 0
+    assert "Stopped." in first.output and "Traceback" not in first.output
+    assert _port_is_free(first.port)
+
+    second = Server(env=cli_env)
+    assert "writing the demo cohort" not in second.output  # the demo is reused
+    cursor = second.cursor()
+    cursor.execute("SELECT * FROM kept ORDER BY site")
+    assert cursor.fetchall() == before
+    cursor.close()
+    assert second.stop(signal.SIGINT) == 0
+    assert "Stopped." in second.output and "Traceback" not in second.output
+
+
+def test_serve_tables_and_a_busy_port(cli_env, pydicom_files):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        refused = run("serve", "--port", str(port), "--table", f"t={pydicom_files}", env=cli_env)
+    assert refused.returncode == 2
+    assert f"port {port} on 127.0.0.1 is in use" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    server = Server("--table", f"shipped={pydicom_files}", env=cli_env)
+    assert "shipped" in server.output and "demo_images" not in server.output
+    cursor = server.cursor()
+    cursor.execute("SELECT count(*) FROM shipped WHERE Modality = 'CT'")
+    assert cursor.fetchone()[0] > 0
+    cursor.close()
+    assert server.stop(signal.SIGTERM) == 0
+
+
+def test_a_home_held_by_another_process_gets_a_clear_message(spark, spark_home):
+    result = run("sql", "--home", str(spark_home), "-e", "SELECT 1")
+    assert result.returncode == 2
+    assert f"is in use by process {os.getpid()}" in result.stderr
+    assert "use another --home" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sql_embedded_runs_statements_and_reports_the_failing_one(cli_env, pydicom_files):
+    script = (
+        "SELECT Modality, count(*) AS files FROM shipped WHERE Modality IN ('CT', 'MR') GROUP BY Modality ORDER BY Modality;\n"
+        "SELECT dicom_tag(meta, 'PatientID') AS id FROM shipped WHERE path LIKE '%/CT_small.dcm';\n"
+    )
+    result = run("sql", "--table", f"shipped={pydicom_files}", "-e", script, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    assert "| CT       |" in result.stdout and "| MR       |" in result.stdout
+    assert "| 1CT1 |" in result.stdout
+
+    failing = run("sql", "--table", f"shipped={pydicom_files}", "-e",
+                  "SELECT 1;\nSELECT dicom_tag(meta, 'Nope') FROM shipped", env=cli_env)
+    assert failing.returncode == 1
+    assert "statement 2 (line 2) failed: FunctionArgumentError: dicom_tag: argument key" in failing.stderr
+    assert "Traceback" not in failing.stderr
+
+
+def test_demo_command(tmp_path):
+    out = tmp_path / "cohort"
+    result = run("demo", "--out", str(out), "--patients", "2", "--size", "32")
+    assert result.returncode == 0, result.stderr
+    assert len(list(out.rglob("*.dcm"))) == 2 * 12
+    again = run("demo", "--out", str(out), "--patients", "2")
+    assert again.returncode == 2 and "exists already" in again.stderr
+
+
+def test_functions_command():
+    result = run("functions")
+    assert result.returncode == 0
+    for name in FUNCTIONS:
+        assert name in result.stdout
