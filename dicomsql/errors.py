@@ -42,7 +42,7 @@ class QueryError(DicomsqlError):
     """A SQL statement failed (in an embedded session or on a server)."""
 
 
-_PYTHON_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Za-z_]\w*(?:Error|Exception)): (.+)$")
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception|Interrupt|Exit|Warning))(?::\s*(.*))?$")
 
 
 def concise_message(text: str) -> str:
@@ -53,13 +53,15 @@ def concise_message(text: str) -> str:
     message), without the hints and the query plan that follow.
 
     >>> concise_message("PythonException: from the Python worker:\\nTraceback (most recent call last):"
-    ...                 "\\n  File x\\ndicomsql.errors.FunctionArgumentError: dicom_tag: bad key\\n")
+    ...                 "\\n  File x\\ndicomsql.errors.FunctionArgumentError: dicom_tag: bad key\\n SQLSTATE: 1")
     'FunctionArgumentError: dicom_tag: bad key'
+    >>> concise_message("Traceback (most recent call last):\\n  File x\\nAssertionError\\n")
+    'AssertionError'
     """
-    lines = [line.strip() for line in text.strip().splitlines()]
-    if "Traceback (most recent call last)" in text:
-        for line in reversed(lines):
-            match = _PYTHON_ERROR_LINE.match(line)
+    stripped = text.strip()
+    if "Traceback (most recent call last)" in stripped:
+        for line in reversed(stripped.split("Traceback (most recent call last)")[-1].splitlines()):
+            match = _EXCEPTION_LINE.match(line.strip())
             if match:
-                return f"{match.group(1)}: {match.group(2)}"
-    return text.strip().splitlines()[0].strip() if text.strip() else text
+                return f"{match.group(1)}: {match.group(2)}" if match.group(2) else match.group(1)
+    return stripped.splitlines()[0].strip() if stripped else text

@@ -1,8 +1,9 @@
 """The dicomsql home: the state directory holding the metastore, the warehouse and the demo.
 
 The embedded metastore (Derby) admits one process, so a process using a home holds an
-exclusive lock on ``<home>/dicomsql.lock`` for as long as it lives, and writes in it who it is
-(and, for a server, where it listens). Another process finds out from that file whom to ask.
+exclusive lock on ``<home>/dicomsql.lock`` for as long as it uses it, and describes itself
+(and, for a server, where it listens) in ``<home>/dicomsql.owner.json``. Another process
+reads that description to say whom to ask.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import HomeInUseError
+from .errors import DicomsqlError, HomeInUseError
 
 __all__ = ["Home", "HomeOwner", "resolve_home"]
 
 DEFAULT_HOME = "~/.dicomsql"
 HOME_ENVIRONMENT_VARIABLE = "DICOMSQL_HOME"
+_ACQUIRE_SECONDS = 1.0  # another process may be probing the lock for a moment
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
@@ -32,7 +34,7 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
 
 @dataclass(frozen=True)
 class HomeOwner:
-    """The process holding a home, as it described itself in the lock file."""
+    """The process holding a home, as it described itself."""
 
     pid: int
     command: str
@@ -41,6 +43,7 @@ class HomeOwner:
 
     @property
     def jdbc_url(self) -> str | None:
+        """The JDBC URL of the server this process runs, if it runs one."""
         if self.jdbc_port is None:
             return None
         return f"jdbc:hive2://{self.jdbc_host}:{self.jdbc_port}/default"
@@ -62,9 +65,14 @@ class Home:
         return self.path / "warehouse"
 
     @property
+    def tmp(self) -> Path:
+        """Temporary files of the driver JVM (``java.io.tmpdir``), created with the lock."""
+        return self.path / "tmp"
+
+    @property
     def scratch(self) -> Path:
-        """Hive's local scratch space (created with the lock)."""
-        return self.path / "tmp" / "scratch"
+        """Hive's local scratch space, created with the lock."""
+        return self.tmp / "scratch"
 
     @property
     def demo(self) -> Path:
@@ -74,33 +82,46 @@ class Home:
     def lock_path(self) -> Path:
         return self.path / "dicomsql.lock"
 
+    @property
+    def owner_path(self) -> Path:
+        return self.path / "dicomsql.owner.json"
+
     def acquire(self) -> None:
         """Take the home for this process; raise :class:`HomeInUseError` saying who has it."""
         if self._lock_file is not None:
             return
-        self.scratch.mkdir(parents=True, exist_ok=True)
-        lock_file = open(self.lock_path, "a+", encoding="utf-8")
         try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock_file.close()
-            raise HomeInUseError(self._in_use_message(self.owner())) from None
+            self.scratch.mkdir(parents=True, exist_ok=True)
+            lock_file = open(self.lock_path, "a", encoding="utf-8")
+        except OSError as exc:
+            raise DicomsqlError(f"cannot use {self.path} as the dicomsql home: {exc.strerror}") from None
+        deadline = time.monotonic() + _ACQUIRE_SECONDS
+        while True:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    lock_file.close()
+                    raise self.in_use_error(self.owner()) from None
+                time.sleep(0.05)
         self._lock_file = lock_file
         self.describe()
 
     def describe(self, **details: Any) -> None:
-        """Record in the lock file who holds the home (plus ``details``, e.g. the JDBC port)."""
+        """Record who holds the home (plus ``details``, e.g. the JDBC port), atomically."""
         if self._lock_file is None:
             raise RuntimeError("describe() needs the home lock; call acquire() first")
         owner = {"pid": os.getpid(), "command": " ".join(sys.argv) or sys.executable,
                  "since": time.strftime("%Y-%m-%d %H:%M:%S"), **details}
-        self._lock_file.seek(0)
-        self._lock_file.truncate()
-        self._lock_file.write(json.dumps(owner))
-        self._lock_file.flush()
+        staging = self.owner_path.with_suffix(".tmp")
+        staging.write_text(json.dumps(owner), encoding="utf-8")
+        os.replace(staging, self.owner_path)
 
     def release(self) -> None:
+        """Give the home up (also done by the operating system when the process ends)."""
         if self._lock_file is not None:
+            self.owner_path.unlink(missing_ok=True)
             self._lock_file.close()  # closing drops the flock
             self._lock_file = None
 
@@ -115,10 +136,10 @@ class Home:
                 pass  # held: read what the holder wrote
             else:
                 return None
-            try:
-                described = json.loads(lock_file.read() or "{}")
-            except json.JSONDecodeError:
-                described = {}
+        try:
+            described = json.loads(self.owner_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            described = {}
         return HomeOwner(
             pid=int(described.get("pid", 0)),
             command=described.get("command", "unknown"),
@@ -126,15 +147,16 @@ class Home:
             jdbc_port=described.get("jdbc_port"),
         )
 
-    def _in_use_message(self, owner: HomeOwner | None) -> str:
-        who = f"process {owner.pid} ({owner.command})" if owner else "another process"
+    def in_use_error(self, owner: HomeOwner | None) -> HomeInUseError:
+        """The error telling that ``owner`` holds this home, and what to do about it."""
+        who = f"process {owner.pid} ({owner.command})" if owner and owner.pid else "another process"
         message = (
             f"the dicomsql home {self.path} is in use by {who}; its embedded metastore admits "
             f"one process at a time."
         )
         if owner and owner.jdbc_url:
-            return (
+            return HomeInUseError(
                 f"{message} That process is a server: send SQL through it "
                 f"(dicomsql sql --jdbc {owner.jdbc_url} ...), or stop it, or use another --home."
             )
-        return f"{message} Wait for it to finish or stop it, or use another --home."
+        return HomeInUseError(f"{message} Wait for it to finish or stop it, or use another --home.")

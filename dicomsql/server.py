@@ -28,13 +28,16 @@ class ThriftServer:
 
     @property
     def jdbc_url(self) -> str:
+        """``jdbc:hive2://host:port/default``: for beeline and JDBC tools."""
         return f"jdbc:hive2://{self.host}:{self.port}/default"
 
     @property
     def sqlalchemy_url(self) -> str:
+        """``hive://host:port/default``: for SQLAlchemy with PyHive."""
         return f"hive://{self.host}:{self.port}/default"
 
     def stop(self) -> None:
+        """Stop serving and wait until the port is released (idempotent)."""
         if self._server is not None:
             self._server.stop()
             self._server = None

@@ -56,7 +56,15 @@ def spark_conf(home: Home, master: str, conf: Mapping[str, str] | None = None) -
 
     ``spark.driver.extraJavaOptions`` from ``conf`` is appended to ours, not replacing it.
     """
-    java_options = f"-Dderby.system.home={home.path} -Dlog4j2.configurationFile=file:{_LOG_CONFIG}"
+    # Quoted: spark-submit splits these options on spaces, and paths may contain some.
+    java_options = " ".join(
+        f'"-D{name}={value}"'
+        for name, value in (
+            ("derby.system.home", home.path),
+            ("java.io.tmpdir", home.tmp),
+            ("log4j2.configurationFile", f"file:{_LOG_CONFIG}"),
+        )
+    )
     settings = {
         "spark.app.name": "dicomsql",
         "spark.sql.catalogImplementation": "hive",
@@ -67,7 +75,6 @@ def spark_conf(home: Home, master: str, conf: Mapping[str, str] | None = None) -
         "spark.driver.extraJavaOptions": java_options,
         # Hive's scratch space lives in the home too, not in /tmp/<user>.
         "spark.hadoop.hive.exec.local.scratchdir": str(home.scratch),
-        "spark.hadoop.hive.downloaded.resources.dir": str(home.scratch / "resources"),
         "spark.hadoop.hive.server2.logging.operation.enabled": "false",
         # JDBC clients must see the Python functions and views of the driver's session.
         "spark.sql.hive.thriftServer.singleSession": "true",
@@ -115,18 +122,27 @@ def session(
     ``conf`` adds or overrides Spark settings.
     """
     global _active_home
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
-    state = Home(home)
-    if SparkSession.getActiveSession() is not None:
-        if _active_home is not None and _active_home.path == state.path:
-            return SparkSession.getActiveSession()
+    wanted = Home(home)
+    same_home = _active_home is not None and _active_home.path == wanted.path
+    if SparkContext._active_spark_context is not None:
+        if same_home:
+            return SparkSession.builder.getOrCreate()
         raise DicomsqlError(
             "a SparkSession already runs in this process; call dicomsql.register(spark) on it, "
             "or stop it before dicomsql.session()"
         )
     check_java()
-    state.acquire()
+    if same_home:
+        state = _active_home  # the lock this process already holds
+    else:
+        if _active_home is not None:
+            _active_home.release()
+        state = wanted
+        state.acquire()
+    _active_home = state
     # Python workers must run this interpreter (where pyarrow, pydicom and dicomsql live).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if _is_local(master):
@@ -138,8 +154,8 @@ def session(
         spark = builder.getOrCreate()
     except Exception:
         state.release()
+        _active_home = None
         raise
-    _active_home = state
     return register(spark)
 
 

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 from sqlglot.dialects.spark import Spark
+from sqlglot.errors import TokenError
 from sqlglot.tokens import TokenType
+
+from .errors import DicomsqlError
 
 __all__ = ["Statement", "split_statements", "string_literal", "identifier"]
 
@@ -29,9 +32,13 @@ def split_statements(script: str) -> list[Statement]:
     >>> [s.text for s in split_statements("SELECT 'a;b'; -- done;\\nSELECT 2;")]
     ["SELECT 'a;b'", 'SELECT 2']
     """
+    try:
+        tokens = _SPARK.tokenize(script)
+    except TokenError as exc:
+        raise DicomsqlError(f"cannot split the SQL into statements: {exc}") from None
     statements: list[Statement] = []
     current: list = []
-    for token in _SPARK.tokenize(script):
+    for token in tokens:
         if token.token_type == TokenType.SEMICOLON:
             if current:
                 statements.append(_statement(script, current))

@@ -37,7 +37,7 @@ def demo(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def spark_home(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("home")
+    return tmp_path_factory.mktemp("home with spaces")  # paths with spaces must work
 
 
 @pytest.fixture(scope="session")

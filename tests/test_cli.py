@@ -16,7 +16,7 @@ from pyhive import hive
 from dicomsql.server import free_port
 from dicomsql.udfs import FUNCTIONS
 
-from .conftest import dicomsql_command
+from .conftest import DEMO_PATIENTS, dicomsql_command
 
 pytestmark = pytest.mark.server
 
@@ -59,6 +59,10 @@ class Server:
     def output(self) -> str:
         return "".join(self.lines)
 
+    @property
+    def shutdown_output(self) -> str:
+        return self.output[self.output.index("Stopping ("):]
+
     def cursor(self):
         return hive.connect(host="127.0.0.1", port=self.port).cursor()
 
@@ -94,9 +98,12 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env):
     assert through.returncode == 0, through.stderr
     assert "running through jdbc:hive2://" in through.stderr
     assert "| 100" in through.stdout
+    failing = run("sql", "-e", "SELECT dicom_tag(meta, 'Nope') FROM demo_images", env=cli_env)
+    assert failing.returncode == 1
+    assert "query failed: FunctionArgumentError: dicom_tag: argument key must be" in failing.stderr
 
     assert first.stop(signal.SIGTERM) == 0
-    assert "Stopped." in first.output and "Traceback" not in first.output
+    assert "Stopped." in first.output and "Traceback" not in first.shutdown_output
     assert _port_is_free(first.port)
 
     second = Server(env=cli_env)
@@ -136,7 +143,7 @@ def test_a_home_held_by_another_process_gets_a_clear_message(spark, spark_home):
     assert "Traceback" not in result.stderr
 
 
-def test_sql_embedded_runs_statements_and_reports_the_failing_one(cli_env, pydicom_files):
+def test_sql_embedded_runs_statements_and_reports_the_failing_one(cli_env, pydicom_files, demo):
     script = (
         "SELECT Modality, count(*) AS files FROM shipped WHERE Modality IN ('CT', 'MR') GROUP BY Modality ORDER BY Modality;\n"
         "SELECT dicom_tag(meta, 'PatientID') AS id FROM shipped WHERE path LIKE '%/CT_small.dcm';\n"
@@ -151,6 +158,20 @@ def test_sql_embedded_runs_statements_and_reports_the_failing_one(cli_env, pydic
     assert failing.returncode == 1
     assert "statement 2 (line 2) failed: FunctionArgumentError: dicom_tag: argument key" in failing.stderr
     assert "Traceback" not in failing.stderr
+    assert not (Path(cli_env["DICOMSQL_HOME"]) / "demo").exists()  # sql never writes the demo
+
+    on_files = f"SELECT count(*) AS patients FROM parquet.`{demo / 'patients.parquet'}`"
+    refused = run("sql", "-e", on_files, env=cli_env)
+    assert refused.returncode == 1 and "TABLE_OR_VIEW_NOT_FOUND" in refused.stderr
+    allowed = run("sql", "--conf", "spark.sql.runSQLOnFiles=true", "-e", on_files, env=cli_env)
+    assert allowed.returncode == 0, allowed.stderr
+    assert f"| {DEMO_PATIENTS}" in allowed.stdout
+
+
+def test_sql_reports_bad_sql_text_without_a_traceback(cli_env):
+    result = run("sql", "-e", "SELECT 'unterminated", env=cli_env)
+    assert result.returncode == 2
+    assert "cannot split the SQL into statements" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_demo_command(tmp_path):

@@ -19,16 +19,36 @@ def test_meta_equals_pydicom_to_json_dict(path):
     with open(path, "rb") as fp:
         record = read_header(fp, HeaderColumns.core(), source_uri=str(path))
     dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    expected = dataset.file_meta.to_json_dict(BULK_DATA_THRESHOLD, lambda element: str(path))
     try:
-        expected = dataset.to_json_dict(BULK_DATA_THRESHOLD, lambda element: str(path))
+        expected.update(dataset.to_json_dict(BULK_DATA_THRESHOLD, lambda element: str(path)))
     except ValueError:  # an invalid value pydicom cannot encode: left out, and said so
-        expected = dataset.to_json_dict(BULK_DATA_THRESHOLD, lambda element: str(path), suppress_invalid_tags=True)
+        expected.update(dataset.to_json_dict(BULK_DATA_THRESHOLD, lambda element: str(path), suppress_invalid_tags=True))
         assert any(w.startswith("meta: left out invalid element") for w in record.warnings)
-    assert json.loads(record.meta) == expected
-    assert "7FE00010" not in json.loads(record.meta), "pixel data is never in meta"
+    meta = json.loads(record.meta)
+    assert meta == expected
+    assert "7FE00010" not in meta, "pixel data is never in meta"
+    if "TransferSyntaxUID" in dataset.file_meta:
+        assert meta["00020010"]["Value"] == [dataset.file_meta.TransferSyntaxUID]
 
 
-def test_meta_keeps_unicode_text(tmp_path):
+def test_meta_of_ct_small_element_by_element(pydicom_files):
+    """Independent of to_json_dict: the model's shape for each kind of value."""
+    path = pydicom_files / "CT_small.dcm"
+    with open(path, "rb") as fp:
+        meta = json.loads(read_header(fp, HeaderColumns.core(), source_uri=str(path)).meta)
+    assert meta["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "CompressedSamples^CT1"}]}
+    assert meta["00280030"] == {"vr": "DS", "Value": [0.661468, 0.661468]}
+    assert meta["00280010"] == {"vr": "US", "Value": [128]}
+    assert meta["00080008"] == {"vr": "CS", "Value": ["ORIGINAL", "PRIMARY", "AXIAL"]}
+    assert meta["00080050"] == {"vr": "SH"}  # empty AccessionNumber
+    assert meta["00020010"] == {"vr": "UI", "Value": ["1.2.840.10008.1.2.1"]}
+    bulky = {tag: e for tag, e in meta.items() if "BulkDataURI" in e}
+    assert bulky and all(e["BulkDataURI"] == str(path) for e in bulky.values())
+    assert all(e["vr"] in ("OB", "OW", "UN", "OF", "OD", "OL", "OV") for e in bulky.values())
+
+
+def test_meta_keeps_unicode_text():
     dataset = pydicom.Dataset()
     dataset.SpecificCharacterSet = "ISO_IR 192"
     dataset.PatientName = "山田^太郎"

@@ -28,4 +28,4 @@ def test_function_example_runs(spark, name):
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_function_has_a_test(name):
     other_tests = [p for p in TESTS.glob("test_*.py") if p.name != Path(__file__).name]
-    assert any(name in p.read_text() for p in other_tests), f"no test mentions {name}"
+    assert any(f"{name}(" in p.read_text() for p in other_tests), f"no test calls {name}"

@@ -113,7 +113,7 @@ def test_ctas_through_jdbc_makes_a_parquet_table(cursor, spark):
     cursor.execute("SELECT sum(images) FROM series_counts")
     assert cursor.fetchone()[0] == DEMO_PATIENTS * 12
     detail = spark.sql("DESCRIBE TABLE EXTENDED series_counts").collect()
-    assert any(r.col_name == "Provider" and r.data_type.lower() in ("parquet", "hive") for r in detail)
+    assert any(r.col_name == "Provider" and r.data_type.lower() == "parquet" for r in detail)
     cursor.execute("DROP TABLE series_counts")
 
 

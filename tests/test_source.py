@@ -112,3 +112,38 @@ def test_partition_planning(pydicom_files):
 
 def test_empty_folder_is_an_empty_table(spark, tmp_path):
     assert spark.read.format("dicom").load(str(tmp_path)).count() == 0
+
+
+@pytest.fixture
+def odd_folder(tmp_path, pydicom_files):
+    """Entries that must not kill or hang a query: a broken symlink, a FIFO, a symlink loop,
+    a file name that is not UTF-8, and a folder whose name looks like a glob."""
+    folder = tmp_path / "scan [1]"
+    (folder / "sub").mkdir(parents=True)
+    ct = (pydicom_files / "CT_small.dcm").read_bytes()
+    (folder / "sub" / "good.dcm").write_bytes(ct)
+    os.symlink(folder, folder / "sub" / "loop")
+    os.symlink(folder / "missing.dcm", folder / "broken.dcm")
+    os.mkfifo(folder / "pipe")
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.dcm"), "wb") as latin1_name:
+        latin1_name.write(ct)
+    return folder
+
+
+def test_odd_entries_are_rows_not_failures(spark, odd_folder):
+    rows = {
+        os.path.basename(r.path): r
+        for r in spark.read.format("dicom").load(str(odd_folder)).select("path", "Modality", "_warnings", "_corrupt_record").collect()
+    }
+    assert set(rows) == {"good.dcm", "broken.dcm", "caf\ufffd.dcm"}  # once each: no loop, no FIFO
+    assert rows["good.dcm"].Modality == "CT"
+    assert rows["broken.dcm"].Modality is None and rows["broken.dcm"]._corrupt_record.startswith("cannot open")
+    assert rows["caf\ufffd.dcm"].Modality == "CT"
+    assert any("not valid UTF-8" in w for w in rows["caf\ufffd.dcm"]._warnings)
+
+
+def test_user_schema_and_corrupt_column_name_are_checked(spark, pydicom_files):
+    with pytest.raises(PySparkException, match="user-specified schema is not supported"):
+        spark.read.format("dicom").schema("path STRING").load(str(pydicom_files)).collect()
+    with pytest.raises(PySparkException, match="columnNameOfCorruptRecord='meta' must be a new column name"):
+        spark.read.format("dicom").option("columnNameOfCorruptRecord", "meta").load(str(pydicom_files)).schema

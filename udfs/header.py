@@ -37,9 +37,18 @@ def dicom_tag(meta: pd.Series, key: pd.Series) -> pd.Series:
     """
     tags = {k: _tag(k) for k in key.dropna().unique()}
     return pd.Series(
-        [
-            None if m is None or k is None else tag_text(json.loads(m), tags[k])
-            for m, k in zip(meta, key)
-        ],
+        [None if m is None or k is None else tag_text(_model(m), tags[k]) for m, k in zip(meta, key)],
         dtype=object,
     )
+
+
+def _model(meta: str) -> dict:
+    try:
+        model = json.loads(meta)
+    except json.JSONDecodeError:
+        model = None
+    if not isinstance(model, dict):
+        raise FunctionArgumentError(
+            "dicom_tag", "meta", "DICOM JSON text (the meta column of a DICOM table)", repr(meta[:40])
+        )
+    return model

@@ -17,13 +17,13 @@ from typing import Any, Callable, Literal
 
 __all__ = ["FUNCTIONS", "SqlFunction", "sql_function", "register_functions"]
 
-Kind = Literal["scalar", "aggregate", "table"]
+Kind = Literal["scalar", "table"]
 
 
 @dataclass(frozen=True)
 class SqlFunction:
     """A SQL function: its name, kind, argument and result types (Spark DDL), an example and
-    the Python implementation (a function for scalars and aggregates, a class for tables)."""
+    the Python implementation (a function for scalars, a class for tables)."""
 
     name: str
     kind: Kind
@@ -48,18 +48,12 @@ class SqlFunction:
 
     def register(self, spark: Any) -> None:
         """Make this function callable from SQL in ``spark``."""
+        from pyspark.sql.functions import pandas_udf, udtf
+
         if self.kind == "table":
-            from pyspark.sql.functions import udtf
-
             spark.udtf.register(self.name, udtf(self.implementation, returnType=self.returns))
-        elif self.kind == "scalar":
-            from pyspark.sql.functions import pandas_udf
-
-            spark.udf.register(self.name, pandas_udf(self.implementation, returnType=self.returns))
         else:
-            from pyspark.sql.functions import arrow_udf
-
-            spark.udf.register(self.name, arrow_udf(self.implementation, returnType=self.returns))
+            spark.udf.register(self.name, pandas_udf(self.implementation, returnType=self.returns))
 
 
 #: Every declared function by SQL name, in declaration order.
@@ -72,8 +66,7 @@ def sql_function(
     """Declare a SQL function (decorator). The SQL name defaults to the Python name.
 
     ``args`` and ``returns`` are Spark DDL (``returns`` lists the columns of a table
-    function). Scalars are pandas UDFs (``pd.Series`` in and out); aggregates are Arrow
-    grouped-aggregate UDFs; tables are UDTF classes.
+    function). Scalars are pandas UDFs (``pd.Series`` in and out); tables are UDTF classes.
     """
 
     def declare(implementation: Any) -> Any:

@@ -1,9 +1,11 @@
 """The DICOM JSON model (PS3.18 F.2): the ``meta`` column and reading values back from it.
 
-``meta`` is pydicom's :meth:`~pydicom.dataset.Dataset.to_json_dict` of the dataset (file meta
-group 0002 excluded, as in that method), serialised compactly with non-ASCII text kept as is.
-Pixel data is never read; any other binary value longer than :data:`BULK_DATA_THRESHOLD`
-bytes is left out and replaced by a ``BulkDataURI`` naming the file it came from.
+``meta`` is pydicom's :meth:`~pydicom.dataset.Dataset.to_json_dict` of the file meta
+information (group 0002, so ``TransferSyntaxUID`` is there too) followed by that of the
+dataset, serialised compactly with non-ASCII text kept as is. Numbers (IS, DS, US, FD...) are
+JSON numbers, as the model says. Pixel data is never read; any other binary value longer
+than :data:`BULK_DATA_THRESHOLD` bytes is left out and replaced by a ``BulkDataURI`` naming
+the file it came from.
 """
 
 from __future__ import annotations
@@ -29,17 +31,27 @@ def dataset_json(dataset: Dataset, source_uri: str = "") -> tuple[str, list[str]
     warning, so one bad value never loses the rest of the header.
     """
 
+    model: dict[str, Any] = {}
+    problems: list[str] = []
+    for part in (getattr(dataset, "file_meta", None), dataset):
+        if part is None:
+            continue
+        part_model, part_problems = _json_dict(part, source_uri)
+        model.update(part_model)
+        problems += part_problems
+    return json.dumps(model, ensure_ascii=False, separators=(",", ":")), problems
+
+
+def _json_dict(dataset: Dataset, source_uri: str) -> tuple[dict[str, Any], list[str]]:
     def bulk_data_uri(_element: Any) -> str:
         return source_uri
 
     try:
-        model = dataset.to_json_dict(BULK_DATA_THRESHOLD, bulk_data_uri)
-        problems: list[str] = []
+        return dataset.to_json_dict(BULK_DATA_THRESHOLD, bulk_data_uri), []
     except Exception:  # noqa: BLE001 - pydicom raises what the bad value raises
         model = dataset.to_json_dict(BULK_DATA_THRESHOLD, bulk_data_uri, suppress_invalid_tags=True)
         left_out = sorted({f"{int(tag):08X}" for tag in dataset.keys()} - model.keys())
-        problems = [f"meta: left out invalid element(s) {', '.join(left_out)}"]
-    return json.dumps(model, ensure_ascii=False, separators=(",", ":")), problems
+        return model, [f"meta: left out invalid element(s) {', '.join(left_out)}"]
 
 
 _TAG_FORMS = (

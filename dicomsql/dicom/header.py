@@ -97,10 +97,12 @@ class HeaderColumns:
 
     @classmethod
     def core(cls) -> "HeaderColumns":
+        """The columns of :data:`CORE_KEYWORDS`."""
         return cls.of(CORE_KEYWORDS)
 
     @classmethod
     def of(cls, keywords: Sequence[str]) -> "HeaderColumns":
+        """The columns of these standard keywords, in this order."""
         return cls(tuple(attribute(keyword) for keyword in keywords))
 
     @property
@@ -144,6 +146,7 @@ _PREAMBLE = 128
 _KNOWN_FIRST_GROUPS = (0x0002, 0x0008)
 _ITEM, _SEQUENCE_DELIMITER = 0xFFFEE000, 0xFFFEE0DD
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+_PIXEL_DATA_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN")
 
 
 def _looks_like_dicom(head: bytes) -> bool:
@@ -207,7 +210,7 @@ def _check_complete(fp: BinaryIO, dataset: Dataset, pixel_data_start: int, size:
         raise InvalidDicomFileError(f"truncated: pixel data element header cut at byte {size}")
     # Some writers encode the pixel data element in implicit VR inside an explicit VR dataset;
     # like pydicom, look at the bytes rather than trust the transfer syntax.
-    if head[4:6].isalpha() and head[4:6].isupper():
+    if head[4:6] in _PIXEL_DATA_VRS:
         length = struct.unpack(end + "L", head[8:12])[0]
         value_start = pixel_data_start + 12
     else:

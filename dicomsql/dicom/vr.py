@@ -1,8 +1,8 @@
 """DICOM value representations (VRs) and the SQL values they become.
 
-One table, :data:`VR_TYPES`, maps each VR to its SQL type (Spark DDL), its Arrow type and a
-converter from the value pydicom gives to the value stored in the column. Binary VRs have no
-typed column: their values live only in the DICOM JSON ``meta`` column.
+One table, :data:`VR_TYPES`, maps each VR to its SQL type (Spark DDL) and a converter from
+the value pydicom gives to the value stored in the column. Binary VRs (:data:`BINARY_VRS`)
+have no typed column: their values live only in the DICOM JSON ``meta`` column.
 
 =========================================  ===========  ===============================
 VR                                         SQL type     value
@@ -31,7 +31,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import pyarrow as pa
 from pydicom import datadict
 from pydicom.tag import Tag
 from pydicom.valuerep import DT
@@ -89,21 +88,20 @@ def _to_text(value: Any) -> str:
 
 @dataclass(frozen=True)
 class SqlType:
-    """How one value of a VR is stored: Spark DDL type, Arrow type and converter."""
+    """How one value of a VR is stored: its Spark DDL type and a converter."""
 
     ddl: str
-    arrow: pa.DataType
     convert: Callable[[Any], Any]
 
 
-_STRING = SqlType("STRING", pa.string(), _to_text)
-_DOUBLE = SqlType("DOUBLE", pa.float64(), _to_float)
-_BIGINT = SqlType("BIGINT", pa.int64(), _to_int)
+_STRING = SqlType("STRING", _to_text)
+_DOUBLE = SqlType("DOUBLE", _to_float)
+_BIGINT = SqlType("BIGINT", _to_int)
 
 #: VR -> SQL type of one value. VRs missing here (binary ones) have no typed column.
 VR_TYPES: dict[str, SqlType] = {
-    "DA": SqlType("DATE", pa.date32(), _to_date),
-    "DT": SqlType("TIMESTAMP", pa.timestamp("us", tz="UTC"), _to_timestamp),
+    "DA": SqlType("DATE", _to_date),
+    "DT": SqlType("TIMESTAMP", _to_timestamp),
     "TM": _STRING,
     "DS": _DOUBLE,
     "FD": _DOUBLE,
@@ -115,9 +113,9 @@ VR_TYPES: dict[str, SqlType] = {
     "UL": _BIGINT,
     "SV": _BIGINT,
     "UV": _BIGINT,
-    "PN": SqlType("STRING", pa.string(), _to_person_name),
-    "AT": SqlType("STRING", pa.string(), _to_tag_text),
-    "SQ": SqlType("STRING", pa.string(), _to_sequence_json),
+    "PN": SqlType("STRING", _to_person_name),
+    "AT": SqlType("STRING", _to_tag_text),
+    "SQ": SqlType("STRING", _to_sequence_json),
     **{vr: _STRING for vr in ("AE", "AS", "CS", "LO", "LT", "SH", "ST", "UC", "UI", "UR", "UT")},
 }
 
@@ -141,16 +139,13 @@ class Attribute:
 
     @property
     def sql_type(self) -> SqlType:
+        """The SQL type of one value."""
         return VR_TYPES[self.vr]
 
     @property
     def ddl(self) -> str:
         """Spark DDL type of the column, e.g. ``ARRAY<DOUBLE>``."""
         return f"ARRAY<{self.sql_type.ddl}>" if self.multi else self.sql_type.ddl
-
-    @property
-    def arrow_type(self) -> pa.DataType:
-        return pa.list_(self.sql_type.arrow) if self.multi else self.sql_type.arrow
 
     def convert(self, value: Any) -> Any:
         """Convert the value pydicom gives for this attribute; raises ValueError if it does
@@ -181,13 +176,14 @@ def attribute(keyword: str) -> Attribute:
     >>> attribute("StudyDate").ddl
     'DATE'
 
-    Raises ``KeyError`` for an unknown keyword and ``ValueError`` for a binary VR.
+    Raises ``KeyError`` for an unknown keyword and ``ValueError`` for a binary VR
+    (:data:`BINARY_VRS`).
     """
     tag = datadict.tag_for_keyword(keyword)
     if tag is None:
         raise KeyError(f"unknown DICOM keyword {keyword!r}")
     vr, vm = datadict.dictionary_VR(tag), datadict.dictionary_VM(tag)
     column_vr = _dictionary_vr(vr)
-    if column_vr not in VR_TYPES:
-        raise ValueError(f"{keyword} has binary VR {vr}: it has no typed column")
+    if column_vr not in VR_TYPES:  # binary VRs, and item delimiters (VR NONE)
+        raise ValueError(f"{keyword} (VR {vr}) has no typed column; its value is only in meta")
     return Attribute(keyword, tag, column_vr, multi=vm != "1")

@@ -21,11 +21,11 @@ from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 from pyspark.sql.types import StructType
 
 from ..dicom.header import HeaderColumns, HeaderRecord, read_header
-from ..errors import InvalidDicomFileError
+from ..errors import DicomsqlError, InvalidDicomFileError
 from .listing import FileEntry, list_files
 from .options import DicomOptions, parse_options
 
-__all__ = ["DicomDataSource", "table_ddl"]
+__all__ = ["DicomDataSource", "table_columns", "table_ddl"]
 
 #: Rows per Arrow record batch sent to Spark.
 BATCH_ROWS = 256
@@ -33,13 +33,18 @@ BATCH_ROWS = 256
 DEFAULT_MAX_FILES_PER_PARTITION = 2000
 
 
+def table_columns(columns: HeaderColumns, corrupt_column: str = "_corrupt_record") -> list[tuple[str, str]]:
+    """The (name, Spark DDL type) columns of a DICOM table with these typed columns."""
+    return [
+        ("path", "STRING"), ("size", "BIGINT"), ("modificationTime", "TIMESTAMP"),
+        *zip(columns.names, columns.ddl),
+        ("meta", "STRING"), ("_warnings", "ARRAY<STRING>"), (corrupt_column, "STRING"),
+    ]
+
+
 def table_ddl(columns: HeaderColumns, corrupt_column: str = "_corrupt_record") -> str:
     """The Spark DDL schema of a DICOM table with these typed columns."""
-    typed = [f"`{name}` {ddl}" for name, ddl in zip(columns.names, columns.ddl)]
-    return ", ".join(
-        ["path STRING", "size BIGINT", "modificationTime TIMESTAMP", *typed,
-         "meta STRING", "_warnings ARRAY<STRING>", f"`{corrupt_column}` STRING"]
-    )
+    return ", ".join(f"`{name}` {ddl}" for name, ddl in table_columns(columns, corrupt_column))
 
 
 @dataclass(frozen=True)
@@ -75,21 +80,38 @@ class DicomDataSource(DataSource):
     def __init__(self, options: dict[str, str]) -> None:
         super().__init__(options)
         self.parsed = parse_options(options)
+        self.columns = HeaderColumns.core()
+        corrupt = self.parsed.columnNameOfCorruptRecord
+        other_names = [name for name, _ in table_columns(self.columns)][:-1]
+        if not corrupt or "`" in corrupt or corrupt in other_names:
+            raise DicomsqlError(
+                f"dicom source: option columnNameOfCorruptRecord={corrupt!r} must be a new "
+                f"column name without backticks"
+            )
 
     @classmethod
     def name(cls) -> str:
         return "dicom"
 
     def schema(self) -> str:
-        return table_ddl(HeaderColumns.core(), self.parsed.columnNameOfCorruptRecord)
+        return table_ddl(self.columns, self.parsed.columnNameOfCorruptRecord)
 
     def reader(self, schema: StructType) -> "DicomReader":
-        return DicomReader(self.parsed, schema)
+        expected = [name for name, _ in table_columns(self.columns, self.parsed.columnNameOfCorruptRecord)]
+        if schema.fieldNames() != expected:
+            raise DicomsqlError(
+                "dicom source: the schema comes from the files and the options; "
+                "a user-specified schema is not supported (select the columns you need instead)"
+            )
+        return DicomReader(self.parsed, self.columns, schema)
 
 
 class DicomReader(DataSourceReader):
-    def __init__(self, options: DicomOptions, schema: StructType) -> None:
+    """Plans partitions of files and reads them into Arrow record batches."""
+
+    def __init__(self, options: DicomOptions, columns: HeaderColumns, schema: StructType) -> None:
         self.options = options
+        self.columns = columns
         self.schema = schema
 
     def partitions(self) -> list[FilesPartition]:
@@ -99,36 +121,48 @@ class DicomReader(DataSourceReader):
     def read(self, partition: FilesPartition) -> Iterator["pyarrow.RecordBatch"]:  # noqa: F821
         from pyspark.sql.pandas.types import to_arrow_schema
 
-        batches = _BatchBuilder(HeaderColumns.core(), to_arrow_schema(self.schema, timezone="UTC"))
+        batches = _BatchBuilder(to_arrow_schema(self.schema, timezone="UTC"))
         for entry in partition.files:
-            record = _read_file(entry, batches.columns)
+            path, path_warnings = _displayable(entry.path)
+            record = _read_file(entry, self.columns, path)
             if record.error is not None:
                 if self.options.mode == "FAILFAST":
-                    raise InvalidDicomFileError(
-                        f"dicom source (mode FAILFAST): {entry.path}: {record.error}"
-                    )
+                    raise InvalidDicomFileError(f"dicom source (mode FAILFAST): {path}: {record.error}")
                 if self.options.mode == "DROPMALFORMED":
                     continue
-            batches.add(entry, record)
+            record.warnings[:0] = path_warnings
+            modified = None if entry.modified is None else round(entry.modified * 1_000_000)
+            batches.add([path, entry.size, modified, *record.values, record.meta,
+                         record.warnings or None, record.error])
             if batches.rows >= BATCH_ROWS:
                 yield batches.flush()
         if batches.rows:
             yield batches.flush()
 
 
-def _read_file(entry: FileEntry, columns: HeaderColumns) -> HeaderRecord:
+def _read_file(entry: FileEntry, columns: HeaderColumns, path: str) -> HeaderRecord:
     try:
         with open(entry.path, "rb") as fp:
-            return read_header(fp, columns, source_uri=entry.path, size=entry.size)
+            return read_header(fp, columns, source_uri=path, size=entry.size)
     except OSError as exc:
         return HeaderRecord.failed(columns, f"cannot open: {exc.strerror or exc}")
 
 
-class _BatchBuilder:
-    """Accumulates rows column by column and emits Arrow record batches of the table schema."""
+def _displayable(path: str) -> tuple[str, list[str]]:
+    """``path`` as valid UTF-8 text (file names are bytes on POSIX), and a warning when the
+    name had to be changed for that."""
+    try:
+        path.encode("utf-8")
+        return path, []
+    except UnicodeEncodeError:
+        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return shown, ["path: the file name is not valid UTF-8; shown with replacement characters"]
 
-    def __init__(self, columns: HeaderColumns, arrow_schema: "pyarrow.Schema") -> None:  # noqa: F821
-        self.columns = columns
+
+class _BatchBuilder:
+    """Accumulates rows column by column and emits Arrow record batches of a schema."""
+
+    def __init__(self, arrow_schema: "pyarrow.Schema") -> None:  # noqa: F821
         self.arrow_schema = arrow_schema
         self._reset()
 
@@ -136,9 +170,7 @@ class _BatchBuilder:
         self.data: list[list] = [[] for _ in self.arrow_schema]
         self.rows = 0
 
-    def add(self, entry: FileEntry, record: HeaderRecord) -> None:
-        row = [entry.path, entry.size, round(entry.modified * 1_000_000), *record.values,
-               record.meta, record.warnings or None, record.error]
+    def add(self, row: list) -> None:
         for column, value in zip(self.data, row):
             column.append(value)
         self.rows += 1
