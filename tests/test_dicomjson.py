@@ -6,30 +6,62 @@ from __future__ import annotations
 import json
 
 import pydicom
+from pydicom.datadict import keyword_for_tag
 import pytest
 
-from dicomsql.dicom.dicomjson import BULK_DATA_THRESHOLD, dataset_json, parse_tag, tag_text
+from dicomsql.dicom.dicomjson import BULK_DATA_THRESHOLD, dataset_model, model_json, parse_tag, tag_text
 from dicomsql.dicom.header import HeaderColumns, read_header
 
+from .conftest import PYDICOM_TEST_FILES
 from .test_header import READABLE
 
 
-@pytest.mark.parametrize("path", READABLE, ids=lambda p: p.name)
+CHARSET_FILES = sorted((PYDICOM_TEST_FILES.parent / "charset_files").glob("*.dcm"))
+
+
+def _reference_model(path) -> tuple[dict, set[str]]:
+    """pydicom's to_json_dict, element by element (file meta first); and the elements it
+    cannot encode."""
+    dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    model, failing = {}, set()
+    for part in (dataset.file_meta, dataset):
+        for tag in part.keys():
+            try:
+                model[f"{tag:08X}"] = part[tag].to_json_dict(lambda element: str(path), BULK_DATA_THRESHOLD)
+            except ValueError:
+                failing.add(f"{tag:08X}")
+    return model, failing
+
+
+@pytest.mark.parametrize("path", READABLE + CHARSET_FILES, ids=lambda p: p.name)
 def test_meta_equals_pydicom_to_json_dict(path):
     with open(path, "rb") as fp:
         record = read_header(fp, HeaderColumns.core(), source_uri=str(path))
-    dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-    expected = dataset.file_meta.to_json_dict(BULK_DATA_THRESHOLD, lambda element: str(path))
-    try:
-        expected.update(dataset.to_json_dict(BULK_DATA_THRESHOLD, lambda element: str(path)))
-    except ValueError:  # an invalid value pydicom cannot encode: left out, and said so
-        expected.update(dataset.to_json_dict(BULK_DATA_THRESHOLD, lambda element: str(path), suppress_invalid_tags=True))
-        assert any(w.startswith("meta: left out invalid element") for w in record.warnings)
+    expected, failing = _reference_model(path)
     meta = json.loads(record.meta)
     assert meta == expected
     assert "7FE00010" not in meta, "pixel data is never in meta"
-    if "TransferSyntaxUID" in dataset.file_meta:
-        assert meta["00020010"]["Value"] == [dataset.file_meta.TransferSyntaxUID]
+    for tag in failing:  # left out, and said so
+        keyword = keyword_for_tag(int(tag, 16))
+        assert any(tag in w or w.startswith(f"{keyword}:") for w in record.warnings), tag
+
+
+@pytest.mark.parametrize("path", CHARSET_FILES, ids=lambda p: p.name)
+def test_character_sets_decode_to_unicode(path):
+    with open(path, "rb") as fp:
+        record = read_header(fp, HeaderColumns.core(), source_uri=str(path))
+    dataset = pydicom.dcmread(path, stop_before_pixels=True)
+    if "PatientName" in dataset:
+        name = record.values[HeaderColumns.core().names.index("PatientName")]
+        assert name == dataset.PatientName.components[0]
+
+
+def test_meta_keeps_unicode_text():
+    dataset = pydicom.Dataset()
+    dataset.SpecificCharacterSet = "ISO_IR 192"
+    dataset.PatientName = "山田^太郎"
+    model, invalid = dataset_model(dataset)
+    assert "山田^太郎" in model_json(model) and not invalid
 
 
 def test_meta_of_ct_small_element_by_element(pydicom_files):
@@ -46,14 +78,6 @@ def test_meta_of_ct_small_element_by_element(pydicom_files):
     bulky = {tag: e for tag, e in meta.items() if "BulkDataURI" in e}
     assert bulky and all(e["BulkDataURI"] == str(path) for e in bulky.values())
     assert all(e["vr"] in ("OB", "OW", "UN", "OF", "OD", "OL", "OV") for e in bulky.values())
-
-
-def test_meta_keeps_unicode_text():
-    dataset = pydicom.Dataset()
-    dataset.SpecificCharacterSet = "ISO_IR 192"
-    dataset.PatientName = "山田^太郎"
-    text, problems = dataset_json(dataset)
-    assert "山田^太郎" in text and not problems
 
 
 @pytest.mark.parametrize(

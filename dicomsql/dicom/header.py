@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, MediaStorageDirectoryStorage
 
 from ..errors import InvalidDicomFileError
-from .dicomjson import dataset_json
+from .dicomjson import dataset_model, model_json
 from .vr import Attribute, attribute
 
 __all__ = [
@@ -119,17 +119,23 @@ class HeaderColumns:
         """Spark DDL types aligned with :attr:`names`."""
         return [a.ddl for a in self.attributes] + (["DOUBLE"] if self._derives_age else [])
 
-    def values(self, dataset: Dataset) -> tuple[list[Any], list[str]]:
-        """The typed values of ``dataset``, aligned with :attr:`names`, and a warning for each
-        value that did not parse in its VR (that value is None; the row is kept)."""
+    def values(self, model: dict[str, Any], invalid: dict[str, str] | None = None) -> tuple[list[Any], list[str]]:
+        """The typed values of a DICOM JSON ``model``, aligned with :attr:`names`, and a
+        warning for each value that does not parse in its VR (that value is None; the row is
+        kept). ``invalid`` names elements left out of the model as invalid (see
+        :func:`~dicomsql.dicom.dicomjson.dataset_model`): they are reported here too."""
+        invalid = invalid or {}
         values: list[Any] = []
         problems: list[str] = []
         for attr in self.attributes:
-            source = dataset.file_meta if attr.tag >> 16 == 0x0002 else dataset
+            key = f"{attr.tag:08X}"
+            if key in invalid:
+                values.append(None)
+                problems.append(f"{attr.keyword}: {invalid[key]}")
+                continue
             try:
-                element = source.get(attr.tag) if source is not None else None
-                values.append(None if element is None else attr.convert(element.value))
-            except Exception as exc:  # noqa: BLE001 - any bad value is a warning, never a dead row
+                values.append(attr.convert(model.get(key)))
+            except (ValueError, TypeError) as exc:
                 values.append(None)
                 problems.append(f"{attr.keyword}: {exc}")
         if self._derives_age:
@@ -266,10 +272,14 @@ def read_header(fp: BinaryIO, columns: HeaderColumns, source_uri: str = "", size
         dataset = read_dataset(fp, size)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom warns on invalid values; we report them
-            values, problems = columns.values(dataset)
-            meta, meta_problems = dataset_json(dataset, source_uri)
+            model, invalid = dataset_model(dataset, source_uri)
+        values, problems = columns.values(model, invalid)
     except InvalidDicomFileError as exc:
         return HeaderRecord.failed(columns, str(exc))
     except Exception as exc:  # noqa: BLE001 - a reader bug must not kill the query either
         return HeaderRecord.failed(columns, f"unreadable: {type(exc).__name__}: {exc}")
-    return HeaderRecord(values, meta, problems + meta_problems)
+    typed_tags = {f"{a.tag:08X}" for a in columns.attributes}
+    left_out = sorted(key for key in invalid if key not in typed_tags)
+    if left_out:
+        problems.append(f"meta: left out invalid element(s) {', '.join(left_out)}")
+    return HeaderRecord(values, model_json(model), problems)

@@ -1,8 +1,9 @@
 """DICOM value representations (VRs) and the SQL values they become.
 
 One table, :data:`VR_TYPES`, maps each VR to its SQL type (Spark DDL) and a converter from
-the value pydicom gives to the value stored in the column. Binary VRs (:data:`BINARY_VRS`)
-have no typed column: their values live only in the DICOM JSON ``meta`` column.
+a value of the DICOM JSON model (:mod:`dicomsql.dicom.dicomjson`) to the value stored in the
+column. Binary VRs (:data:`BINARY_VRS`) have no typed column: their values live only in the
+DICOM JSON ``meta`` column.
 
 =========================================  ===========  ===============================
 VR                                         SQL type     value
@@ -21,26 +22,25 @@ OB, OD, OF, OL, OV, OW, UN                 (none)       only in ``meta``
 
 An attribute whose dictionary value multiplicity allows more than one value (``VM`` other
 than ``1``) becomes an ``ARRAY`` of its element type, so a column's type never depends on the
-files read.
+files read. (Spark 4.3 has a TIME type, but the Thrift server cannot return it:
+``UNSUPPORTED_TIME_TYPE``; TM therefore stays text.)
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from pydicom import datadict
-from pydicom.tag import Tag
 from pydicom.valuerep import DT
+
+from .dicomjson import model_json
 
 __all__ = ["VR_TYPES", "BINARY_VRS", "SqlType", "Attribute", "attribute"]
 
 
-def _to_date(value: Any) -> datetime.date:
-    if isinstance(value, datetime.date):
-        return value
+def _to_date(value: str) -> datetime.date:
     text = str(value).strip()
     digits = text.replace(".", "") if len(text) == 10 else text  # ACR-NEMA YYYY.MM.DD
     if len(digits) != 8 or not digits.isdigit():
@@ -48,8 +48,8 @@ def _to_date(value: Any) -> datetime.date:
     return datetime.date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
 
 
-def _to_timestamp(value: Any) -> datetime.datetime:
-    parsed = value if isinstance(value, datetime.datetime) else DT(str(value).strip())
+def _to_timestamp(value: str) -> datetime.datetime:
+    parsed = DT(str(value).strip())
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(datetime.timezone.utc).replace(tzinfo=None)
     return parsed
@@ -60,26 +60,16 @@ def _to_float(value: Any) -> float:
 
 
 def _to_int(value: Any) -> int:
-    # IS values may be written "12.0" by some writers; int(float()) keeps them, exactly.
-    if isinstance(value, str):
-        number = float(value)
+    number = float(value) if isinstance(value, str) else value
+    if isinstance(number, float):
         if not number.is_integer():
-            raise ValueError(f"not an integer string: {value!r}")
+            raise ValueError(f"not an integer: {value!r}")
         return int(number)
-    return int(value)
+    return int(number)
 
 
 def _to_person_name(value: Any) -> str:
-    alphabetic = getattr(value, "alphabetic", None)
-    return alphabetic if alphabetic is not None else str(value).split("=")[0]
-
-
-def _to_tag_text(value: Any) -> str:
-    return f"{int(Tag(value)):08X}"
-
-
-def _to_sequence_json(value: Any) -> str:
-    return json.dumps([item.to_json_dict() for item in value], ensure_ascii=False)
+    return value.get("Alphabetic", "") if isinstance(value, dict) else str(value)
 
 
 def _to_text(value: Any) -> str:
@@ -114,8 +104,8 @@ VR_TYPES: dict[str, SqlType] = {
     "SV": _BIGINT,
     "UV": _BIGINT,
     "PN": SqlType("STRING", _to_person_name),
-    "AT": SqlType("STRING", _to_tag_text),
-    "SQ": SqlType("STRING", _to_sequence_json),
+    "AT": _STRING,
+    "SQ": SqlType("STRING", model_json),
     **{vr: _STRING for vr in ("AE", "AS", "CS", "LO", "LT", "SH", "ST", "UC", "UI", "UR", "UT")},
 }
 
@@ -147,25 +137,25 @@ class Attribute:
         """Spark DDL type of the column, e.g. ``ARRAY<DOUBLE>``."""
         return f"ARRAY<{self.sql_type.ddl}>" if self.multi else self.sql_type.ddl
 
-    def convert(self, value: Any) -> Any:
-        """Convert the value pydicom gives for this attribute; raises ValueError if it does
-        not parse in its VR. Returns None for an empty value."""
-        convert = self.sql_type.convert
-        if value is None or value == "":
+    def convert(self, element: dict[str, Any] | None) -> Any:
+        """The column value of this attribute's element in a DICOM JSON model (None when
+        absent or empty); raises ValueError when the value does not parse in the VR."""
+        if element is None:
+            return None
+        values = element.get("Value")
+        if values is None:
+            if "InlineBinary" in element or "BulkDataURI" in element:
+                raise ValueError(f"binary value (VR {element.get('vr')}) where {self.vr} was expected")
             return None
         if self.vr == "SQ":
-            return convert(value) if len(value) else None
-        values = list(value) if _is_multi_value(value) else [value]
+            return model_json(values) if values else None
+        convert = self.sql_type.convert
         converted = [convert(v) for v in values if v is not None and v != ""]
         if self.multi:
             return converted
         if len(converted) > 1:
             raise ValueError(f"{len(converted)} values where one is allowed")
         return converted[0] if converted else None
-
-
-def _is_multi_value(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
 
 
 def attribute(keyword: str) -> Attribute:
