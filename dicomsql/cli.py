@@ -15,6 +15,7 @@ from . import __version__
 from .errors import DicomsqlError, QueryError
 from .home import Home
 from .settings import DEFAULTS, SETTINGS
+from .storage import DATA_ROOTS_VARIABLE
 
 _HELP = {setting.name: setting.help for setting in SETTINGS}
 _FIRST_QUERY = (
@@ -66,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_session_options(serve)
     serve.add_argument("--host", default=DEFAULTS["host"], help=_HELP["host"])
     serve.add_argument("--port", type=_bounded_int(1, 65535), default=DEFAULTS["port"], help=_HELP["port"])
+    serve.add_argument(
+        "--data-root", action="append", default=[], metavar="DIR",
+        help="Clients may read DICOM files under DIR (repeatable); the --table folders (or the demo) always.",
+    )
 
     sql = commands.add_parser("sql", help="Run SQL in an embedded session (or through a server) and print the results.")
     source = sql.add_mutually_exclusive_group(required=True)
@@ -175,7 +180,10 @@ def _serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
     tables = _checked_tables(args.table)
     check_port_free(args.host, args.port)
-    spark = session(master=args.master, home=args.home, conf=dict(args.conf))
+    roots = [*args.data_root, *(path for _, path in tables)]
+    if not tables:
+        roots.append(str(Home(args.home).demo))
+    spark = session(master=args.master, home=args.home, conf=dict(args.conf), data_roots=roots)
     stop = _Stop()  # after session(): pyspark installs a SIGINT handler of its own
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stop.handle)
@@ -228,6 +236,7 @@ def _print_banner(spark, home: Home, server, views: list[str], seconds: float, d
     print(
         f"dicomsql {__version__} on Spark {spark.version} ({spark.sparkContext.master}), ready in {seconds:.1f}s\n"
         f"home:      {home.path}\n"
+        f"reads:     {os.environ.get(DATA_ROOTS_VARIABLE, 'anywhere').replace(os.pathsep, ', ')}\n"
         f"tables:\n" + "".join(f"  {line}\n" for line in views) +
         f"JDBC URL:  {server.jdbc_url}\n"
         f"beeline:   {beeline} -u {server.jdbc_url}\n"

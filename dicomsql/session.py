@@ -9,11 +9,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from .errors import DicomsqlError, JavaNotFoundError
 from .home import Home
 from .settings import DEFAULTS
+from .storage import DATA_ROOTS_VARIABLE
 
 __all__ = ["session", "register", "spark_conf", "check_java"]
 
@@ -103,6 +104,8 @@ def register(spark: "pyspark.sql.SparkSession") -> "pyspark.sql.SparkSession":  
     from .source import DicomDataSource
     from .udfs import register_functions
 
+    # the dicom source evaluates filters on path, size and modificationTime itself
+    spark.conf.set("spark.sql.python.filterPushdown.enabled", "true")
     spark.dataSource.register(DicomDataSource)
     register_functions(spark)
     return spark
@@ -112,6 +115,7 @@ def session(
     master: str = DEFAULTS["master"],
     home: str | os.PathLike[str] | None = None,
     conf: Mapping[str, str] | None = None,
+    data_roots: Sequence[str] | None = None,
 ) -> "pyspark.sql.SparkSession":  # noqa: F821
     """A SparkSession with everything dicomsql registered.
 
@@ -119,7 +123,9 @@ def session(
     warehouse, so tables made with ``CREATE TABLE ... AS SELECT`` persist across sessions.
     This process keeps the home until it exits: the embedded metastore admits one process,
     and a second one gets :class:`~dicomsql.errors.HomeInUseError` saying who holds it.
-    ``conf`` adds or overrides Spark settings.
+    ``conf`` adds or overrides Spark settings. ``data_roots`` (local folders or URI prefixes)
+    confine the ``dicom`` source and the pixel functions to files under them; by default
+    they read anything this process can.
     """
     global _active_home
     from pyspark import SparkContext
@@ -145,6 +151,12 @@ def session(
     _active_home = state
     # Python workers must run this interpreter (where pyarrow, pydicom and dicomsql live).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    conf = dict(conf or {})
+    if data_roots is not None:
+        # Workers inherit the driver's environment (local) or get it from executorEnv.
+        roots = os.pathsep.join(_root(r) for r in data_roots)
+        os.environ[DATA_ROOTS_VARIABLE] = roots
+        conf.setdefault(f"spark.executorEnv.{DATA_ROOTS_VARIABLE}", roots)
     if _is_local(master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.master(master)
@@ -157,6 +169,10 @@ def session(
         _active_home = None
         raise
     return register(spark)
+
+
+def _root(path: str) -> str:
+    return path if "://" in path else os.path.realpath(os.path.expanduser(path))
 
 
 def active_home() -> Home | None:

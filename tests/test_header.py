@@ -41,9 +41,13 @@ def _read(path: Path):
         return read_header(fp, COLUMNS, source_uri=str(path))
 
 
+def keyword_for_tag_group(keyword: str) -> int:
+    return pydicom.datadict.tag_for_keyword(keyword) >> 16
+
+
 def _expected(dataset: Dataset, keyword: str):
     """The typed value of ``keyword`` derived directly from pydicom's element value."""
-    source = dataset.file_meta if keyword == "TransferSyntaxUID" else dataset
+    source = dataset.file_meta if keyword_for_tag_group(keyword) == 0x0002 else dataset
     if keyword not in source:
         return None
     element = source[keyword]
@@ -51,15 +55,25 @@ def _expected(dataset: Dataset, keyword: str):
         return None
     values = list(element.value) if element.VM > 1 or isinstance(element.value, (list, pydicom.multival.MultiValue)) else [element.value]
     vr = element.VR
+    if any(v == "" for v in values):
+        multi = attribute(keyword).multi
+        return [None if v == "" else _expected_values([v], vr)[0] for v in values] if multi else None
+    values = _expected_values(values, vr)
+    return values if attribute(keyword).multi else values[0]
+
+
+def _expected_values(values: list, vr: str) -> list:
     if vr == "DA":  # the ACR-NEMA form YYYY.MM.DD is read too
         values = [datetime.datetime.strptime(str(v).replace(".", ""), "%Y%m%d").date() for v in values]
     elif vr in ("DS", "FD", "FL"):
         values = [float(v) for v in values]
-    elif vr in ("IS", "US", "SS", "UL", "SL"):
+    elif vr in ("IS", "US", "SS", "UL", "SL", "SV", "UV"):
         values = [int(v) for v in values]
+    elif vr == "AT":
+        values = [f"{int(v):08X}" for v in values]
     else:
         values = [str(v) for v in values]
-    return values if attribute(keyword).multi else values[0]
+    return values
 
 
 def test_core_columns_have_the_spine_contract():

@@ -4,14 +4,17 @@ modes and options."""
 from __future__ import annotations
 
 import datetime
+import json
 import os
 
 import pydicom
 import pytest
 from pyspark.errors import PySparkException
 
+from dicomsql.dicom.header import HeaderColumns
+from dicomsql.dicom.vr import attribute
 from dicomsql.source.datasource import plan_partitions
-from dicomsql.source.listing import list_files
+from dicomsql.storage import list_files
 from dicomsql.source.options import parse_options
 
 from .test_header import BROKEN
@@ -100,7 +103,7 @@ def test_bad_options_name_the_option(spark, pydicom_files):
 
 
 def test_partition_planning(pydicom_files):
-    files = list_files(str(pydicom_files))
+    files = list_files([str(pydicom_files)])
     options = parse_options({"path": str(pydicom_files), "numPartitions": "3"})
     partitions = plan_partitions(files, options)
     assert len(partitions) == 3
@@ -147,3 +150,99 @@ def test_user_schema_and_corrupt_column_name_are_checked(spark, pydicom_files):
         spark.read.format("dicom").schema("path STRING").load(str(pydicom_files)).collect()
     with pytest.raises(PySparkException, match="columnNameOfCorruptRecord='meta' must be a new column name"):
         spark.read.format("dicom").option("columnNameOfCorruptRecord", "meta").load(str(pydicom_files)).schema
+
+
+def test_tags_all_types_every_attribute_present_and_equals_pydicom(spark, pydicom_files):
+    from .test_header import READABLE, _expected
+
+    frame = spark.read.format("dicom").option("tags", "all").load(str(pydicom_files))
+    typed = frame.columns[3:-3]
+    assert typed[-1] == "PatientAgeYears" and typed[:-1] == sorted(typed[:-1])  # derived column last
+    assert set(HeaderColumns.core().names) <= set(typed)
+    assert {"KVP", "ReferencedImageSequence", "WindowCenterWidthExplanation"} <= set(typed)
+    again = spark.read.format("dicom").option("tags", "all").load(str(pydicom_files))
+    assert again.schema == frame.schema  # stable for the same files
+    types = dict(frame.dtypes)
+    assert types["ReferencedImageSequence"] == "string" and types["ImageType"] == "array<string>"
+    rows = {row["path"]: row for row in frame.collect()}
+    checked = 0
+    for path in READABLE:
+        row, ds = rows[str(path)], pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        for keyword in typed:
+            if keyword == "PatientAgeYears" or attribute(keyword).vr in ("SQ", "DT"):
+                continue
+            try:
+                expected = _expected(ds, keyword)
+            except ValueError:
+                assert row[keyword] is None
+                continue
+            assert row[keyword] == expected, (path.name, keyword)
+            checked += expected is not None
+    assert checked > 2000
+
+
+def test_tags_all_sequences_are_dicom_json(spark, pydicom_files):
+    frame = spark.read.format("dicom").option("tags", "all").load(str(pydicom_files / "CT_small.dcm"))
+    [row] = frame.select("OtherPatientIDsSequence", "meta").collect()
+    items = json.loads(row.OtherPatientIDsSequence)
+    assert items == json.loads(row.meta)["00101002"]["Value"] and items[0]["00100020"]["vr"] == "LO"
+
+
+def test_tags_as_a_list_of_keywords_and_tags(spark, pydicom_files):
+    frame = spark.read.format("dicom").option("tags", "PatientAge, (0018,0050), 00280030").load(str(pydicom_files))
+    assert frame.columns[3:-3] == ["PatientAge", "SliceThickness", "PixelSpacing", "PatientAgeYears"]
+    with pytest.raises(PySparkException, match=r"option tags: '00291010' is not a standard attribute; read it with dicom_tag"):
+        spark.read.format("dicom").option("tags", "PatientID,00291010").load(str(pydicom_files)).schema
+    with pytest.raises(PySparkException, match="option tags: unknown DICOM keyword 'PatientAgee'"):
+        spark.read.format("dicom").option("tags", "PatientAgee").load(str(pydicom_files)).schema
+
+
+def test_pixels_bytes_adds_the_file_content(spark, pydicom_files):
+    frame = spark.read.format("dicom").option("pixels", "bytes").load(str(pydicom_files / "MR_small_RLE.dcm"))
+    assert frame.columns[3] == "content" and dict(frame.dtypes)["content"] == "binary"
+    [row] = frame.select("content", "Modality").collect()
+    assert bytes(row.content) == (pydicom_files / "MR_small_RLE.dcm").read_bytes() and row.Modality == "MR"
+
+
+def test_several_paths_and_modification_times(spark, pydicom_files, tmp_path):
+    a, b = pydicom_files / "CT_small.dcm", pydicom_files / "MR_small.dcm"
+    both = spark.read.format("dicom").load(f"{a},{b}")
+    assert sorted(os.path.basename(r.path) for r in both.select("path").collect()) == ["CT_small.dcm", "MR_small.dcm"]
+    listed = spark.read.format("dicom").load([str(a), str(b), str(a)])
+    assert listed.count() == 2  # each file once
+    old, new = tmp_path / "old.dcm", tmp_path / "new.dcm"
+    old.write_bytes(a.read_bytes())
+    new.write_bytes(b.read_bytes())
+    os.utime(old, (1_600_000_000, 1_600_000_000))  # 2020-09-13T12:26:40Z
+    after = spark.read.format("dicom").option("modifiedAfter", "2021-01-01T00:00:00").load(str(tmp_path))
+    assert [os.path.basename(r.path) for r in after.select("path").collect()] == ["new.dcm"]
+    before = spark.read.format("dicom").option("modifiedBefore", "2020-09-13T12:30:00").load(str(tmp_path))
+    assert [os.path.basename(r.path) for r in before.select("path").collect()] == ["old.dcm"]
+
+
+def test_filters_on_file_columns_open_no_other_file(spark, pydicom_files):
+    failfast = spark.read.format("dicom").option("mode", "FAILFAST").load(str(pydicom_files))
+    failfast.createOrReplaceTempView("failfast_shipped")
+    # every broken file would fail the query if it were opened
+    # (LIKE patterns with no _ wildcard become pushable starts/ends/contains tests)
+    ct = spark.sql("SELECT path, Modality FROM failfast_shipped WHERE endswith(path, '/CT_small.dcm')").collect()
+    assert [r.Modality for r in ct] == ["CT"]
+    size = (pydicom_files / "MR_small.dcm").stat().st_size
+    sized = spark.sql(f"SELECT count(*) FROM failfast_shipped WHERE size = {size} AND contains(path, 'MR_small')").first()[0]
+    assert sized == sum(1 for p in pydicom_files.glob("MR_small*") if p.stat().st_size == size)
+    listed = spark.sql("SELECT count(*) FROM failfast_shipped WHERE path IN ('x', '%s')" % (pydicom_files / "JPEG2000.dcm")).first()[0]
+    assert listed == 1
+    future = spark.sql("SELECT count(*) FROM failfast_shipped WHERE modificationTime > timestamp'2999-01-01 00:00:00'").first()[0]
+    assert future == 0
+    plan = spark.sql("SELECT path FROM failfast_shipped WHERE size > 100 AND NOT endswith(path, '.txt')")._jdf.queryExecution().executedPlan().toString()
+    assert "Filter " not in plan and "Filter(" not in plan  # pushed down, not evaluated again by Spark
+    with pytest.raises(Exception, match="mode FAILFAST"):  # the bad files are still there
+        spark.sql("SELECT count(*) FROM failfast_shipped WHERE size > 0").collect()
+
+
+def test_file_uris_go_through_pyarrow(spark, pydicom_files):
+    frame = spark.read.format("dicom").load(f"file://{pydicom_files}/MR_small_RLE.dcm")
+    [row] = frame.select("path", "Modality", "_corrupt_record").collect()
+    assert row.path == f"file://{pydicom_files}/MR_small_RLE.dcm" and row.Modality == "MR"
+    [pixels] = frame.selectExpr("dicom_pixels(path) AS p").collect()
+    assert len(pixels.p) == 64 * 64

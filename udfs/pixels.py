@@ -5,18 +5,22 @@ from __future__ import annotations
 import pandas as pd
 
 from dicomsql.dicom.pixels import modality_frame
+from dicomsql.storage import open_file
 
 from .registry import sql_function
 
 
-def _first_frame(source: object) -> object:
+def _first_frame(source: str | bytes | None) -> object:
     if source is None:
         return None
+    where = source if isinstance(source, str) else f"<{len(source)} bytes>"
     try:
+        if isinstance(source, str):
+            with open_file(source) as fp:
+                return modality_frame(fp).ravel()
         return modality_frame(source).ravel()
-    except Exception as exc:  # noqa: BLE001 - any decode failure becomes one clear message
-        where = source if isinstance(source, str) else f"<{len(source)} bytes>"
-        raise ValueError(f"dicom_pixels: cannot decode {where}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - any failure becomes one clear message
+        raise ValueError(f"dicom_pixels: cannot decode {where}: {type(exc).__name__}: {exc}") from None
 
 
 @sql_function(
@@ -27,9 +31,9 @@ def _first_frame(source: object) -> object:
 def dicom_pixels(file: pd.Series) -> pd.Series:
     """The first frame's pixel values in modality units, row by row (row-major), as floats.
 
-    ``file`` is a path an executor can open or the file's bytes. Rescale Slope/Intercept (or
-    the Modality LUT) is applied, so CT values are Hounsfield units. A file that cannot be
-    decoded fails the query with its path and the reason; filter such files out with
-    ``WHERE _corrupt_record IS NULL``.
+    ``file`` is a path (or URI) an executor can open, or the file's bytes (the ``content``
+    column of ``pixels 'bytes'``). Rescale Slope/Intercept (or the Modality LUT) is applied,
+    so CT values are Hounsfield units. A file that cannot be decoded fails the query with
+    its path and the reason; filter such files out with ``WHERE _corrupt_record IS NULL``.
     """
     return pd.Series([_first_frame(source) for source in file], dtype=object)

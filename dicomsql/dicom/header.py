@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Sequence
 
 import pydicom
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, MediaStorageDirectoryStorage
 
 from ..errors import InvalidDicomFileError
-from .dicomjson import dataset_model, model_json
+from .dicomjson import dataset_model, model_json, parse_tag
 from .vr import Attribute, attribute
 
 __all__ = [
@@ -70,6 +71,14 @@ CORE_KEYWORDS: tuple[str, ...] = (
     "WindowWidth",
 )
 
+def _has_column(keyword: str) -> bool:
+    try:
+        attribute(keyword)
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
 _AGE_UNITS_PER_YEAR = {"D": 365.25, "W": 365.25 / 7, "M": 12.0, "Y": 1.0}
 
 
@@ -104,6 +113,40 @@ class HeaderColumns:
     def of(cls, keywords: Sequence[str]) -> "HeaderColumns":
         """The columns of these standard keywords, in this order."""
         return cls(tuple(attribute(keyword) for keyword in keywords))
+
+    @classmethod
+    def named(cls, keys: Sequence[str]) -> "HeaderColumns":
+        """The columns of keywords or tags (``'PatientAge'``, ``'00101010'``,
+        ``'(0010,1010)'``), in this order, each once. ``ValueError`` names a key that is
+        unknown, private or binary (those are read from ``meta`` with ``dicom_tag``)."""
+        keywords: list[str] = []
+        for key in keys:
+            try:
+                tag = parse_tag(key)
+            except KeyError:
+                raise ValueError(f"unknown DICOM keyword {key!r}") from None
+            keyword = keyword_for_tag(tag)
+            if not keyword or tag >> 16 & 1:
+                raise ValueError(f"{key!r} is not a standard attribute; read it with dicom_tag(meta, {key!r})")
+            try:
+                attribute(keyword)
+            except ValueError as exc:
+                raise ValueError(f"{exc}; read it with dicom_tag(meta, {key!r})") from None
+            if keyword not in keywords:
+                keywords.append(keyword)
+        return cls.of(keywords)
+
+    @classmethod
+    def present_in(cls, models: Sequence[dict[str, Any]]) -> "HeaderColumns":
+        """The core columns plus every standard attribute with a typed column found at the
+        top level of these DICOM JSON models, sorted by keyword (stable for given files)."""
+        keywords = set(CORE_KEYWORDS)
+        for model in models:
+            for key in model:
+                keyword = keyword_for_tag(int(key, 16))
+                if keyword and keyword not in keywords and _has_column(keyword):
+                    keywords.add(keyword)
+        return cls.of(sorted(keywords))
 
     @property
     def _derives_age(self) -> bool:
@@ -173,7 +216,8 @@ def read_dataset(fp: BinaryIO, size: int | None = None) -> Dataset:
     DICOM, the header is malformed, the file is truncated or it is a DICOMDIR.
     """
     if size is None:
-        size = os.fstat(fp.fileno()).st_size
+        size = fp.seek(0, os.SEEK_END)
+        fp.seek(0)
     head = fp.read(_PREAMBLE + 4)
     fp.seek(0)
     if not _looks_like_dicom(head):

@@ -150,9 +150,9 @@ class Attribute:
         if self.vr == "SQ":
             return model_json(values) if values else None
         convert = self.sql_type.convert
-        converted = [convert(v) for v in values if v is not None and v != ""]
+        converted = [None if v is None or v == "" else convert(v) for v in values]
         if self.multi:
-            return converted
+            return converted  # an empty value keeps its position, as NULL
         if len(converted) > 1:
             raise ValueError(f"{len(converted)} values where one is allowed")
         return converted[0] if converted else None

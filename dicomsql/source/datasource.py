@@ -3,48 +3,76 @@
 Usage::
 
     spark.read.format("dicom").load("/data/ct")
-    spark.sql("CREATE TEMPORARY VIEW ct USING dicom OPTIONS (path '/data/ct')")
+    spark.sql("CREATE TEMPORARY VIEW ct USING dicom OPTIONS (path '/data/ct', tags 'all')")
 
-The planning (listing files, splitting them into partitions) runs once on the driver; each
-partition reads its files with :func:`dicomsql.dicom.header.read_header` and sends rows to
-Spark as Arrow record batches.
+Planning runs once on the driver: the schema (with ``tags 'all'``, from a sample of the
+files), then the file listing, filtered by what Spark pushes down on ``path``, ``size`` and
+``modificationTime``, split into partitions. Each partition reads its files with
+:func:`dicomsql.dicom.header.read_header` and sends rows to Spark as Arrow record batches.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
-from dataclasses import dataclass
-from typing import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Sequence
 
-from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
+from pyspark.sql.datasource import DataSource, DataSourceReader, Filter, InputPartition
 from pyspark.sql.types import StructType
 
-from ..dicom.header import HeaderColumns, HeaderRecord, read_header
+from ..dicom.dicomjson import dataset_model
+from ..dicom.header import HeaderColumns, HeaderRecord, read_dataset, read_header
 from ..errors import DicomsqlError, InvalidDicomFileError
-from .listing import FileEntry, list_files
+from ..storage import FileEntry, list_files, open_file
+from .filters import file_values, matches, pushable
 from .options import DicomOptions, parse_options
 
-__all__ = ["DicomDataSource", "table_columns", "table_ddl"]
+__all__ = ["DicomDataSource", "TableLayout"]
 
 #: Rows per Arrow record batch sent to Spark.
 BATCH_ROWS = 256
 #: Default upper bound of files per partition when neither partition option is given.
 DEFAULT_MAX_FILES_PER_PARTITION = 2000
 
-
-def table_columns(columns: HeaderColumns, corrupt_column: str = "_corrupt_record") -> list[tuple[str, str]]:
-    """The (name, Spark DDL type) columns of a DICOM table with these typed columns."""
-    return [
-        ("path", "STRING"), ("size", "BIGINT"), ("modificationTime", "TIMESTAMP"),
-        *zip(columns.names, columns.ddl),
-        ("meta", "STRING"), ("_warnings", "ARRAY<STRING>"), (corrupt_column, "STRING"),
-    ]
+_FILE_FIELDS = (("path", "STRING"), ("size", "BIGINT"), ("modificationTime", "TIMESTAMP"))
+_CONTENT_FIELD = ("content", "BINARY")
 
 
-def table_ddl(columns: HeaderColumns, corrupt_column: str = "_corrupt_record") -> str:
-    """The Spark DDL schema of a DICOM table with these typed columns."""
-    return ", ".join(f"`{name}` {ddl}" for name, ddl in table_columns(columns, corrupt_column))
+@dataclass(frozen=True)
+class TableLayout:
+    """The columns of a DICOM table: file columns, ``content`` (with ``pixels 'bytes'``), the
+    typed header columns, then ``meta``, ``_warnings`` and the corrupt record column."""
+
+    columns: HeaderColumns
+    content: bool = False
+    corrupt_column: str = "_corrupt_record"
+
+    def fields(self) -> list[tuple[str, str]]:
+        """(name, Spark DDL type) of every column, in order."""
+        return [
+            *_FILE_FIELDS,
+            *([_CONTENT_FIELD] if self.content else []),
+            *zip(self.columns.names, self.columns.ddl),
+            ("meta", "STRING"), ("_warnings", "ARRAY<STRING>"), (self.corrupt_column, "STRING"),
+        ]
+
+    def ddl(self) -> str:
+        return ", ".join(f"`{name}` {ddl}" for name, ddl in self.fields())
+
+    @classmethod
+    def from_field_names(cls, names: Sequence[str], corrupt_column: str) -> "TableLayout":
+        """The layout whose :meth:`fields` have these names; ``ValueError`` when none has."""
+        content = len(names) > 3 and names[3] == _CONTENT_FIELD[0]
+        typed = [n for n in names[3 + content : -3] if n != "PatientAgeYears"]
+        try:
+            layout = cls(HeaderColumns.of(typed), content, corrupt_column)
+        except (KeyError, ValueError):
+            layout = None
+        if layout is None or [name for name, _ in layout.fields()] != list(names):
+            raise ValueError("not the columns of a DICOM table")
+        return layout
 
 
 @dataclass(frozen=True)
@@ -74,49 +102,102 @@ def plan_partitions(files: Sequence[FileEntry], options: DicomOptions) -> list[F
     return [FilesPartition(i, tuple(files[bounds[i] : bounds[i + 1]])) for i in range(count)]
 
 
+def _list(options: DicomOptions) -> list[FileEntry]:
+    return list_files(
+        options.paths, options.recursiveFileLookup, options.pathGlobFilter,
+        options.modifiedAfter, options.modifiedBefore,
+    )
+
+
+def _sample(files: Sequence[FileEntry], size: int) -> list[FileEntry]:
+    """Up to ``size`` files spread evenly over ``files`` (deterministic)."""
+    if len(files) <= size:
+        return list(files)
+    return [files[i * len(files) // size] for i in range(size)]
+
+
+def _sampled_models(files: Iterable[FileEntry]) -> list[dict]:
+    models = []
+    for entry in files:
+        if entry.error:
+            continue
+        try:
+            with open_file(entry.path) as fp:
+                models.append(dataset_model(read_dataset(fp, entry.size))[0])
+        except Exception:  # noqa: BLE001 - a bad file contributes no columns, nothing else
+            continue
+    return models
+
+
 class DicomDataSource(DataSource):
     """Spark data source ``dicom``: a folder of DICOM files as a table (see module docs)."""
 
     def __init__(self, options: dict[str, str]) -> None:
         super().__init__(options)
         self.parsed = parse_options(options)
-        self.columns = HeaderColumns.core()
-        corrupt = self.parsed.columnNameOfCorruptRecord
-        other_names = [name for name, _ in table_columns(self.columns)][:-1]
-        if not corrupt or "`" in corrupt or corrupt in other_names:
-            raise DicomsqlError(
-                f"dicom source: option columnNameOfCorruptRecord={corrupt!r} must be a new "
-                f"column name without backticks"
-            )
 
     @classmethod
     def name(cls) -> str:
         return "dicom"
 
+    def _columns(self) -> HeaderColumns:
+        tags = self.parsed.tags
+        if tags == "core":
+            return HeaderColumns.core()
+        if tags == "all":
+            sample = _sample(_list(self.parsed), self.parsed.sampleSize)
+            return HeaderColumns.present_in(_sampled_models(sample))
+        try:
+            return HeaderColumns.named(tags)
+        except ValueError as exc:
+            raise DicomsqlError(f"dicom source: option tags: {exc}") from None
+
     def schema(self) -> str:
-        return table_ddl(self.columns, self.parsed.columnNameOfCorruptRecord)
+        layout = TableLayout(self._columns(), self.parsed.pixels == "bytes", self.parsed.columnNameOfCorruptRecord)
+        corrupt = layout.corrupt_column
+        if not corrupt or "`" in corrupt or corrupt in [name for name, _ in layout.fields()[:-1]]:
+            raise DicomsqlError(
+                f"dicom source: option columnNameOfCorruptRecord={corrupt!r} must be a new "
+                f"column name without backticks"
+            )
+        return layout.ddl()
 
     def reader(self, schema: StructType) -> "DicomReader":
-        expected = [name for name, _ in table_columns(self.columns, self.parsed.columnNameOfCorruptRecord)]
-        if schema.fieldNames() != expected:
+        try:
+            layout = TableLayout.from_field_names(schema.fieldNames(), self.parsed.columnNameOfCorruptRecord)
+        except ValueError:
             raise DicomsqlError(
-                "dicom source: the schema comes from the files and the options; "
+                "dicom source: the schema comes from the files and the options (tags, pixels); "
                 "a user-specified schema is not supported (select the columns you need instead)"
-            )
-        return DicomReader(self.parsed, self.columns, schema)
+            ) from None
+        return DicomReader(self.parsed, layout, schema)
 
 
+@dataclass
 class DicomReader(DataSourceReader):
-    """Plans partitions of files and reads them into Arrow record batches."""
+    """Plans partitions of files (applying pushed-down filters) and reads them into Arrow
+    record batches."""
 
-    def __init__(self, options: DicomOptions, columns: HeaderColumns, schema: StructType) -> None:
-        self.options = options
-        self.columns = columns
-        self.schema = schema
+    options: DicomOptions
+    layout: TableLayout
+    schema: StructType
+    filters: list[Filter] = field(default_factory=list)
+
+    def pushFilters(self, filters: list[Filter]) -> Iterator[Filter]:
+        for filter_ in filters:
+            if pushable(filter_):
+                self.filters.append(filter_)
+            else:
+                yield filter_
 
     def partitions(self) -> list[FilesPartition]:
-        files = list_files(self.options.path, self.options.recursiveFileLookup, self.options.pathGlobFilter)
+        files = [entry for entry in _list(self.options) if self._wanted(entry)]
         return plan_partitions(files, self.options)
+
+    def _wanted(self, entry: FileEntry) -> bool:
+        if not self.filters:
+            return True
+        return matches(self.filters, file_values(_displayable(entry.path)[0], entry.size, _microseconds(entry)))
 
     def read(self, partition: FilesPartition) -> Iterator["pyarrow.RecordBatch"]:  # noqa: F821
         from pyspark.sql.pandas.types import to_arrow_schema
@@ -124,28 +205,40 @@ class DicomReader(DataSourceReader):
         batches = _BatchBuilder(to_arrow_schema(self.schema, timezone="UTC"))
         for entry in partition.files:
             path, path_warnings = _displayable(entry.path)
-            record = _read_file(entry, self.columns, path)
+            content, record = _read_file(entry, self.layout, path)
             if record.error is not None:
                 if self.options.mode == "FAILFAST":
                     raise InvalidDicomFileError(f"dicom source (mode FAILFAST): {path}: {record.error}")
                 if self.options.mode == "DROPMALFORMED":
                     continue
-            record.warnings[:0] = path_warnings
-            modified = None if entry.modified is None else round(entry.modified * 1_000_000)
-            batches.add([path, entry.size, modified, *record.values, record.meta,
-                         record.warnings or None, record.error])
+            warnings = path_warnings + record.warnings
+            batches.add([
+                path, entry.size, _microseconds(entry), *([content] if self.layout.content else []),
+                *record.values, record.meta, warnings or None, record.error,
+            ])
             if batches.rows >= BATCH_ROWS:
                 yield batches.flush()
         if batches.rows:
             yield batches.flush()
 
 
-def _read_file(entry: FileEntry, columns: HeaderColumns, path: str) -> HeaderRecord:
+def _microseconds(entry: FileEntry) -> int | None:
+    return None if entry.modified is None else round(entry.modified * 1_000_000)
+
+
+def _read_file(entry: FileEntry, layout: TableLayout, path: str) -> tuple[bytes | None, HeaderRecord]:
+    """The file's bytes (when the layout has ``content``) and its header record."""
+    if entry.error:
+        return None, HeaderRecord.failed(layout.columns, entry.error)
     try:
-        with open(entry.path, "rb") as fp:
-            return read_header(fp, columns, source_uri=path, size=entry.size)
-    except OSError as exc:
-        return HeaderRecord.failed(columns, f"cannot open: {exc.strerror or exc}")
+        with open_file(entry.path) as fp:
+            if not layout.content:
+                return None, read_header(fp, layout.columns, source_uri=path, size=entry.size)
+            content = fp.read()
+    except (OSError, DicomsqlError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return None, HeaderRecord.failed(layout.columns, f"cannot open: {reason}")
+    return content, read_header(io.BytesIO(content), layout.columns, source_uri=path, size=len(content))
 
 
 def _displayable(path: str) -> tuple[str, list[str]]:

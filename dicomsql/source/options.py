@@ -7,7 +7,11 @@ naming the option.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import datetime
+import json
+import os
+import re
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from ..errors import DicomsqlError
@@ -15,6 +19,7 @@ from ..errors import DicomsqlError
 __all__ = ["DicomOptions", "OPTIONS", "parse_options"]
 
 MODES = ("PERMISSIVE", "DROPMALFORMED", "FAILFAST")
+PIXELS = ("none", "bytes")
 
 
 def _boolean(text: str) -> bool:
@@ -31,11 +36,55 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _mode(text: str) -> str:
-    mode = text.strip().upper()
-    if mode not in MODES:
-        raise ValueError(f"expected one of {', '.join(MODES)}")
-    return mode
+def _choice(choices: tuple[str, ...], normalise: Callable[[str], str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = normalise(text.strip())
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _timestamp(text: str) -> float:
+    """``YYYY-MM-DDTHH:mm:ss`` (UTC unless it carries an offset) as epoch seconds."""
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError("expected a timestamp like 2024-06-01T13:00:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
+
+
+_TAG_LIST_ITEM = re.compile(r"\s*\([^)]*\)|[^,]+")  # commas inside (GGGG,EEEE) do not split
+
+
+def _tags(text: str) -> str | tuple[str, ...]:
+    """``core``, ``all``, or a comma list of keywords and tags (checked by the source)."""
+    value = text.strip()
+    if value.lower() in ("core", "all"):
+        return value.lower()
+    items = tuple(item.strip() for item in _TAG_LIST_ITEM.findall(value) if item.strip())
+    if not items:
+        raise ValueError("expected core, all, or a comma-separated list of keywords or tags")
+    return items
+
+
+def _path_list(text: str) -> tuple[str, ...]:
+    """``path``: one path, or several separated by commas (unless a local path of that
+    whole name exists)."""
+    if "," in text and not os.path.lexists(os.path.expanduser(text)):
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+    return (text.strip(),)
+
+
+def _json_path_list(text: str) -> tuple[str, ...]:
+    """``paths``: the JSON list Spark passes for ``load([path, ...])``."""
+    values = json.loads(text)
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError("expected a JSON list of paths")
+    return tuple(values)
 
 
 @dataclass(frozen=True)
@@ -47,26 +96,42 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("path", None, "A DICOM file or a directory of them (required)."),
     Option(
-        "recursiveFileLookup", True, "Read files in subdirectories too.", _boolean
+        "path", (),
+        "A DICOM file, a directory (read recursively) or a glob; several separated by commas. "
+        "Local paths or URIs pyarrow can open (s3://, gs://, hdfs://).",
+        _path_list,
     ),
+    Option("paths", (), "Set by Spark for load([path, ...]); same as path.", _json_path_list),
+    Option("recursiveFileLookup", True, "Read files in subdirectories too.", _boolean),
     Option("pathGlobFilter", None, "Only read files whose name matches this glob, e.g. '*.dcm'."),
+    Option("modifiedAfter", None, "Only files modified after this time (2024-06-01T13:00:00, UTC unless an offset is given).", _timestamp),
+    Option("modifiedBefore", None, "Only files modified before this time (same format).", _timestamp),
     Option(
-        "mode",
-        "PERMISSIVE",
+        "tags", "core",
+        "Typed columns: core (the standard set), all (every standard attribute present in a "
+        "sample of the files), or a comma list of keywords and tags.",
+        _tags,
+    ),
+    Option("sampleSize", 200, "How many files tags=all samples to find the attributes present.", _positive_int),
+    Option(
+        "pixels", "none",
+        "none: headers only, pixel data never read; bytes: also a content BINARY column "
+        "holding the whole file, for pixel functions where executors cannot open the path.",
+        _choice(PIXELS, str.lower),
+    ),
+    Option(
+        "mode", "PERMISSIVE",
         "What a bad file does: PERMISSIVE gives a row with the error in the corrupt record "
         "column, DROPMALFORMED drops it, FAILFAST fails the query naming the file.",
-        _mode,
+        _choice(MODES, str.upper),
     ),
     Option(
-        "columnNameOfCorruptRecord",
-        "_corrupt_record",
+        "columnNameOfCorruptRecord", "_corrupt_record",
         "Name of the column that says why a file could not be read (null when it could).",
     ),
     Option(
-        "maxFilesPerPartition",
-        None,
+        "maxFilesPerPartition", None,
         "At most this many files per Spark partition (default: spread over 2 x CPU cores, "
         "at most 2,000 files each).",
         _positive_int,
@@ -77,11 +142,16 @@ OPTIONS: tuple[Option, ...] = (
 
 @dataclass(frozen=True)
 class DicomOptions:
-    """Parsed, validated options of one ``dicom`` read."""
+    """Parsed, validated options of one ``dicom`` read (``paths`` joins path and paths)."""
 
-    path: str
+    paths: tuple[str, ...]
     recursiveFileLookup: bool
     pathGlobFilter: str | None
+    modifiedAfter: float | None
+    modifiedBefore: float | None
+    tags: str | tuple[str, ...]
+    sampleSize: int
+    pixels: str
     mode: str
     columnNameOfCorruptRecord: str
     maxFilesPerPartition: int | None
@@ -89,28 +159,28 @@ class DicomOptions:
 
 
 _BY_LOWER_NAME = {option.name.lower(): option for option in OPTIONS}
-assert set(_BY_LOWER_NAME) == {f.name.lower() for f in fields(DicomOptions)}
 
 
 def parse_options(raw: Mapping[str, str]) -> DicomOptions:
     """Validate the options Spark passes to the ``dicom`` source.
 
-    >>> parse_options({"PATH": "/data", "mode": "failfast"}).mode
-    'FAILFAST'
+    >>> parse_options({"PATH": "/data/a, /data/b", "mode": "failfast"}).paths
+    ('/data/a', '/data/b')
     """
     values: dict[str, Any] = {option.name: option.default for option in OPTIONS}
     for key, text in raw.items():
         option = _BY_LOWER_NAME.get(key.lower())
         if option is None:
-            known = ", ".join(o.name for o in OPTIONS)
+            known = ", ".join(o.name for o in OPTIONS if o.name != "paths")
             raise DicomsqlError(f"dicom source: unknown option {key!r}; known options: {known}")
         try:
             values[option.name] = option.parse(text)
         except ValueError as exc:
             raise DicomsqlError(f"dicom source: option {option.name}={text!r}: {exc}") from None
-    if not values.get("path"):
+    paths = values.pop("path") + values.pop("paths")
+    if not paths:
         raise DicomsqlError(
             "dicom source: option path is required, e.g. "
             "CREATE TEMPORARY VIEW ct USING dicom OPTIONS (path '/data/ct')"
         )
-    return DicomOptions(**values)
+    return DicomOptions(paths=paths, **values)
