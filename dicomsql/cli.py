@@ -1,4 +1,4 @@
-"""The ``dicomsql`` command: ``serve``, ``sql``, ``demo`` and ``functions``."""
+"""The ``dicomsql`` command: ``serve``, ``sql``, ``ingest``, ``demo`` and ``functions``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from . import __version__
 from .errors import DicomsqlError, QueryError
 from .home import Home
 from .settings import DEFAULTS, SETTINGS
-from .storage import DATA_ROOTS_VARIABLE
+from .storage import data_roots
 
 _HELP = {setting.name: setting.help for setting in SETTINGS}
 _FIRST_QUERY = (
@@ -87,6 +87,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="Random seed (default %(default)s).")
     demo.add_argument("--size", type=_bounded_int(16, 4096), default=128, help="Image width and height in pixels (default %(default)s).")
 
+    ingest = commands.add_parser(
+        "ingest", help="Materialise DICOM headers into a Parquet table; later runs read only new or changed files."
+    )
+    ingest.add_argument("name", help="Table to create or update (table or database.table).")
+    ingest.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files, folders or globs (local or URIs).")
+    ingest.add_argument("--tags", default="core", help="Typed columns of a new table: core, all, or a comma list of keywords (default core).")
+    ingest.add_argument("--master", default=DEFAULTS["master"], help=_HELP["master"])
+    ingest.add_argument("--home", default=DEFAULTS["home"], help=_HELP["home"])
+    ingest.add_argument("--conf", type=_key_value, action="append", default=[], metavar="KEY=VALUE", help="Extra Spark setting (repeatable).")
+    ingest.add_argument("--jdbc", metavar="URL", help="Ingest through a running server.")
+
     commands.add_parser("functions", help="List the SQL functions dicomsql registers.")
     return parser
 
@@ -95,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dicomsql`` command; returns the exit status (2 for a usage or set-up error)."""
     args = _parser().parse_args(argv)
     try:
-        return {"serve": _serve, "sql": _sql, "demo": _demo, "functions": _functions}[args.command](args)
+        commands = {"serve": _serve, "sql": _sql, "ingest": _ingest, "demo": _demo, "functions": _functions}
+        return commands[args.command](args)
     except DicomsqlError as exc:
         print(f"dicomsql {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -236,7 +248,7 @@ def _print_banner(spark, home: Home, server, views: list[str], seconds: float, d
     print(
         f"dicomsql {__version__} on Spark {spark.version} ({spark.sparkContext.master}), ready in {seconds:.1f}s\n"
         f"home:      {home.path}\n"
-        f"reads:     {os.environ.get(DATA_ROOTS_VARIABLE, 'anywhere').replace(os.pathsep, ', ')}\n"
+        f"reads:     {', '.join(data_roots() or ['anywhere'])}\n"
         f"tables:\n" + "".join(f"  {line}\n" for line in views) +
         f"JDBC URL:  {server.jdbc_url}\n"
         f"beeline:   {beeline} -u {server.jdbc_url}\n"
@@ -248,25 +260,11 @@ def _print_banner(spark, home: Home, server, views: list[str], seconds: float, d
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from .client import EmbeddedClient, JdbcClient
     from .results import format_table
     from .sqltools import split_statements
 
     statements = split_statements(args.query if args.query is not None else _read_script(args.file))
-    tables = _checked_tables(args.table)
-    jdbc = args.jdbc or _running_server(args.home)
-    if jdbc:
-        # The server has its views already; --table adds views there (shared by its clients).
-        client = JdbcClient(jdbc)
-        if tables:
-            _create_views(client.execute, Home(args.home), tables, write_demo=False)
-    else:
-        from . import session
-        from .session import active_home
-
-        spark = session(master=args.master, home=args.home, conf=dict(args.conf))
-        _create_views(spark.sql, active_home(), tables, write_demo=False)
-        client = EmbeddedClient(spark)
+    client = _client(args, _checked_tables(args.table))
     try:
         for number, statement in enumerate(statements, start=1):
             try:
@@ -282,6 +280,54 @@ def _sql(args: argparse.Namespace) -> int:
                 print(f"{len(shown)} row(s){more}")
     finally:
         client.close()
+    return 0
+
+
+def _client(args: argparse.Namespace, tables: list[tuple[str, str]] = ()):
+    """A client running SQL through ``--jdbc``, the server holding the home, or else an
+    embedded session (with ``tables`` as views there)."""
+    from .client import EmbeddedClient, JdbcClient
+
+    jdbc = args.jdbc or _running_server(args.home)
+    if jdbc:
+        # The server has its views already; --table adds views there (shared by its clients).
+        client = JdbcClient(jdbc)
+        if tables:
+            _create_views(client.execute, Home(args.home), tables, write_demo=False)
+        return client
+    import logging
+
+    from . import session
+    from .session import active_home
+
+    spark = session(master=args.master, home=args.home, conf=dict(args.conf))
+    _create_views(spark.sql, active_home(), tables, write_demo=False)
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        logging.getLogger(name).disabled = True  # pyspark logs each SQL error; we report it once
+    return EmbeddedClient(spark)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from .ingest import ingest
+
+    tags = args.tags.strip()
+    tags = tags.lower() if tags.lower() in ("core", "all") else tags
+    client = _client(args)
+    interactive = sys.stderr.isatty()
+
+    def progress(line: str) -> None:
+        print(f"\r{line}" if interactive else line, end="" if interactive else "\n", file=sys.stderr, flush=True)
+
+    try:
+        summary = ingest(client.execute, args.name, args.paths, tags=tags, progress=progress)
+    except QueryError as exc:
+        print(f"\ndicomsql ingest: failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    if interactive:
+        print(file=sys.stderr)
+    print(summary)
     return 0
 
 

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 from .errors import DicomsqlError, JavaNotFoundError
 from .home import Home
 from .settings import DEFAULTS
-from .storage import DATA_ROOTS_VARIABLE
+from .storage import DATA_ROOTS_VARIABLE, data_roots_value
 
 __all__ = ["session", "register", "spark_conf", "check_java"]
 
@@ -154,7 +154,7 @@ def session(
     conf = dict(conf or {})
     if data_roots is not None:
         # Workers inherit the driver's environment (local) or get it from executorEnv.
-        roots = os.pathsep.join(_root(r) for r in data_roots)
+        roots = data_roots_value(data_roots)
         os.environ[DATA_ROOTS_VARIABLE] = roots
         conf.setdefault(f"spark.executorEnv.{DATA_ROOTS_VARIABLE}", roots)
     if _is_local(master):
@@ -169,10 +169,6 @@ def session(
         _active_home = None
         raise
     return register(spark)
-
-
-def _root(path: str) -> str:
-    return path if "://" in path else os.path.realpath(os.path.expanduser(path))
 
 
 def active_home() -> Home | None:

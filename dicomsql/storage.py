@@ -7,10 +7,10 @@ and an entry that cannot be examined (a broken symlink, a file deleted meanwhile
 outside the data roots) is still listed with its ``error``, so that it becomes a row saying
 why it could not be read.
 
-Data roots: when the environment variable ``DICOMSQL_DATA_ROOTS`` holds a list of roots
-(separated by ``os.pathsep``; ``dicomsql serve`` sets it before Spark starts, so every
-Python worker inherits it), only files under them are listed or opened; local paths are
-compared after resolving symlinks.
+Data roots: when the environment variable ``DICOMSQL_DATA_ROOTS`` holds a JSON list of
+roots (``dicomsql serve`` sets it before Spark starts, so every Python worker inherits it),
+only files under them are listed or opened; local paths are compared after resolving
+symlinks.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import io
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import BinaryIO, Iterable
 
 from .errors import DicomsqlError
 
-__all__ = ["FileEntry", "DATA_ROOTS_VARIABLE", "data_roots", "check_allowed", "list_files", "open_file"]
+__all__ = ["FileEntry", "DATA_ROOTS_VARIABLE", "data_roots", "data_roots_value", "check_allowed", "check_paths", "list_files", "open_file"]
 
 DATA_ROOTS_VARIABLE = "DICOMSQL_DATA_ROOTS"
 _READ_BUFFER = 64 * 1024
@@ -51,7 +52,13 @@ def data_roots() -> tuple[str, ...] | None:
     value = os.environ.get(DATA_ROOTS_VARIABLE)
     if value is None:
         return None
-    return tuple(root for root in value.split(os.pathsep) if root)
+    return tuple(json.loads(value))
+
+
+def data_roots_value(roots: Iterable[str]) -> str:
+    """The value of ``DICOMSQL_DATA_ROOTS`` confining reads to ``roots`` (local folders are
+    resolved, URIs kept as they are)."""
+    return json.dumps([root if _is_uri(root) else os.path.realpath(os.path.expanduser(root)) for root in roots])
 
 
 def _within(path: str, roots: Iterable[str]) -> bool:
@@ -162,6 +169,16 @@ def _list_uri(uri: str, recursive: bool, roots: tuple[str, ...] | None) -> list[
         modified = item.mtime.timestamp() if item.mtime is not None else None
         entries.append(FileEntry(prefix + item.path, item.size, modified))
     return entries
+
+
+def check_paths(paths: Iterable[str]) -> None:
+    """Raise :class:`DicomsqlError` when a local path does not exist (or a glob matches
+    nothing), or a path lies outside the data roots, without listing any folder."""
+    roots = data_roots()
+    for path in paths:
+        for root in [path] if _is_uri(path) else _local_roots(path):
+            if roots is not None and not _within(root, roots):
+                raise DicomsqlError(f"dicom source: {_outside_message(root, roots)}")
 
 
 def list_files(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from pyhive import hive
+from pyhive.exc import OperationalError
 
 from dicomsql.server import free_port
 from dicomsql.udfs import FUNCTIONS
@@ -98,6 +99,15 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env):
     assert through.returncode == 0, through.stderr
     assert "running through jdbc:hive2://" in through.stderr
     assert "| 100" in through.stdout
+    home = Path(cli_env["DICOMSQL_HOME"])
+    ingested = run("ingest", "catalog", str(home / "demo" / "images"), "--tags", "all", env=cli_env)
+    assert ingested.returncode == 0, ingested.stderr
+    assert "ingest catalog: 1,200/1,200 files (100%)" in ingested.stderr
+    assert "ingested catalog: read 1,200 files (1,200 new, 0 changed)" in ingested.stdout
+    cursor = first.cursor()
+    cursor.execute("SELECT count(*), count(DISTINCT PatientID), max(KVP) FROM catalog")
+    assert cursor.fetchone() == (1200, 100, 135.0)
+    cursor.close()
     failing = run("sql", "-e", "SELECT dicom_tag(meta, 'Nope') FROM demo_images", env=cli_env)
     assert failing.returncode == 1
     assert "query failed: FunctionArgumentError: dicom_tag: argument key must be" in failing.stderr
@@ -111,12 +121,14 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env):
     cursor = second.cursor()
     cursor.execute("SELECT * FROM kept ORDER BY site")
     assert cursor.fetchall() == before
+    cursor.execute("SELECT count(*) FROM catalog")  # the ingested catalog is served too
+    assert cursor.fetchone()[0] == 1200
     cursor.close()
     assert second.stop(signal.SIGINT) == 0
     assert "Stopped." in second.output and "Traceback" not in second.output
 
 
-def test_serve_tables_and_a_busy_port(cli_env, pydicom_files):
+def test_serve_tables_and_a_busy_port_and_data_roots(cli_env, pydicom_files, demo):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -128,9 +140,16 @@ def test_serve_tables_and_a_busy_port(cli_env, pydicom_files):
 
     server = Server("--table", f"shipped={pydicom_files}", env=cli_env)
     assert "shipped" in server.output and "demo_images" not in server.output
+    assert f"reads:     {os.path.realpath(pydicom_files)}" in server.output
     cursor = server.cursor()
     cursor.execute("SELECT count(*) FROM shipped WHERE Modality = 'CT'")
     assert cursor.fetchone()[0] > 0
+    # a client cannot read DICOM files outside the served folders
+    outside = sorted((demo / "images").rglob("*.dcm"))[0]
+    with pytest.raises(OperationalError, match="is outside the data roots this server reads"):
+        cursor.execute(f"CREATE TEMPORARY VIEW elsewhere USING dicom OPTIONS (path '{outside.parent}')")
+    with pytest.raises(OperationalError, match="dicom_pixels: cannot decode .* outside the data roots"):
+        cursor.execute(f"SELECT dicom_pixels('{outside}')")
     cursor.close()
     assert server.stop(signal.SIGTERM) == 0
 

@@ -25,7 +25,7 @@ from pyspark.sql.types import StructType
 from ..dicom.dicomjson import dataset_model
 from ..dicom.header import HeaderColumns, HeaderRecord, read_dataset, read_header
 from ..errors import DicomsqlError, InvalidDicomFileError
-from ..storage import FileEntry, list_files, open_file
+from ..storage import FileEntry, check_paths, list_files, open_file
 from .filters import file_values, matches, pushable
 from .options import DicomOptions, parse_options
 
@@ -153,6 +153,7 @@ class DicomDataSource(DataSource):
             raise DicomsqlError(f"dicom source: option tags: {exc}") from None
 
     def schema(self) -> str:
+        check_paths(self.parsed.paths)  # fail at CREATE VIEW, not at the first query
         layout = TableLayout(self._columns(), self.parsed.pixels == "bytes", self.parsed.columnNameOfCorruptRecord)
         corrupt = layout.corrupt_column
         if not corrupt or "`" in corrupt or corrupt in [name for name, _ in layout.fields()[:-1]]:
