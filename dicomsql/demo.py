@@ -223,7 +223,7 @@ def _write_series(
         ds.save_as(folder / f"{index + 1:04d}.dcm", enforce_file_format=True)
 
 
-def _write_patient(images: Path, patient: pd.Series, size: int, seed: int) -> None:
+def _write_patient(images: Path, patient: pd.Series, size: int, seed: int, modalities: tuple[str, ...]) -> None:
     rng = np.random.default_rng([seed, int(patient.name)])
     site = next(s for s in SITES if s.name == patient["site"])
     study_date = datetime.date(2016, 1, 4) + datetime.timedelta(days=int(rng.integers(0, 7 * 365)))
@@ -234,11 +234,21 @@ def _write_patient(images: Path, patient: pd.Series, size: int, seed: int) -> No
     folder = images / patient["PatientID"]
 
     ct_positions = [(i - (CT_SLICES - 1) / 2) * site.ct_slice_mm for i in range(CT_SLICES)]
+    if "CT" in modalities:
+        _write_ct(folder, base, patient, site, rng, size, ct_positions, pixel_mm, ct_syntax, seed)
+    if "MR" in modalities:
+        _write_mr(folder, base, site, rng, size, mr_syntax, seed)
+
+
+def _write_ct(
+    folder: Path, base: Dataset, patient: pd.Series, site: Site, rng: np.random.Generator,
+    size: int, positions: list[float], pixel_mm: float, syntax: UID, seed: int,
+) -> None:
     _write_series(
         folder / "CT", base, modality="CT", series_number=1,
-        slices=[np.clip(_body_phantom(size, z, patient["tumor_mm"], rng) + 1024, 0, 4095) for z in ct_positions],
+        slices=[np.clip(_body_phantom(size, z, patient["tumor_mm"], rng) + 1024, 0, 4095) for z in positions],
         slice_mm=site.ct_slice_mm, pixel_mm=pixel_mm,
-        transfer_syntax=ct_syntax,
+        transfer_syntax=syntax,
         attributes={
             "Manufacturer": site.ct[0], "ManufacturerModelName": site.ct[1],
             "BodyPartExamined": "CHEST", "SeriesDescription": "CHEST W/O CONTRAST",
@@ -249,11 +259,16 @@ def _write_patient(images: Path, patient: pd.Series, size: int, seed: int) -> No
         },
         seed=seed,
     )
+
+
+def _write_mr(
+    folder: Path, base: Dataset, site: Site, rng: np.random.Generator, size: int, syntax: UID, seed: int
+) -> None:
     _write_series(
         folder / "MR", base, modality="MR", series_number=2,
         slices=[_brain_phantom(size, i, rng) for i in range(MR_SLICES)],
         slice_mm=5.0, pixel_mm=240.0 / size,
-        transfer_syntax=mr_syntax,
+        transfer_syntax=syntax,
         attributes={
             "Manufacturer": site.mr[0], "ManufacturerModelName": site.mr[1],
             "BodyPartExamined": "BRAIN", "SeriesDescription": "T1 AXIAL",
@@ -270,11 +285,14 @@ def demo_is_complete(out: str | Path) -> bool:
     return (Path(out) / "cohort.json").is_file()
 
 
-def write_demo(out: str | Path, patients: int = 100, seed: int = 0, size: int = 128) -> Path:
+def write_demo(
+    out: str | Path, patients: int = 100, seed: int = 0, size: int = 128, modalities: tuple[str, ...] = ("CT", "MR")
+) -> Path:
     """Write the demo cohort to ``out`` (which must not exist yet) and return its path.
 
-    ``size`` is the image width and height in pixels. Writing goes to ``<out>.partial`` first,
-    so an interrupted run never leaves a cohort that looks complete.
+    ``size`` is the image width and height in pixels; ``modalities`` the series written per
+    patient. Writing goes to ``<out>.partial`` first, so an interrupted run never leaves a
+    cohort that looks complete.
     """
     if patients < 1:
         raise ValueError(f"patients must be at least 1, got {patients}")
@@ -286,13 +304,13 @@ def write_demo(out: str | Path, patients: int = 100, seed: int = 0, size: int = 
     rng = np.random.default_rng(seed)
     clinical = simulate_patients(patients, rng)
     for _, patient in clinical.iterrows():
-        _write_patient(partial / "images", patient, size, seed)
+        _write_patient(partial / "images", patient, size, seed, modalities)
     clinical.to_parquet(partial / "patients.parquet", index=False)
     description = {
         "patients": patients,
         "seed": seed,
         "image_size": size,
-        "series_per_patient": {"CT": CT_SLICES, "MR": MR_SLICES},
+        "series_per_patient": {m: {"CT": CT_SLICES, "MR": MR_SLICES}[m] for m in modalities},
         "transfer_syntaxes": [str(uid) for uid in TRANSFER_SYNTAXES],
         "outcome": {
             "model": "Cox proportional hazards, Weibull baseline, administrative censoring",

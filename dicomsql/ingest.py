@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from .client import QueryResult
-from .errors import DicomsqlError, QueryError
+from .errors import DicomsqlError
 from .sqltools import identifier, string_literal
 from .storage import FileEntry, list_files
 
@@ -72,15 +72,15 @@ def _micros(entry: FileEntry) -> int | None:
     return None if entry.modified is None else round(entry.modified * 1_000_000)
 
 
-def _existing(execute: Execute, table: str) -> dict[str, tuple[int | None, int | None]] | None:
+def _existing(execute: Execute, name: str) -> dict[str, tuple[int | None, int | None]] | None:
     """path -> (size, modification time in microseconds) of the table's rows; None if the
     table does not exist."""
-    try:
-        result = execute(f"SELECT path, size, unix_micros(modificationTime) FROM {table}")
-    except QueryError as exc:
-        if "TABLE_OR_VIEW_NOT_FOUND" in str(exc):
-            return None
-        raise
+    *database, table = name.split(".")
+    where = f" IN {identifier(database[0])}" if database else ""
+    listed = execute(f"SHOW TABLES{where} LIKE {string_literal(table)}").rows
+    if not any(row[1].lower() == table.lower() and not row[2] for row in listed):
+        return None
+    result = execute(f"SELECT path, size, unix_micros(modificationTime) FROM {_table_name(name)}")
     return {path: (size, micros) for path, size, micros in result.rows}
 
 
@@ -114,7 +114,7 @@ def ingest(
     started = time.monotonic()
     table = _table_name(name)
     files = list_files(paths)
-    existing = _existing(execute, table)
+    existing = _existing(execute, name)
     current = {entry.path: (entry.size, _micros(entry)) for entry in files}
     known = existing or {}
     new = [path for path in current if path not in known]
