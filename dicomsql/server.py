@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -109,11 +110,34 @@ def serve(
     check_port_free(host, port)
     spark.conf.set("hive.server2.thrift.bind.host", host)
     spark.conf.set("hive.server2.thrift.port", str(port))
-    jvm = spark.sparkContext._jvm
-    server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
-        spark._jsparkSession.sqlContext()
-    )
+    server = _start_in_fresh_thread(spark)
+    bound = (server.getHiveConf().get("hive.server2.thrift.bind.host"), server.getHiveConf().get("hive.server2.thrift.port"))
+    if bound != (host, str(port)):
+        server.stop()
+        raise DicomsqlError(f"the Thrift server was configured for {bound[0]}:{bound[1]}, not {host}:{port}")
     if not _wait_until(lambda: _accepts_connections(host, port), _STARTUP_TIMEOUT_SECONDS):
         server.stop()
         raise DicomsqlError(f"the Thrift server did not start listening on {host}:{port}")
     return ThriftServer(host, port, server)
+
+
+def _start_in_fresh_thread(spark: "pyspark.sql.SparkSession") -> Any:  # noqa: F821
+    """HiveThriftServer2.startWithContext, called from a new thread: a JVM thread that has
+    used the Hive metastore keeps a Hive SessionState whose configuration predates the
+    host and port set above, and the server would bind to it (0.0.0.0:10000) instead."""
+    started: dict[str, Any] = {}
+
+    def start() -> None:
+        try:
+            started["server"] = spark.sparkContext._jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
+                spark._jsparkSession.sqlContext()
+            )
+        except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            started["error"] = exc
+
+    thread = threading.Thread(target=start, name="dicomsql-thrift-start")
+    thread.start()
+    thread.join()
+    if "error" in started:
+        raise started["error"]
+    return started["server"]

@@ -74,13 +74,30 @@ class Server:
         return code
 
 
+@pytest.fixture
+def start_server():
+    """Starts ``dicomsql serve`` processes; kills any still running when the test ends."""
+    started: list[Server] = []
+
+    def start(*args: str, env: dict[str, str]) -> Server:
+        server = Server(*args, env=env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait()
+
+
 def _port_is_free(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env):
-    first = Server(env=cli_env)
+def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_server):
+    first = start_server(env=cli_env)
     assert "writing the demo cohort" in first.output
     assert f"jdbc:hive2://127.0.0.1:{first.port}/default" in first.output
     assert "demo_images" in first.output and "demo_patients" in first.output
@@ -116,7 +133,7 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env):
     assert "Stopped." in first.output and "Traceback" not in first.shutdown_output
     assert _port_is_free(first.port)
 
-    second = Server(env=cli_env)
+    second = start_server(env=cli_env)
     assert "writing the demo cohort" not in second.output  # the demo is reused
     cursor = second.cursor()
     cursor.execute("SELECT * FROM kept ORDER BY site")
@@ -128,7 +145,7 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env):
     assert "Stopped." in second.output and "Traceback" not in second.output
 
 
-def test_serve_tables_and_a_busy_port_and_data_roots(cli_env, pydicom_files, demo):
+def test_serve_tables_and_a_busy_port_and_data_roots(cli_env, pydicom_files, demo, start_server):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -138,7 +155,7 @@ def test_serve_tables_and_a_busy_port_and_data_roots(cli_env, pydicom_files, dem
     assert f"port {port} on 127.0.0.1 is in use" in refused.stderr
     assert "Traceback" not in refused.stderr
 
-    server = Server("--table", f"shipped={pydicom_files}", env=cli_env)
+    server = start_server("--table", f"shipped={pydicom_files}", env=cli_env)
     assert "shipped" in server.output and "demo_images" not in server.output
     assert f"reads:     {os.path.realpath(pydicom_files)}" in server.output
     cursor = server.cursor()

@@ -12,6 +12,9 @@ import pytest
 from pydicom.pixels import apply_modality_lut
 from pyhive import hive
 
+import dicomsql
+from dicomsql.server import free_port
+
 from .conftest import DEMO_PATIENTS
 
 pytestmark = pytest.mark.server
@@ -144,3 +147,17 @@ def test_sql_on_files_is_off_by_default(cursor, demo):
 
     with pytest.raises(OperationalError, match="TABLE_OR_VIEW_NOT_FOUND"):
         cursor.execute(f"SELECT * FROM parquet.`{demo / 'patients.parquet'}`")
+
+
+def test_a_server_started_after_metastore_use_binds_where_asked(spark):
+    """Regression: a thread that used the metastore kept an older Hive configuration, and
+    the server bound to 0.0.0.0:10000 instead of the host and port asked for."""
+    spark.sql("SHOW TABLES").collect()
+    port = free_port()
+    with dicomsql.serve(spark, host="127.0.0.1", port=port) as server:
+        connection = hive.connect(host="127.0.0.1", port=port)
+        cursor = connection.cursor()
+        cursor.execute("SELECT 1")
+        assert cursor.fetchall() == [(1,)]
+        connection.close()
+        assert server._server.getHiveConf().get("hive.server2.thrift.bind.host") == "127.0.0.1"
