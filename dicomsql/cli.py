@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import signal
 import sys
@@ -15,7 +16,7 @@ from . import __version__
 from .errors import DicomsqlError, QueryError
 from .home import Home
 from .settings import DEFAULTS, SETTINGS
-from .storage import data_roots
+from .storage import data_root_for, data_roots
 
 _HELP = {setting.name: setting.help for setting in SETTINGS}
 _FIRST_QUERY = (
@@ -138,11 +139,15 @@ def _functions(args: argparse.Namespace) -> int:
 
 
 def _checked_tables(tables: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """``--table`` pairs with absolute paths; an error for a path that does not exist."""
+    """``--table`` pairs with absolute local paths (URIs as given); an error for a local path
+    or glob that names nothing."""
     checked = []
     for name, path in tables:
+        if "://" in path:
+            checked.append((name, path))
+            continue
         absolute = os.path.abspath(os.path.expanduser(path))
-        if not os.path.exists(absolute):
+        if not os.path.exists(absolute) and not glob.glob(absolute):
             raise DicomsqlError(f"--table {name}={path}: {absolute} does not exist")
         checked.append((name, absolute))
     return checked
@@ -192,7 +197,7 @@ def _serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
     tables = _checked_tables(args.table)
     check_port_free(args.host, args.port)
-    roots = [*args.data_root, *(path for _, path in tables)]
+    roots = [*args.data_root, *(data_root_for(path) for _, path in tables)]
     if not tables:
         roots.append(str(Home(args.home).demo))
     spark = session(master=args.master, home=args.home, conf=dict(args.conf), data_roots=roots)

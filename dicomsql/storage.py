@@ -1,5 +1,6 @@
 """Where DICOM files live: listing and opening them, locally or through pyarrow's filesystems
-(``s3://``, ``gs://``, ``hdfs://``, ``file://`` URIs), within the data roots a server admits.
+(``s3://``, ``gs://``, ``hdfs://``, ``file://`` URIs), within the data roots a server admits
+(a ``file://`` URI is checked as the local path it names, symlinks resolved).
 
 Listing never fails on one bad entry: only regular files are listed (no FIFOs or devices,
 which would block a reader), each local directory is walked once even through symlink loops,
@@ -23,10 +24,11 @@ import os
 import stat
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable
+from urllib.parse import unquote, urlsplit
 
 from .errors import DicomsqlError
 
-__all__ = ["FileEntry", "DATA_ROOTS_VARIABLE", "data_roots", "data_roots_value", "check_allowed", "check_paths", "list_files", "open_file"]
+__all__ = ["FileEntry", "DATA_ROOTS_VARIABLE", "data_roots", "data_roots_value", "check_allowed", "check_paths", "data_root_for", "list_files", "open_file"]
 
 DATA_ROOTS_VARIABLE = "DICOMSQL_DATA_ROOTS"
 _READ_BUFFER = 64 * 1024
@@ -56,15 +58,40 @@ def data_roots() -> tuple[str, ...] | None:
 
 
 def data_roots_value(roots: Iterable[str]) -> str:
-    """The value of ``DICOMSQL_DATA_ROOTS`` confining reads to ``roots`` (local folders are
-    resolved, URIs kept as they are)."""
-    return json.dumps([root if _is_uri(root) else os.path.realpath(os.path.expanduser(root)) for root in roots])
+    """The value of ``DICOMSQL_DATA_ROOTS`` confining reads to ``roots`` (local folders and
+    ``file://`` URIs are resolved to real local paths; other URIs are normalised)."""
+    return json.dumps([_normal_uri(root) if _is_remote(root) else _real(root) for root in roots])
+
+
+def _is_remote(path: str) -> bool:
+    return _is_uri(path) and not path.startswith("file://")
+
+
+def _local_path(path: str) -> str:
+    """A local path, or the path of a ``file://`` URI."""
+    return unquote(urlsplit(path).path) if path.startswith("file://") else path
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(os.path.expanduser(_local_path(path)))
+
+
+def _normal_uri(uri: str) -> str:
+    """``uri`` without surprises: no query or fragment (pyarrow reads settings such as
+    endpoint_override from the query), no ``..`` segment."""
+    parts = urlsplit(uri)
+    segments = unquote(parts.path).split("/")
+    if parts.query or parts.fragment or ".." in segments:
+        raise DicomsqlError(f"dicom source: {uri!r}: URIs with a query, a fragment or '..' are not accepted")
+    return uri
 
 
 def _within(path: str, roots: Iterable[str]) -> bool:
-    if _is_uri(path):
-        return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots if _is_uri(root))
-    real = os.path.realpath(path)
+    """Whether ``path`` lies under one of ``roots`` (symlinks resolved for local paths)."""
+    if _is_remote(path):
+        normal = _normal_uri(path)
+        return any(normal == root or normal.startswith(root.rstrip("/") + "/") for root in roots if _is_uri(root))
+    real = _real(path)
     return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots if not _is_uri(root))
 
 
@@ -121,23 +148,41 @@ def _walk(directory: str, recursive: bool) -> list[str]:
     return found
 
 
-def _local_roots(path: str) -> list[str]:
+def data_root_for(path: str) -> str:
+    """The root that admits ``path``: itself, or for a local glob the folder before its first
+    wildcard."""
+    if _is_uri(path) or os.path.lexists(path) or not glob.has_magic(path):
+        return path
+    return _static_prefix(os.path.abspath(os.path.expanduser(path)))
+
+
+def _static_prefix(pattern: str) -> str:
+    """The leading components of a glob pattern that hold no wildcard."""
+    parts = pattern.split(os.sep)
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    return os.sep.join(parts[:fixed]) or os.sep
+
+
+def _local_roots(path: str, roots: tuple[str, ...] | None) -> list[str]:
+    """The files or folders a local path or glob names, each within the data roots. Paths
+    outside the roots are refused before anything is looked up, so nothing about them leaks."""
     pattern = os.path.abspath(os.path.expanduser(path))
-    if os.path.lexists(pattern):  # a real name, even one with glob characters such as [1]
+    magic = glob.has_magic(pattern) and not os.path.lexists(pattern)
+    if roots is not None and not _within(_static_prefix(pattern) if magic else pattern, roots):
+        raise DicomsqlError(f"dicom source: {_outside_message(path, roots)}")
+    if not magic:
+        if not os.path.lexists(pattern):
+            raise DicomsqlError(f"dicom source: path {path!r} does not exist")
         return [pattern]
-    if glob.has_magic(pattern):
-        roots = sorted(glob.glob(pattern))
-        if roots:
-            return roots
+    matches = [m for m in sorted(glob.glob(pattern)) if roots is None or _within(m, roots)]
+    if not matches:
         raise DicomsqlError(f"dicom source: no file matches path {path!r}")
-    raise DicomsqlError(f"dicom source: path {path!r} does not exist")
+    return matches
 
 
 def _list_local(path: str, recursive: bool, roots: tuple[str, ...] | None) -> list[FileEntry]:
     files: list[str] = []
-    for root in _local_roots(path):
-        if roots is not None and not _within(root, roots):
-            raise DicomsqlError(f"dicom source: {_outside_message(root, roots)}")
+    for root in _local_roots(path, roots):
         files.extend(_walk(root, recursive) if os.path.isdir(root) else [root])
     entries = (_examine(f, roots) for f in files)
     return [entry for entry in entries if entry is not None]
@@ -153,9 +198,11 @@ def _outside_message(path: str, roots: tuple[str, ...]) -> str:
 def _list_uri(uri: str, recursive: bool, roots: tuple[str, ...] | None) -> list[FileEntry]:
     from pyarrow import fs
 
+    uri = _normal_uri(uri)
     if roots is not None and not _within(uri, roots):
         raise DicomsqlError(f"dicom source: {_outside_message(uri, roots)}")
     filesystem, base = fs.FileSystem.from_uri(uri)
+    refused = "refused: the file resolves outside the data roots"
     prefix = uri[: len(uri) - len(base)] if uri.endswith(base) else uri.split("://")[0] + "://"
     info = filesystem.get_file_info(base)
     if info.type == fs.FileType.NotFound:
@@ -167,7 +214,9 @@ def _list_uri(uri: str, recursive: bool, roots: tuple[str, ...] | None) -> list[
         if item.type != fs.FileType.File or any(_hidden(part) for part in relative.split("/") if part):
             continue
         modified = item.mtime.timestamp() if item.mtime is not None else None
-        entries.append(FileEntry(prefix + item.path, item.size, modified))
+        path = prefix + item.path
+        outside = roots is not None and not _within(path, roots)  # a symlink, for file://
+        entries.append(FileEntry(path, item.size, modified, refused if outside else None))
     return entries
 
 
@@ -176,9 +225,32 @@ def check_paths(paths: Iterable[str]) -> None:
     nothing), or a path lies outside the data roots, without listing any folder."""
     roots = data_roots()
     for path in paths:
-        for root in [path] if _is_uri(path) else _local_roots(path):
-            if roots is not None and not _within(root, roots):
-                raise DicomsqlError(f"dicom source: {_outside_message(root, roots)}")
+        if _is_uri(path):
+            if roots is not None and not _within(_normal_uri(path), roots):
+                raise DicomsqlError(f"dicom source: {_outside_message(path, roots)}")
+        else:
+            _local_roots(path, roots)
+
+
+def _exact_file(path: str, roots: tuple[str, ...] | None) -> FileEntry:
+    """The entry of one named file; never raises: problems become the entry's error."""
+    try:
+        if roots is not None and not _within(path, roots):
+            return FileEntry(path, None, None, "refused: outside the data roots")
+    except DicomsqlError as exc:
+        return FileEntry(path, None, None, f"refused: {exc}")
+    if not _is_uri(path):
+        return _examine(os.path.abspath(path), roots) or FileEntry(path, None, None, "not a regular file")
+    from pyarrow import fs
+
+    try:
+        filesystem, location = fs.FileSystem.from_uri(path)
+        info = filesystem.get_file_info(location)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises per filesystem
+        return FileEntry(path, None, None, f"cannot open: {exc}")
+    if info.type != fs.FileType.File:
+        return FileEntry(path, None, None, "cannot open: no such file")
+    return FileEntry(path, info.size, info.mtime.timestamp() if info.mtime else None)
 
 
 def list_files(
@@ -187,12 +259,14 @@ def list_files(
     glob_filter: str | None = None,
     modified_after: float | None = None,
     modified_before: float | None = None,
+    files: Iterable[str] = (),
 ) -> list[FileEntry]:
-    """The files under ``paths`` (files, directories or globs; local or URIs), sorted by path,
-    each listed once.
+    """The files under ``paths`` (files, directories or globs; local or URIs), plus the
+    ``files`` named exactly, sorted by path, each listed once.
 
     Raises :class:`DicomsqlError` when a path does not exist, a glob matches nothing, or a
-    path lies outside the data roots.
+    path lies outside the data roots. A named file that is missing or outside the roots is
+    an entry with its error instead.
     """
     roots = data_roots()
     found: dict[str, FileEntry] = {}
@@ -200,6 +274,8 @@ def list_files(
         listed = _list_uri(path, recursive, roots) if _is_uri(path) else _list_local(path, recursive, roots)
         for entry in listed:
             found.setdefault(entry.path, entry)
+    for path in files:
+        found.setdefault(path, _exact_file(path, roots))
     entries = sorted(found.values(), key=lambda e: e.path)
     if glob_filter:
         entries = [e for e in entries if fnmatch.fnmatchcase(e.path.rsplit("/", 1)[-1], glob_filter)]
@@ -247,5 +323,5 @@ def open_file(path: str) -> BinaryIO:
         return open(path, "rb")
     from pyarrow import fs
 
-    filesystem, location = fs.FileSystem.from_uri(path)
+    filesystem, location = fs.FileSystem.from_uri(_normal_uri(path))
     return io.BufferedReader(_ArrowRaw(filesystem.open_input_file(location), path), _READ_BUFFER)

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from dicomsql.client import EmbeddedClient
+from dicomsql.errors import DicomsqlError
 from dicomsql.ingest import ingest
 
 
@@ -72,3 +73,44 @@ def test_tags_all_is_fixed_when_the_table_is_created(spark, folder):
     assert spark.table("ingest_all").columns == columns
     assert spark.table("ingest_all").count() == 24
     spark.sql("DROP TABLE ingest_all")
+
+
+def test_a_second_run_on_the_same_table_is_refused_while_one_runs(spark, folder):
+    client = EmbeddedClient(spark)
+    spark.sql("CREATE TABLE ingest_locked__ingest_lock (started STRING) USING parquet")
+    with pytest.raises(DicomsqlError, match="another ingest of ingest_locked is running"):
+        ingest(client.execute, "ingest_locked", [str(folder)])
+    spark.sql("DROP TABLE ingest_locked__ingest_lock")
+    assert ingest(client.execute, "ingest_locked", [str(folder)]).rows == 24
+    spark.sql("DROP TABLE ingest_locked")
+
+
+def test_an_interrupted_run_is_repaired_by_the_next(spark, folder):
+    client = EmbeddedClient(spark)
+    ingest(client.execute, "ingest_repair", [str(folder)])
+    # interrupted after renaming the table away, before renaming the kept rows in
+    spark.sql("CREATE TABLE ingest_repair__ingest USING parquet AS SELECT * FROM ingest_repair LIMIT 3")
+    spark.sql("ALTER TABLE ingest_repair RENAME TO ingest_repair__previous")
+    summary = ingest(client.execute, "ingest_repair", [str(folder)])
+    assert (summary.read, summary.rows) == (0, 24)  # the data came back; nothing re-read
+    assert not spark.catalog.tableExists("ingest_repair__previous")
+    assert not spark.catalog.tableExists("ingest_repair__ingest")
+    spark.sql("DROP TABLE ingest_repair")
+
+
+def test_a_file_deleted_while_ingesting_is_a_row_not_a_failure(spark, folder, monkeypatch):
+    import dicomsql.ingest as module
+
+    victim, list_files = sorted(folder.rglob("*.dcm"))[5], module.list_files
+
+    def list_then_delete(paths):
+        listed = list_files(paths)
+        victim.unlink()
+        return listed
+
+    monkeypatch.setattr(module, "list_files", list_then_delete)
+    summary = ingest(EmbeddedClient(spark).execute, "ingest_vanished", [str(folder)])
+    assert (summary.rows, summary.unreadable) == (24, 1)
+    [row] = spark.sql(f"SELECT _corrupt_record FROM ingest_vanished WHERE path = '{victim}'").collect()
+    assert row._corrupt_record.startswith("cannot open")
+    spark.sql("DROP TABLE ingest_vanished")

@@ -193,6 +193,8 @@ def test_tags_as_a_list_of_keywords_and_tags(spark, pydicom_files):
     assert frame.columns[3:-3] == ["PatientAge", "SliceThickness", "PixelSpacing", "PatientAgeYears"]
     with pytest.raises(PySparkException, match=r"option tags: '00291010' is not a standard attribute; read it with dicom_tag"):
         spark.read.format("dicom").option("tags", "PatientID,00291010").load(str(pydicom_files)).schema
+    with pytest.raises(PySparkException, match="option tags: '60020010' is in a repeating group"):
+        spark.read.format("dicom").option("tags", "60020010").load(str(pydicom_files)).schema
     with pytest.raises(PySparkException, match="option tags: unknown DICOM keyword 'PatientAgee'"):
         spark.read.format("dicom").option("tags", "PatientAgee").load(str(pydicom_files)).schema
 
@@ -241,7 +243,7 @@ def test_filters_on_file_columns_open_no_other_file(spark, pydicom_files):
 
 
 def test_file_uris_go_through_pyarrow(spark, pydicom_files):
-    frame = spark.read.format("dicom").load(f"file://{pydicom_files}/MR_small_RLE.dcm")
+    frame = spark.read.format("dicom").load(f"file://{pydicom_files}/MR_small_RLE.dcm")  # through pyarrow
     [row] = frame.select("path", "Modality", "_corrupt_record").collect()
     assert row.path == f"file://{pydicom_files}/MR_small_RLE.dcm" and row.Modality == "MR"
     [pixels] = frame.selectExpr("dicom_pixels(path) AS p").collect()

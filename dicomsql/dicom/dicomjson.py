@@ -40,6 +40,8 @@ _SIMPLE_CHARSETS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW"})
 _NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
 _INTEGER = re.compile(r"[+-]?\d+\Z")
+#: LUT descriptors: pydicom reads their first value as unsigned whatever the VR says.
+_LUT_DESCRIPTOR_TAGS = frozenset({0x00281101, 0x00281102, 0x00281103, 0x00283002})
 
 
 class _Delegate(Exception):
@@ -60,7 +62,7 @@ def _string(value: bytes, _codec: str, _end: str) -> list[str]:
 
 
 def _ui(value: bytes, _codec: str, _end: str) -> list[str]:
-    return _strings(value.rstrip(b"\x00 "))
+    return [uid.strip() for uid in _strings(value.rstrip(b"\x00 "))]  # as pydicom's UID()
 
 
 def _ur(value: bytes, _codec: str, _end: str) -> list[str]:
@@ -68,7 +70,7 @@ def _ur(value: bytes, _codec: str, _end: str) -> list[str]:
 
 
 def _decode(value: bytes, codec: str | None) -> str:
-    if codec is None:
+    if codec is None or b"\x1b" in value:  # ISO 2022 escape sequences: pydicom's decoder
         raise _Delegate
     try:
         return value.decode(codec)
@@ -86,8 +88,8 @@ def _single_text(value: bytes, codec: str, _end: str) -> list[str]:
 
 def _person_names(value: bytes, codec: str, _end: str) -> list[dict[str, str]]:
     names = _decode(value.rstrip(b"\x00 "), codec).split("\\")
-    if any("=" in name for name in names):
-        raise _Delegate  # component groups: PersonName's own rules
+    if any("=" in name for name in names) or (len(names) > 1 and not all(names)):
+        raise _Delegate  # component groups, empty values among several: PersonName's rules
     return [{"Alphabetic": name} for name in names]
 
 
@@ -178,7 +180,7 @@ class _ModelBuilder:
 
     def element(self, dataset: Dataset, tag: int, codec: str | None, path: str) -> dict[str, Any]:
         raw = dataset._dict[tag]
-        if isinstance(raw, RawDataElement):
+        if isinstance(raw, RawDataElement) and tag not in _LUT_DESCRIPTOR_TAGS:
             vr = raw.VR or _implicit_vr(tag)
             try:
                 return self._raw(vr, raw.value, codec)

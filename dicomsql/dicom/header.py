@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Sequence
 
 import pydicom
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, MediaStorageDirectoryStorage
@@ -128,6 +128,8 @@ class HeaderColumns:
             keyword = keyword_for_tag(tag)
             if not keyword or tag >> 16 & 1:
                 raise ValueError(f"{key!r} is not a standard attribute; read it with dicom_tag(meta, {key!r})")
+            if tag_for_keyword(keyword) != tag:  # overlay and curve groups (60xx, 50xx)
+                raise ValueError(f"{key!r} is in a repeating group; read it with dicom_tag(meta, {key!r})")
             try:
                 attribute(keyword)
             except ValueError as exc:

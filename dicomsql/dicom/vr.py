@@ -151,6 +151,7 @@ class Attribute:
             return model_json(values) if values else None
         convert = self.sql_type.convert
         converted = [None if v is None or v == "" else convert(v) for v in values]
+        converted = [None if c == "" else c for c in converted]  # e.g. a PN with no alphabetic part
         if self.multi:
             return converted  # an empty value keeps its position, as NULL
         if len(converted) > 1:

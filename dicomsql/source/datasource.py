@@ -105,7 +105,7 @@ def plan_partitions(files: Sequence[FileEntry], options: DicomOptions) -> list[F
 def _list(options: DicomOptions) -> list[FileEntry]:
     return list_files(
         options.paths, options.recursiveFileLookup, options.pathGlobFilter,
-        options.modifiedAfter, options.modifiedBefore,
+        options.modifiedAfter, options.modifiedBefore, options.files,
     )
 
 

@@ -84,8 +84,8 @@ def _evaluate(filter_: Filter, values: dict[str, Any]) -> bool | None:
         return value == filter_.value
     if value is None:
         return None
-    if isinstance(filter_, In):
-        return value in filter_.value
+    if isinstance(filter_, In):  # x IN (a, NULL) is NULL, not false, when x is not a
+        return True if value in filter_.value else (None if None in filter_.value else False)
     if type(filter_) in _STRING_TESTS:
         return _STRING_TESTS[type(filter_)](value, filter_.value)
     return _COMPARISONS[type(filter_)](value, filter_.value)

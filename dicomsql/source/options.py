@@ -103,6 +103,12 @@ OPTIONS: tuple[Option, ...] = (
         _path_list,
     ),
     Option("paths", (), "Set by Spark for load([path, ...]); same as path.", _json_path_list),
+    Option(
+        "files", (),
+        "A JSON list of files to read exactly (no folders, no globs): a file missing or "
+        "outside the data roots is a row saying so. dicomsql ingest uses it.",
+        _json_path_list,
+    ),
     Option("recursiveFileLookup", True, "Read files in subdirectories too.", _boolean),
     Option("pathGlobFilter", None, "Only read files whose name matches this glob, e.g. '*.dcm'."),
     Option("modifiedAfter", None, "Only files modified after this time (2024-06-01T13:00:00, UTC unless an offset is given).", _timestamp),
@@ -142,9 +148,11 @@ OPTIONS: tuple[Option, ...] = (
 
 @dataclass(frozen=True)
 class DicomOptions:
-    """Parsed, validated options of one ``dicom`` read (``paths`` joins path and paths)."""
+    """Parsed, validated options of one ``dicom`` read (``paths`` joins path and paths;
+    ``files`` are read exactly)."""
 
     paths: tuple[str, ...]
+    files: tuple[str, ...]
     recursiveFileLookup: bool
     pathGlobFilter: str | None
     modifiedAfter: float | None
@@ -171,14 +179,14 @@ def parse_options(raw: Mapping[str, str]) -> DicomOptions:
     for key, text in raw.items():
         option = _BY_LOWER_NAME.get(key.lower())
         if option is None:
-            known = ", ".join(o.name for o in OPTIONS if o.name != "paths")
+            known = ", ".join(o.name for o in OPTIONS if o.name not in ("paths", "files"))
             raise DicomsqlError(f"dicom source: unknown option {key!r}; known options: {known}")
         try:
             values[option.name] = option.parse(text)
         except ValueError as exc:
             raise DicomsqlError(f"dicom source: option {option.name}={text!r}: {exc}") from None
     paths = values.pop("path") + values.pop("paths")
-    if not paths:
+    if not paths and not values["files"]:
         raise DicomsqlError(
             "dicom source: option path is required, e.g. "
             "CREATE TEMPORARY VIEW ct USING dicom OPTIONS (path '/data/ct')"
