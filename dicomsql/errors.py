@@ -25,6 +25,18 @@ class FunctionArgumentError(DicomsqlError, ValueError):
         self.argument = argument
         super().__init__(f"{function}: argument {argument} must be {expected}, got {got}")
 
+    @classmethod
+    def because(cls, function: str, argument: str, reason: str) -> "FunctionArgumentError":
+        """An error whose reason is already a sentence.
+
+        >>> str(FunctionArgumentError.because("coxph_fit", "options", "unknown option 'tie'"))
+        "coxph_fit: argument options: unknown option 'tie'"
+        """
+        error = cls.__new__(cls)
+        error.function, error.argument = function, argument
+        DicomsqlError.__init__(error, f"{function}: argument {argument}: {reason}")
+        return error
+
 
 class InvalidDicomFileError(DicomsqlError):
     """A file is not DICOM, or is damaged (truncated, malformed header)."""

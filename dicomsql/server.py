@@ -9,10 +9,13 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import DicomsqlError
 from .settings import DEFAULTS
+
+if TYPE_CHECKING:
+    import pyspark
 
 __all__ = ["ThriftServer", "serve", "free_port", "check_port_free"]
 
@@ -94,7 +97,7 @@ def _wait_until(condition: Any, timeout: float) -> bool:
 
 
 def serve(
-    spark: "pyspark.sql.SparkSession",  # noqa: F821
+    spark: "pyspark.sql.SparkSession",
     host: str = DEFAULTS["host"],
     port: int = DEFAULTS["port"],
 ) -> ThriftServer:
@@ -121,7 +124,7 @@ def serve(
     return ThriftServer(host, port, server)
 
 
-def _start_in_fresh_thread(spark: "pyspark.sql.SparkSession") -> Any:  # noqa: F821
+def _start_in_fresh_thread(spark: "pyspark.sql.SparkSession") -> Any:
     """HiveThriftServer2.startWithContext, called from a new thread: a JVM thread that has
     used the Hive metastore keeps a Hive SessionState whose configuration predates the
     host and port set above, and the server would bind to it (0.0.0.0:10000) instead."""

@@ -9,12 +9,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from .errors import DicomsqlError, JavaNotFoundError
 from .home import Home
 from .settings import DEFAULTS
 from .storage import DATA_ROOTS_VARIABLE, data_roots_value
+
+if TYPE_CHECKING:
+    import pyspark
 
 __all__ = ["session", "register", "spark_conf", "check_java"]
 
@@ -83,8 +86,6 @@ def spark_conf(home: Home, master: str, conf: Mapping[str, str] | None = None) -
         "spark.sql.runSQLOnFiles": "false",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
-        # Pixel functions return whole images per row: keep Arrow batches small.
-        "spark.sql.execution.arrow.maxRecordsPerBatch": "256",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
     }
     if _is_local(master):
@@ -98,7 +99,7 @@ def spark_conf(home: Home, master: str, conf: Mapping[str, str] | None = None) -
     return settings
 
 
-def register(spark: "pyspark.sql.SparkSession") -> "pyspark.sql.SparkSession":  # noqa: F821
+def register(spark: "pyspark.sql.SparkSession") -> "pyspark.sql.SparkSession":
     """Register the ``dicom`` data source and every dicomsql SQL function in ``spark``
     (any SparkSession, embedded or on a cluster). Returns ``spark``."""
     from .source import DicomDataSource
@@ -116,7 +117,7 @@ def session(
     home: str | os.PathLike[str] | None = None,
     conf: Mapping[str, str] | None = None,
     data_roots: Sequence[str] | None = None,
-) -> "pyspark.sql.SparkSession":  # noqa: F821
+) -> "pyspark.sql.SparkSession":
     """A SparkSession with everything dicomsql registered.
 
     ``home`` (default ``$DICOMSQL_HOME`` or ``~/.dicomsql``) holds the Hive metastore and the

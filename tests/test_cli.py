@@ -14,6 +14,7 @@ import pytest
 from pyhive import hive
 from pyhive.exc import OperationalError
 
+from dicomsql.demo import TRUE_COEFFICIENTS
 from dicomsql.server import free_port
 from dicomsql.udfs import FUNCTIONS
 
@@ -116,6 +117,26 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_s
     assert through.returncode == 0, through.stderr
     assert "running through jdbc:hive2://" in through.stderr
     assert "| 100" in through.stdout
+    # the demo's outcome follows a known Cox model: a fit through the server recovers it
+    cursor = first.cursor()
+    cursor.execute(
+        "CREATE TABLE demo_cox AS SELECT coxph_fit(months, died, struct(age, smoker, tumor_mm, treated)) AS model "
+        "FROM demo_patients"
+    )
+    cursor.execute("SELECT s.covariate, s.ci_lower, s.ci_upper FROM demo_cox m, LATERAL coxph_summary(m.model) s")
+    intervals = {name: (low, high) for name, low, high in cursor.fetchall()}
+    assert set(intervals) == set(TRUE_COEFFICIENTS)
+    for name, beta in TRUE_COEFFICIENTS.items():
+        assert intervals[name][0] <= beta <= intervals[name][1], name
+    cursor.execute("SELECT logrank_test(months, died, treated).p, km_fit(months, died).median FROM demo_patients")
+    p_value, _ = cursor.fetchone()
+    assert p_value < 0.01  # treatment separates the populations
+    risk_query = ("SELECT p.PatientID, coxph_predict(m.model, struct(p.age, p.smoker, p.tumor_mm, p.treated), 'survival', 24.0) "
+                  "FROM demo_patients p CROSS JOIN demo_cox m ORDER BY p.PatientID")
+    cursor.execute(risk_query)
+    risks_before = cursor.fetchall()
+    cursor.close()
+
     home = Path(cli_env["DICOMSQL_HOME"])
     ingested = run("ingest", "catalog", str(home / "demo" / "images"), "--tags", "all", env=cli_env)
     assert ingested.returncode == 0, ingested.stderr
@@ -140,6 +161,8 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_s
     assert cursor.fetchall() == before
     cursor.execute("SELECT count(*) FROM catalog")  # the ingested catalog is served too
     assert cursor.fetchone()[0] == 1200
+    cursor.execute(risk_query)  # a stored model predicts the same after a restart
+    assert cursor.fetchall() == risks_before
     cursor.close()
     assert second.stop(signal.SIGINT) == 0
     assert "Stopped." in second.output and "Traceback" not in second.output

@@ -161,3 +161,9 @@ def test_a_server_started_after_metastore_use_binds_where_asked(spark):
         assert cursor.fetchall() == [(1,)]
         connection.close()
         assert server._server.getHiveConf().get("hive.server2.thrift.bind.host") == "127.0.0.1"
+
+
+def test_models_reach_jdbc_clients_as_readable_json(cursor):
+    cursor.execute("SELECT km_fit(months, died) FROM demo_patients")
+    model = json.loads(cursor.fetchone()[0])
+    assert model["n"] == DEMO_PATIENTS and len(model["times"]) == len(model["survival"])

@@ -12,18 +12,19 @@ SQL name, signature and an example; its docstring is its SQL documentation::
 from __future__ import annotations
 
 import inspect
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 __all__ = ["FUNCTIONS", "SqlFunction", "sql_function", "register_functions"]
 
-Kind = Literal["scalar", "table"]
+Kind = Literal["scalar", "aggregate", "table"]
 
 
 @dataclass(frozen=True)
 class SqlFunction:
     """A SQL function: its name, kind, argument and result types (Spark DDL), an example and
-    the Python implementation (a function for scalars, a class for tables)."""
+    the Python implementation (a function for scalars and aggregates, a class for tables)."""
 
     name: str
     kind: Kind
@@ -48,12 +49,23 @@ class SqlFunction:
 
     def register(self, spark: Any) -> None:
         """Make this function callable from SQL in ``spark``."""
-        from pyspark.sql.functions import pandas_udf, udtf
+        from pyspark.sql.functions import arrow_udf, pandas_udf, udtf
 
         if self.kind == "table":
             spark.udtf.register(self.name, udtf(self.implementation, returnType=self.returns))
+        elif self.kind == "aggregate" or self.uses_arrow:
+            spark.udf.register(self.name, arrow_udf(self.implementation, returnType=self.returns))
         else:
             spark.udf.register(self.name, pandas_udf(self.implementation, returnType=self.returns))
+
+    @property
+    def uses_arrow(self) -> bool:
+        """True when the implementation takes ``pa.Array`` columns, or an iterator of them
+        (an Arrow UDF), rather than ``pd.Series`` (a pandas UDF); the type hints say which."""
+        import pyarrow as pa
+
+        hints = typing.get_type_hints(self.implementation)
+        return any(hint is pa.Array or pa.Array in typing.get_args(hint) for hint in hints.values())
 
 
 #: Every declared function by SQL name, in declaration order.
@@ -66,7 +78,9 @@ def sql_function(
     """Declare a SQL function (decorator). The SQL name defaults to the Python name.
 
     ``args`` and ``returns`` are Spark DDL (``returns`` lists the columns of a table
-    function). Scalars are pandas UDFs (``pd.Series`` in and out); tables are UDTF classes.
+    function). Scalars are pandas UDFs (``pd.Series`` in and out) or Arrow UDFs
+    (``pa.Array`` in and out); aggregates are Arrow grouped-aggregate UDFs (``pa.Array`` in,
+    ``pa.Scalar`` out, so they can return structs); tables are UDTF classes.
     """
 
     def declare(implementation: Any) -> Any:

@@ -17,7 +17,7 @@ import io
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from pyspark.sql.datasource import DataSource, DataSourceReader, Filter, InputPartition
 from pyspark.sql.types import StructType
@@ -28,6 +28,9 @@ from ..errors import DicomsqlError, InvalidDicomFileError
 from ..storage import FileEntry, check_paths, list_files, open_file
 from .filters import file_values, matches, pushable
 from .options import DicomOptions, parse_options
+
+if TYPE_CHECKING:
+    import pyarrow
 
 __all__ = ["DicomDataSource", "TableLayout"]
 
@@ -200,7 +203,7 @@ class DicomReader(DataSourceReader):
             return True
         return matches(self.filters, file_values(_displayable(entry.path)[0], entry.size, _microseconds(entry)))
 
-    def read(self, partition: FilesPartition) -> Iterator["pyarrow.RecordBatch"]:  # noqa: F821
+    def read(self, partition: FilesPartition) -> Iterator["pyarrow.RecordBatch"]:
         from pyspark.sql.pandas.types import to_arrow_schema
 
         batches = _BatchBuilder(to_arrow_schema(self.schema, timezone="UTC"))
@@ -256,7 +259,7 @@ def _displayable(path: str) -> tuple[str, list[str]]:
 class _BatchBuilder:
     """Accumulates rows column by column and emits Arrow record batches of a schema."""
 
-    def __init__(self, arrow_schema: "pyarrow.Schema") -> None:  # noqa: F821
+    def __init__(self, arrow_schema: "pyarrow.Schema") -> None:
         self.arrow_schema = arrow_schema
         self._reset()
 
@@ -269,7 +272,7 @@ class _BatchBuilder:
             column.append(value)
         self.rows += 1
 
-    def flush(self) -> "pyarrow.RecordBatch":  # noqa: F821
+    def flush(self) -> "pyarrow.RecordBatch":
         import pyarrow as pa
 
         arrays = [pa.array(values, type=field.type) for values, field in zip(self.data, self.arrow_schema)]

@@ -1,0 +1,442 @@
+"""Cox proportional hazards: fit (Efron or Breslow ties, strata, weights, penalties),
+inference, and predictions from the fitted model as plain data.
+
+A model is a dict of numbers, strings and lists (:data:`MODEL_FIELDS`), so it travels as a
+SQL struct, is stored in Parquet tables and is read back without executing anything.
+Efron fits are lifelines' ``CoxPHFitter`` (numbers identical to lifelines by construction);
+Breslow fits, which lifelines does not offer, are a Newton-Raphson here, checked against
+statsmodels' ``PHReg``. Predictions follow lifelines: the partial hazard is
+``exp((x - means) . coef)`` and the baseline cumulative hazard is Breslow's estimator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from .concordance import concordance_index
+from .options import Option, choice, integer, number, parse
+
+__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "PREDICTION_TYPES", "fit", "predict", "summary", "check"]
+
+OPTIONS: tuple[Option, ...] = (
+    Option("ties", "efron", choice("efron", "breslow"), "How tied event times are handled."),
+    Option("penalizer", 0.0, number(0.0), "Strength of the coefficient penalty (0: none)."),
+    Option("l1_ratio", 0.0, number(0.0, 1.0), "Share of L1 in the penalty (0: ridge, 1: lasso); Efron ties only."),
+    Option("alpha", 0.05, number(0.0, 0.5, open_low=True), "1 - confidence level of the intervals."),
+    Option("max_iter", 50, integer(1), "At most this many Newton-Raphson steps."),
+    Option("tol", 1e-7, number(0.0, open_low=True), "Convergence tolerance of the Newton-Raphson steps."),
+)
+
+#: (field, SQL type) of a model, in order; arrays are aligned with ``covariates``.
+MODEL_FIELDS: tuple[tuple[str, str], ...] = (
+    ("covariates", "array<string>"),
+    ("coef", "array<double>"),
+    ("hazard_ratio", "array<double>"),
+    ("se", "array<double>"),
+    ("z", "array<double>"),
+    ("p", "array<double>"),
+    ("ci_lower", "array<double>"),
+    ("ci_upper", "array<double>"),
+    ("means", "array<double>"),
+    ("log_likelihood", "double"),
+    ("log_likelihood_null", "double"),
+    ("lr_test_statistic", "double"),
+    ("lr_test_p", "double"),
+    ("concordance", "double"),
+    ("aic_partial", "double"),
+    ("n", "bigint"),
+    ("events", "bigint"),
+    ("n_dropped", "bigint"),
+    ("iterations", "bigint"),
+    ("converged", "boolean"),
+    ("ties", "string"),
+    ("penalizer", "double"),
+    ("l1_ratio", "double"),
+    ("alpha", "double"),
+    ("weighted", "boolean"),
+    ("strata", "array<string>"),
+    ("baseline_times", "array<double>"),
+    ("baseline_cumhaz", "array<double>"),
+    ("strata_baseline_times", "array<array<double>>"),
+    ("strata_baseline_cumhaz", "array<array<double>>"),
+    ("error", "string"),
+)
+
+#: (column, SQL type) of ``summary``, one row per covariate, as lifelines' ``summary``.
+SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
+    ("covariate", "string"), ("coef", "double"), ("exp_coef", "double"), ("se", "double"),
+    ("z", "double"), ("p", "double"), ("ci_lower", "double"), ("ci_upper", "double"),
+)
+
+PREDICTION_TYPES = ("partial_hazard", "log_partial_hazard", "survival", "cumulative_hazard", "median")
+
+_DURATION, _EVENT, _WEIGHT, _STRATUM = "\x00duration", "\x00event", "\x00weight", "\x00stratum"
+
+
+def _empty_model(reason: str, options: dict[str, Any], n_dropped: int = 0) -> dict[str, Any]:
+    model: dict[str, Any] = {name: None for name, _ in MODEL_FIELDS}
+    model.update(error=reason, n_dropped=n_dropped, ties=options["ties"], penalizer=options["penalizer"],
+                 l1_ratio=options["l1_ratio"], alpha=options["alpha"])
+    return model
+
+
+def fit(
+    durations: Sequence[float],
+    events: Sequence[float],
+    covariates: np.ndarray,
+    names: Sequence[str],
+    *,
+    weights: Sequence[float] | None = None,
+    strata: Sequence[Any] | None = None,
+    options: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Fit a Cox model; returns the model dict (see :data:`MODEL_FIELDS`).
+
+    Rows with a missing value anywhere are left out (counted in ``n_dropped``). A group that
+    cannot be fitted (negative durations, no events, no covariates, a singular problem)
+    gives a model with every estimate NULL and ``error`` saying why; it never raises for
+    data. Invalid ``options`` raise ``ValueError`` naming the option.
+    """
+    settings = parse(options, OPTIONS)
+    if settings["ties"] == "breslow" and settings["l1_ratio"] > 0:
+        raise ValueError("option l1_ratio must be 0 with ties 'breslow' (lifelines' elastic net is Efron's)")
+    table = pd.DataFrame(np.asarray(covariates, dtype=float).reshape(len(durations), len(names)), columns=list(names))
+    table[_DURATION] = np.asarray(durations, dtype=float)
+    table[_EVENT] = np.asarray(events, dtype=float)
+    if weights is not None:
+        table[_WEIGHT] = np.asarray(weights, dtype=float)
+    if strata is not None:
+        table[_STRATUM] = pd.Series(list(strata), dtype=object)
+    complete = table.notna().all(axis=1) & np.isfinite(table.drop(columns=[_STRATUM], errors="ignore")).all(axis=1)
+    dropped = int((~complete).sum())
+    table = table[complete].reset_index(drop=True)
+    problem = _data_problem(table, names)
+    if problem:
+        return _empty_model(problem, settings, dropped)
+    try:
+        if settings["ties"] == "efron":
+            model = _fit_efron(table, list(names), settings)
+        else:
+            model = _fit_breslow(table, list(names), settings)
+    except Exception as exc:  # noqa: BLE001 - singular matrices, overflow: a reason, not a crash
+        return _empty_model(f"could not fit: {type(exc).__name__}: {exc}", settings, dropped)
+    model.update(n_dropped=dropped, ties=settings["ties"], penalizer=settings["penalizer"],
+                 l1_ratio=settings["l1_ratio"], alpha=settings["alpha"], weighted=weights is not None, error=None)
+    return model
+
+
+def _data_problem(table: pd.DataFrame, names: Sequence[str]) -> str | None:
+    if not names:
+        return "no covariates"
+    if table.empty:
+        return "no complete rows"
+    if (table[_DURATION] < 0).any():
+        return f"negative durations in {(table[_DURATION] < 0).sum()} row(s); durations must be >= 0"
+    if not set(table[_EVENT].unique()) <= {0.0, 1.0}:
+        return "event must be 0/1 or boolean"
+    if table[_EVENT].sum() == 0:
+        return "no events: every row is censored"
+    if _WEIGHT in table and (table[_WEIGHT] <= 0).any():
+        return "weights must be positive"
+    constant = [name for name in names if table[name].nunique() <= 1]
+    if constant:
+        return f"constant covariate(s) {', '.join(constant)}: their effect cannot be estimated"
+    return None
+
+
+_ITERATION = re.compile(r"Iteration (\d+):")
+
+
+def _fit_efron(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) -> dict[str, Any]:
+    from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceWarning
+
+    fitter = CoxPHFitter(
+        penalizer=settings["penalizer"], l1_ratio=settings["l1_ratio"], alpha=settings["alpha"],
+        baseline_estimation_method="breslow",
+    )
+    progress = io.StringIO()
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(progress):
+        warnings.simplefilter("always")
+        fitter.fit(
+            table, _DURATION, _EVENT,
+            weights_col=_WEIGHT if _WEIGHT in table else None,
+            strata=[_STRATUM] if _STRATUM in table else None,
+            show_progress=True,
+            fit_options={"max_steps": settings["max_iter"], "precision": settings["tol"]},
+        )
+    iterations = [int(m) for m in _ITERATION.findall(progress.getvalue())]
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    coef = fitter.params_[names].to_numpy()
+    se = fitter.standard_errors_[names].to_numpy()
+    means = fitter._norm_mean[names].to_numpy()
+    baseline = fitter.baseline_cumulative_hazard_
+    model = _inference(coef, se, settings["alpha"], names)
+    partial_hazard = np.exp((table[names].to_numpy() - means) @ coef)
+    model.update(
+        means=means.tolist(),
+        log_likelihood=float(fitter.log_likelihood_),
+        concordance=concordance_index(table[_DURATION].to_numpy(), -partial_hazard, table[_EVENT].to_numpy()),
+        n=len(table), events=int(table[_EVENT].sum()),
+        iterations=iterations[-1] if iterations else None, converged=converged,
+    )
+    ratio_test = fitter.log_likelihood_ratio_test()
+    model.update(_likelihood_ratio(model["log_likelihood"], model["log_likelihood"] - ratio_test.test_statistic / 2, len(names)))
+    model.update(_baseline_fields(baseline, _STRATUM in table))
+    return model
+
+
+def _inference(coef: np.ndarray, se: np.ndarray, alpha: float, names: list[str]) -> dict[str, Any]:
+    z = coef / se
+    quantile = scipy_stats.norm.ppf(1 - alpha / 2)
+    return {
+        "covariates": names,
+        "coef": coef.tolist(),
+        "hazard_ratio": np.exp(coef).tolist(),
+        "se": se.tolist(),
+        "z": z.tolist(),
+        "p": (2 * scipy_stats.norm.sf(np.abs(z))).tolist(),
+        "ci_lower": (coef - quantile * se).tolist(),
+        "ci_upper": (coef + quantile * se).tolist(),
+    }
+
+
+def _likelihood_ratio(log_likelihood: float, log_likelihood_null: float, df: int) -> dict[str, float]:
+    statistic = 2 * (log_likelihood - log_likelihood_null)
+    return {
+        "log_likelihood_null": log_likelihood_null,
+        "lr_test_statistic": statistic,
+        "lr_test_p": float(scipy_stats.chi2.sf(statistic, df)),
+        "aic_partial": -2 * log_likelihood + 2 * df,
+    }
+
+
+def _baseline_fields(baseline: pd.DataFrame, stratified: bool) -> dict[str, Any]:
+    """The baseline cumulative hazard, one column per stratum (lifelines' layout)."""
+    if not stratified:
+        return {"baseline_times": baseline.index.to_numpy(dtype=float).tolist(),
+                "baseline_cumhaz": baseline.iloc[:, 0].to_numpy(dtype=float).tolist(), "strata": None,
+                "strata_baseline_times": None, "strata_baseline_cumhaz": None}
+    strata, times, cumhaz = [], [], []
+    for stratum in baseline.columns:
+        column = baseline[stratum]
+        strata.append(str(stratum[0] if isinstance(stratum, tuple) else stratum))
+        times.append(column.index.to_numpy(dtype=float).tolist())
+        cumhaz.append(column.to_numpy(dtype=float).tolist())
+    return {"baseline_times": None, "baseline_cumhaz": None, "strata": strata,
+            "strata_baseline_times": times, "strata_baseline_cumhaz": cumhaz}
+
+
+def _strata_rows(time: np.ndarray, groups: np.ndarray):
+    """Per stratum, its rows sorted by descending time."""
+    for stratum in np.unique(groups):
+        rows = np.flatnonzero(groups == stratum)
+        yield rows[np.argsort(-time[rows], kind="stable")]
+
+
+def _breslow_terms(beta: np.ndarray, x: np.ndarray, time: np.ndarray, event: np.ndarray,
+                   weight: np.ndarray, groups: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Breslow partial log-likelihood, gradient and Hessian (without penalty)."""
+    p = x.shape[1]
+    loglik, gradient, hessian = 0.0, np.zeros(p), np.zeros((p, p))
+    for rows in _strata_rows(time, groups):
+        xs, ts, es, ws = x[rows], time[rows], event[rows], weight[rows]
+        score = ws * np.exp(xs @ beta)
+        s0 = np.cumsum(score)
+        s1 = np.cumsum(score[:, None] * xs, axis=0)
+        s2 = np.cumsum(score[:, None, None] * xs[:, :, None] * xs[:, None, :], axis=0)
+        # the risk set of a time holds every row with that time or later: take the last
+        # cumulative index of each run of equal times
+        last = np.r_[np.flatnonzero(np.diff(ts) != 0), len(ts) - 1]
+        first = np.r_[0, last[:-1] + 1]
+        deaths = np.add.reduceat(ws * es, first)
+        death_x = np.add.reduceat((ws * es)[:, None] * xs, first, axis=0)
+        keep = deaths > 0
+        d, dx = deaths[keep], death_x[keep]
+        r0, r1, r2 = s0[last][keep], s1[last][keep], s2[last][keep]
+        mean_x = r1 / r0[:, None]
+        loglik += float(np.sum(dx @ beta) - np.sum(d * np.log(r0)))
+        gradient += dx.sum(axis=0) - (d[:, None] * mean_x).sum(axis=0)
+        hessian -= np.einsum("t,tij->ij", d, r2 / r0[:, None, None] - mean_x[:, :, None] * mean_x[:, None, :])
+    return loglik, gradient, hessian
+
+
+def _fit_breslow(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) -> dict[str, Any]:
+    x = table[names].to_numpy(dtype=float)
+    means = x.mean(axis=0)  # unweighted, as lifelines centres
+    centred = x - means
+    time, event = table[_DURATION].to_numpy(), table[_EVENT].to_numpy()
+    weight = table[_WEIGHT].to_numpy() if _WEIGHT in table else np.ones(len(table))
+    groups = table[_STRATUM].astype(str).to_numpy() if _STRATUM in table else np.zeros(len(table), dtype=int)
+    penalty = settings["penalizer"]
+
+    def terms(beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        loglik, gradient, hessian = _breslow_terms(beta, centred, time, event, weight, groups)
+        return (loglik - 0.5 * penalty * beta @ beta, gradient - penalty * beta,
+                hessian - penalty * np.eye(len(beta)))
+
+    beta = np.zeros(len(names))
+    loglik, gradient, hessian = terms(beta)
+    loglik_null = loglik + 0.0
+    converged, iterations = False, 0
+    for iterations in range(1, settings["max_iter"] + 1):
+        step = np.linalg.solve(-hessian, gradient)
+        size = 1.0
+        while True:  # step halving keeps every step an improvement
+            candidate = beta + size * step
+            new = terms(candidate)
+            if new[0] >= loglik - 1e-12 or size < 1e-8:
+                break
+            size /= 2
+        beta, (loglik, gradient, hessian) = candidate, new
+        if np.max(np.abs(size * step)) < settings["tol"]:
+            converged = True
+            break
+    se = np.sqrt(np.diag(np.linalg.inv(-hessian)))
+    model = _inference(beta, se, settings["alpha"], names)
+    partial_hazard = np.exp(centred @ beta)
+    model.update(
+        means=means.tolist(), log_likelihood=loglik, concordance=concordance_index(time, -partial_hazard, event),
+        n=len(table), events=int(event.sum()), iterations=iterations, converged=converged,
+    )
+    model.update(_likelihood_ratio(loglik, loglik_null, len(names)))
+    model.update(_baseline_fields(_breslow_baseline(time, event, weight, partial_hazard, groups), _STRATUM in table))
+    return model
+
+
+def _breslow_baseline(time: np.ndarray, event: np.ndarray, weight: np.ndarray, partial_hazard: np.ndarray,
+                      groups: np.ndarray) -> pd.DataFrame:
+    """Breslow's estimator of the baseline cumulative hazard at every distinct time, one
+    column per stratum (as lifelines' ``_compute_baseline_hazards``)."""
+    columns = {}
+    for stratum in np.unique(groups):
+        rows = groups == stratum
+        frame = pd.DataFrame({"t": time[rows], "d": weight[rows] * event[rows], "r": weight[rows] * partial_hazard[rows]})
+        by_time = frame.groupby("t").sum()
+        at_risk = by_time["r"][::-1].cumsum()[::-1]
+        columns[stratum] = by_time["d"] / at_risk
+    return pd.DataFrame(columns).sort_index().fillna(0.0).cumsum()
+
+
+def _by_name(model: dict[str, Any], covariates: dict[str, np.ndarray]) -> np.ndarray:
+    """The covariate matrix in the model's order; ``KeyError`` names a missing or extra field."""
+    expected = model["covariates"]
+    missing = [name for name in expected if name not in covariates]
+    extra = [name for name in covariates if name not in expected]
+    if missing or extra:
+        raise KeyError(
+            ("missing field(s) " + ", ".join(missing) if missing else "")
+            + ("; " if missing and extra else "")
+            + ("unknown field(s) " + ", ".join(extra) if extra else "")
+            + f" (the model's covariates are {', '.join(expected)})"
+        )
+    return np.column_stack([np.asarray(covariates[name], dtype=float) for name in expected])
+
+
+def _baseline_of(model: dict[str, Any], stratum: str | None) -> tuple[list[float], list[float]]:
+    if model["strata"] is None:
+        return model["baseline_times"], model["baseline_cumhaz"]
+    if stratum is None or str(stratum) not in model["strata"]:
+        raise KeyError(f"stratum {stratum!r} is not one of the model's strata ({', '.join(model['strata'])})")
+    i = model["strata"].index(str(stratum))
+    return model["strata_baseline_times"][i], model["strata_baseline_cumhaz"][i]
+
+
+def predict(
+    model: dict[str, Any],
+    covariates: dict[str, np.ndarray],
+    kind: str = "partial_hazard",
+    time: np.ndarray | None = None,
+    stratum: str | None = None,
+) -> np.ndarray:
+    """Predictions of a model for rows of covariates (matched by name), as lifelines gives:
+
+    ``partial_hazard`` exp((x - means) . coef); ``log_partial_hazard``; ``cumulative_hazard``
+    and ``survival`` at ``time`` (per row; the baseline is interpolated linearly between its
+    times, as lifelines does); ``median``: the first baseline time at which the predicted
+    survival is <= 0.5, and +Infinity when it never falls that low during follow-up.
+    Stratified models need ``stratum`` for the last three.
+    """
+    if kind not in PREDICTION_TYPES:
+        raise ValueError(f"type must be one of {', '.join(PREDICTION_TYPES)}, got {kind!r}")
+    x = _by_name(model, covariates)
+    log_hazard = (x - np.asarray(model["means"])) @ np.asarray(model["coef"])
+    if kind == "log_partial_hazard":
+        return log_hazard
+    hazard = np.exp(log_hazard)
+    if kind == "partial_hazard":
+        return hazard
+    times, cumhaz = _baseline_of(model, stratum)
+    if kind == "median":
+        survival = np.exp(-np.outer(hazard, cumhaz))  # rows x baseline times
+        below = survival <= 0.5
+        first = np.argmax(below, axis=1)
+        return np.where(below.any(axis=1), np.asarray(times)[first], np.inf)
+    if time is None:
+        raise ValueError(f"type {kind!r} needs a time")
+    # as lifelines' interpolate_at_times: linear between baseline times, constant beyond them
+    cumulative = np.interp(np.asarray(time, dtype=float), times, cumhaz) * hazard
+    return cumulative if kind == "cumulative_hazard" else np.exp(-cumulative)
+
+
+def summary(model: dict[str, Any]) -> list[tuple]:
+    """One row per covariate: covariate, coef, exp_coef, se, z, p, ci_lower, ci_upper."""
+    if model.get("covariates") is None:
+        return []
+    return list(zip(model["covariates"], model["coef"], model["hazard_ratio"], model["se"],
+                    model["z"], model["p"], model["ci_lower"], model["ci_upper"]))
+
+
+CHECK_OPTIONS: tuple[Option, ...] = (
+    Option("time_transform", "rank", choice("rank", "km", "identity", "log"),
+           "How time enters the scaled Schoenfeld residual test (as lifelines / R's cox.zph)."),
+)
+CHECK_FIELDS: tuple[tuple[str, str], ...] = (
+    ("covariates", "array<string>"), ("statistic", "array<double>"), ("p", "array<double>"),
+    ("df", "bigint"), ("time_transform", "string"), ("error", "string"),
+)
+
+
+def check(durations: Sequence[float], events: Sequence[float], covariates: np.ndarray, names: Sequence[str],
+          model: dict[str, Any], options: dict[str, str] | None = None) -> dict[str, Any]:
+    """The proportional-hazards test of a fitted model per covariate (scaled Schoenfeld
+    residuals against transformed time; lifelines' ``proportional_hazard_test``), on the
+    data the model was fitted to. The data are refitted with lifelines (Efron); a refit that
+    does not reproduce the model's coefficients is reported in ``error``."""
+    from lifelines import CoxPHFitter
+    from lifelines.statistics import proportional_hazard_test
+
+    settings = parse(options, CHECK_OPTIONS)
+    result = {"covariates": None, "statistic": None, "p": None, "df": 1,
+              "time_transform": settings["time_transform"], "error": None}
+    if model.get("error") or model.get("coef") is None:
+        return {**result, "error": f"the model has no estimates: {model.get('error')}"}
+    table = pd.DataFrame(np.asarray(covariates, dtype=float).reshape(len(durations), len(names)), columns=list(names))
+    table[_DURATION], table[_EVENT] = np.asarray(durations, dtype=float), np.asarray(events, dtype=float)
+    table = table.dropna().reset_index(drop=True)
+    ordered = [names[list(names).index(c)] for c in model["covariates"] if c in names]
+    if sorted(ordered) != sorted(names):
+        return {**result, "error": f"covariates {list(names)} do not match the model's {model['covariates']}"}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fitter = CoxPHFitter(penalizer=model["penalizer"] or 0.0, l1_ratio=model["l1_ratio"] or 0.0)
+            fitter.fit(table, _DURATION, _EVENT)
+            test = proportional_hazard_test(fitter, table, time_transform=settings["time_transform"])
+    except Exception as exc:  # noqa: BLE001 - a reason, never a dead query
+        return {**result, "error": f"could not test: {type(exc).__name__}: {exc}"}
+    refit = fitter.params_[model["covariates"]].to_numpy()
+    problem = None
+    if not np.allclose(refit, model["coef"], rtol=1e-4, atol=1e-6):
+        problem = "these data do not reproduce the model's coefficients (another group, or other ties?)"
+    statistics = test.summary.loc[model["covariates"]]
+    return {**result, "covariates": model["covariates"], "statistic": statistics["test_statistic"].tolist(),
+            "p": statistics["p"].tolist(), "error": problem}

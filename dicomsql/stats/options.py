@@ -1,0 +1,83 @@
+"""Options of the model-fitting functions, given from SQL as ``map<string,string>``.
+
+Each function declares its options once, as :class:`Option` rows (name, default, parser,
+help); :func:`parse` validates a map against them and raises ``ValueError`` naming the
+option, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+__all__ = ["Option", "parse", "choice", "number", "integer", "boolean"]
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+
+
+def choice(*values: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in values:
+            raise ValueError(f"one of {', '.join(values)}")
+        return value
+
+    return parse
+
+
+def number(low: float | None = None, high: float | None = None, *, open_low: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError("a number") from None
+        if (low is not None and (value < low or (open_low and value == low))) or (high is not None and value > high):
+            raise ValueError(f"a number {'>' if open_low else '>='} {low}" + (f" and <= {high}" if high is not None else ""))
+        return value
+
+    return parse
+
+
+def integer(low: int = 1) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError("an integer") from None
+        if value < low:
+            raise ValueError(f"an integer >= {low}")
+        return value
+
+    return parse
+
+
+def boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError("true or false")
+    return value == "true"
+
+
+def parse(options: Mapping[str, str] | None, table: tuple[Option, ...]) -> dict[str, Any]:
+    """The options of ``table`` with defaults, overridden by ``options``.
+
+    >>> parse({"ties": "Breslow"}, (Option("ties", "efron", choice("efron", "breslow"), ""),))
+    {'ties': 'breslow'}
+    """
+    known = {option.name: option for option in table}
+    values = {option.name: option.default for option in table}
+    for key, text in (options or {}).items():
+        option = known.get(key.strip().lower())
+        if option is None:
+            raise ValueError(f"unknown option {key!r} (known: {', '.join(known)})")
+        try:
+            values[option.name] = option.parse(str(text))
+        except ValueError as exc:
+            raise ValueError(f"option {option.name} must be {exc}, got {text!r}") from None
+    return values

@@ -1,0 +1,121 @@
+"""Arrow <-> numpy plumbing shared by the SQL function adapters: SQL arguments in, model
+structs out. Model layouts are declared once as ``(field, SQL type)`` pairs in
+:mod:`dicomsql.stats`; the Arrow types and the Spark DDL both come from them."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dicomsql.errors import FunctionArgumentError
+
+__all__ = [
+    "arrow_type", "struct_ddl", "struct_scalar", "numbers", "struct_numbers", "first_map", "labels",
+    "constant", "Models",
+]
+
+_SCALARS = {"double": pa.float64(), "bigint": pa.int64(), "string": pa.string(), "boolean": pa.bool_()}
+_ARRAY = re.compile(r"^array<(.+)>$")
+
+Fields = Sequence[tuple[str, str]]
+
+
+def arrow_type(sql: str) -> pa.DataType:
+    """The Arrow type of a SQL type written ``double``, ``array<double>``..."""
+    match = _ARRAY.match(sql)
+    return pa.list_(arrow_type(match.group(1))) if match else _SCALARS[sql]
+
+
+def struct_ddl(fields: Fields) -> str:
+    """``STRUCT<field: TYPE, ...>`` for Spark."""
+    return "STRUCT<" + ", ".join(f"{name}: {sql.upper()}" for name, sql in fields) + ">"
+
+
+def struct_scalar(values: dict[str, Any], fields: Fields) -> pa.Scalar:
+    """A struct scalar of ``fields`` from a dict (missing keys are NULL)."""
+    struct = pa.struct([(name, arrow_type(sql)) for name, sql in fields])
+    return pa.scalar({name: _plain(values.get(name)) for name, _ in fields}, type=struct)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def numbers(array: pa.Array, function: str, argument: str) -> np.ndarray:
+    """A numeric (or boolean, or DECIMAL) column as float64, NULL as NaN."""
+    kind = array.type
+    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return np.array(pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)  # a writable copy
+    if pa.types.is_null(kind):
+        return np.full(len(array), np.nan)
+    raise FunctionArgumentError(function, argument, "a number or a boolean", f"a column of type {kind}")
+
+
+def struct_numbers(array: pa.Array, function: str, argument: str) -> dict[str, np.ndarray]:
+    """The numeric fields of a STRUCT column, by name, in order (``struct(age, dose)``)."""
+    if not pa.types.is_struct(array.type):
+        raise FunctionArgumentError(function, argument, "a STRUCT of numbers, e.g. struct(age, dose)", f"{array.type}")
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    columns: dict[str, np.ndarray] = {}
+    for index, field in enumerate(array.type):
+        values = numbers(array.field(index), function, f"{argument}.{field.name}")
+        values[~array.is_valid().to_numpy(zero_copy_only=False)] = np.nan  # a NULL struct: all NULL
+        columns[field.name] = values
+    return columns
+
+
+def first_map(array: pa.Array | None) -> dict[str, str] | None:
+    """The first non-NULL MAP<STRING,STRING> of a column of options."""
+    if array is None:
+        return None
+    for value in array.to_pylist():
+        if value is not None:
+            return {str(k): str(v) for k, v in value}
+    return None
+
+
+def labels(array: pa.Array) -> list[Any]:
+    """Any column as Python values (group labels, strata keys)."""
+    return array.to_pylist()
+
+
+def constant(array: pa.Array | None, default: Any = None) -> Any:
+    """The first non-NULL value of an argument that should be the same on every row."""
+    if array is None:
+        return default
+    valid = array.drop_null() if len(array) else array
+    return valid[0].as_py() if len(valid) else default
+
+
+class Models:
+    """The distinct models of a STRUCT column (a join usually repeats one model on many
+    rows): each decoded once, rows grouped by model."""
+
+    def __init__(self, array: pa.Array, key_fields: Sequence[str]) -> None:
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        self.array = array
+        keys = [array.field(name).to_pylist() for name in key_fields]
+        valid = array.is_valid().to_pylist()
+        self.groups: dict[Any, list[int]] = {}
+        for row, key in enumerate(zip(*keys)):
+            if valid[row]:
+                self.groups.setdefault(_hashable(key), []).append(row)
+
+    def __iter__(self):
+        """(model dict, row indexes) for each distinct model."""
+        for rows in self.groups.values():
+            yield self.array[rows[0]].as_py(), np.asarray(rows)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(_hashable(v) for v in value) if isinstance(value, (list, tuple)) else value
