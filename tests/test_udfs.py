@@ -67,9 +67,14 @@ def test_dicom_pixels_from_file_bytes(spark, demo):
     np.testing.assert_array_equal(np.array(row.pixels, dtype=np.float32), _modality_values(path))
 
 
-def test_dicom_pixels_of_a_bad_file_fails_naming_it(spark, demo):
-    with pytest.raises(Exception, match=r"dicom_pixels: cannot decode .*notes.txt"):
-        spark.sql("SELECT dicom_pixels(path) FROM demo_images WHERE path LIKE '%notes.txt'").collect()
+def test_a_bad_file_gives_null_pixels_and_the_reason_in_dicom_image(spark, demo):
+    [row] = spark.sql(
+        "SELECT dicom_pixels(path) AS pixels, dicom_image(path) AS image FROM demo_images WHERE endswith(path, 'notes.txt')"
+    ).collect()
+    assert row.pixels is None and row.image.data is None
+    assert row.image.error == f"cannot decode {demo / 'images' / 'notes.txt'}: DecodeError: not a DICOM file"
+    with pytest.raises(Exception, match=r"dicom_image: cannot decode .*notes.txt"):
+        spark.sql("SELECT dicom_image(path, 0, map('mode', 'FAILFAST')) FROM demo_images WHERE endswith(path, 'notes.txt')").collect()
 
 
 def test_dicomsql_functions_lists_every_function(spark):

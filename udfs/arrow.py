@@ -14,11 +14,14 @@ import pyarrow.compute as pc
 from dicomsql.errors import FunctionArgumentError
 
 __all__ = [
-    "arrow_type", "struct_ddl", "struct_scalar", "numbers", "struct_numbers", "first_map", "labels",
-    "constant", "Models",
+    "arrow_type", "struct_ddl", "column", "struct_array", "struct_scalar", "numbers", "struct_numbers",
+    "first_map", "labels", "constant", "Models",
 ]
 
-_SCALARS = {"double": pa.float64(), "bigint": pa.int64(), "string": pa.string(), "boolean": pa.bool_()}
+_SCALARS = {
+    "double": pa.float64(), "float": pa.float32(), "bigint": pa.int64(), "string": pa.string(),
+    "boolean": pa.bool_(), "binary": pa.binary(),
+}
 _ARRAY = re.compile(r"^array<(.+)>$")
 
 Fields = Sequence[tuple[str, str]]
@@ -35,18 +38,38 @@ def struct_ddl(fields: Fields) -> str:
     return "STRUCT<" + ", ".join(f"{name}: {sql.upper()}" for name, sql in fields) + ">"
 
 
+def column(values: Sequence[Any], sql: str) -> pa.Array:
+    """An Arrow array of SQL type ``sql`` from Python values; numpy arrays become list
+    values without a detour through Python lists, NaN scalars become NULL."""
+    match = _ARRAY.match(sql)
+    if match is None:
+        kind = arrow_type(sql)
+        if sql == "double":
+            values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v) for v in values]
+        return pa.array(values, type=kind)
+    element = match.group(1)
+    present = [v for v in values if v is not None]
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum([0 if v is None else len(v) for v in values], out=offsets[1:])
+    if element in ("double", "float") and all(isinstance(v, np.ndarray) for v in present):
+        flat = np.concatenate([v.ravel() for v in present]) if present else np.empty(0)
+        child = pa.array(flat.astype(np.float32 if element == "float" else np.float64, copy=False))
+    else:
+        child = column([item for v in present for item in (v.tolist() if isinstance(v, np.ndarray) and v.ndim == 1 else v)], element)
+    mask = pa.array([v is None for v in values]) if len(present) < len(values) else None
+    return pa.ListArray.from_arrays(pa.array(offsets), child, mask=mask)
+
+
+def struct_array(rows: Sequence[dict[str, Any] | None], fields: Fields) -> pa.StructArray:
+    """A struct array of ``fields`` from dicts (missing keys NULL; a None row is NULL)."""
+    arrays = [column([None if row is None else row.get(name) for row in rows], sql) for name, sql in fields]
+    mask = pa.array([row is None for row in rows])
+    return pa.StructArray.from_arrays(arrays, names=[name for name, _ in fields], mask=mask)
+
+
 def struct_scalar(values: dict[str, Any], fields: Fields) -> pa.Scalar:
     """A struct scalar of ``fields`` from a dict (missing keys are NULL)."""
-    struct = pa.struct([(name, arrow_type(sql)) for name, sql in fields])
-    return pa.scalar({name: _plain(values.get(name)) for name, _ in fields}, type=struct)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    return struct_array([values], fields)[0]
 
 
 def numbers(array: pa.Array, function: str, argument: str) -> np.ndarray:

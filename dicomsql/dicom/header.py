@@ -32,6 +32,7 @@ __all__ = [
     "age_in_years",
     "read_dataset",
     "read_header",
+    "looks_like_dicom",
 ]
 
 #: The typed attributes every DICOM table has (the ``'core'`` tag set).
@@ -200,7 +201,7 @@ _UNDEFINED_LENGTH = 0xFFFFFFFF
 _PIXEL_DATA_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN")
 
 
-def _looks_like_dicom(head: bytes) -> bool:
+def looks_like_dicom(head: bytes) -> bool:
     """True for a Part 10 file (preamble + ``DICM``) or a bare dataset whose first element is
     in group 0002 or 0008, little or big endian (old ACR-NEMA style files without meta)."""
     if head[_PREAMBLE : _PREAMBLE + 4] == b"DICM":
@@ -222,7 +223,7 @@ def read_dataset(fp: BinaryIO, size: int | None = None) -> Dataset:
         fp.seek(0)
     head = fp.read(_PREAMBLE + 4)
     fp.seek(0)
-    if not _looks_like_dicom(head):
+    if not looks_like_dicom(head):
         raise InvalidDicomFileError(
             "not a DICOM file: no 'DICM' prefix at byte 128 and no DICOM data element at byte 0"
         )
