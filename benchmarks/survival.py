@@ -15,6 +15,7 @@ Each is the best of 3 runs. Prints the times, b/a (target <= 1.3), c/d (target >
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 import warnings
@@ -50,6 +51,12 @@ def lifelines_model(frame: pd.DataFrame) -> None:
         fitter.log_likelihood_ratio_test()
 
 
+def fitted(spark, source: str, expected: int) -> None:  # noqa: ANN001
+    """Run the SQL fits and check every model came out."""
+    models = [row.model for row in spark.sql(f"SELECT coxph_fit(t, e, {STRUCT}) AS model {source}").collect()]
+    assert len(models) == expected and all(m.error is None and m.converged for m in models), models[:1]
+
+
 def timed(label: str, work, repeat: int = 3) -> float:  # noqa: ANN001
     """The best of ``repeat`` runs (this machine's neighbours make single runs noisy)."""
     runs = []
@@ -62,12 +69,14 @@ def timed(label: str, work, repeat: int = 3) -> float:  # noqa: ANN001
 
 
 def python_worker_peak_mib() -> float:
-    """The largest peak resident set (VmHWM) of the PySpark Python worker processes."""
+    """The largest peak resident set (VmHWM) of this run's PySpark Python workers (processes
+    of this interpreter running pyspark's daemon or worker)."""
     peaks = []
+    interpreter = sys.executable.encode()
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             cmdline = (status.parent / "cmdline").read_bytes()
-            if b"pyspark" not in cmdline or b"daemon" not in cmdline and b"worker" not in cmdline:
+            if not cmdline.startswith(interpreter) or b"pyspark" not in cmdline:
                 continue
             line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM"))
             peaks.append(int(line.split()[1]) / 1024)
@@ -99,9 +108,9 @@ def main() -> None:
         spark.sql("SELECT count(*) FROM big").collect()
         spark.sql("SELECT count(*) FROM grouped").collect()
         spark.sql(f"SELECT coxph_fit(t, e, {STRUCT}) FROM grouped WHERE g < 4 GROUP BY g").collect()  # start workers
-        b = timed("b  SELECT coxph_fit(...) FROM big", lambda: spark.sql(f"SELECT coxph_fit(t, e, {STRUCT}) FROM big").collect())
+        b = timed("b  SELECT coxph_fit(...) FROM big", lambda: fitted(spark, "FROM big", 1))
         d = timed("d  SELECT g, coxph_fit(...) FROM grouped GROUP BY g",
-                  lambda: spark.sql(f"SELECT g, coxph_fit(t, e, {STRUCT}) FROM grouped GROUP BY g").collect())
+                  lambda: fitted(spark, "FROM grouped GROUP BY g", args.groups))
         peak = python_worker_peak_mib()
         spark.stop()
 

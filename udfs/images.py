@@ -429,7 +429,7 @@ def _model_rows(function: str, model: pa.Array, vectors: pa.Array, transform: An
 
     out: list[Any] = [None] * len(vectors)
     values = vectors.to_pylist()
-    for fitted, where in Models(model, ("mean", "components")):
+    for fitted, where in Models(model):
         if fitted.get("error") or fitted.get("components") is None:
             continue
         rows = [i for i in where if values[i] is not None]

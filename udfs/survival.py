@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from dicomsql.errors import FunctionArgumentError
 from dicomsql.stats import aft, cox, km
+from dicomsql.stats.options import ArgumentError
 
 from .arrow import Models, constant, first_map, labels, numbers, struct_ddl, struct_numbers, struct_scalar
 from .registry import sql_function
@@ -95,27 +96,24 @@ def coxph_fit_stratified(duration: pa.Array, event: pa.Array, stratum: pa.Array,
     return _cox_fit("coxph_fit_stratified", duration, event, covariates, options, strata=labels(stratum))
 
 
-def _predictions(function: str, kinds: tuple[str, ...], model: pa.Array, covariates: pa.Array,
-                 kind: pa.Array | None, default_kind: str, predict: Any, **per_row: pa.Array | None) -> pa.Array:
-    """Apply ``predict(model, covariates, kind, **per_row)`` to each distinct model's rows."""
+def _predictions(function: str, model: pa.Array, covariates: pa.Array, kind: pa.Array | None, default_kind: str,
+                 predict: Any, **per_row: pa.Array | None) -> pa.Array:
+    """Apply ``predict(model, covariates, kind, **per_row)`` to each distinct model's rows;
+    a model without estimates predicts NULL."""
     kind_value = constant(kind, default_kind)
-    if kind_value not in kinds:
-        raise FunctionArgumentError(function, "type", f"one of {', '.join(kinds)}", repr(kind_value))
     columns = struct_numbers(covariates, function, "covariates")
     rows = {name: (numbers(array, function, name) if name == "time" else np.asarray(labels(array), dtype=object))
             for name, array in per_row.items() if array is not None}
     result = np.full(len(covariates), np.nan)
-    for fitted, where in Models(model, ("coef", "covariates")):
+    for fitted, where in Models(model):
         if fitted.get("error") or fitted.get("coef") is None:
             continue
         selected = {name: values[where] for name, values in columns.items()}
         extra = {name: values[where] for name, values in rows.items()}
         try:
             result[where] = predict(fitted, selected, kind_value, **extra)
-        except KeyError as exc:
-            raise FunctionArgumentError.because(function, "covariates", str(exc).strip('"')) from None
-        except ValueError as exc:
-            raise FunctionArgumentError.because(function, "time", str(exc)) from None
+        except ArgumentError as exc:
+            raise FunctionArgumentError.because(function, exc.argument, str(exc)) from None
     return pa.array(result, type=pa.float64(), mask=np.isnan(result))
 
 
@@ -141,17 +139,16 @@ def coxph_predict(model: pa.Array, covariates: pa.Array, kind: pa.Array = None, 
 
     def predict(fitted: dict, selected: dict, kind: str, time: np.ndarray | None = None,
                 stratum: np.ndarray | None = None) -> np.ndarray:
-        if stratum is None or fitted["strata"] is None:
+        if stratum is None:
             return cox.predict(fitted, selected, kind, time)
         out = np.empty(len(stratum))
-        for value in set(stratum):
+        for value in set(stratum):  # NULL or unknown strata predict NaN (NULL)
             rows = stratum == value
             out[rows] = cox.predict(fitted, {k: v[rows] for k, v in selected.items()}, kind,
                                     None if time is None else time[rows], value)
         return out
 
-    return _predictions("coxph_predict", cox.PREDICTION_TYPES, model, covariates, kind, "partial_hazard", predict,
-                        time=time, stratum=stratum)
+    return _predictions("coxph_predict", model, covariates, kind, "partial_hazard", predict, time=time, stratum=stratum)
 
 
 @sql_function(
@@ -189,6 +186,8 @@ def coxph_check(duration: pa.Array, event: pa.Array, covariates: pa.Array, model
     R's ``cox.zph``). A small ``p`` says the covariate's effect changes over time.
     ``options``: ``time_transform`` (``rank`` default, ``km``, ``identity``, ``log``)."""
     columns = struct_numbers(covariates, "coxph_check", "covariates")
+    if not columns:
+        raise FunctionArgumentError("coxph_check", "covariates", "a STRUCT of the model's covariates", "an empty struct")
     fitted = constant(model)
     if fitted is None:
         return struct_scalar({"error": "no model"}, cox.CHECK_FIELDS)
@@ -220,7 +219,7 @@ def km_survival(model: pa.Array, time: pa.Array) -> pa.Array:
     """Survival at ``time`` on a ``km_fit`` curve (1 before the first time)."""
     times = numbers(time, "km_survival", "time")
     result = np.full(len(times), np.nan)
-    for fitted, where in Models(model, ("times", "survival")):
+    for fitted, where in Models(model):
         if fitted.get("times") is not None:
             result[where] = km.survival_at(fitted, times[where])
     return pa.array(result, type=pa.float64(), mask=np.isnan(result))
@@ -271,7 +270,4 @@ def aft_predict(model: pa.Array, covariates: pa.Array, kind: pa.Array = None, ti
     """Predict from an ``aft_fit`` model: ``median`` (default) or ``expectation`` of the
     survival time, or ``survival`` at ``time``; covariates matched by field name."""
 
-    def predict(fitted: dict, selected: dict, kind: str, time: np.ndarray | None = None) -> np.ndarray:
-        return aft.predict(fitted, selected, kind, time)
-
-    return _predictions("aft_predict", aft.PREDICTION_TYPES, model, covariates, kind, "median", predict, time=time)
+    return _predictions("aft_predict", model, covariates, kind, "median", aft.predict, time=time)

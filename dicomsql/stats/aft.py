@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats as scipy_stats
 
-from .options import Option, choice, number, parse
+from .checks import survival_problem
+from .options import ArgumentError, Option, choice, match_fields, number, parse
 
 __all__ = ["OPTIONS", "MODEL_FIELDS", "PREDICTION_TYPES", "fit", "predict"]
 
@@ -71,10 +72,9 @@ def fit(durations: Sequence[float], events: Sequence[float], covariates: np.ndar
     table = table[complete].reset_index(drop=True)
     model: dict[str, Any] = {name: None for name, _ in MODEL_FIELDS}
     model.update(distribution=settings["distribution"], n_dropped=int((~complete).sum()), alpha=settings["alpha"])
-    if table.empty or table[_EVENT].sum() == 0:
-        return {**model, "error": "no events: every row is censored" if len(table) else "no complete rows"}
-    if (table[_DURATION] <= 0).any():
-        return {**model, "error": "durations must be > 0 for an AFT model"}
+    problem = "no covariates" if not names else survival_problem(table, _DURATION, _EVENT, names, positive=True)
+    if problem:
+        return {**model, "n": len(table), "error": problem}
     fitter_name, location, shape = DISTRIBUTIONS[settings["distribution"]]
     try:
         with warnings.catch_warnings():
@@ -104,15 +104,8 @@ def fit(durations: Sequence[float], events: Sequence[float], covariates: np.ndar
 
 
 def _location_and_shape(model: dict[str, Any], covariates: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
+    match_fields(model["covariates"], covariates)
     coef = dict(zip(model["parameters"], model["coef"]))
-    missing = [n for n in model["covariates"] if n not in covariates]
-    extra = [n for n in covariates if n not in model["covariates"]]
-    if missing or extra:
-        raise KeyError(
-            ", ".join(filter(None, [f"missing field(s) {', '.join(missing)}" if missing else "",
-                                    f"unknown field(s) {', '.join(extra)}" if extra else ""]))
-            + f" (the model's covariates are {', '.join(model['covariates'])})"
-        )
     linear = coef["location:Intercept"] + sum(
         coef[f"location:{name}"] * np.asarray(covariates[name], dtype=float) for name in model["covariates"]
     )
@@ -123,12 +116,12 @@ def predict(model: dict[str, Any], covariates: dict[str, np.ndarray], kind: str 
             time: np.ndarray | None = None) -> np.ndarray:
     """``median`` or ``expectation`` of the survival time, or ``survival`` at ``time``."""
     if kind not in PREDICTION_TYPES:
-        raise ValueError(f"type must be one of {', '.join(PREDICTION_TYPES)}, got {kind!r}")
+        raise ArgumentError("type", f"type must be one of {', '.join(PREDICTION_TYPES)}, got {kind!r}")
     linear, shape = _location_and_shape(model, covariates)
     distribution = model["distribution"]
     if kind == "survival":
         if time is None:
-            raise ValueError("type 'survival' needs a time")
+            raise ArgumentError("time", "type 'survival' needs a time")
         t = np.asarray(time, dtype=float)
         if distribution == "weibull":
             return np.exp(-((t / np.exp(linear)) ** shape))

@@ -53,10 +53,13 @@ def _pairs_equal(death_ranks: np.ndarray, prefixes: np.ndarray, query_ranks: np.
 
 def concordance_index(durations: np.ndarray, scores: np.ndarray, events: np.ndarray) -> float:
     """Harrell's C of ``scores`` (predicted survival: higher means longer) against observed
-    ``durations`` with ``events`` (1 death, 0 censored); 0.5 when no pair is comparable."""
+    ``durations`` with ``events`` (1 death, 0 censored); 0.5 when no pair is comparable
+    (where lifelines raises ZeroDivisionError), NaN when a score or duration is NaN."""
     durations = np.asarray(durations, dtype=float)
     scores = np.asarray(scores, dtype=float)
     died = np.asarray(events).astype(bool)
+    if np.isnan(scores).any() or np.isnan(durations).any():
+        return float("nan")
     _, ranks = np.unique(scores, return_inverse=True)
     order = np.argsort(durations[died], kind="stable")
     death_times, death_ranks = durations[died][order], ranks[died][order]

@@ -22,7 +22,8 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from .concordance import concordance_index
-from .options import Option, choice, integer, number, parse
+from .checks import survival_problem
+from .options import ArgumentError, Option, choice, integer, match_fields, number, parse
 
 __all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "PREDICTION_TYPES", "fit", "predict", "summary", "check"]
 
@@ -67,6 +68,7 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("baseline_cumhaz", "array<double>"),
     ("strata_baseline_times", "array<array<double>>"),
     ("strata_baseline_cumhaz", "array<array<double>>"),
+    ("warning", "string"),
     ("error", "string"),
 )
 
@@ -81,9 +83,9 @@ PREDICTION_TYPES = ("partial_hazard", "log_partial_hazard", "survival", "cumulat
 _DURATION, _EVENT, _WEIGHT, _STRATUM = "\x00duration", "\x00event", "\x00weight", "\x00stratum"
 
 
-def _empty_model(reason: str, options: dict[str, Any], n_dropped: int = 0) -> dict[str, Any]:
+def _empty_model(reason: str, options: dict[str, Any], n: int, n_dropped: int = 0) -> dict[str, Any]:
     model: dict[str, Any] = {name: None for name, _ in MODEL_FIELDS}
-    model.update(error=reason, n_dropped=n_dropped, ties=options["ties"], penalizer=options["penalizer"],
+    model.update(error=reason, n=n, n_dropped=n_dropped, ties=options["ties"], penalizer=options["penalizer"],
                  l1_ratio=options["l1_ratio"], alpha=options["alpha"])
     return model
 
@@ -118,38 +120,20 @@ def fit(
     complete = table.notna().all(axis=1) & np.isfinite(table.drop(columns=[_STRATUM], errors="ignore")).all(axis=1)
     dropped = int((~complete).sum())
     table = table[complete].reset_index(drop=True)
-    problem = _data_problem(table, names)
+    problem = "no covariates" if not names else survival_problem(
+        table, _DURATION, _EVENT, names, weight=_WEIGHT if _WEIGHT in table else None)
     if problem:
-        return _empty_model(problem, settings, dropped)
+        return _empty_model(problem, settings, len(table), dropped)
     try:
         if settings["ties"] == "efron":
             model = _fit_efron(table, list(names), settings)
         else:
             model = _fit_breslow(table, list(names), settings)
     except Exception as exc:  # noqa: BLE001 - singular matrices, overflow: a reason, not a crash
-        return _empty_model(f"could not fit: {type(exc).__name__}: {exc}", settings, dropped)
+        return _empty_model(f"could not fit: {type(exc).__name__}: {exc}", settings, len(table), dropped)
     model.update(n_dropped=dropped, ties=settings["ties"], penalizer=settings["penalizer"],
                  l1_ratio=settings["l1_ratio"], alpha=settings["alpha"], weighted=weights is not None, error=None)
     return model
-
-
-def _data_problem(table: pd.DataFrame, names: Sequence[str]) -> str | None:
-    if not names:
-        return "no covariates"
-    if table.empty:
-        return "no complete rows"
-    if (table[_DURATION] < 0).any():
-        return f"negative durations in {(table[_DURATION] < 0).sum()} row(s); durations must be >= 0"
-    if not set(table[_EVENT].unique()) <= {0.0, 1.0}:
-        return "event must be 0/1 or boolean"
-    if table[_EVENT].sum() == 0:
-        return "no events: every row is censored"
-    if _WEIGHT in table and (table[_WEIGHT] <= 0).any():
-        return "weights must be positive"
-    constant = [name for name in names if table[name].nunique() <= 1]
-    if constant:
-        return f"constant covariate(s) {', '.join(constant)}: their effect cannot be estimated"
-    return None
 
 
 _ITERATION = re.compile(r"Iteration (\d+):")
@@ -174,7 +158,8 @@ def _fit_efron(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) 
             fit_options={"max_steps": settings["max_iter"], "precision": settings["tol"]},
         )
     iterations = [int(m) for m in _ITERATION.findall(progress.getvalue())]
-    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    trouble = [str(w.message).strip().splitlines()[0] for w in caught if issubclass(w.category, ConvergenceWarning)]
+    converged = not trouble
     coef = fitter.params_[names].to_numpy()
     se = fitter.standard_errors_[names].to_numpy()
     means = fitter._norm_mean[names].to_numpy()
@@ -187,6 +172,7 @@ def _fit_efron(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) 
         concordance=concordance_index(table[_DURATION].to_numpy(), -partial_hazard, table[_EVENT].to_numpy()),
         n=len(table), events=int(table[_EVENT].sum()),
         iterations=iterations[-1] if iterations else None, converged=converged,
+        warning=f"lifelines: {trouble[0]}" if trouble else None,
     )
     ratio_test = fitter.log_likelihood_ratio_test()
     model.update(_likelihood_ratio(model["log_likelihood"], model["log_likelihood"] - ratio_test.test_statistic / 2, len(names)))
@@ -270,44 +256,63 @@ def _breslow_terms(beta: np.ndarray, x: np.ndarray, time: np.ndarray, event: np.
 
 
 def _fit_breslow(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) -> dict[str, Any]:
+    """Newton-Raphson on standardised covariates, with lifelines' penalty
+    (n * penalizer * |beta|^2 / 2 on that scale) and its convergence rules (the step or the
+    Newton decrement below ``tol``, or a relative change of the likelihood below 1e-9; a
+    large last step means no unique maximum)."""
     x = table[names].to_numpy(dtype=float)
     means = x.mean(axis=0)  # unweighted, as lifelines centres
-    centred = x - means
+    scale = x.std(axis=0, ddof=1)
+    standard = (x - means) / scale
     time, event = table[_DURATION].to_numpy(), table[_EVENT].to_numpy()
     weight = table[_WEIGHT].to_numpy() if _WEIGHT in table else np.ones(len(table))
     groups = table[_STRATUM].astype(str).to_numpy() if _STRATUM in table else np.zeros(len(table), dtype=int)
-    penalty = settings["penalizer"]
+    penalty = settings["penalizer"] * len(table)
 
     def terms(beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        loglik, gradient, hessian = _breslow_terms(beta, centred, time, event, weight, groups)
+        loglik, gradient, hessian = _breslow_terms(beta, standard, time, event, weight, groups)
         return (loglik - 0.5 * penalty * beta @ beta, gradient - penalty * beta,
                 hessian - penalty * np.eye(len(beta)))
 
     beta = np.zeros(len(names))
     loglik, gradient, hessian = terms(beta)
-    loglik_null = loglik + 0.0
-    converged, iterations = False, 0
+    loglik_null = loglik
+    converged, warning, iterations, moved = False, None, 0, 0.0
     for iterations in range(1, settings["max_iter"] + 1):
         step = np.linalg.solve(-hessian, gradient)
+        decrement = float(gradient @ step) / 2
         size = 1.0
-        while True:  # step halving keeps every step an improvement
-            candidate = beta + size * step
-            new = terms(candidate)
-            if new[0] >= loglik - 1e-12 or size < 1e-8:
+        while True:  # step halving: every accepted step improves the likelihood
+            candidate = terms(beta + size * step)
+            if candidate[0] >= loglik - 1e-12:
                 break
             size /= 2
-        beta, (loglik, gradient, hessian) = candidate, new
-        if np.max(np.abs(size * step)) < settings["tol"]:
+            if size < 1e-8:
+                warning = "the line search could not improve the likelihood"
+                break
+        if warning:
+            break
+        beta, previous = beta + size * step, loglik
+        loglik, gradient, hessian = candidate
+        moved = float(np.linalg.norm(size * step))
+        if moved < settings["tol"] or decrement < settings["tol"] or abs(loglik - previous) < 1e-9 * abs(previous):
             converged = True
             break
-    se = np.sqrt(np.diag(np.linalg.inv(-hessian)))
-    model = _inference(beta, se, settings["alpha"], names)
-    partial_hazard = np.exp(centred @ beta)
+    if converged and moved > 0.1:  # as lifelines: the likelihood flattened while beta still moves
+        converged = False
+        warning = f"converged with a large last step ({moved:.3f}): collinearity or complete separation?"
+    elif not converged and warning is None:
+        warning = f"did not converge in {settings['max_iter']} iterations (separation, or raise max_iter)"
+    coef = beta / scale
+    se = np.sqrt(np.diag(np.linalg.inv(-hessian))) / scale
+    model = _inference(coef, se, settings["alpha"], names)
+    partial_hazard = np.exp((x - means) @ coef)
     model.update(
-        means=means.tolist(), log_likelihood=loglik, concordance=concordance_index(time, -partial_hazard, event),
-        n=len(table), events=int(event.sum()), iterations=iterations, converged=converged,
+        means=means.tolist(), log_likelihood=loglik,  # penalised, as lifelines reports it
+        concordance=concordance_index(time, -partial_hazard, event),
+        n=len(table), events=int(event.sum()), iterations=iterations, converged=converged, warning=warning,
     )
-    model.update(_likelihood_ratio(loglik, loglik_null, len(names)))
+    model.update(_likelihood_ratio(model["log_likelihood"], loglik_null, len(names)))
     model.update(_baseline_fields(_breslow_baseline(time, event, weight, partial_hazard, groups), _STRATUM in table))
     return model
 
@@ -327,25 +332,22 @@ def _breslow_baseline(time: np.ndarray, event: np.ndarray, weight: np.ndarray, p
 
 
 def _by_name(model: dict[str, Any], covariates: dict[str, np.ndarray]) -> np.ndarray:
-    """The covariate matrix in the model's order; ``KeyError`` names a missing or extra field."""
-    expected = model["covariates"]
-    missing = [name for name in expected if name not in covariates]
-    extra = [name for name in covariates if name not in expected]
-    if missing or extra:
-        raise KeyError(
-            ("missing field(s) " + ", ".join(missing) if missing else "")
-            + ("; " if missing and extra else "")
-            + ("unknown field(s) " + ", ".join(extra) if extra else "")
-            + f" (the model's covariates are {', '.join(expected)})"
-        )
-    return np.column_stack([np.asarray(covariates[name], dtype=float) for name in expected])
+    """The covariate matrix in the model's order."""
+    match_fields(model["covariates"], covariates)
+    return np.column_stack([np.asarray(covariates[name], dtype=float) for name in model["covariates"]])
 
 
-def _baseline_of(model: dict[str, Any], stratum: str | None) -> tuple[list[float], list[float]]:
+_NO_STRATUM = object()  # the stratum argument was not given (None is a NULL stratum)
+
+
+def _baseline_of(model: dict[str, Any], stratum: Any, kind: str) -> tuple[list[float], list[float]] | None:
+    """The baseline a prediction uses; None for a stratum the model does not know (or NULL)."""
     if model["strata"] is None:
         return model["baseline_times"], model["baseline_cumhaz"]
+    if stratum is _NO_STRATUM:
+        raise ArgumentError("stratum", f"a stratified model needs the stratum for type {kind!r}")
     if stratum is None or str(stratum) not in model["strata"]:
-        raise KeyError(f"stratum {stratum!r} is not one of the model's strata ({', '.join(model['strata'])})")
+        return None
     i = model["strata"].index(str(stratum))
     return model["strata_baseline_times"][i], model["strata_baseline_cumhaz"][i]
 
@@ -355,7 +357,7 @@ def predict(
     covariates: dict[str, np.ndarray],
     kind: str = "partial_hazard",
     time: np.ndarray | None = None,
-    stratum: str | None = None,
+    stratum: Any = _NO_STRATUM,
 ) -> np.ndarray:
     """Predictions of a model for rows of covariates (matched by name), as lifelines gives:
 
@@ -363,10 +365,11 @@ def predict(
     and ``survival`` at ``time`` (per row; the baseline is interpolated linearly between its
     times, as lifelines does); ``median``: the first baseline time at which the predicted
     survival is <= 0.5, and +Infinity when it never falls that low during follow-up.
-    Stratified models need ``stratum`` for the last three.
+    Stratified models need ``stratum`` for the last three (an unknown or NULL stratum gives
+    NaN). Argument problems raise :class:`ArgumentError` naming the argument.
     """
     if kind not in PREDICTION_TYPES:
-        raise ValueError(f"type must be one of {', '.join(PREDICTION_TYPES)}, got {kind!r}")
+        raise ArgumentError("type", f"type must be one of {', '.join(PREDICTION_TYPES)}, got {kind!r}")
     x = _by_name(model, covariates)
     log_hazard = (x - np.asarray(model["means"])) @ np.asarray(model["coef"])
     if kind == "log_partial_hazard":
@@ -374,14 +377,17 @@ def predict(
     hazard = np.exp(log_hazard)
     if kind == "partial_hazard":
         return hazard
-    times, cumhaz = _baseline_of(model, stratum)
+    if kind != "median" and time is None:
+        raise ArgumentError("time", f"type {kind!r} needs a time")
+    baseline = _baseline_of(model, stratum, kind)
+    if baseline is None:
+        return np.full(len(hazard), np.nan)
+    times, cumhaz = baseline
     if kind == "median":
         survival = np.exp(-np.outer(hazard, cumhaz))  # rows x baseline times
         below = survival <= 0.5
         first = np.argmax(below, axis=1)
         return np.where(below.any(axis=1), np.asarray(times)[first], np.inf)
-    if time is None:
-        raise ValueError(f"type {kind!r} needs a time")
     # as lifelines' interpolate_at_times: linear between baseline times, constant beyond them
     cumulative = np.interp(np.asarray(time, dtype=float), times, cumhaz) * hazard
     return cumulative if kind == "cumulative_hazard" else np.exp(-cumulative)
@@ -419,11 +425,12 @@ def check(durations: Sequence[float], events: Sequence[float], covariates: np.nd
               "time_transform": settings["time_transform"], "error": None}
     if model.get("error") or model.get("coef") is None:
         return {**result, "error": f"the model has no estimates: {model.get('error')}"}
+    if model.get("strata") or model.get("weighted") or model.get("ties") == "breslow":
+        return {**result, "error": "coxph_check tests unweighted, unstratified models with Efron ties"}
     table = pd.DataFrame(np.asarray(covariates, dtype=float).reshape(len(durations), len(names)), columns=list(names))
     table[_DURATION], table[_EVENT] = np.asarray(durations, dtype=float), np.asarray(events, dtype=float)
     table = table.dropna().reset_index(drop=True)
-    ordered = [names[list(names).index(c)] for c in model["covariates"] if c in names]
-    if sorted(ordered) != sorted(names):
+    if set(names) != set(model["covariates"]):
         return {**result, "error": f"covariates {list(names)} do not match the model's {model['covariates']}"}
     try:
         with warnings.catch_warnings():

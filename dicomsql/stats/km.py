@@ -90,10 +90,11 @@ def fit(durations: Sequence[float], events: Sequence[float], options: dict[str, 
 
 def survival_at(model: dict[str, Any], time: np.ndarray) -> np.ndarray:
     """The Kaplan-Meier survival at ``time`` (a right-continuous step function: 1 before the
-    first time)."""
-    times = np.asarray(model["times"], dtype=float)
-    index = np.searchsorted(times, np.asarray(time, dtype=float), side="right") - 1
-    return np.r_[1.0, np.asarray(model["survival"], dtype=float)][index + 1]
+    first time; NaN for a NaN time)."""
+    times, at = np.asarray(model["times"], dtype=float), np.asarray(time, dtype=float)
+    index = np.searchsorted(times, at, side="right") - 1
+    survival = np.r_[1.0, np.asarray(model["survival"], dtype=float)][index + 1]
+    return np.where(np.isnan(at), np.nan, survival)
 
 
 def logrank(durations: Sequence[float], events: Sequence[float], groups: Sequence[Any]) -> dict[str, Any]:

@@ -10,7 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-__all__ = ["Option", "parse", "choice", "number", "integer", "boolean"]
+__all__ = ["Option", "ArgumentError", "parse", "choice", "number", "integer", "match_fields"]
+
+
+class ArgumentError(ValueError):
+    """A prediction argument that cannot be used; ``argument`` names it."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(message)
+        self.argument = argument
+
+
+def match_fields(expected: list[str], given: dict) -> None:
+    """Raise :class:`ArgumentError` (argument ``covariates``) naming the fields a model
+    needs and did not get, and the ones it does not know."""
+    missing = [name for name in expected if name not in given]
+    unknown = [name for name in given if name not in expected]
+    if missing or unknown:
+        parts = ([f"missing field(s) {', '.join(missing)}"] if missing else []) + (
+            [f"unknown field(s) {', '.join(unknown)}"] if unknown else [])
+        raise ArgumentError("covariates", "; ".join(parts) + f" (the model's covariates are {', '.join(expected)})")
 
 
 @dataclass(frozen=True)
@@ -55,13 +74,6 @@ def integer(low: int = 1) -> Callable[[str], int]:
         return value
 
     return parse
-
-
-def boolean(text: str) -> bool:
-    value = text.strip().lower()
-    if value not in ("true", "false"):
-        raise ValueError("true or false")
-    return value == "true"
 
 
 def parse(options: Mapping[str, str] | None, table: tuple[Option, ...]) -> dict[str, Any]:
