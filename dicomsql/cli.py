@@ -164,7 +164,8 @@ def _create_views(
 
     if tables:
         for name, path in tables:
-            execute(dicom_view_sql(name, path))
+            for statement in dicom_view_sql(name, path):
+                execute(statement)
         return [f"{name:<14} DICOM files under {path}" for name, path in tables]
     if not demo.demo_is_complete(home.demo):
         if not write_demo:

@@ -55,7 +55,8 @@ def shipped(spark, pydicom_files) -> str:
     """Temporary view ``shipped`` over every file of pydicom's test folder."""
     from dicomsql.views import dicom_view_sql
 
-    spark.sql(dicom_view_sql("shipped", pydicom_files))
+    for statement in dicom_view_sql("shipped", pydicom_files):
+        spark.sql(statement)
     return "shipped"
 
 

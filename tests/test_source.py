@@ -16,6 +16,7 @@ from dicomsql.dicom.vr import attribute
 from dicomsql.source.datasource import plan_partitions
 from dicomsql.storage import list_files
 from dicomsql.source.options import parse_options
+from dicomsql.views import dicom_view_sql
 
 from .test_header import BROKEN
 
@@ -223,8 +224,8 @@ def test_several_paths_and_modification_times(spark, pydicom_files, tmp_path):
 
 
 def test_filters_on_file_columns_open_no_other_file(spark, pydicom_files):
-    failfast = spark.read.format("dicom").option("mode", "FAILFAST").load(str(pydicom_files))
-    failfast.createOrReplaceTempView("failfast_shipped")
+    for statement in dicom_view_sql("failfast_shipped", pydicom_files, mode="FAILFAST"):
+        spark.sql(statement)
     # every broken file would fail the query if it were opened
     # (LIKE patterns with no _ wildcard become pushable starts/ends/contains tests)
     ct = spark.sql("SELECT path, Modality FROM failfast_shipped WHERE endswith(path, '/CT_small.dcm')").collect()
@@ -240,6 +241,16 @@ def test_filters_on_file_columns_open_no_other_file(spark, pydicom_files):
     assert "Filter " not in plan and "Filter(" not in plan  # pushed down, not evaluated again by Spark
     with pytest.raises(Exception, match="mode FAILFAST"):  # the bad files are still there
         spark.sql("SELECT count(*) FROM failfast_shipped WHERE size > 0").collect()
+
+
+def test_an_unfiltered_query_after_a_filtered_one_sees_every_file(spark, shipped, pydicom_files):
+    """Regression: Spark 4.3 reuses a Python data source's last pushed-down plan for a query
+    without filters; dicomsql's views always filter, so each query is planned afresh."""
+    everything = spark.table(shipped).count()
+    one = spark.sql(f"SELECT count(*) FROM {shipped} WHERE path = :p", args={"p": str(pydicom_files / "CT_small.dcm")}).first()[0]
+    assert one == 1 and spark.table(shipped).count() == everything
+    plain = spark.read.format("dicom").load(str(pydicom_files))  # no pushdown by default: always right
+    assert plain.where(plain.path.endswith("CT_small.dcm")).count() == 1 and plain.count() == everything
 
 
 def test_file_uris_go_through_pyarrow(spark, pydicom_files):

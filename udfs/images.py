@@ -298,11 +298,13 @@ def image_eigen(image: pa.Array) -> pa.Array:
     example="SELECT image_pca(path, 3).explained_variance_ratio FROM demo_images LIMIT 1",
 )
 def image_pca(image: pa.Array, k: pa.Array) -> pa.Array:
-    """The first ``k`` principal components of an image's rows: mean, components (k x
-    columns, sign as ``image_eigen``), explained variance and its ratio, and each row's
-    scores (rows x k)."""
+    """The first ``k`` principal components of an image's rows (at most min(rows, columns)):
+    mean, components (k x columns, sign as ``image_eigen``), explained variance and its
+    ratio, and each row's scores (rows x k)."""
     count = int(constant(k, 0))
-    return struct_array(_per_image("image_pca", lambda m: images.pca(m, count), image), images.PCA_FIELDS)
+    if count < 1:
+        raise FunctionArgumentError("image_pca", "k", "a positive number of components", str(count))
+    return struct_array(_per_image("image_pca", lambda m: images.pca(m, min(count, *m.shape)), image), images.PCA_FIELDS)
 
 
 @sql_function(
@@ -311,7 +313,7 @@ def image_pca(image: pa.Array, k: pa.Array) -> pa.Array:
     example="SELECT path, image_stats(path).mean, image_stats(path).percentiles FROM demo_images LIMIT 3",
 )
 def image_stats(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
-    """count, min, max, mean, std (population), the 1st 5th 25th 50th 75th 95th 99th
+    """n (values), min, max, mean, std (population), the 1st 5th 25th 50th 75th 95th 99th
     percentiles, and a histogram (``bins`` equal bins, default 64, with their edges) of an
     image's values."""
     for chunk in _in_chunks(batches):
@@ -555,7 +557,8 @@ def series_volume(image: pa.Array, position: pa.Array, orientation: pa.Array) ->
     rows, columns), spacing (between slices, rows, columns in mm), origin (position of the
     first slice), orientation, and the values (slices x rows x columns). A series with mixed
     orientations or image sizes, missing geometry, repeated positions or uneven spacing is
-    refused with the reason in ``error``."""
+    refused with the reason in ``error``. (Spark does not mix Python aggregates with its own
+    in one aggregation: compute ``min(...)`` and the like in another query.)"""
     found = images_of("series_volume", image)
     slices = [
         Slice(i.data, p, o, i.pixel_spacing)

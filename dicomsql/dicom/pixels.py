@@ -22,7 +22,7 @@ from .header import looks_like_dicom
 
 __all__ = [
     "PixelSource", "Image", "DecodeError", "WINDOW_PRESETS", "DECODER_PLUGINS", "decode", "modality_frame",
-    "window", "file_window", "display_window", "to_png",
+    "window", "file_window", "display_window", "to_8bit", "to_png",
 ]
 
 #: A file path, the file's bytes, or an open binary file.
@@ -149,7 +149,7 @@ def decode(source: PixelSource, frame: int = 0, *, invert: bool = False) -> Imag
 def window(values: np.ndarray, center: float, width: float) -> np.ndarray:
     """The DICOM linear VOI window (PS3.3 C.11.2.1.2.1) mapped to [0, 1].
 
-    >>> window(np.array([-2000.0, 40.0, 2000.0]), 40.0, 400.0).round(3).tolist()
+    >>> [round(float(v), 3) for v in window(np.array([-2000.0, 40.0, 2000.0]), 40.0, 400.0)]
     [0.0, 0.501, 1.0]
     """
     if width < 1:
@@ -174,7 +174,8 @@ def display_window(image: Image, preset: str | None = None) -> tuple[float, floa
     return (low + high) / 2, max(high - low, 1.0)
 
 
-def _to_8bit(image: Image, preset: str | None) -> np.ndarray:
+def to_8bit(image: Image, preset: str | None = None) -> np.ndarray:
+    """The image as 8-bit values to show: monochrome windowed (see :func:`to_png`), colour scaled."""
     if image.samples == 1:
         shown = window(image.data, *display_window(image, preset))
         if image.photometric == "MONOCHROME1":  # high values are dark
@@ -191,7 +192,7 @@ def to_png(image: Image, size: int = 256, preset: str | None = None) -> bytes:
 
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
-    picture = PILImage.fromarray(_to_8bit(image, preset))
+    picture = PILImage.fromarray(to_8bit(image, preset))
     scale = size / max(image.rows, image.columns)
     shape = (max(1, round(image.columns * scale)), max(1, round(image.rows * scale)))
     if shape != picture.size:

@@ -188,10 +188,10 @@ class DicomReader(DataSourceReader):
     filters: list[Filter] = field(default_factory=list)
 
     def pushFilters(self, filters: list[Filter]) -> Iterator[Filter]:
+        """Keep the filters the listing can evaluate (with the ``pushdown`` option)."""
+        self.filters = [f for f in filters if self.options.pushdown and pushable(f)]
         for filter_ in filters:
-            if pushable(filter_):
-                self.filters.append(filter_)
-            else:
+            if filter_ not in self.filters:
                 yield filter_
 
     def partitions(self) -> list[FilesPartition]:

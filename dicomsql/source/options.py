@@ -143,6 +143,14 @@ OPTIONS: tuple[Option, ...] = (
         _positive_int,
     ),
     Option("numPartitions", None, "Exactly this many Spark partitions.", _positive_int),
+    Option(
+        "pushdown", False,
+        "Evaluate filters on path, size and modificationTime on the file listing, so filtered-out "
+        "files are never opened. Spark 4.3 reuses the last pushed-down plan of a view for a "
+        "later query without any filter, so this is only safe behind a view that always filters: "
+        "dicomsql's views (dicom_view_sql, --table) set it and add WHERE path IS NOT NULL.",
+        _boolean,
+    ),
 )
 
 
@@ -164,6 +172,7 @@ class DicomOptions:
     columnNameOfCorruptRecord: str
     maxFilesPerPartition: int | None
     numPartitions: int | None
+    pushdown: bool
 
 
 _BY_LOWER_NAME = {option.name.lower(): option for option in OPTIONS}

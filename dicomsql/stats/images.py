@@ -16,7 +16,7 @@ __all__ = ["STATS_FIELDS", "PCA_FIELDS", "EIGEN_FIELDS", "covariance", "eigen", 
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 
 STATS_FIELDS: tuple[tuple[str, str], ...] = (
-    ("count", "bigint"), ("min", "double"), ("max", "double"), ("mean", "double"), ("std", "double"),
+    ("n", "bigint"), ("min", "double"), ("max", "double"), ("mean", "double"), ("std", "double"),
     ("percentiles", "array<double>"), ("percentile_levels", "array<double>"),
     ("histogram", "array<bigint>"), ("bin_edges", "array<double>"),
 )
@@ -80,15 +80,15 @@ def pca(image: np.ndarray, k: int) -> dict[str, Any]:
 
 
 def summary(values: np.ndarray, bins: int = 64) -> dict[str, Any]:
-    """count, min, max, mean, std (population), percentiles 1 5 25 50 75 95 99, and a
-    histogram of ``bins`` equal bins between min and max."""
+    """n (finite values), min, max, mean, std (population), percentiles 1 5 25 50 75 95 99,
+    and a histogram of ``bins`` equal bins between min and max."""
     flat = np.asarray(values, dtype=np.float64).ravel()
     flat = flat[np.isfinite(flat)]
     if flat.size == 0:
-        return {"count": 0}
+        return {"n": 0}
     histogram, edges = np.histogram(flat, bins=bins)
     return {
-        "count": int(flat.size), "min": float(flat.min()), "max": float(flat.max()),
+        "n": int(flat.size), "min": float(flat.min()), "max": float(flat.max()),
         "mean": float(flat.mean()), "std": float(flat.std()),
         "percentiles": np.percentile(flat, PERCENTILES), "percentile_levels": np.asarray(PERCENTILES, dtype=float),
         "histogram": histogram, "bin_edges": edges,
