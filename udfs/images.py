@@ -38,21 +38,22 @@ IMAGE = struct_ddl(IMAGE_FIELDS)
 IMAGES_PER_BATCH = 16
 
 
-def _decoded(function: str, source: str | bytes, frame: int = 0, invert: bool = False) -> pixels.Image:
+def _decoded(function: str, source: str | bytes, frame: int = 0, invert: bool = False,
+             dtype: type = np.float32) -> pixels.Image:
     """Decode one file; any failure becomes a ValueError naming the function and the file."""
     where = source if isinstance(source, str) else f"<{len(source)} bytes>"
     try:
         if isinstance(source, str):
             with open_file(source) as fp:
-                return pixels.decode(fp, frame, invert=invert)
-        return pixels.decode(source, frame, invert=invert)
+                return pixels.decode(fp, frame, invert=invert, dtype=dtype)
+        return pixels.decode(source, frame, invert=invert, dtype=dtype)
     except Exception as exc:  # noqa: BLE001 - one clear message for any failure
         raise ValueError(f"{function}: cannot decode {where}: {type(exc).__name__}: {exc}") from None
 
 
-def _decoded_or_none(function: str, source: str | bytes, frame: int = 0) -> pixels.Image | None:
+def _decoded_or_none(function: str, source: str | bytes, frame: int = 0, dtype: type = np.float32) -> pixels.Image | None:
     try:
-        return _decoded(function, source, frame)
+        return _decoded(function, source, frame, dtype=dtype)
     except ValueError:
         return None
 
@@ -75,13 +76,13 @@ def _from_struct(row: dict[str, Any]) -> pixels.Image:
     )
 
 
-def images_of(function: str, array: pa.Array) -> list[pixels.Image | None]:
+def images_of(function: str, array: pa.Array, dtype: type = np.float32) -> list[pixels.Image | None]:
     """The images of an ``image`` argument: image structs, or files decoded (first frame)."""
     kind = array.type
     if pa.types.is_struct(kind):
         return [None if row is None or row.get("data") is None else _from_struct(row) for row in array.to_pylist()]
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        return [None if source is None else _decoded_or_none(function, source) for source in array.to_pylist()]
+        return [None if source is None else _decoded_or_none(function, source, dtype=dtype) for source in array.to_pylist()]
     raise FunctionArgumentError(function, "image", "an image struct (dicom_image) or a file path or its bytes", str(kind))
 
 
@@ -256,7 +257,7 @@ def dicom_png_uri(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]
 
 def _matrices(function: str, array: pa.Array) -> list[np.ndarray | None]:
     out = []
-    for image in images_of(function, array):
+    for image in images_of(function, array, dtype=np.float64):
         if image is not None and image.samples > 1:
             raise FunctionArgumentError(function, "image", "a single-sample (grayscale) image", "a colour image")
         out.append(None if image is None else image.data)
@@ -320,7 +321,7 @@ def image_stats(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
         bins = int(constant(_argument(chunk, 1), 64))
         if bins < 1:
             raise FunctionArgumentError("image_stats", "bins", "a positive number of bins", str(bins))
-        found = images_of("image_stats", chunk[0])
+        found = images_of("image_stats", chunk[0], dtype=np.float64)
         yield struct_array([None if i is None else images.summary(i.data, bins) for i in found], images.STATS_FIELDS)
 
 

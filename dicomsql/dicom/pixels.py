@@ -101,8 +101,9 @@ def _decode_error(dataset: Dataset, exc: Exception) -> DecodeError:
     return DecodeError(f"{name} ({syntax}): {type(exc).__name__}: {message}")
 
 
-def decode(source: PixelSource, frame: int = 0, *, invert: bool = False) -> Image:
-    """Frame ``frame`` (0-based) of a DICOM file, decoded (see the module docs).
+def decode(source: PixelSource, frame: int = 0, *, invert: bool = False, dtype: type = np.float32) -> Image:
+    """Frame ``frame`` (0-based) of a DICOM file, decoded (see the module docs), as ``dtype``
+    (float32, what SQL arrays hold; float64 spares a conversion for computations).
 
     ``invert`` mirrors the values within their range (``min + max - value``), e.g. to show a
     MONOCHROME1 image the usual way round. Raises ``IndexError`` for a frame that does not
@@ -135,7 +136,7 @@ def decode(source: PixelSource, frame: int = 0, *, invert: bool = False) -> Imag
         values, samples = apply_modality_lut(values, dataset), 1
     else:
         samples = values.shape[-1]
-    data = np.asarray(values, dtype=np.float32)
+    data = np.asarray(values, dtype=dtype)
     if invert:
         data = data.min() + data.max() - data
     spacing = dataset.get("PixelSpacing")

@@ -87,11 +87,14 @@ def _model(n: int, dimension: int, method: str, mean: np.ndarray, components: np
 
 
 def from_moments(moments: Moments, k: int) -> dict[str, Any]:
-    """The first ``k`` principal components from accumulated moments (eigen decomposition of
-    the covariance)."""
+    """The first ``k`` principal components from accumulated moments (the k largest
+    eigenpairs of the covariance, found without decomposing all of it)."""
+    from scipy.linalg import eigh
+
     covariance = moments.covariance()
-    values, vectors = np.linalg.eigh(covariance)
-    order = np.argsort(values)[::-1][:k]
+    d = len(covariance)
+    values, vectors = eigh(covariance, subset_by_index=[d - k, d - 1])  # only the k largest: O(d^2 k)
+    order = np.argsort(values)[::-1]
     return _model(moments.n, len(moments.mean), "covariance", moments.mean, vectors[:, order].T,
                   np.clip(values[order], 0, None), float(np.trace(covariance)))
 
