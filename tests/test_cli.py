@@ -188,8 +188,11 @@ def test_serve_tables_and_a_busy_port_and_data_roots(cli_env, pydicom_files, dem
     outside = sorted((demo / "images").rglob("*.dcm"))[0]
     with pytest.raises(OperationalError, match="is outside the data roots this server reads"):
         cursor.execute(f"CREATE TEMPORARY VIEW elsewhere USING dicom OPTIONS (path '{outside.parent}')")
-    with pytest.raises(OperationalError, match="dicom_pixels: cannot decode .* outside the data roots"):
-        cursor.execute(f"SELECT dicom_pixels('{outside}')")
+    cursor.execute(f"SELECT dicom_pixels('{outside}'), dicom_image('{outside}').error")
+    pixels, error = cursor.fetchone()
+    assert pixels is None and "outside the data roots" in error
+    with pytest.raises(OperationalError, match="dicom_image: cannot decode .* outside the data roots"):
+        cursor.execute(f"SELECT dicom_image('{outside}', 0, map('mode', 'FAILFAST')).data")
     cursor.close()
     assert server.stop(signal.SIGTERM) == 0
 
