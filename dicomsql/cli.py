@@ -6,6 +6,7 @@ import argparse
 import glob
 import os
 import signal
+import shutil
 import sys
 import threading
 import time
@@ -170,6 +171,9 @@ def _create_views(
     if not demo.demo_is_complete(home.demo):
         if not write_demo:
             return []
+        if demo.demo_version(home.demo) is not None:  # a complete demo of an older dicomsql
+            print(f"The demo cohort in {home.demo} is from an older dicomsql: rewriting it ...", file=sys.stderr, flush=True)
+            shutil.rmtree(home.demo)
         print(f"No --table given and no demo yet: writing the demo cohort to {home.demo} ...", file=sys.stderr, flush=True)
         try:
             demo.write_demo(home.demo, patients=DEFAULTS["demo_patients"])

@@ -7,7 +7,13 @@
 - ``images/<PatientID>/MR/*.dcm``: a brain MR series per patient;
 - ``patients.parquet``: one row per patient, the clinical table: ``PatientID, site, sex, age,
   smoker, tumor_mm, treated, months, died``;
-- ``cohort.json``: how it was made, including the true Cox model of the outcome.
+- ``devices.parquet``: the CT fleet of the four sites with service records: ``device_id`` (the
+  DeviceSerialNumber in the headers), ``site``, make and model, ``age_years``,
+  ``daily_scans``, and time to failure (``months``, ``failed``);
+- ``reads.parquet``: quality ratings of the CT series: each series is read by three of ten
+  radiologists, who rate it 1 to 5 (``SeriesInstanceUID, PatientID, reader, protocol,
+  capture, quality``); ``capture`` names the settings (kV, kernel, slice thickness);
+- ``cohort.json``: how it was made, including the true models of the outcomes.
 
 All files of a patient share patient, study and device attributes; names are UTF-8
 (``ISO_IR 192``) and include non-Latin scripts; slices carry consistent geometry
@@ -16,7 +22,13 @@ is written in one of several transfer syntaxes, compressed ones included.
 
 The survival outcome follows a Cox model with a Weibull baseline hazard:
 ``h(t | x) = h0(t) exp(x . TRUE_COEFFICIENTS)``, censored administratively, so a Cox fit on
-the clinical table recovers :data:`TRUE_COEFFICIENTS`.
+the clinical table recovers :data:`TRUE_COEFFICIENTS`; device failures follow one too
+(:data:`DEVICE_TRUE_COEFFICIENTS`).
+
+Each CT series is acquired with one of three capture protocols (:data:`PROTOCOLS`), which
+sets the kV, tube current, exposure, kernel and slice thickness with some spread, so the
+protocol can be told from the device metadata in the headers. Readers' ratings come from a
+low-rank model: each reader weighs sharpness against noise differently.
 """
 
 from __future__ import annotations
@@ -43,13 +55,25 @@ from pydicom.uid import (
     generate_uid,
 )
 
-__all__ = ["TRUE_COEFFICIENTS", "write_demo", "demo_is_complete"]
+__all__ = ["TRUE_COEFFICIENTS", "DEVICE_TRUE_COEFFICIENTS", "PROTOCOLS", "DEMO_VERSION", "write_demo", "demo_is_complete", "demo_version"]
+
+#: Bumped when the demo gains files or columns: an older demo in a home is rewritten.
+DEMO_VERSION = 2
 
 #: log hazard ratio of each clinical covariate in the demo's outcome model.
 TRUE_COEFFICIENTS = {"age": 0.03, "smoker": 0.5, "tumor_mm": 0.05, "treated": -0.7}
 WEIBULL_SHAPE = 1.4
 WEIBULL_SCALE_MONTHS = 40.0
 FOLLOW_UP_MONTHS = (12.0, 72.0)
+
+#: log hazard ratio of each device covariate in the devices' time-to-failure model.
+DEVICE_TRUE_COEFFICIENTS = {"age_years": 0.15, "daily_scans": 0.03}
+DEVICE_WEIBULL_SHAPE = 1.3
+DEVICE_WEIBULL_SCALE_MONTHS = 60.0
+DEVICE_FOLLOW_UP_MONTHS = (24.0, 60.0)
+DEVICES = 160
+READERS = 10
+READS_PER_SERIES = 3
 
 TRANSFER_SYNTAXES = (
     ExplicitVRLittleEndian,
@@ -62,22 +86,40 @@ _COMPRESSED = {RLELossless, JPEG2000Lossless}
 
 
 @dataclass(frozen=True)
+class Protocol:
+    """A CT capture protocol: the settings a technologist picks within."""
+
+    name: str
+    kvp: tuple[float, ...]
+    tube_ma: tuple[int, int]
+    exposure_ms: int
+    kernels: tuple[str, ...]
+    slice_mm: tuple[float, ...]
+
+
+PROTOCOLS = (
+    Protocol("LOW DOSE CHEST", (100.0, 120.0), (30, 100), 500, ("STANDARD", "SOFT"), (2.5, 5.0)),
+    Protocol("STANDARD CHEST", (120.0,), (150, 300), 750, ("STANDARD",), (1.25, 2.5)),
+    Protocol("HIGH RES CHEST", (120.0, 140.0), (200, 400), 1000, ("LUNG", "BONE"), (0.625, 1.0)),
+)
+
+
+@dataclass(frozen=True)
 class Site:
-    """A hospital: its CT and MR scanners and how it acquires."""
+    """A hospital: its CT and MR scanners and how often it uses each CT protocol."""
 
     name: str
     ct: tuple[str, str]
     mr: tuple[str, str]
-    ct_slice_mm: float
-    ct_kvp: float
+    protocol_shares: tuple[float, float, float]
     mr_tesla: float
 
 
 SITES = (
-    Site("North", ("SIEMENS", "SOMATOM Force"), ("SIEMENS", "MAGNETOM Skyra"), 1.0, 120.0, 3.0),
-    Site("South", ("GE MEDICAL SYSTEMS", "Revolution CT"), ("GE MEDICAL SYSTEMS", "SIGNA Premier"), 2.5, 100.0, 3.0),
-    Site("East", ("Philips", "IQon Spectral CT"), ("Philips", "Ingenia"), 1.25, 120.0, 1.5),
-    Site("West", ("Canon Medical Systems", "Aquilion ONE"), ("Canon Medical Systems", "Vantage Orian"), 5.0, 135.0, 1.5),
+    Site("North", ("SIEMENS", "SOMATOM Force"), ("SIEMENS", "MAGNETOM Skyra"), (0.2, 0.4, 0.4), 3.0),
+    Site("South", ("GE MEDICAL SYSTEMS", "Revolution CT"), ("GE MEDICAL SYSTEMS", "SIGNA Premier"), (0.5, 0.3, 0.2), 3.0),
+    Site("East", ("Philips", "IQon Spectral CT"), ("Philips", "Ingenia"), (0.3, 0.4, 0.3), 1.5),
+    Site("West", ("Canon Medical Systems", "Aquilion ONE"), ("Canon Medical Systems", "Vantage Orian"), (0.4, 0.5, 0.1), 1.5),
 )
 
 NAMES = (
@@ -116,6 +158,71 @@ def simulate_patients(patients: int, rng: np.random.Generator) -> pd.DataFrame:
             "died": (event_time <= censor_time).astype(np.int32),
         }
     )
+
+
+def simulate_devices(rng: np.random.Generator) -> pd.DataFrame:
+    """The CT fleet's service records, time to failure drawn from the true Cox model
+    (Weibull baseline), censored at the end of each device's follow-up."""
+    sites = [SITES[i % len(SITES)] for i in range(DEVICES)]
+    covariates = pd.DataFrame({"age_years": rng.uniform(0, 12, DEVICES).round(1),
+                               "daily_scans": rng.integers(10, 70, DEVICES).astype(np.int32)})
+    risk = np.exp(sum(beta * covariates[name] for name, beta in DEVICE_TRUE_COEFFICIENTS.items()) - 1.5)
+    failure = DEVICE_WEIBULL_SCALE_MONTHS * (-np.log(rng.random(DEVICES)) / risk) ** (1 / DEVICE_WEIBULL_SHAPE)
+    censor = rng.uniform(*DEVICE_FOLLOW_UP_MONTHS, DEVICES)
+    return pd.DataFrame({
+        "device_id": [f"CT-{site.name.upper()}-{i // len(SITES) + 1:02d}" for i, site in enumerate(sites)],
+        "site": [site.name for site in sites],
+        "Manufacturer": [site.ct[0] for site in sites],
+        "ManufacturerModelName": [site.ct[1] for site in sites],
+        **covariates,
+        "months": np.minimum(failure, censor).round(1),
+        "failed": (failure <= censor).astype(np.int32),
+    })
+
+
+def simulate_captures(clinical: pd.DataFrame, devices: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Per patient, the CT series' device and capture settings: a protocol drawn with the
+    site's shares, then settings within the protocol's ranges."""
+    rows = []
+    for _, patient in clinical.iterrows():
+        site = next(s for s in SITES if s.name == patient["site"])
+        protocol = PROTOCOLS[rng.choice(len(PROTOCOLS), p=site.protocol_shares)]
+        kvp, kernel = float(rng.choice(protocol.kvp)), str(rng.choice(protocol.kernels))
+        slice_mm, tube_ma = float(rng.choice(protocol.slice_mm)), int(rng.integers(*protocol.tube_ma))
+        exposure = round(tube_ma * protocol.exposure_ms / 1000)
+        rows.append({
+            "PatientID": patient["PatientID"], "ProtocolName": protocol.name,
+            "DeviceSerialNumber": str(rng.choice(devices.loc[devices.site == site.name, "device_id"])),
+            "KVP": kvp, "XRayTubeCurrent": tube_ma, "ExposureTime": protocol.exposure_ms, "Exposure": exposure,
+            "CTDIvol": round(0.08 * exposure * (kvp / 120) ** 2.5, 2), "ConvolutionKernel": kernel,
+            "SliceThickness": slice_mm, "capture": f"{kvp:.0f}kV {kernel} {slice_mm:g}mm",
+        })
+    return pd.DataFrame(rows)
+
+
+def simulate_reads(captures: pd.DataFrame, seed: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Quality ratings (1-5) of each CT series by three of the readers, from a low-rank
+    model: a reader's liking of sharp images (thin slices, sharp kernels) and dislike of
+    noise (low dose) weigh the series' sharpness and noise."""
+    likes_sharp = rng.normal(0, 1, READERS)
+    dislikes_noise = np.abs(rng.normal(0.8, 0.5, READERS))
+    rows = []
+    for capture in captures.itertuples():
+        sharpness = (capture.ConvolutionKernel in ("LUNG", "BONE")) + 0.5 * (capture.SliceThickness <= 1.0) \
+            - 0.5 * (capture.SliceThickness >= 5.0)
+        noise = 1.0 * (capture.XRayTubeCurrent < 100) + 0.5 * (capture.KVP <= 100)
+        for reader in rng.choice(READERS, READS_PER_SERIES, replace=False):
+            quality = 3 + 0.8 * likes_sharp[reader] * sharpness - 0.8 * dislikes_noise[reader] * noise + rng.normal(0, 0.4)
+            rows.append({
+                "SeriesInstanceUID": str(_series_uid(seed, capture.PatientID, "CT")), "PatientID": capture.PatientID,
+                "reader": f"R{reader + 1:02d}", "protocol": capture.ProtocolName, "capture": capture.capture,
+                "quality": int(np.clip(np.round(quality), 1, 5)),
+            })
+    return pd.DataFrame(rows)
+
+
+def _series_uid(seed: int, patient_id: str, modality: str) -> UID:
+    return _uid(seed, patient_id, modality, "series")
 
 
 def _body_phantom(size: int, z_mm: float, tumor_mm: float, rng: np.random.Generator) -> np.ndarray:
@@ -185,7 +292,7 @@ def _write_series(
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     sop_class = CTImageStorage if modality == "CT" else MRImageStorage
-    series_uid = _uid(seed, base.PatientID, modality, "series")
+    series_uid = _series_uid(seed, base.PatientID, modality)
     size = slices[0].shape[0]
     for index, stored in enumerate(slices):
         ds = Dataset()
@@ -223,7 +330,8 @@ def _write_series(
         ds.save_as(folder / f"{index + 1:04d}.dcm", enforce_file_format=True)
 
 
-def _write_patient(images: Path, patient: pd.Series, size: int, seed: int, modalities: tuple[str, ...]) -> None:
+def _write_patient(images: Path, patient: pd.Series, capture: pd.Series, size: int, seed: int,
+                   modalities: tuple[str, ...]) -> None:
     rng = np.random.default_rng([seed, int(patient.name)])
     site = next(s for s in SITES if s.name == patient["site"])
     study_date = datetime.date(2016, 1, 4) + datetime.timedelta(days=int(rng.integers(0, 7 * 365)))
@@ -233,27 +341,30 @@ def _write_patient(images: Path, patient: pd.Series, size: int, seed: int, modal
     ct_syntax, mr_syntax = (TRANSFER_SYNTAXES[(2 * int(patient.name) + k) % len(TRANSFER_SYNTAXES)] for k in (0, 1))
     folder = images / patient["PatientID"]
 
-    ct_positions = [(i - (CT_SLICES - 1) / 2) * site.ct_slice_mm for i in range(CT_SLICES)]
     if "CT" in modalities:
-        _write_ct(folder, base, patient, site, rng, size, ct_positions, pixel_mm, ct_syntax, seed)
+        _write_ct(folder, base, patient, capture, site, rng, size, pixel_mm, ct_syntax, seed)
     if "MR" in modalities:
         _write_mr(folder, base, site, rng, size, mr_syntax, seed)
 
 
 def _write_ct(
-    folder: Path, base: Dataset, patient: pd.Series, site: Site, rng: np.random.Generator,
-    size: int, positions: list[float], pixel_mm: float, syntax: UID, seed: int,
+    folder: Path, base: Dataset, patient: pd.Series, capture: pd.Series, site: Site, rng: np.random.Generator,
+    size: int, pixel_mm: float, syntax: UID, seed: int,
 ) -> None:
+    slice_mm = capture["SliceThickness"]
+    positions = [(i - (CT_SLICES - 1) / 2) * slice_mm for i in range(CT_SLICES)]
     _write_series(
         folder / "CT", base, modality="CT", series_number=1,
         slices=[np.clip(_body_phantom(size, z, patient["tumor_mm"], rng) + 1024, 0, 4095) for z in positions],
-        slice_mm=site.ct_slice_mm, pixel_mm=pixel_mm,
+        slice_mm=slice_mm, pixel_mm=pixel_mm,
         transfer_syntax=syntax,
         attributes={
             "Manufacturer": site.ct[0], "ManufacturerModelName": site.ct[1],
+            "DeviceSerialNumber": capture["DeviceSerialNumber"], "ProtocolName": capture["ProtocolName"],
             "BodyPartExamined": "CHEST", "SeriesDescription": "CHEST W/O CONTRAST",
-            "KVP": site.ct_kvp, "XRayTubeCurrent": int(rng.integers(150, 400)),
-            "ConvolutionKernel": "STANDARD",
+            "KVP": capture["KVP"], "XRayTubeCurrent": int(capture["XRayTubeCurrent"]),
+            "ExposureTime": int(capture["ExposureTime"]), "Exposure": int(capture["Exposure"]),
+            "CTDIvol": float(capture["CTDIvol"]), "ConvolutionKernel": capture["ConvolutionKernel"],
             "RescaleIntercept": -1024, "RescaleSlope": 1, "RescaleType": "HU",
             "WindowCenter": [40, -600], "WindowWidth": [400, 1500],
         },
@@ -280,9 +391,17 @@ def _write_mr(
     )
 
 
+def demo_version(out: str | Path) -> int | None:
+    """The version of the demo cohort written to the end in ``out`` (None: there is none)."""
+    try:
+        return int(json.loads((Path(out) / "cohort.json").read_text()).get("version", 1))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def demo_is_complete(out: str | Path) -> bool:
-    """True when ``out`` holds a demo cohort written to the end."""
-    return (Path(out) / "cohort.json").is_file()
+    """True when ``out`` holds a demo cohort of this version written to the end."""
+    return demo_version(out) == DEMO_VERSION
 
 
 def write_demo(
@@ -301,12 +420,16 @@ def write_demo(
         raise FileExistsError(f"{out} exists already; choose another --out or remove it")
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    rng = np.random.default_rng(seed)
-    clinical = simulate_patients(patients, rng)
-    for _, patient in clinical.iterrows():
-        _write_patient(partial / "images", patient, size, seed, modalities)
+    clinical = simulate_patients(patients, np.random.default_rng(seed))
+    devices = simulate_devices(np.random.default_rng([seed, 1]))
+    captures = simulate_captures(clinical, devices, np.random.default_rng([seed, 2]))
+    for (_, patient), (_, capture) in zip(clinical.iterrows(), captures.iterrows()):
+        _write_patient(partial / "images", patient, capture, size, seed, modalities)
     clinical.to_parquet(partial / "patients.parquet", index=False)
+    devices.to_parquet(partial / "devices.parquet", index=False)
+    simulate_reads(captures, seed, np.random.default_rng([seed, 3])).to_parquet(partial / "reads.parquet", index=False)
     description = {
+        "version": DEMO_VERSION,
         "patients": patients,
         "seed": seed,
         "image_size": size,
@@ -319,6 +442,17 @@ def write_demo(
             "weibull_scale_months": WEIBULL_SCALE_MONTHS,
             "follow_up_months": list(FOLLOW_UP_MONTHS),
         },
+        "devices": {
+            "count": DEVICES,
+            "model": "Cox proportional hazards, Weibull baseline, administrative censoring",
+            "true_coefficients": DEVICE_TRUE_COEFFICIENTS,
+            "weibull_shape": DEVICE_WEIBULL_SHAPE,
+            "weibull_scale_months": DEVICE_WEIBULL_SCALE_MONTHS,
+            "follow_up_months": list(DEVICE_FOLLOW_UP_MONTHS),
+        },
+        "protocols": [protocol.name for protocol in PROTOCOLS],
+        "readers": READERS,
+        "reads_per_series": READS_PER_SERIES,
     }
     (partial / "cohort.json").write_text(json.dumps(description, indent=2) + "\n")
     partial.rename(out)

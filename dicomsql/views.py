@@ -11,15 +11,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .dicom.header import CORE_KEYWORDS
 from .sqltools import identifier, string_literal
 
-__all__ = ["DEMO_VIEWS", "dicom_view_sql", "parquet_view_sql", "demo_views_sql"]
+__all__ = ["DEMO_VIEWS", "DEMO_IMAGE_TAGS", "dicom_view_sql", "parquet_view_sql", "demo_views_sql"]
 
 #: The demo cohort's views: name -> what it holds.
 DEMO_VIEWS = {
-    "demo_images": "one row per DICOM file of the demo cohort (CT and MR series)",
+    "demo_images": "one row per DICOM file of the demo cohort (CT and MR series), with device and capture columns",
     "demo_patients": "the demo's clinical table: covariates and survival (months, died)",
+    "demo_devices": "the CT fleet: age, daily scans and time to failure (months, failed)",
+    "demo_reads": "readers' quality ratings (1-5) of each CT series and its capture settings",
 }
+
+#: The columns of ``demo_images``: the core attributes and the device and capture ones.
+DEMO_IMAGE_TAGS = CORE_KEYWORDS + (
+    "DeviceSerialNumber", "ProtocolName", "KVP", "XRayTubeCurrent", "ExposureTime", "Exposure", "CTDIvol",
+    "ConvolutionKernel", "MagneticFieldStrength", "RepetitionTime", "EchoTime",
+)
 
 
 def _absolute(path: str | os.PathLike[str]) -> str:
@@ -61,4 +70,8 @@ def parquet_view_sql(name: str, path: str | os.PathLike[str]) -> str:
 def demo_views_sql(demo: str | os.PathLike[str]) -> list[str]:
     """SQL creating the views of :data:`DEMO_VIEWS` over a cohort written by
     :func:`dicomsql.demo.write_demo`."""
-    return [*dicom_view_sql("demo_images", Path(demo) / "images"), parquet_view_sql("demo_patients", Path(demo) / "patients.parquet")]
+    demo = Path(demo)
+    return [
+        *dicom_view_sql("demo_images", demo / "images", tags=",".join(DEMO_IMAGE_TAGS)),
+        *(parquet_view_sql(f"demo_{name}", demo / f"{name}.parquet") for name in ("patients", "devices", "reads")),
+    ]

@@ -1,8 +1,8 @@
-"""The SQL function library: thin Spark adapters over :mod:`dicomsql.dicom` (and, later,
-``dicomsql.stats``), one module per family. Importing this package declares every function
+"""The SQL function library: thin Spark adapters over :mod:`dicomsql.dicom` and
+:mod:`dicomsql.stats`, one module per family. Importing this package declares every function
 in :data:`FUNCTIONS`; :func:`register_functions` makes them callable from SQL."""
 
-from . import catalog, header, images, survival  # noqa: F401 - importing a family declares its functions
+from . import catalog, header, images, models, survival  # noqa: F401 - importing a family declares its functions
 from .registry import FUNCTIONS, SqlFunction, register_functions, sql_function
 
 __all__ = ["FUNCTIONS", "SqlFunction", "register_functions", "sql_function"]

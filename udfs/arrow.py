@@ -12,10 +12,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dicomsql.errors import FunctionArgumentError
+from dicomsql.stats.options import ArgumentError
 
 __all__ = [
     "arrow_type", "struct_ddl", "column", "struct_array", "struct_scalar", "numbers", "struct_numbers",
-    "first_map", "labels", "constant", "Models",
+    "struct_features", "first_map", "labels", "constant", "Models", "fitted_model", "predict_rows",
 ]
 
 _SCALARS = {
@@ -96,6 +97,30 @@ def struct_numbers(array: pa.Array, function: str, argument: str) -> dict[str, n
     return columns
 
 
+def struct_features(array: pa.Array, function: str, argument: str) -> dict[str, np.ndarray]:
+    """The fields of a STRUCT of model features, by name, in order: numbers and booleans as
+    float64 (NULL as NaN), strings as object arrays (NULL as None)."""
+    if not pa.types.is_struct(array.type):
+        raise FunctionArgumentError(function, argument, "a STRUCT of numbers and strings, e.g. struct(age, sex)", f"{array.type}")
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    missing = ~array.is_valid().to_numpy(zero_copy_only=False)
+    columns: dict[str, np.ndarray] = {}
+    for index, field in enumerate(array.type):
+        child = array.field(index)
+        if pa.types.is_string(child.type) or pa.types.is_large_string(child.type):
+            values = np.array(child.to_pylist(), dtype=object)
+            values[missing] = None
+        elif pa.types.is_boolean(child.type) or pa.types.is_integer(child.type) or pa.types.is_floating(child.type) \
+                or pa.types.is_decimal(child.type) or pa.types.is_null(child.type):
+            values = numbers(child, function, f"{argument}.{field.name}")
+            values[missing] = np.nan
+        else:
+            raise FunctionArgumentError(function, f"{argument}.{field.name}", "a number, boolean or string", f"a field of type {child.type}")
+        columns[field.name] = values
+    return columns
+
+
 def first_map(array: pa.Array | None) -> dict[str, str] | None:
     """The first non-NULL MAP<STRING,STRING> of a column of options."""
     if array is None:
@@ -158,3 +183,29 @@ def _field_key(field: pa.Array) -> list[Any]:
     values = np.nan_to_num(level.to_numpy(zero_copy_only=False).astype(float), nan=0.0)
     cumulative = np.r_[0.0, np.cumsum(values)]
     return list(zip(np.diff(bounds).tolist(), (cumulative[bounds[1:]] - cumulative[bounds[:-1]]).tolist()))
+
+
+def fitted_model(function: str, fit: Any, fields: Fields, *args: Any, **kwargs: Any) -> pa.Scalar:
+    """``fit(*args, **kwargs)`` as a struct scalar of ``fields``; an invalid option
+    (``ValueError``) is an error naming the function and its ``options`` argument."""
+    try:
+        model = fit(*args, **kwargs)
+    except ValueError as exc:
+        raise FunctionArgumentError.because(function, "options", str(exc)) from None
+    return struct_scalar(model, fields)
+
+
+def predict_rows(function: str, model: pa.Array, predict: Any) -> pa.Array:
+    """DOUBLE predictions from a column of models: ``predict(model_dict, rows)`` gives the
+    values of the row indexes ``rows`` that hold that model. A NULL model, a model with an
+    ``error`` (no estimates) and a NaN prediction give NULL; an unusable prediction
+    argument is an error naming the function and the argument."""
+    result = np.full(len(model), np.nan)
+    for fitted, rows in Models(model):
+        if fitted.get("error"):
+            continue
+        try:
+            result[rows] = predict(fitted, rows)
+        except ArgumentError as exc:
+            raise FunctionArgumentError.because(function, exc.argument, str(exc)) from None
+    return pa.array(result, type=pa.float64(), mask=np.isnan(result))

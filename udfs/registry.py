@@ -52,7 +52,9 @@ class SqlFunction:
         from pyspark.sql.functions import arrow_udf, pandas_udf, udtf
 
         if self.kind == "table":
-            spark.udtf.register(self.name, udtf(self.implementation, returnType=self.returns))
+            # a UDTF with an ``analyze`` method declares its result (and partitioning) itself
+            returns = None if hasattr(self.implementation, "analyze") else self.returns
+            spark.udtf.register(self.name, udtf(self.implementation, returnType=returns))
         elif self.kind == "aggregate" or self.uses_arrow:
             spark.udf.register(self.name, arrow_udf(self.implementation, returnType=self.returns))
         else:

@@ -18,9 +18,8 @@ import pyarrow as pa
 
 from dicomsql.errors import FunctionArgumentError
 from dicomsql.stats import aft, cox, km
-from dicomsql.stats.options import ArgumentError
 
-from .arrow import Models, constant, first_map, labels, numbers, struct_ddl, struct_numbers, struct_scalar
+from .arrow import Models, constant, first_map, fitted_model, labels, numbers, predict_rows, struct_ddl, struct_numbers, struct_scalar
 from .registry import sql_function
 
 COX_MODEL = struct_ddl(cox.MODEL_FIELDS)
@@ -28,20 +27,11 @@ KM_MODEL = struct_ddl(km.MODEL_FIELDS)
 AFT_MODEL = struct_ddl(aft.MODEL_FIELDS)
 
 
-def _fit(function: str, fit: Any, fields: Any, *args: Any, **kwargs: Any) -> pa.Scalar:
-    """Run a pure fit; an invalid option is an error naming the function and argument."""
-    try:
-        model = fit(*args, **kwargs)
-    except ValueError as exc:
-        raise FunctionArgumentError.because(function, "options", str(exc)) from None
-    return struct_scalar(model, fields)
-
-
 def _cox_fit(function: str, duration: pa.Array, event: pa.Array, covariates: pa.Array,
              options: pa.Array | None, **extra: Any) -> pa.Scalar:
     columns = struct_numbers(covariates, function, "covariates")
     matrix = np.column_stack(list(columns.values())) if columns else np.empty((len(duration), 0))
-    return _fit(
+    return fitted_model(
         function, cox.fit, cox.MODEL_FIELDS,
         numbers(duration, function, "duration"), numbers(event, function, "event"), matrix, list(columns),
         options=first_map(options), **extra,
@@ -98,23 +88,19 @@ def coxph_fit_stratified(duration: pa.Array, event: pa.Array, stratum: pa.Array,
 
 def _predictions(function: str, model: pa.Array, covariates: pa.Array, kind: pa.Array | None, default_kind: str,
                  predict: Any, **per_row: pa.Array | None) -> pa.Array:
-    """Apply ``predict(model, covariates, kind, **per_row)`` to each distinct model's rows;
-    a model without estimates predicts NULL."""
+    """Apply ``predict(model, covariates, kind, **per_row)`` to each distinct model's rows."""
     kind_value = constant(kind, default_kind)
     columns = struct_numbers(covariates, function, "covariates")
     rows = {name: (numbers(array, function, name) if name == "time" else np.asarray(labels(array), dtype=object))
             for name, array in per_row.items() if array is not None}
-    result = np.full(len(covariates), np.nan)
-    for fitted, where in Models(model):
-        if fitted.get("error") or fitted.get("coef") is None:
-            continue
+
+    def apply(fitted: dict, where: np.ndarray) -> np.ndarray:
+        if fitted.get("coef") is None:
+            return np.full(len(where), np.nan)
         selected = {name: values[where] for name, values in columns.items()}
-        extra = {name: values[where] for name, values in rows.items()}
-        try:
-            result[where] = predict(fitted, selected, kind_value, **extra)
-        except ArgumentError as exc:
-            raise FunctionArgumentError.because(function, exc.argument, str(exc)) from None
-    return pa.array(result, type=pa.float64(), mask=np.isnan(result))
+        return predict(fitted, selected, kind_value, **{name: values[where] for name, values in rows.items()})
+
+    return predict_rows(function, model, apply)
 
 
 @sql_function(
@@ -192,7 +178,7 @@ def coxph_check(duration: pa.Array, event: pa.Array, covariates: pa.Array, model
     if fitted is None:
         return struct_scalar({"error": "no model"}, cox.CHECK_FIELDS)
     matrix = np.column_stack(list(columns.values()))
-    return _fit("coxph_check", cox.check, cox.CHECK_FIELDS, numbers(duration, "coxph_check", "duration"),
+    return fitted_model("coxph_check", cox.check, cox.CHECK_FIELDS, numbers(duration, "coxph_check", "duration"),
                 numbers(event, "coxph_check", "event"), matrix, list(columns), fitted, first_map(options))
 
 
@@ -206,7 +192,7 @@ def km_fit(duration: pa.Array, event: pa.Array, options: pa.Array = None) -> pa.
     """The Kaplan-Meier survival curve per group: times, survival with its confidence band
     (``options``: ``alpha``, default 0.05), numbers at risk, events and censored, and the
     median survival time (+Infinity when the curve stays above 0.5)."""
-    return _fit("km_fit", km.fit, km.MODEL_FIELDS, numbers(duration, "km_fit", "duration"),
+    return fitted_model("km_fit", km.fit, km.MODEL_FIELDS, numbers(duration, "km_fit", "duration"),
                 numbers(event, "km_fit", "event"), first_map(options))
 
 
@@ -256,7 +242,7 @@ def aft_fit(duration: pa.Array, event: pa.Array, covariates: pa.Array, options: 
     ``shape:Intercept``) with coef, se, z, p and interval aligned."""
     columns = struct_numbers(covariates, "aft_fit", "covariates")
     matrix = np.column_stack(list(columns.values())) if columns else np.empty((len(duration), 0))
-    return _fit("aft_fit", aft.fit, aft.MODEL_FIELDS, numbers(duration, "aft_fit", "duration"),
+    return fitted_model("aft_fit", aft.fit, aft.MODEL_FIELDS, numbers(duration, "aft_fit", "duration"),
                 numbers(event, "aft_fit", "event"), matrix, list(columns), first_map(options))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-__all__ = ["Option", "ArgumentError", "parse", "choice", "number", "integer", "match_fields"]
+__all__ = ["Option", "ArgumentError", "parse", "choice", "number", "integer", "boolean", "match_fields"]
 
 
 class ArgumentError(ValueError):
@@ -74,6 +74,13 @@ def integer(low: int = 1) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError("true or false")
+    return value == "true"
 
 
 def parse(options: Mapping[str, str] | None, table: tuple[Option, ...]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .images import orient
+from .moments import Moments
 from .options import Option, choice, integer, parse
 
 __all__ = ["Moments", "COV_FIELDS", "MODEL_FIELDS", "OPTIONS", "PcaAccumulator", "from_moments", "project", "reconstruct"]
@@ -35,46 +36,6 @@ OPTIONS: tuple[Option, ...] = (
     Option("method", "auto", choice("auto", "covariance", "gram", "randomized"), "How the components are found."),
     Option("seed", 0, integer(0), "Seed of the randomized SVD."),
 )
-
-
-@dataclass
-class Moments:
-    """Count, mean and scatter matrix (sum of outer products of deviations) of vectors."""
-
-    n: int = 0
-    mean: np.ndarray | None = None
-    scatter: np.ndarray | None = None
-
-    def add(self, vectors: np.ndarray) -> "Moments":
-        """Add a batch of vectors (rows)."""
-        vectors = np.asarray(vectors, dtype=np.float64)
-        if len(vectors) == 0:
-            return self
-        mean = vectors.mean(axis=0)
-        centred = vectors - mean
-        return self.merge(Moments(len(vectors), mean, centred.T @ centred))
-
-    def merge(self, other: "Moments") -> "Moments":
-        """The moments of both sets together (exact, order-independent up to rounding)."""
-        if other.n == 0:
-            return self
-        if self.n == 0:
-            self.n, self.mean, self.scatter = other.n, other.mean.copy(), other.scatter.copy()
-            return self
-        if other.mean.shape != self.mean.shape:
-            raise ValueError(f"vectors of different lengths: {self.mean.shape[0]} and {other.mean.shape[0]}")
-        n = self.n + other.n
-        delta = other.mean - self.mean
-        self.scatter = self.scatter + other.scatter + np.outer(delta, delta) * (self.n * other.n / n)
-        self.mean = self.mean + delta * (other.n / n)
-        self.n = n
-        return self
-
-    def covariance(self) -> np.ndarray:
-        """The sample covariance (n - 1), as ``np.cov(vectors, rowvar=False)``."""
-        if self.n < 2:
-            raise ValueError("a covariance needs at least 2 vectors")
-        return self.scatter / (self.n - 1)
 
 
 def _model(n: int, dimension: int, method: str, mean: np.ndarray, components: np.ndarray,

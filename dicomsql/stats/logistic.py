@@ -1,0 +1,316 @@
+"""Logistic regression, binary and multinomial, by Newton-Raphson (iteratively reweighted
+least squares), with optional L2 and L1 penalties.
+
+The model of K classes has one coefficient vector per class after the first (the reference),
+``log(P(class k) / P(class 0)) = b0_k + x . b_k``; with two classes that is the usual binary
+logistic regression of the second class. Unpenalised fits carry Wald inference equal to
+statsmodels' ``Logit`` and ``MNLogit``.
+
+Penalties act on the summed log-likelihood and spare the intercepts:
+``-loglik + l1 ||b||_1 + l2 / 2 ||b||^2``, so ``l2 = 1 / C`` for scikit-learn's
+``LogisticRegression(C=C)`` and ``l1`` is statsmodels' ``fit_regularized(alpha=l1)``.
+L1 fits are solved by L-BFGS-B on the positive and negative parts of the coefficients.
+Penalised fits carry no standard errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+from scipy import optimize
+from scipy import stats as scipy_stats
+from scipy.special import log_softmax, logsumexp
+
+from .features import Encoding, class_name, class_names, class_output, complete_rows, encode
+from .inference import design_problem, wald
+from .options import Option, boolean, integer, number, parse
+
+__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "fit", "predict", "summary"]
+
+OPTIONS: tuple[Option, ...] = (
+    Option("intercept", True, boolean, "Fit an intercept (one per class after the first)."),
+    Option("l2", 0.0, number(0.0), "Ridge penalty on the summed log-likelihood (1/C of scikit-learn)."),
+    Option("l1", 0.0, number(0.0), "Lasso penalty on the summed log-likelihood (statsmodels' alpha)."),
+    Option("alpha", 0.05, number(0.0, 0.5, open_low=True), "1 - confidence level of the intervals."),
+    Option("max_iter", 100, integer(1), "At most this many Newton-Raphson steps."),
+    Option("tol", 1e-8, number(0.0, open_low=True), "Convergence: the largest change of a coefficient."),
+)
+
+#: (field, SQL type) of a model. Binary models fill the arrays aligned with ``features``
+#: (for the second class); multinomial ones fill the ``class_*`` fields, one row per class
+#: after the first.
+MODEL_FIELDS: tuple[tuple[str, str], ...] = (
+    ("features", "array<string>"),
+    ("fields", "array<string>"),
+    ("categories", "array<array<string>>"),
+    ("classes", "array<string>"),
+    ("coef", "array<double>"),
+    ("odds_ratio", "array<double>"),
+    ("se", "array<double>"),
+    ("z", "array<double>"),
+    ("p", "array<double>"),
+    ("ci_lower", "array<double>"),
+    ("ci_upper", "array<double>"),
+    ("intercept", "double"),
+    ("intercept_se", "double"),
+    ("intercept_z", "double"),
+    ("intercept_p", "double"),
+    ("class_coef", "array<array<double>>"),
+    ("class_se", "array<array<double>>"),
+    ("class_intercept", "array<double>"),
+    ("class_intercept_se", "array<double>"),
+    ("log_likelihood", "double"),
+    ("log_likelihood_null", "double"),
+    ("pseudo_r2", "double"),
+    ("lr_test_statistic", "double"),
+    ("lr_test_p", "double"),
+    ("aic", "double"),
+    ("n", "bigint"),
+    ("n_dropped", "bigint"),
+    ("iterations", "bigint"),
+    ("converged", "boolean"),
+    ("fit_intercept", "boolean"),
+    ("l1", "double"),
+    ("l2", "double"),
+    ("alpha", "double"),
+    ("error", "string"),
+)
+
+#: (column, SQL type) of ``summary``: per class after the first, the intercept then each feature.
+SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
+    ("class", "string"), ("feature", "string"), ("coef", "double"), ("odds_ratio", "double"), ("se", "double"),
+    ("z", "double"), ("p", "double"), ("ci_lower", "double"), ("ci_upper", "double"),
+)
+
+
+class _Problem:
+    """The penalised negative log-likelihood of a multinomial logit and its derivatives.
+
+    Parameters are a (columns x (K - 1)) matrix flattened in column order: one coefficient
+    column per class after the first; column 0 of the design is the intercept if fitted.
+    """
+
+    def __init__(self, design: np.ndarray, target: np.ndarray, classes: int, intercept: bool, l2: float) -> None:
+        self.design, self.target, self.classes, self.l2 = design, target, classes, l2
+        self.indicator = np.eye(classes)[target][:, 1:]
+        self.penalised = np.ones(design.shape[1])
+        if intercept:
+            self.penalised[0] = 0.0
+
+    def shape(self, theta: np.ndarray) -> np.ndarray:
+        return theta.reshape(self.classes - 1, self.design.shape[1]).T
+
+    def log_probabilities(self, theta: np.ndarray) -> np.ndarray:
+        eta = self.design @ self.shape(theta)
+        return log_softmax(np.column_stack([np.zeros(len(eta)), eta]), axis=1)
+
+    def log_likelihood(self, theta: np.ndarray) -> float:
+        return float(np.sum(self.log_probabilities(theta)[np.arange(len(self.target)), self.target]))
+
+    def loss(self, theta: np.ndarray) -> float:
+        penalty = 0.5 * self.l2 * float(np.sum(self.penalised[:, None] * self.shape(theta) ** 2))
+        return -self.log_likelihood(theta) + penalty
+
+    def gradient(self, theta: np.ndarray) -> np.ndarray:
+        probabilities = np.exp(self.log_probabilities(theta))[:, 1:]
+        gradient = -self.design.T @ (self.indicator - probabilities) + self.l2 * self.penalised[:, None] * self.shape(theta)
+        return gradient.T.ravel()
+
+    def hessian(self, theta: np.ndarray) -> np.ndarray:
+        """The observed information (exact Hessian of the loss)."""
+        probabilities = np.exp(self.log_probabilities(theta))[:, 1:]
+        columns, blocks = self.design.shape[1], self.classes - 1
+        hessian = np.empty((blocks * columns, blocks * columns))
+        for k in range(blocks):
+            for j in range(k, blocks):
+                weight = probabilities[:, k] * ((k == j) - probabilities[:, j])
+                block = (self.design * weight[:, None]).T @ self.design
+                hessian[k * columns:(k + 1) * columns, j * columns:(j + 1) * columns] = block
+                hessian[j * columns:(j + 1) * columns, k * columns:(k + 1) * columns] = block.T
+        return hessian + np.diag(np.tile(self.l2 * self.penalised, blocks))
+
+
+def _newton(problem: _Problem, start: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, int, bool]:
+    """Newton-Raphson with step halving; (parameters, iterations, converged)."""
+    theta, loss = start, problem.loss(start)
+    for iteration in range(1, max_iter + 1):
+        step = np.linalg.solve(problem.hessian(theta), problem.gradient(theta))
+        scale = 1.0
+        while True:
+            candidate = theta - scale * step
+            candidate_loss = problem.loss(candidate)
+            if candidate_loss <= loss + 1e-12 * abs(loss) or scale < 1e-10:
+                break
+            scale /= 2
+        theta, loss = candidate, candidate_loss
+        if np.max(np.abs(scale * step)) < tol:
+            return theta, iteration, True
+    return theta, max_iter, False
+
+
+def _lasso(problem: _Problem, start: np.ndarray, l1: float, max_iter: int, tol: float) -> tuple[np.ndarray, int, bool]:
+    """Minimise loss + l1 |penalised parameters| by L-BFGS-B on their positive and negative parts."""
+    weights = np.tile(problem.penalised, problem.classes - 1)
+    size = len(start)
+
+    def objective(parts: np.ndarray) -> tuple[float, np.ndarray]:
+        theta = parts[:size] - parts[size:]
+        gradient = problem.gradient(theta)
+        value = problem.loss(theta) + l1 * float(weights @ (parts[:size] + parts[size:]))
+        return value, np.r_[gradient + l1 * weights, -gradient + l1 * weights]
+
+    free = weights == 0  # intercepts: the positive part alone, unbounded
+    bounds = [(None, None) if is_free else (0, None) for is_free in free] + [(0, 0) if is_free else (0, None) for is_free in free]
+    start_parts = np.r_[np.where(free, start, np.clip(start, 0, None)), np.where(free, 0, np.clip(-start, 0, None))]
+    result = optimize.minimize(objective, start_parts, jac=True, method="L-BFGS-B", bounds=bounds,
+                               options={"maxiter": max(max_iter, 1000), "ftol": 1e-15, "gtol": min(tol, 1e-8)})
+    return result.x[:size] - result.x[size:], int(result.nit), bool(result.success)
+
+
+def _null_log_likelihood(target: np.ndarray, classes: int) -> float:
+    counts = np.bincount(target, minlength=classes).astype(float)
+    present = counts > 0
+    return float(np.sum(counts[present] * np.log(counts[present] / counts.sum())))
+
+
+def fit(labels: Sequence[Any], columns: Mapping[str, np.ndarray], options: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Fit a logistic regression of ``labels`` (any type: booleans, numbers, strings) on the
+    feature ``columns`` (numbers as floats with NaN for NULL, strings as object arrays).
+
+    Rows with a NULL are left out (``n_dropped``). A group that cannot be fitted (one class,
+    too few rows, constant or collinear features, perfect separation without a penalty)
+    gives NULL estimates and ``error`` saying why. Invalid ``options`` raise ``ValueError``.
+    """
+    settings = parse(options, OPTIONS)
+    keep = complete_rows(columns, np.array([class_name(label) for label in labels], dtype=object))
+    classes, target = class_names([label for label, kept in zip(labels, keep) if kept])
+    encoding, matrix = encode({name: values[keep] for name, values in columns.items()}, reference=True)
+    model: dict[str, Any] = {
+        **encoding.as_model(), "classes": classes, "n": int(keep.sum()), "n_dropped": int((~keep).sum()),
+        "fit_intercept": settings["intercept"], "l1": settings["l1"], "l2": settings["l2"], "alpha": settings["alpha"],
+    }
+    problem = _fit_problem(matrix, target, classes, model, settings)
+    if isinstance(problem, str):
+        return {**model, "error": problem}
+    return {**model, **_estimate(problem, target, classes, model["features"], settings)}
+
+
+def _fit_problem(matrix: np.ndarray, target: np.ndarray, classes: list[str], model: dict[str, Any],
+                 settings: dict[str, Any]) -> _Problem | str:
+    """The problem to solve, or why there is none."""
+    if len(classes) < 2:
+        return f"the label needs at least 2 classes, got {len(classes)}"
+    parameters = (matrix.shape[1] + settings["intercept"]) * (len(classes) - 1)
+    if model["n"] <= parameters:
+        return f"{model['n']} complete row(s) for {parameters} parameter(s): need more rows"
+    penalised = settings["l1"] > 0 or settings["l2"] > 0
+    if not penalised:
+        centred = matrix - matrix.mean(axis=0) if settings["intercept"] else matrix
+        problem = design_problem(centred.T @ centred, model["features"], centred=settings["intercept"])
+        if problem:
+            return problem
+    design = np.column_stack([np.ones(len(matrix)), matrix]) if settings["intercept"] else matrix
+    return _Problem(design, target, len(classes), settings["intercept"], settings["l2"])
+
+
+def _estimate(problem: _Problem, target: np.ndarray, classes: list[str], features: list[str],
+              settings: dict[str, Any]) -> dict[str, Any]:
+    columns, blocks = problem.design.shape[1], len(classes) - 1
+    start = np.zeros((blocks, columns))
+    if settings["intercept"]:  # start from the class frequencies
+        counts = np.bincount(target, minlength=len(classes)) + 0.5
+        start[:, 0] = np.log(counts[1:] / counts[0])
+    try:
+        if settings["l1"] > 0:
+            theta, iterations, converged = _lasso(problem, start.ravel(), settings["l1"], settings["max_iter"], settings["tol"])
+        else:
+            theta, iterations, converged = _newton(problem, start.ravel(), settings["max_iter"], settings["tol"])
+    except np.linalg.LinAlgError:
+        return {"error": "the Hessian became singular: the classes are (quasi-)perfectly separated; add an l2 penalty"}
+    penalised = settings["l1"] > 0 or settings["l2"] > 0
+    fitted = problem.log_probabilities(theta)[np.arange(len(target)), target]
+    if not penalised and (not converged or np.all(fitted > -1e-8)):
+        return {"error": "the features separate the classes perfectly: the estimates diverge; add an l2 penalty",
+                "iterations": iterations, "converged": False}
+    loglik = float(np.sum(fitted))
+    null = _null_log_likelihood(target, len(classes))
+    statistic = 2 * (loglik - null)
+    degrees = len(features) * blocks
+    estimates: dict[str, Any] = {
+        "log_likelihood": loglik, "log_likelihood_null": null, "pseudo_r2": 1 - loglik / null if null else np.nan,
+        "lr_test_statistic": statistic, "lr_test_p": float(scipy_stats.chi2.sf(statistic, degrees)) if degrees else np.nan,
+        "aic": -2 * loglik + 2 * len(theta), "iterations": iterations, "converged": converged,
+    }
+    coefficients = problem.shape(theta)  # columns x blocks
+    standard_errors = None
+    if not penalised:
+        standard_errors = np.sqrt(np.diag(np.linalg.inv(problem.hessian(theta)))).reshape(blocks, columns).T
+    offset = int(settings["intercept"])
+    if blocks == 1:
+        coef = coefficients[offset:, 0]
+        estimates.update(coef=coef, odds_ratio=np.exp(coef), intercept=float(coefficients[0, 0]) if offset else None)
+        if standard_errors is not None:
+            se = standard_errors[offset:, 0]
+            z, p, lower, upper = wald(coef, se, settings["alpha"])
+            estimates.update(se=se, z=z, p=p, ci_lower=lower, ci_upper=upper)
+            if offset:
+                z0, p0, _, _ = wald(coefficients[:1, 0], standard_errors[:1, 0], settings["alpha"])
+                estimates.update(intercept_se=float(standard_errors[0, 0]), intercept_z=float(z0[0]), intercept_p=float(p0[0]))
+    else:
+        estimates.update(class_coef=list(coefficients[offset:].T),
+                         class_intercept=coefficients[0] if offset else None)
+        if standard_errors is not None:
+            estimates.update(class_se=list(standard_errors[offset:].T),
+                             class_intercept_se=standard_errors[0] if offset else None)
+    return estimates
+
+
+def _coefficients(model: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(intercepts per class after the first, coefficients features x classes-after-first)."""
+    if model.get("class_coef") is not None:
+        coef = np.asarray(model["class_coef"], dtype=float).T
+        intercept = np.asarray(model["class_intercept"], dtype=float) if model.get("class_intercept") is not None else np.zeros(coef.shape[1])
+    else:
+        coef = np.asarray(model["coef"], dtype=float).reshape(-1, 1)
+        intercept = np.array([model.get("intercept") or 0.0])
+    return intercept, coef
+
+
+def log_probabilities(model: Mapping[str, Any], columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Log class probabilities (rows x classes; NaN rows where a feature is NULL)."""
+    matrix = Encoding.from_model(model, reference=True).matrix(columns)
+    intercept, coef = _coefficients(model)
+    eta = np.column_stack([np.zeros(len(matrix)), matrix @ coef + intercept])
+    return eta - logsumexp(eta, axis=1, keepdims=True)
+
+
+def predict(model: Mapping[str, Any], columns: Mapping[str, np.ndarray], kind: str = "probability",
+            wanted: Sequence[Any] | None = None) -> np.ndarray:
+    """``probability`` (default), ``label`` or ``log_odds`` per row: see
+    :func:`dicomsql.stats.features.class_output`."""
+    return class_output(log_probabilities(model, columns), model["classes"], kind, wanted)
+
+
+def summary(model: Mapping[str, Any]) -> Iterator[tuple]:
+    """One row per class after the first and estimate (the intercept first), with odds
+    ratio and Wald inference (NULL for penalised fits)."""
+    if model.get("coef") is None and model.get("class_coef") is None:
+        return
+    intercept, coef = _coefficients(model)
+    binary = model.get("class_coef") is None
+    se = model.get("se") if binary else model.get("class_se")
+    intercept_se = model.get("intercept_se") if binary else model.get("class_intercept_se")
+    se = None if se is None else np.asarray(se, dtype=float).reshape(coef.shape[::-1]).T
+    fit_intercept = bool(model.get("fit_intercept"))
+    names = (["intercept"] if fit_intercept else []) + list(model["features"])
+    for index, name in enumerate(model["classes"][1:]):
+        estimates = np.r_[intercept[index:index + 1] if fit_intercept else [], coef[:, index]]
+        if se is None:
+            inference = [[None] * len(names)] * 5
+        else:
+            errors = np.r_[np.ravel(intercept_se)[index:index + 1] if fit_intercept else [], se[:, index]]
+            inference = [errors, *wald(estimates, errors, model["alpha"])]
+        for row, feature in enumerate(names):
+            yield (name, feature, float(estimates[row]), float(np.exp(estimates[row])),
+                   *(None if values[row] is None else float(values[row]) for values in inference))
