@@ -144,7 +144,7 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_s
     assert "ingested catalog: read 1,200 files (1,200 new, 0 changed)" in ingested.stdout
     cursor = first.cursor()
     cursor.execute("SELECT count(*), count(DISTINCT PatientID), max(KVP) FROM catalog")
-    assert cursor.fetchone() == (1200, 100, 135.0)
+    assert cursor.fetchone() == (1200, 100, 140.0)
     cursor.close()
     failing = run("sql", "-e", "SELECT dicom_tag(meta, 'Nope') FROM demo_images", env=cli_env)
     assert failing.returncode == 1

@@ -173,7 +173,7 @@ class LogregSummary:
     f"label ANY, {FEATURES} {OPTIONS}",
     returns=struct_ddl(bayes.MODEL_FIELDS),
     kind="aggregate",
-    example="SELECT naive_bayes_fit(ProtocolName, struct(KVP, XRayTubeCurrent, SliceThickness, ConvolutionKernel)) "
+    example="SELECT naive_bayes_fit(ProtocolName, struct(KVP, XRayTubeCurrent, SliceThickness, ConvolutionKernel[0] AS kernel)) "
             "FROM demo_images WHERE Modality = 'CT'",
 )
 def naive_bayes_fit(label: pa.Array, features: pa.Array, options: pa.Array = None) -> pa.Scalar:
@@ -188,8 +188,8 @@ def naive_bayes_fit(label: pa.Array, features: pa.Array, options: pa.Array = Non
     CLASS_PREDICT_ARGS.format("NAIVE_BAYES_MODEL"),
     returns="DOUBLE",
     example="SELECT m.model.classes[int(naive_bayes_predict(m.model, struct(i.KVP, i.XRayTubeCurrent, i.SliceThickness, "
-            "i.ConvolutionKernel), 'label'))] AS protocol FROM demo_images i CROSS JOIN (SELECT naive_bayes_fit(ProtocolName, "
-            "struct(KVP, XRayTubeCurrent, SliceThickness, ConvolutionKernel)) AS model FROM demo_images WHERE Modality = 'CT') m "
+            "i.ConvolutionKernel[0] AS kernel), 'label'))] AS protocol FROM demo_images i CROSS JOIN (SELECT naive_bayes_fit(ProtocolName, "
+            "struct(KVP, XRayTubeCurrent, SliceThickness, ConvolutionKernel[0] AS kernel)) AS model FROM demo_images WHERE Modality = 'CT') m "
             "WHERE i.Modality = 'CT'",
 )
 def naive_bayes_predict(model: pa.Array, features: pa.Array, kind: pa.Array = None, wanted: pa.Array = None) -> pa.Array:
