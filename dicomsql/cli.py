@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
         help="Clients may read DICOM files under DIR (repeatable); the --table folders (or the demo) always.",
     )
 
+    from .results import FORMATS
+    from .sqltools import DIALECTS
+
     sql = commands.add_parser("sql", help="Run SQL in an embedded session (or through a server) and print the results.")
     source = sql.add_mutually_exclusive_group(required=True)
     source.add_argument("-e", dest="query", metavar="QUERY", help="SQL to run (several statements separated by ';').")
@@ -81,7 +84,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_session_options(sql)
     sql.add_argument("--jdbc", metavar="URL", help="Run through a running server, e.g. jdbc:hive2://127.0.0.1:10000/default.")
     sql.add_argument("--max-rows", type=_bounded_int(1), default=1000, help="Print at most this many rows per statement (default 1000).")
-    sql.add_argument("--no-truncate", action="store_true", help="Print long values in full.")
+    sql.add_argument("--no-truncate", action="store_true", help="Print long values in full (table format).")
+    sql.add_argument(
+        "--var", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
+        help="Bind ${NAME} and :NAME to VALUE (repeatable): a quoted name where a table name goes, else a literal.",
+    )
+    sql.add_argument("--dialect", choices=DIALECTS, default="spark", help="Translate the SQL from this dialect to Spark SQL (default spark: as written).")
+    sql.add_argument("--transpile-only", action="store_true", help="Print each statement as the Spark SQL to run, without running it.")
+    sql.add_argument("--format", choices=("table", *FORMATS), default="table", help="table (default), csv or json (one object per line).")
 
     demo = commands.add_parser("demo", help="Write the synthetic demo cohort (DICOM CT/MR series + clinical Parquet table).")
     demo.add_argument("--out", required=True, type=Path, help="Directory to create.")
@@ -270,10 +280,15 @@ def _print_banner(spark, home: Home, server, views: list[str], seconds: float, d
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from .results import format_table
-    from .sqltools import split_statements
+    from .sqltools import split_statements, to_spark
 
-    statements = split_statements(args.query if args.query is not None else _read_script(args.file))
+    script = args.query if args.query is not None else _read_script(args.file)
+    variables = dict(args.var)
+    statements = [to_spark(s, variables, args.dialect) for s in split_statements(script, args.dialect)]
+    if args.transpile_only:
+        for statement in statements:
+            print(f"{statement.text};")
+        return 0
     client = _client(args, _checked_tables(args.table))
     try:
         for number, statement in enumerate(statements, start=1):
@@ -284,13 +299,26 @@ def _sql(args: argparse.Namespace) -> int:
                 print(f"dicomsql sql: {where} failed: {exc}", file=sys.stderr)
                 return 1
             if result.columns:
-                shown = result.rows[: args.max_rows]
-                print(format_table(result.columns, shown, truncate=not args.no_truncate))
-                more = " (more not shown: raise --max-rows)" if len(result.rows) > args.max_rows else ""
-                print(f"{len(shown)} row(s){more}")
+                _print_result(args, result)
     finally:
         client.close()
     return 0
+
+
+def _print_result(args: argparse.Namespace, result) -> None:
+    """Print at most ``--max-rows`` rows of ``result`` in ``--format``; only the table adds a
+    row count on stdout, the machine-readable formats say on stderr that rows were left out."""
+    from .results import FORMATS, format_table
+
+    shown = result.rows[: args.max_rows]
+    more = len(result.rows) > args.max_rows
+    if args.format == "table":
+        print(format_table(result.columns, shown, truncate=not args.no_truncate))
+        print(f"{len(shown)} row(s)" + (" (more not shown: raise --max-rows)" if more else ""))
+        return
+    sys.stdout.write(FORMATS[args.format](result.columns, shown))
+    if more:
+        print(f"dicomsql sql: only the first {args.max_rows} rows written: raise --max-rows", file=sys.stderr)
 
 
 def _client(args: argparse.Namespace, tables: list[tuple[str, str]] = ()):

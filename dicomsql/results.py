@@ -1,13 +1,16 @@
-"""Printing query results as a text table, the same for an embedded session and JDBC."""
+"""Printing query results (a text table, CSV or JSON Lines), the same for an embedded
+session and JDBC."""
 
 from __future__ import annotations
 
+import csv
 import datetime
+import io
 import json
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-__all__ = ["cell_text", "format_table"]
+__all__ = ["cell_text", "format_table", "format_csv", "format_json_lines", "FORMATS"]
 
 MAX_CELL_WIDTH = 80
 
@@ -64,3 +67,38 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], truncate
         return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths)) + " |"
 
     return "\n".join([rule, line(columns), rule, *(line(r) for r in cells), rule])
+
+
+def format_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """``rows`` as CSV under a header of ``columns``: NULL is an empty cell, arrays, structs
+    and maps are JSON (as in :func:`cell_text`), nothing is cut.
+
+    >>> print(format_csv(["id", "tags"], [(1, ["a", "b,c"]), (2, None)]), end="")
+    id,tags
+    1,"[""a"", ""b,c""]"
+    2,
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(["" if v is None else cell_text(v) for v in row] for row in rows)
+    return out.getvalue()
+
+
+def format_json_lines(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """``rows`` as JSON Lines: one object per row keyed by ``columns``, with arrays, structs
+    and maps as JSON arrays and objects; dates, timestamps and decimals are strings and
+    non-finite floats are written ``NaN``/``Infinity`` (as Python's json module reads them).
+
+    >>> print(format_json_lines(["id", "tags"], [(1, ["a"]), (2, None)]), end="")
+    {"id": 1, "tags": ["a"]}
+    {"id": 2, "tags": null}
+    """
+    return "".join(json.dumps(dict(zip(columns, map(_plain, row))), ensure_ascii=False) + "\n" for row in rows)
+
+
+FORMATS: dict[str, Callable[[Sequence[str], Sequence[Sequence[Any]]], str]] = {
+    "csv": format_csv,
+    "json": format_json_lines,
+}
+"""The machine-readable output formats of ``dicomsql sql --format`` (besides ``table``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -250,3 +251,39 @@ def test_functions_command():
     assert result.returncode == 0
     for name in FUNCTIONS:
         assert name in result.stdout
+
+
+def test_sql_script_with_variables_dialects_and_formats_through_a_server(thrift_server, tmp_path):
+    jdbc = ("--jdbc", thrift_server.jdbc_url)
+    script = tmp_path / "cohort.sql"
+    script.write_text(
+        "-- a comment; not a statement\n"
+        "BEGIN\n"
+        "  DECLARE n INT DEFAULT 0;\n"
+        "  WHILE n < 2 DO SET n = n + 1; END WHILE;\n"
+        "  SELECT n AS loops;\n"
+        "END;\n"
+        "SELECT PatientID, age FROM ${table} WHERE sex = :sex AND age >= ${min_age} ORDER BY PatientID;\n"
+    )
+    bound = run("sql", *jdbc, "-f", str(script), "--var", "table=demo_patients", "--var", "sex=F",
+                "--var", "min_age=0", "--format", "csv")
+    assert bound.returncode == 0, bound.stderr
+    lines = bound.stdout.splitlines()
+    assert lines[:2] == ["loops", "2"]  # the scripting block ran whole
+    assert lines[2] == "PatientID,age" and len(lines) > 3
+
+    injected = run("sql", *jdbc, "-f", str(script), "--var", "table=demo_patients", "--var", "sex=F' OR '1'='1",
+                   "--var", "min_age=0", "--format", "json")
+    assert injected.returncode == 0, injected.stderr
+    assert injected.stdout.splitlines() == ['{"loops": 2}']  # the value stayed one literal: no patient matches
+    refused = run("sql", *jdbc, "-f", str(script), "--var", "table=demo_patients; DROP TABLE x", "--var", "sex=F",
+                  "--var", "min_age=0")
+    assert refused.returncode == 2 and "--var table" in refused.stderr
+
+    postgres = "SELECT sex, COUNT(*)::BIGINT AS n FROM demo_patients WHERE age > :age GROUP BY sex ORDER BY sex LIMIT 5"
+    translated = run("sql", "--transpile-only", "--dialect", "postgres", "--var", "age=1", "-e", postgres)
+    assert translated.returncode == 0, translated.stderr
+    assert "CAST(COUNT(*) AS BIGINT)" in translated.stdout and "age > 1" in translated.stdout
+    ran = run("sql", *jdbc, "--dialect", "postgres", "--var", "age=1", "--format", "json", "-e", postgres)
+    assert ran.returncode == 0, ran.stderr
+    assert sum(json.loads(line)["n"] for line in ran.stdout.splitlines()) == DEMO_PATIENTS
