@@ -110,7 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--conf", type=_key_value, action="append", default=[], metavar="KEY=VALUE", help="Extra Spark setting (repeatable).")
     ingest.add_argument("--jdbc", metavar="URL", help="Ingest through a running server.")
 
-    commands.add_parser("functions", help="List the SQL functions dicomsql registers.")
+    functions = commands.add_parser("functions", help="List the SQL functions dicomsql registers.")
+    functions.add_argument(
+        "--markdown", action="store_true",
+        help="Print the function reference as Markdown (dicomsql functions --markdown > docs/functions.md).",
+    )
     return parser
 
 
@@ -141,6 +145,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _functions(args: argparse.Namespace) -> int:
+    if args.markdown:
+        from .docs import functions_markdown
+
+        sys.stdout.write(functions_markdown())
+        return 0
     from .results import format_table
     from .udfs import FUNCTIONS
 
