@@ -37,8 +37,9 @@ class ThriftServer:
 
     @property
     def sqlalchemy_url(self) -> str:
-        """``hive://host:port/default``: for SQLAlchemy with PyHive."""
-        return f"hive://{self.host}:{self.port}/default"
+        """``dicomsql://host:port/default``: for SQLAlchemy (PyHive's dialect with Spark's
+        catalogue, see :mod:`dicomsql.sqlalchemy`)."""
+        return f"dicomsql://{self.host}:{self.port}/default"
 
     def stop(self) -> None:
         """Stop serving and wait until the port is released (idempotent)."""

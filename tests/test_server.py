@@ -1,5 +1,5 @@
 """The Thrift server with real JDBC-side clients: PyHive, beeline (from the pyspark wheel)
-and SQLAlchemy ``hive://``; results checked against pydicom."""
+and SQLAlchemy; results checked against pydicom."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def test_beeline_join_with_python_functions(thrift_server, beeline):
     _check_join_rows(table[1:])
 
 
-def test_sqlalchemy_hive_url(thrift_server):
+def test_sqlalchemy_url_of_the_server(thrift_server):
     from sqlalchemy import create_engine, text
 
     engine = create_engine(thrift_server.sqlalchemy_url)
