@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 JAVA := $(if $(JAVA_HOME),$(JAVA_HOME)/bin/java,java)
-# Extra arguments for `dicomsql serve`, e.g. make serve ARGS="--table ct=/data/ct --port 10001"
+# Extra arguments for `dicomsql serve` (make serve ARGS="--table ct=/data/ct --port 10001") or beeline (make beeline ARGS="-f sql/examples/05_device_failure.sql")
 ARGS ?=
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS="-k pixels -x"
 PYTEST_ARGS ?=
@@ -40,7 +40,7 @@ java:
 # beeline from the pyspark wheel, connected to a running `make serve`
 beeline: install
 	$$($(BIN)/python -c 'import pyspark, os; print(os.path.dirname(pyspark.__file__))')/bin/beeline \
-	  -u jdbc:hive2://127.0.0.1:10000/default
+	  -u jdbc:hive2://127.0.0.1:10000/default $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
