@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 .PHONY: serve test install java beeline clean
 
 serve: install
-	$(BIN)/dicomsql serve $(ARGS)
+	$(BIN)/dicomsql serve --bootstrap sql/bootstrap.sql $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

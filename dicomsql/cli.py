@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
-from .errors import DicomsqlError, QueryError
+from .errors import DicomsqlError, QueryError, concise_message
 from .home import Home
 from .settings import DEFAULTS, SETTINGS
 from .storage import data_root_for, data_roots
@@ -73,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
         "--data-root", action="append", default=[], metavar="DIR",
         help="Clients may read DICOM files under DIR (repeatable); the --table folders (or the demo) always.",
     )
+    serve.add_argument(
+        "--bootstrap", type=Path, metavar="FILE",
+        help="SQL script run once the tables exist, before clients connect (e.g. sql/bootstrap.sql).",
+    )
+    serve.add_argument(
+        "--var", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
+        help="Bind ${NAME} in the --bootstrap script (images defaults to the first table, or demo_images).",
+    )
 
     from .results import FORMATS
     from .sqltools import DIALECTS
@@ -92,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("--dialect", choices=DIALECTS, default="spark", help="Translate the SQL from this dialect to Spark SQL (default spark: as written).")
     sql.add_argument("--transpile-only", action="store_true", help="Print each statement as the Spark SQL to run, without running it.")
     sql.add_argument("--format", choices=("table", *FORMATS), default="table", help="table (default), csv or json (one object per line).")
+
+    shell = commands.add_parser("shell", help="The interactive SQL shell: embedded, or through a server (--jdbc or the one holding the home).")
+    _add_session_options(shell)
+    shell.add_argument("--jdbc", metavar="URL", help="Run through a running server, e.g. jdbc:hive2://127.0.0.1:10000/default.")
+    shell.add_argument("--max-rows", type=_bounded_int(1), default=1000, help="Print at most this many rows per statement (default 1000).")
 
     demo = commands.add_parser("demo", help="Write the synthetic demo cohort (DICOM CT/MR series + clinical Parquet table).")
     demo.add_argument("--out", required=True, type=Path, help="Directory to create.")
@@ -122,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dicomsql`` command; returns the exit status (2 for a usage or set-up error)."""
     args = _parser().parse_args(argv)
     try:
-        commands = {"serve": _serve, "sql": _sql, "ingest": _ingest, "demo": _demo, "functions": _functions}
+        commands = {"serve": _serve, "sql": _sql, "shell": _shell, "ingest": _ingest, "demo": _demo, "functions": _functions}
         return commands[args.command](args)
     except DicomsqlError as exc:
         print(f"dicomsql {args.command}: error: {exc}", file=sys.stderr)
@@ -232,6 +245,9 @@ def _serve(args: argparse.Namespace) -> int:
     server = None
     try:
         views = _create_views(spark.sql, home, tables, write_demo=True)
+        if args.bootstrap:
+            images = tables[0][0] if tables else "demo_images"
+            views.append(_bootstrap(spark, args.bootstrap, {"images": images, **dict(args.var)}))
         if stop.is_set():
             return 0
         server = serve(spark, host=args.host, port=args.port)
@@ -247,6 +263,20 @@ def _serve(args: argparse.Namespace) -> int:
         _shut_down(server, spark)
         home.release()
         print("Stopped.", flush=True)
+
+
+def _bootstrap(spark, path: Path, variables: dict[str, str]) -> str:
+    """Run the ``--bootstrap`` script in the server's session; a failing statement is an
+    error naming it. Returns a line for the banner."""
+    from .sqltools import split_statements, to_spark
+
+    statements = [to_spark(s, variables) for s in split_statements(_read_script(path))]
+    for number, statement in enumerate(statements, start=1):
+        try:
+            spark.sql(statement.text)
+        except Exception as exc:  # noqa: BLE001 - py4j/pyspark raise many types
+            raise DicomsqlError(f"{path}: statement {number} (line {statement.line}) failed: {concise_message(str(exc))}") from None
+    return f"{'(bootstrap)':<14} {path}: {len(statements)} statements run"
 
 
 def _spark_alive(spark) -> bool:
@@ -312,6 +342,20 @@ def _sql(args: argparse.Namespace) -> int:
     finally:
         client.close()
     return 0
+
+
+def _shell(args: argparse.Namespace) -> int:
+    from .shell import Shell
+    from .udfs import FUNCTIONS
+
+    client = _client(args, _checked_tables(args.table))
+    where = getattr(client, "url", None)
+    print(f"dicomsql {__version__} shell ({'server ' + where.host + ':' + str(where.port) if where else 'embedded'}). "
+          "End statements with ';'; Tab completes; Ctrl-C cancels; Ctrl-D or 'quit;' leaves.")
+    try:
+        return Shell(client, FUNCTIONS, history=Home(args.home).path / "shell_history", max_rows=args.max_rows).run()
+    finally:
+        client.close()
 
 
 def _print_result(args: argparse.Namespace, result) -> None:
@@ -394,7 +438,7 @@ def _running_server(home: str | None) -> str | None:
         return None
     if owner.jdbc_url is None:
         raise state.in_use_error(owner)
-    print(f"dicomsql sql: {state.path} is served by process {owner.pid}; running through {owner.jdbc_url}", file=sys.stderr)
+    print(f"dicomsql: {state.path} is served by process {owner.pid}; running through {owner.jdbc_url}", file=sys.stderr)
     return owner.jdbc_url
 
 

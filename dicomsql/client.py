@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import re
+import signal
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
-from .errors import DicomsqlError, QueryError, concise_message
+from .errors import DicomsqlError, QueryCancelled, QueryError, concise_message
 
 __all__ = ["JdbcUrl", "QueryResult", "EmbeddedClient", "JdbcClient"]
 
@@ -69,18 +73,21 @@ class JdbcClient:
         from pyhive import hive
 
         self.url = JdbcUrl.parse(url)
+        self._interrupted = threading.Event()
         try:
             self._connection = hive.connect(host=self.url.host, port=self.url.port, database=self.url.database)
         except Exception as exc:  # noqa: BLE001 - thrift raises transport errors of many types
             raise DicomsqlError(f"cannot connect to {url}: {exc}") from None
 
     def execute(self, statement: str, max_rows: int | None = None) -> QueryResult:
-        """Run one statement on the server; :class:`QueryError` with the server's message."""
+        """Run one statement on the server; :class:`QueryError` with the server's message,
+        :class:`QueryCancelled` when :meth:`cancel_on_interrupt` saw Ctrl-C meanwhile."""
         from pyhive.exc import Error as PyHiveError
 
         cursor = self._connection.cursor()
         try:
-            cursor.execute(statement)
+            cursor.execute(statement, async_=True)
+            self._wait(cursor)
             if not cursor.description:
                 return QueryResult([], [])
             columns = [d[0] for d in cursor.description]
@@ -90,6 +97,40 @@ class JdbcClient:
             raise QueryError(concise_message(_server_message(exc))) from None
         finally:
             cursor.close()
+
+    def _wait(self, cursor: Any) -> None:
+        """Poll the running statement until it ends; cancel it on the server when an
+        interrupt was seen. Polling (rather than a blocking call) keeps Ctrl-C from landing
+        inside a Thrift call, which would leave the connection out of step."""
+        from TCLIService.ttypes import TOperationState
+
+        running = (TOperationState.INITIALIZED_STATE, TOperationState.PENDING_STATE, TOperationState.RUNNING_STATE)
+        pause = 0.005
+        while True:
+            status = cursor.poll(get_progress_update=False)
+            if status.operationState not in running:
+                break
+            if self._interrupted.is_set():
+                cursor.cancel()
+                raise QueryCancelled("cancelled")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+        if status.operationState == TOperationState.ERROR_STATE:
+            raise QueryError(concise_message(status.errorMessage or "the statement failed"))
+        if status.operationState != TOperationState.FINISHED_STATE:
+            raise QueryCancelled(f"the server ended the statement ({TOperationState._VALUES_TO_NAMES[status.operationState]})")
+
+    @contextmanager
+    def cancel_on_interrupt(self) -> Iterator[None]:
+        """Within the block, Ctrl-C (SIGINT) cancels the running statement instead of
+        raising KeyboardInterrupt (main thread only)."""
+        self._interrupted.clear()
+        previous = signal.signal(signal.SIGINT, lambda _signum, _frame: self._interrupted.set())
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            self._interrupted.clear()
 
     def close(self) -> None:
         """Close the connection."""

@@ -54,6 +54,10 @@ class QueryError(DicomsqlError):
     """A SQL statement failed (in an embedded session or on a server)."""
 
 
+class QueryCancelled(QueryError):
+    """A running statement was cancelled (Ctrl-C in ``dicomsql shell``)."""
+
+
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception|Interrupt|Exit|Warning))(?::\s*(.*))?$")
 
 

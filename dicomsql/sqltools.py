@@ -18,7 +18,7 @@ from sqlglot.tokens import Token, Tokenizer, TokenType
 from .errors import DicomsqlError
 
 __all__ = [
-    "DIALECTS", "Statement", "split_statements", "parse_statement", "bind", "to_spark", "string_literal", "identifier",
+    "DIALECTS", "Statement", "split_statements", "take_statements", "parse_statement", "bind", "to_spark", "string_literal", "identifier",
 ]
 
 DIALECTS = ("spark", "postgres", "trino", "duckdb", "bigquery", "snowflake", "mysql")
@@ -86,6 +86,29 @@ def split_statements(script: str, dialect: str = "spark") -> list[Statement]:
             statements.append(Statement(script[tokens[start].start : tokens[end - 1].end + 1], tokens[start].line))
         start = end + 1
     return statements
+
+
+def take_statements(buffer: str) -> tuple[list[Statement], str]:
+    """The statements of ``buffer`` that a semicolon ends (as :func:`split_statements`
+    splits them), and the text after the last of them: what an interactive shell runs, and
+    what it keeps reading. A string or comment still open ends no statement.
+
+    >>> take_statements("SELECT 1; SELECT 'a;")
+    ([], "SELECT 1; SELECT 'a;")
+    >>> take_statements("SELECT 1; SELECT 2")
+    ([Statement(text='SELECT 1', line=1)], ' SELECT 2')
+    >>> take_statements("BEGIN\\n  SELECT 1;")
+    ([], 'BEGIN\\n  SELECT 1;')
+    """
+    try:
+        tokens = _dialect("spark").tokenizer().tokenize(buffer)
+    except TokenError:
+        return [], buffer
+    ends = [end for end in _statement_ends(tokens) if end < len(tokens)]
+    if not ends:
+        return [], buffer
+    done = tokens[ends[-1]].end + 1
+    return split_statements(buffer[:done]), buffer[done:]
 
 
 def _statement_ends(tokens: Sequence[Token]) -> Iterator[int]:

@@ -23,6 +23,8 @@ from .conftest import DEMO_PATIENTS, dicomsql_command
 
 pytestmark = pytest.mark.server
 
+BOOTSTRAP = Path(__file__).parent.parent / "sql" / "bootstrap.sql"
+
 
 def run(*args: str, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -169,7 +171,7 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_s
     assert "Stopped." in second.output and "Traceback" not in second.output
 
 
-def test_serve_tables_and_a_busy_port_and_data_roots(cli_env, pydicom_files, demo, start_server):
+def test_serve_tables_a_busy_port_data_roots_and_bootstrap(cli_env, pydicom_files, demo, start_server, tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -179,12 +181,22 @@ def test_serve_tables_and_a_busy_port_and_data_roots(cli_env, pydicom_files, dem
     assert f"port {port} on 127.0.0.1 is in use" in refused.stderr
     assert "Traceback" not in refused.stderr
 
-    server = start_server("--table", f"shipped={pydicom_files}", env=cli_env)
+    broken = tmp_path / "broken.sql"
+    broken.write_text("CREATE TEMPORARY VIEW fine AS SELECT 1;\n\nSELECT * FROM no_such_table;\n")
+    failed = run("serve", "--port", str(free_port()), "--table", f"t={pydicom_files}", "--bootstrap", str(broken), env=cli_env)
+    assert failed.returncode == 2 and "broken.sql: statement 2 (line 3) failed" in failed.stderr
+
+    server = start_server("--table", f"shipped={pydicom_files}", "--bootstrap", str(BOOTSTRAP), env=cli_env)
     assert "shipped" in server.output and "demo_images" not in server.output
     assert f"reads:     {os.path.realpath(pydicom_files)}" in server.output
+    assert "bootstrap.sql: 6 statements run" in server.output
     cursor = server.cursor()
     cursor.execute("SELECT count(*) FROM shipped WHERE Modality = 'CT'")
     assert cursor.fetchone()[0] > 0
+    cursor.execute("SELECT sum(images), count(*) FROM series")  # the bootstrap's view over the first --table
+    images, series = cursor.fetchone()
+    cursor.execute("SELECT count(*), count(DISTINCT SeriesInstanceUID) FROM shipped WHERE _corrupt_record IS NULL AND SeriesInstanceUID IS NOT NULL")
+    assert (images, series) == cursor.fetchone()
     # a client cannot read DICOM files outside the served folders
     outside = sorted((demo / "images").rglob("*.dcm"))[0]
     with pytest.raises(OperationalError, match="is outside the data roots this server reads"):
