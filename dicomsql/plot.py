@@ -1,13 +1,15 @@
 """Notebook plots with matplotlib: thumbnail grids, eigen-images, Kaplan-Meier curves.
 
 Each function takes query results as they come (a Spark or pandas DataFrame, or a list of
-Rows or dicts) and returns the matplotlib Figure. Install matplotlib with the ``plot``
+Rows or dicts; structs as Rows, dicts, or the JSON text JDBC clients such as JupySQL get) and
+returns the matplotlib Figure. Install matplotlib with the ``plot``
 extra (``pip install dicomsql[plot]``).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 from typing import Any, Iterable, Sequence
 
@@ -32,11 +34,28 @@ def _records(rows: Any, limit: int) -> list[dict[str, Any]]:
         rows = rows.limit(limit).collect()
     elif hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # pandas DataFrame
         rows = rows.head(limit).to_dict("records")
+    elif hasattr(rows, "DataFrame"):  # a JupySQL result set
+        rows = rows.DataFrame().head(limit).to_dict("records")
     return [row.asDict(recursive=True) if hasattr(row, "asDict") else dict(row) for row in list(rows)[:limit]]
+
+
+def _structure(value: Any) -> Any:
+    """A struct as a dict, whether a Spark Row, a dict, or the JSON text JDBC clients get
+    (anything else unchanged).
+
+    >>> _structure('{"n": 2, "mean": [0.5]}'), _structure("/data/a.dcm")
+    ({'n': 2, 'mean': [0.5]}, '/data/a.dcm')
+    """
+    if hasattr(value, "asDict"):
+        return value.asDict(recursive=True)
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        return json.loads(value)
+    return value
 
 
 def _picture(value: Any, window: str | None) -> np.ndarray:
     """An array to show from an image struct, PNG bytes, or a DICOM path or bytes."""
+    value = _structure(value)
     if isinstance(value, dict) and value.get("data") is not None:
         samples = value.get("samples") or 1
         shape = (value["rows"], value["columns"]) + ((samples,) if samples > 1 else ())
@@ -83,7 +102,7 @@ def eigenimages(model: Any, shape: Sequence[int], count: int | None = None, colu
     """The components of a ``pca_fit`` model as images of ``shape`` (rows, columns), with
     their share of the variance; the mean image first."""
     plt = _pyplot()
-    fitted = model.asDict(recursive=True) if hasattr(model, "asDict") else dict(model)
+    fitted = dict(_structure(model))
     components = np.asarray(fitted["components"], dtype=float)[:count]
     ratios = fitted.get("explained_variance_ratio") or [None] * len(components)
     panels = [("mean", np.asarray(fitted["mean"], dtype=float))] + [
@@ -104,12 +123,14 @@ def eigenimages(model: Any, shape: Sequence[int], count: int | None = None, colu
 
 def km(curves: Any, label: str | None = None, model: str = "km", band: bool = True, ax=None):  # noqa: ANN001
     """Kaplan-Meier curves from ``km_fit`` models: one model, or rows with a ``model``
-    column (default ``km``) and a ``label`` column naming each curve."""
+    column (default ``km``) and a ``label`` column naming each curve (e.g. the rows of
+    ``SELECT treated, km_fit(months, died) AS km FROM demo_patients GROUP BY treated``)."""
     plt = _pyplot()
-    if isinstance(curves, dict) or hasattr(curves, "asDict") and "times" in curves.asDict():
-        pairs: Iterable[tuple[str, dict]] = [("", curves.asDict(recursive=True) if hasattr(curves, "asDict") else curves)]
+    single = _structure(curves)
+    if isinstance(single, dict) and "times" in single:
+        pairs: Iterable[tuple[str, dict]] = [("", single)]
     else:
-        pairs = [(str(r.get(label, "")) if label else "", r[model]) for r in _records(curves, 1000)]
+        pairs = [(str(r.get(label, "")) if label else "", _structure(r[model])) for r in _records(curves, 1000)]
     axis = ax or plt.subplots(figsize=(6, 4))[1]
     for name, fitted in pairs:
         times = np.r_[0.0, fitted["times"]]
