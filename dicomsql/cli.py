@@ -61,6 +61,9 @@ def _add_session_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .results import FORMATS
+    from .sqltools import DIALECTS
+
     parser = argparse.ArgumentParser(prog="dicomsql", description="Analyse DICOM images with plain SQL on Apache Spark.")
     parser.add_argument("--version", action="version", version=f"dicomsql {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -81,9 +84,6 @@ def _parser() -> argparse.ArgumentParser:
         "--var", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
         help="Bind ${NAME} in the --bootstrap script (images defaults to the first table, or demo_images).",
     )
-
-    from .results import FORMATS
-    from .sqltools import DIALECTS
 
     sql = commands.add_parser("sql", help="Run SQL in an embedded session (or through a server) and print the results.")
     source = sql.add_mutually_exclusive_group(required=True)

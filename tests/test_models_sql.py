@@ -12,7 +12,7 @@ import statsmodels.api as sm
 from sklearn import metrics as sk_metrics
 
 from dicomsql.demo import DEVICE_TRUE_COEFFICIENTS, simulate_patients
-from dicomsql.stats import als, bayes, forest, linear, metrics
+from dicomsql.stats import als, bayes, forest, metrics
 
 FEATURES = "struct(age, smoker, tumor_mm, sex)"
 P_FEATURES = "struct(p.age, p.smoker, p.tumor_mm, p.sex)"

@@ -3,7 +3,6 @@ suite's Thrift server through JupySQL and the dicomsql:// SQLAlchemy URL."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
