@@ -17,7 +17,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 from scipy.special import logsumexp
 
-from .features import Encoding, class_name, class_names, class_output, complete_rows, is_categorical
+from .features import Encoding, class_output, is_categorical, labelled_rows
 from .options import Option, number, parse
 
 __all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "fit", "log_probabilities", "predict", "summary"]
@@ -58,8 +58,7 @@ def fit(labels: Sequence[Any], columns: Mapping[str, np.ndarray], options: Mappi
     (numbers as floats with NaN for NULL, strings as object arrays with None). Rows with a
     NULL are left out (``n_dropped``). Invalid ``options`` raise ``ValueError``."""
     settings = parse(options, OPTIONS)
-    keep = complete_rows(columns, np.array([class_name(label) for label in labels], dtype=object))
-    classes, target = class_names([label for label, kept in zip(labels, keep) if kept])
+    keep, classes, target = labelled_rows(labels, columns)
     fields = list(columns)
     model: dict[str, Any] = {
         "features": fields, "fields": fields, "classes": classes, "n": int(keep.sum()), "n_dropped": int((~keep).sum()),

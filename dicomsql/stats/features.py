@@ -26,7 +26,7 @@ import numpy as np
 
 from .options import ArgumentError
 
-__all__ = ["Encoding", "FeatureLearner", "class_name", "class_names", "complete_rows", "is_categorical", "encode", "class_output", "CLASS_OUTPUTS"]
+__all__ = ["Encoding", "FeatureLearner", "class_name", "class_names", "labelled_rows", "complete_rows", "is_categorical", "encode", "class_output", "CLASS_OUTPUTS"]
 
 Columns = Mapping[str, np.ndarray]
 
@@ -219,10 +219,28 @@ def class_names(values: Sequence[Any]) -> tuple[list[str], np.ndarray]:
     >>> class_names([True, False, None, True])
     (['false', 'true'], array([ 1,  0, -1,  1]))
     """
-    names = [class_name(value) for value in values]
+    return _indexed_classes([class_name(value) for value in values])
+
+
+def _indexed_classes(names: Sequence[str | None]) -> tuple[list[str], np.ndarray]:
+    """:func:`class_names` of labels already turned into names by :func:`class_name`."""
     classes = sorted({name for name in names if name is not None}, key=_sort_key)
     position = {name: index for index, name in enumerate(classes)}
     return classes, np.array([-1 if name is None else position[name] for name in names], dtype=int)
+
+
+def labelled_rows(labels: Sequence[Any], columns: Columns) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """What a classifier is fitted on: the mask of the rows with a label and every feature
+    (:func:`complete_rows`), the classes of their labels and each kept row's class index
+    (:func:`class_names`).
+
+    >>> labelled_rows([1, 0, None, 1], {"x": np.array([0.5, np.nan, 1.0, 2.0])})
+    (array([ True, False, False,  True]), ['1'], array([0, 0]))
+    """
+    names = np.array([class_name(label) for label in labels], dtype=object)
+    keep = complete_rows(columns, names)
+    classes, target = _indexed_classes(list(names[keep]))
+    return keep, classes, target
 
 
 #: What a classifier's ``*_predict`` can return.

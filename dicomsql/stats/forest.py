@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .features import Encoding, class_name, class_names, class_output, complete_rows, encode
+from .features import Encoding, class_output, complete_rows, encode, labelled_rows
 from .options import ArgumentError, Option, boolean, choice, integer, parse
 
 __all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "TASKS", "fit", "predict", "summary"]
@@ -90,10 +90,11 @@ def fit(labels: Sequence[Any], columns: Mapping[str, np.ndarray], options: Mappi
     task = settings["task"] or default_task
     classification = task == "classification"
     if classification:
-        label_values = np.array([class_name(label) for label in labels], dtype=object)
+        keep, classes, target = labelled_rows(labels, columns)
     else:
-        label_values = np.array([np.nan if label is None else float(label) for label in labels], dtype=float)
-    keep = complete_rows(columns, label_values)
+        values = np.array([np.nan if label is None else float(label) for label in labels], dtype=float)
+        keep = complete_rows(columns, values)
+        target = values[keep]
     encoding, matrix = encode({name: values[keep] for name, values in columns.items()}, reference=False)
     max_features = settings["max_features"] or ("sqrt" if classification else "all")
     model: dict[str, Any] = {
@@ -110,12 +111,9 @@ def fit(labels: Sequence[Any], columns: Mapping[str, np.ndarray], options: Mappi
         max_features=None if max_features == "all" else max_features, bootstrap=settings["bootstrap"],
         random_state=settings["seed"], n_jobs=1,
     )
+    estimator.fit(matrix, target)
     if classification:
-        classes, target = class_names(list(label_values[keep]))
-        estimator.fit(matrix, target)
         model["classes"] = classes
-    else:
-        estimator.fit(matrix, label_values[keep])
     trees = [tree.tree_ for tree in estimator.estimators_]
     return {
         **model,

@@ -22,7 +22,7 @@ from scipy import optimize
 from scipy import stats as scipy_stats
 from scipy.special import log_softmax, logsumexp
 
-from .features import Encoding, class_name, class_names, class_output, complete_rows, encode
+from .features import Encoding, class_output, encode, labelled_rows
 from .inference import design_problem, wald
 from .options import Option, boolean, integer, number, parse
 
@@ -183,8 +183,7 @@ def fit(labels: Sequence[Any], columns: Mapping[str, np.ndarray], options: Mappi
     gives NULL estimates and ``error`` saying why. Invalid ``options`` raise ``ValueError``.
     """
     settings = parse(options, OPTIONS)
-    keep = complete_rows(columns, np.array([class_name(label) for label in labels], dtype=object))
-    classes, target = class_names([label for label, kept in zip(labels, keep) if kept])
+    keep, classes, target = labelled_rows(labels, columns)
     encoding, matrix = encode({name: values[keep] for name, values in columns.items()}, reference=True)
     model: dict[str, Any] = {
         **encoding.as_model(), "classes": classes, "n": int(keep.sum()), "n_dropped": int((~keep).sum()),
