@@ -5,7 +5,7 @@ structs out. Model layouts are declared once as ``(field, SQL type)`` pairs in
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -15,8 +15,8 @@ from dicomsql.errors import FunctionArgumentError
 from dicomsql.stats.options import ArgumentError
 
 __all__ = [
-    "arrow_type", "struct_ddl", "column", "struct_array", "struct_scalar", "numbers", "struct_numbers",
-    "struct_features", "first_map", "labels", "constant", "Models", "fitted_model", "predict_rows",
+    "arrow_type", "struct_ddl", "columns_ddl", "column", "struct_array", "struct_scalar", "numbers", "struct_numbers",
+    "struct_features", "first_map", "labels", "constant", "Models", "fitted_model", "predict_rows", "ModelSummary",
 ]
 
 _SCALARS = {
@@ -37,6 +37,11 @@ def arrow_type(sql: str) -> pa.DataType:
 def struct_ddl(fields: Fields) -> str:
     """``STRUCT<field: TYPE, ...>`` for Spark."""
     return "STRUCT<" + ", ".join(f"{name}: {sql.upper()}" for name, sql in fields) + ">"
+
+
+def columns_ddl(fields: Fields) -> str:
+    """``name TYPE, ...``: the columns of a table function, for Spark."""
+    return ", ".join(f"{name} {sql.upper()}" for name, sql in fields)
 
 
 def column(values: Sequence[Any], sql: str) -> pa.Array:
@@ -209,3 +214,14 @@ def predict_rows(function: str, model: pa.Array, predict: Any) -> pa.Array:
         except ArgumentError as exc:
             raise FunctionArgumentError.because(function, exc.argument, str(exc)) from None
     return pa.array(result, type=pa.float64(), mask=np.isnan(result))
+
+
+class ModelSummary:
+    """A ``*_summary`` table function: the rows ``summarise`` makes of a model struct (none
+    for a NULL model). Subclasses set ``summarise`` and document their rows."""
+
+    summarise: Callable[[dict[str, Any]], Iterable[tuple]]
+
+    def eval(self, model: Any) -> Iterator[tuple]:
+        if model is not None:
+            yield from type(self).summarise(model.asDict(recursive=True))

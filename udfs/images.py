@@ -25,7 +25,7 @@ from dicomsql.errors import FunctionArgumentError
 from dicomsql.stats import images, pca
 from dicomsql.storage import open_file
 
-from .arrow import column, constant, first_map, numbers, struct_array, struct_ddl, struct_scalar
+from .arrow import column, columns_ddl, constant, first_map, numbers, struct_array, struct_ddl, struct_scalar
 from .registry import sql_function
 
 IMAGE_FIELDS: tuple[tuple[str, str], ...] = (
@@ -474,7 +474,7 @@ def pca_reconstruct(model: pa.Array, scores: pa.Array) -> pa.Array:
 
 @sql_function(
     "TABLE(t) whose first column is a vector ARRAY<DOUBLE>",
-    returns=", ".join(f"{name} {sql.upper()}" for name, sql in pca.PARTIAL_FIELDS),
+    returns=columns_ddl(pca.PARTIAL_FIELDS),
     kind="table",
     example="SELECT cov_merge(n, mean, scatter).n FROM cov_partials(TABLE(SELECT image_resize(path, 8, 8).data FROM demo_images))",
     name="cov_partials",

@@ -23,7 +23,8 @@ from dicomsql.errors import FunctionArgumentError
 from dicomsql.stats import als, bayes, forest, linear, logistic, metrics
 
 from .arrow import (
-    constant, first_map, fitted_model, labels, numbers, predict_rows, struct_ddl, struct_features, struct_scalar,
+    ModelSummary, columns_ddl, constant, first_map, fitted_model, labels, numbers, predict_rows, struct_ddl,
+    struct_features, struct_scalar,
 )
 from .registry import sql_function
 
@@ -94,19 +95,17 @@ def linreg_predict(model: pa.Array, features: pa.Array) -> pa.Array:
 
 @sql_function(
     "model LINREG_MODEL",
-    returns=", ".join(f"{name} {sql.upper()}" for name, sql in linear.SUMMARY_FIELDS),
+    returns=columns_ddl(linear.SUMMARY_FIELDS),
     kind="table",
     example="SELECT s.* FROM (SELECT linreg_fit(tumor_mm, struct(age, smoker, sex)) AS model FROM demo_patients) m, "
             "LATERAL linreg_summary(m.model) s",
     name="linreg_summary",
 )
-class LinregSummary:
+class LinregSummary(ModelSummary):
     """One row per estimate of a ``linreg_fit`` model (the intercept first): feature, coef,
     se, t, p, ci_lower, ci_upper, like statsmodels' summary."""
 
-    def eval(self, model: Any) -> Iterator[tuple]:
-        if model is not None:
-            yield from linear.summary(model.asDict(recursive=True))
+    summarise = staticmethod(linear.summary)
 
 
 # --- logistic regression --------------------------------------------------------------------
@@ -152,19 +151,17 @@ def logreg_predict(model: pa.Array, features: pa.Array, kind: pa.Array = None, w
 
 @sql_function(
     "model LOGREG_MODEL",
-    returns=", ".join(f"{name} {sql.upper()}" for name, sql in logistic.SUMMARY_FIELDS),
+    returns=columns_ddl(logistic.SUMMARY_FIELDS),
     kind="table",
     example="SELECT s.* FROM (SELECT logreg_fit(died, struct(age, smoker, tumor_mm, sex)) AS model FROM demo_patients) m, "
             "LATERAL logreg_summary(m.model) s",
     name="logreg_summary",
 )
-class LogregSummary:
+class LogregSummary(ModelSummary):
     """One row per class after the first and estimate (the intercept first): class,
     feature, coef, odds_ratio, se, z, p, ci_lower, ci_upper."""
 
-    def eval(self, model: Any) -> Iterator[tuple]:
-        if model is not None:
-            yield from logistic.summary(model.asDict(recursive=True))
+    summarise = staticmethod(logistic.summary)
 
 
 # --- naive Bayes ----------------------------------------------------------------------------
@@ -201,19 +198,17 @@ def naive_bayes_predict(model: pa.Array, features: pa.Array, kind: pa.Array = No
 
 @sql_function(
     "model NAIVE_BAYES_MODEL",
-    returns=", ".join(f"{name} {sql.upper()}" for name, sql in bayes.SUMMARY_FIELDS),
+    returns=columns_ddl(bayes.SUMMARY_FIELDS),
     kind="table",
     example="SELECT s.* FROM (SELECT naive_bayes_fit(sex, struct(age, tumor_mm)) AS model FROM demo_patients) m, "
             "LATERAL naive_bayes_summary(m.model) s",
     name="naive_bayes_summary",
 )
-class NaiveBayesSummary:
+class NaiveBayesSummary(ModelSummary):
     """Per class and feature: the class prior, a number's mean and standard deviation, or
     each category's probability."""
 
-    def eval(self, model: Any) -> Iterator[tuple]:
-        if model is not None:
-            yield from bayes.summary(model.asDict(recursive=True))
+    summarise = staticmethod(bayes.summary)
 
 
 # --- random forests -------------------------------------------------------------------------
@@ -251,18 +246,16 @@ def random_forest_predict(model: pa.Array, features: pa.Array, kind: pa.Array = 
 
 @sql_function(
     "model RANDOM_FOREST_MODEL",
-    returns=", ".join(f"{name} {sql.upper()}" for name, sql in forest.SUMMARY_FIELDS),
+    returns=columns_ddl(forest.SUMMARY_FIELDS),
     kind="table",
     example="SELECT s.* FROM (SELECT random_forest_fit(died, struct(age, smoker, tumor_mm, sex)) AS model "
             "FROM demo_patients) m, LATERAL random_forest_summary(m.model) s",
     name="random_forest_summary",
 )
-class RandomForestSummary:
+class RandomForestSummary(ModelSummary):
     """One row per feature with its impurity-based importance and rank, most important first."""
 
-    def eval(self, model: Any) -> Iterator[tuple]:
-        if model is not None:
-            yield from forest.summary(model.asDict(recursive=True))
+    summarise = staticmethod(forest.summary)
 
 
 # --- collaborative filtering ----------------------------------------------------------------

@@ -11,7 +11,7 @@ struct that can be stored with ``CREATE TABLE ... AS`` and applied with a join::
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +19,7 @@ import pyarrow as pa
 from dicomsql.errors import FunctionArgumentError
 from dicomsql.stats import aft, cox, km
 
-from .arrow import Models, constant, first_map, fitted_model, labels, numbers, predict_rows, struct_ddl, struct_numbers, struct_scalar
+from .arrow import Models, ModelSummary, columns_ddl, constant, first_map, fitted_model, labels, numbers, predict_rows, struct_ddl, struct_numbers, struct_scalar
 from .registry import sql_function
 
 COX_MODEL = struct_ddl(cox.MODEL_FIELDS)
@@ -139,19 +139,17 @@ def coxph_predict(model: pa.Array, covariates: pa.Array, kind: pa.Array = None, 
 
 @sql_function(
     "model COX_MODEL",
-    returns=", ".join(f"{name} {sql.upper()}" for name, sql in cox.SUMMARY_FIELDS),
+    returns=columns_ddl(cox.SUMMARY_FIELDS),
     kind="table",
     example="SELECT s.* FROM (SELECT coxph_fit(months, died, struct(age, smoker, tumor_mm, treated)) AS model "
             "FROM demo_patients) m, LATERAL coxph_summary(m.model) s",
     name="coxph_summary",
 )
-class CoxSummary:
+class CoxSummary(ModelSummary):
     """One row per covariate of a Cox model (covariate, coef, exp_coef, se, z, p, ci_lower,
     ci_upper), like lifelines' ``summary``. Use it with ``LATERAL`` on a table of models."""
 
-    def eval(self, model: Any) -> Iterator[tuple]:
-        if model is not None:
-            yield from cox.summary(model.asDict(recursive=True))
+    summarise = staticmethod(cox.summary)
 
 
 CHECK_RESULT = struct_ddl(cox.CHECK_FIELDS)
