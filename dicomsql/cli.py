@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
-from .errors import DicomsqlError, QueryError, concise_message
+from .errors import DicomsqlError, QueryError
 from .home import Home
 from .settings import DEFAULTS, SETTINGS
 from .storage import data_root_for, data_roots
@@ -268,14 +268,16 @@ def _serve(args: argparse.Namespace) -> int:
 def _bootstrap(spark, path: Path, variables: dict[str, str]) -> str:
     """Run the ``--bootstrap`` script in the server's session; a failing statement is an
     error naming it. Returns a line for the banner."""
+    from .client import EmbeddedClient
     from .sqltools import split_statements, to_spark
 
+    client = EmbeddedClient(spark)
     statements = [to_spark(s, variables) for s in split_statements(_read_script(path))]
     for number, statement in enumerate(statements, start=1):
         try:
-            spark.sql(statement.text)
-        except Exception as exc:  # noqa: BLE001 - py4j/pyspark raise many types
-            raise DicomsqlError(f"{path}: statement {number} (line {statement.line}) failed: {concise_message(str(exc))}") from None
+            client.execute(statement.text, max_rows=0)
+        except QueryError as exc:
+            raise DicomsqlError(f"{path}: statement {number} (line {statement.line}) failed: {exc}") from None
     return f"{'(bootstrap)':<14} {path}: {len(statements)} statements run"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import sqlglot
 from sqlglot import exp
@@ -80,8 +80,14 @@ def split_statements(script: str, dialect: str = "spark") -> list[Statement]:
     Statement(text='SELECT 2', line=4)
     """
     tokens = _tokens(script, _dialect(dialect).tokenizer())
+    return _cut(script, tokens, _statement_ends(tokens))
+
+
+def _cut(script: str, tokens: Sequence[Token], ends: Iterable[int]) -> list[Statement]:
+    """The statements of ``script`` between the tokens at ``ends`` (indexes of the
+    semicolons ending statements, or ``len(tokens)``)."""
     statements, start = [], 0
-    for end in _statement_ends(tokens):
+    for end in ends:
         if end > start:
             statements.append(Statement(script[tokens[start].start : tokens[end - 1].end + 1], tokens[start].line))
         start = end + 1
@@ -107,8 +113,7 @@ def take_statements(buffer: str) -> tuple[list[Statement], str]:
     ends = [end for end in _statement_ends(tokens) if end < len(tokens)]
     if not ends:
         return [], buffer
-    done = tokens[ends[-1]].end + 1
-    return split_statements(buffer[:done]), buffer[done:]
+    return _cut(buffer, tokens, ends), buffer[tokens[ends[-1]].end + 1 :]
 
 
 def _statement_ends(tokens: Sequence[Token]) -> Iterator[int]:
