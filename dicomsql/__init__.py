@@ -9,9 +9,9 @@ Usage::
 """
 
 from .errors import DicomsqlError
-from .server import ThriftServer, serve
+from .server import Server, serve
 from .session import register, session
 
 __version__ = "0.1.0"
 
-__all__ = ["DicomsqlError", "ThriftServer", "__version__", "register", "serve", "session"]
+__all__ = ["DicomsqlError", "Server", "__version__", "register", "serve", "session"]

@@ -81,3 +81,45 @@ def concise_message(text: str) -> str:
             if match:
                 return f"{match.group(1)}: {match.group(2)}" if match.group(2) else match.group(1)
     return stripped.splitlines()[0].strip() if stripped else text
+
+
+#: SQLSTATE of an error that is not Spark's and names no class of its own.
+_INTERNAL_SQLSTATE = "XX000"
+
+
+def client_error(exc: BaseException) -> tuple[str, str]:
+    """What a client is told of ``exc``: one concise message and a SQLSTATE.
+
+    dicomsql's own errors travel as raised (also from inside a Python worker), Spark's as
+    Spark's error class and message; no traceback and no server path. Anything else is an
+    internal error whose details stay in the server log.
+
+    >>> client_error(FunctionArgumentError("dicom_tag", "key", "a DICOM keyword", "'x'"))
+    ("dicom_tag: argument key must be a DICOM keyword, got 'x'", '22023')
+    """
+    if isinstance(exc, DicomsqlError):
+        return str(exc), "22023" if isinstance(exc, ValueError) else "HY000"
+    sqlstate = _spark_sqlstate(exc)
+    java_exception = getattr(exc, "java_exception", None)  # a JVM error pyspark did not convert
+    if sqlstate is None and java_exception is not None:
+        return concise_message(str(java_exception.toString())), _INTERNAL_SQLSTATE
+    if sqlstate is None:
+        return f"internal error ({type(exc).__name__}); the server log has the details", _INTERNAL_SQLSTATE
+    message = concise_message(str(exc))
+    own = re.match(rf"^(?:{'|'.join(_OWN_ERRORS)}): (.*)$", message, re.DOTALL)
+    return (own.group(1) if own else message), sqlstate
+
+
+#: dicomsql's exception classes, as a Python worker's traceback names them.
+_OWN_ERRORS = tuple(name for name, value in dict(globals()).items() if isinstance(value, type) and issubclass(value, DicomsqlError))
+
+
+def _spark_sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a pyspark error (None when ``exc`` is not one)."""
+    get_sqlstate = getattr(exc, "getSqlState", None)
+    if get_sqlstate is None:
+        return None
+    try:
+        return get_sqlstate() or _INTERNAL_SQLSTATE
+    except Exception:  # noqa: BLE001 - the JVM side of the error is gone
+        return _INTERNAL_SQLSTATE

@@ -83,8 +83,10 @@ def spark_conf(home: Home, master: str, conf: Mapping[str, str] | None = None) -
         # Hive's scratch space lives in the home too, not in /tmp/<user>.
         "spark.hadoop.hive.exec.local.scratchdir": str(home.scratch),
         "spark.hadoop.hive.server2.logging.operation.enabled": "false",
-        # JDBC clients must see the Python functions and views of the driver's session.
-        "spark.sql.hive.thriftServer.singleSession": "true",
+        # Also set by register(); here too so that a client's RESET keeps them (RESET goes
+        # back to the SparkContext's settings).
+        "spark.sql.python.filterPushdown.enabled": "true",
+        _EXCLUDED_RULES: _MERGE_SUBPLANS,
         # SELECT * FROM parquet.`/any/path` would bypass the data roots; off unless asked.
         "spark.sql.runSQLOnFiles": "false",
         "spark.ui.enabled": "false",

@@ -1,0 +1,45 @@
+"""Spark jobs of one statement, cancellable from any thread.
+
+A statement runs in a thread that carries its job group (Spark's thread-local property,
+inherited by the threads Spark starts for it); cancelling the group interrupts its running
+tasks, JVM threads and Python workers alike, and refuses jobs the statement would start
+later. This is what frees the executors at once when a client cancels.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+__all__ = ["JobGroup"]
+
+
+class JobGroup:
+    """The Spark jobs of one statement in ``spark``."""
+
+    def __init__(self, spark: Any, description: str):
+        self.id = f"dicomsql-{uuid.uuid4().hex}"
+        self.description = " ".join(description.split())[:200]
+        self._context = spark.sparkContext
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Jobs started in this thread within the block belong to the group."""
+        self._context.setJobGroup(self.id, self.description, interruptOnCancel=True)
+        try:
+            yield
+        finally:
+            self._context._jsc.clearJobGroup()
+
+    def cancel(self) -> None:
+        """Cancel the group's running jobs and any it would start from now on."""
+        self._context._jsc.sc().cancelJobGroupAndFutureJobs(self.id)
+
+    def running(self) -> bool:
+        """Whether any job of the group is still active."""
+        tracker = self._context.statusTracker()
+        return bool(tracker.getJobIdsForGroup(self.id)) and any(
+            (info := tracker.getJobInfo(job)) is not None and info.status == "RUNNING"
+            for job in tracker.getJobIdsForGroup(self.id)
+        )

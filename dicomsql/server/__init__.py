@@ -1,0 +1,105 @@
+"""dicomsql's HiveServer2 endpoint (the TCLIService Thrift protocol) in the driver process.
+
+JDBC/ODBC clients (beeline, the Hive JDBC driver, PyHive, SQLAlchemy ``dicomsql://``) each get
+a session of their own, cloned from the served Spark session: they see its DICOM tables,
+temporary views and Python functions, and their own ``SET``, ``USE`` and temporary views stay
+theirs. Spark runs the statements (see :mod:`.engine`); :mod:`.transport` speaks SASL PLAIN and
+NOSASL; :mod:`.service` answers the protocol; :mod:`.catalog` the JDBC metadata calls.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DicomsqlError
+from ..settings import DEFAULTS
+
+if TYPE_CHECKING:
+    import pyspark
+
+__all__ = ["Server", "serve", "free_port", "check_port_free"]
+
+
+@dataclass
+class Server:
+    """A running endpoint; :meth:`stop` closes its connections and sessions and releases the port."""
+
+    host: str
+    port: int
+    engine: Any
+    _listener: Any
+
+    @property
+    def jdbc_url(self) -> str:
+        """``jdbc:hive2://host:port/default``: for beeline and JDBC tools."""
+        return f"jdbc:hive2://{self.host}:{self.port}/default"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """``dicomsql://host:port/default``: for SQLAlchemy (PyHive's dialect with Spark's
+        catalogue, see :mod:`dicomsql.sqlalchemy`)."""
+        return f"dicomsql://{self.host}:{self.port}/default"
+
+    def stop(self) -> None:
+        """Stop serving: no new connections, every session closed and its statements
+        cancelled, the port released (idempotent)."""
+        if self._listener is not None:
+            self._listener.stop()
+            self.engine.shutdown()
+            self._listener = None
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`DicomsqlError` unless ``host:port`` can be listened on."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise DicomsqlError(
+                    f"port {port} on {host} is in use (another dicomsql serve?); "
+                    f"stop that process or choose another --port"
+                ) from None
+            raise DicomsqlError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def serve(
+    spark: "pyspark.sql.SparkSession",
+    host: str = DEFAULTS["host"],
+    port: int = DEFAULTS["port"],
+    max_concurrent_queries: int | None = None,
+) -> Server:
+    """Serve ``spark`` over the HiveServer2 protocol on ``host:port`` and return once it
+    listens. Every client session is a clone of ``spark`` as it is when the client connects.
+    At most ``max_concurrent_queries`` statements run at once (default twice the driver's
+    cores); more wait in a queue."""
+    from .engine import Engine
+    from .service import serve_connection
+    from .transport import Listener
+
+    check_port_free(host, port)
+    engine = Engine(spark, max_concurrent_queries or 2 * (os.cpu_count() or 1))
+    try:
+        listener = Listener(host, port, serve_connection(engine)).start()
+    except OSError as exc:
+        engine.shutdown()
+        raise DicomsqlError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return Server(host, port, engine, listener)

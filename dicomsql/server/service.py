@@ -1,0 +1,308 @@
+"""The TCLIService requests of one client connection, answered from the :class:`Engine`.
+
+Every request gets a ``TStatus``: SUCCESS, or ERROR with one concise message and a SQLSTATE
+(never a traceback). A connection sees only the sessions it opened; when it ends, they are
+closed and their statements cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from ..errors import client_error
+from . import catalog
+from .bindings import TCLIService, accelerate
+from .bindings import ttypes as t
+from .engine import ClientSession, Engine, Operation, OperationError
+from .rowsets import Column, arrow_table, empty_row_set, table_schema, to_row_set
+from .transport import Peer
+
+__all__ = ["Service", "serve_connection", "SERVER_PROTOCOL"]
+
+log = logging.getLogger("dicomsql.server")
+
+#: The newest protocol this server speaks; a client gets the older of its own and this.
+SERVER_PROTOCOL = t.TProtocolVersion.HIVE_CLI_SERVICE_PROTOCOL_V10
+_COLUMNAR_FROM = t.TProtocolVersion.HIVE_CLI_SERVICE_PROTOCOL_V6
+_OK = t.TStatus(statusCode=t.TStatusCode.SUCCESS_STATUS)
+_LOG_COLUMNS = [Column("operation_log", t.TTypeId.STRING_TYPE, "string")]
+_DEFAULT_FETCH_ROWS = 1000
+_MAX_FETCH_ROWS = 100_000
+O = t.TOperationType
+
+
+def _error(message: str, sqlstate: str = "HY000") -> t.TStatus:
+    return t.TStatus(statusCode=t.TStatusCode.ERROR_STATUS, errorMessage=message, sqlState=sqlstate, errorCode=0)
+
+
+def _answers(response: type, **failed: Any) -> Callable:
+    """Decorate a request handler: an :class:`OperationError` it raises becomes ``response``
+    with an ERROR status (and ``failed`` fields); anything else is logged and answered as an
+    internal error."""
+
+    def decorate(handler: Callable) -> Callable:
+        def answer(self: "Service", request: Any) -> Any:
+            try:
+                return handler(self, request)
+            except OperationError as exc:
+                return response(status=_error(str(exc), exc.sqlstate), **failed)
+            except Exception:  # noqa: BLE001 - the client hears one line; the log has the rest
+                log.exception("%s failed", handler.__name__)
+                return response(status=_error("internal error; the server log has the details", "XX000"), **failed)
+
+        answer.__name__ = handler.__name__
+        return answer
+
+    return decorate
+
+
+class Service(TCLIService.Iface):
+    """Answers the requests of one connection (``peer``)."""
+
+    def __init__(self, engine: Engine, peer: Peer):
+        self.engine = engine
+        self.peer = peer
+        self._sessions: dict[bytes, ClientSession] = {}
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    @_answers(t.TOpenSessionResp, serverProtocolVersion=SERVER_PROTOCOL)
+    def OpenSession(self, req: t.TOpenSessionReq) -> t.TOpenSessionResp:
+        protocol = min(req.client_protocol, SERVER_PROTOCOL)
+        user = self.peer.user or req.username or "anonymous"
+        try:
+            session = self.engine.open_session(user, protocol, dict(req.configuration or {}))
+        except Exception as exc:  # noqa: BLE001 - e.g. use:database of a database that does not exist
+            raise OperationError(*client_error(exc)) from None
+        self._sessions[session.id] = session
+        log.info("session opened for %s from %s (protocol V%d)", user, self.peer.address, protocol + 1)
+        return t.TOpenSessionResp(
+            status=_OK,
+            serverProtocolVersion=protocol,
+            sessionHandle=t.TSessionHandle(sessionId=t.THandleIdentifier(guid=session.id, secret=session.secret)),
+            configuration={},
+        )
+
+    @_answers(t.TCloseSessionResp)
+    def CloseSession(self, req: t.TCloseSessionReq) -> t.TCloseSessionResp:
+        session = self._session(req.sessionHandle)
+        del self._sessions[session.id]
+        self.engine.close_session(session.id)
+        return t.TCloseSessionResp(status=_OK)
+
+    def close_all(self) -> None:
+        """The connection ended: close its sessions, cancelling what they run."""
+        for session_id in list(self._sessions):
+            self.engine.close_session(session_id)
+        self._sessions.clear()
+
+    def _session(self, handle: t.TSessionHandle) -> ClientSession:
+        identifier = handle.sessionId if handle else None
+        session = self._sessions.get(identifier.guid) if identifier else None
+        if session is None or session.secret != identifier.secret:
+            raise OperationError("invalid session handle (closed, or not opened on this connection)", "08003")
+        return session
+
+    def _operation(self, handle: t.TOperationHandle) -> Operation:
+        identifier = handle.operationId if handle else None
+        for session in self._sessions.values():
+            operation = session.operations.get(identifier.guid) if identifier else None
+            if operation is not None and operation.secret == identifier.secret:
+                return operation
+        raise OperationError("invalid operation handle (closed, or not of this connection)", "HY010")
+
+    @staticmethod
+    def _handle(operation: Operation, has_result_set: bool = True) -> t.TOperationHandle:
+        return t.TOperationHandle(
+            operationId=t.THandleIdentifier(guid=operation.id, secret=operation.secret),
+            operationType=operation.kind,
+            hasResultSet=has_result_set,
+        )
+
+    # --- statements -------------------------------------------------------------------------
+
+    @_answers(t.TExecuteStatementResp)
+    def ExecuteStatement(self, req: t.TExecuteStatementReq) -> t.TExecuteStatementResp:
+        session = self._session(req.sessionHandle)
+        operation = session.execute(req.statement, O.EXECUTE_STATEMENT)
+        if not req.runAsync:
+            if operation.wait() == t.TOperationState.ERROR_STATE and operation.error:
+                session.close_operation(operation.id)
+                raise operation.error
+        return t.TExecuteStatementResp(status=_OK, operationHandle=self._handle(operation))
+
+    @_answers(t.TGetOperationStatusResp)
+    def GetOperationStatus(self, req: t.TGetOperationStatusReq) -> t.TGetOperationStatusResp:
+        operation = self._operation(req.operationHandle)
+        error = operation.error if operation.state == t.TOperationState.ERROR_STATE else None
+        return t.TGetOperationStatusResp(
+            status=_OK,
+            operationState=operation.state,
+            sqlState=error.sqlstate if error else None,
+            errorCode=0 if error else None,
+            errorMessage=str(error) if error else None,
+            operationStarted=operation.started_ms,
+            operationCompleted=operation.completed_ms,
+            hasResultSet=True,
+        )
+
+    @_answers(t.TCancelOperationResp)
+    def CancelOperation(self, req: t.TCancelOperationReq) -> t.TCancelOperationResp:
+        self._operation(req.operationHandle).cancel()
+        return t.TCancelOperationResp(status=_OK)
+
+    @_answers(t.TCloseOperationResp)
+    def CloseOperation(self, req: t.TCloseOperationReq) -> t.TCloseOperationResp:
+        operation = self._operation(req.operationHandle)
+        operation.session.close_operation(operation.id)
+        return t.TCloseOperationResp(status=_OK)
+
+    @_answers(t.TGetResultSetMetadataResp)
+    def GetResultSetMetadata(self, req: t.TGetResultSetMetadataReq) -> t.TGetResultSetMetadataResp:
+        operation = self._operation(req.operationHandle)
+        if operation.columns is None:
+            if operation.state == t.TOperationState.ERROR_STATE and operation.error:
+                raise operation.error
+            raise OperationError("the operation has no result yet: wait until GetOperationStatus says FINISHED")
+        return t.TGetResultSetMetadataResp(status=_OK, schema=table_schema(operation.columns))
+
+    @_answers(t.TFetchResultsResp)
+    def FetchResults(self, req: t.TFetchResultsReq) -> t.TFetchResultsResp:
+        operation = self._operation(req.operationHandle)
+        columnar = operation.session.protocol >= _COLUMNAR_FROM
+        from_start = req.orientation == t.TFetchOrientation.FETCH_FIRST
+        if req.orientation not in (t.TFetchOrientation.FETCH_NEXT, t.TFetchOrientation.FETCH_FIRST):
+            raise OperationError("only FETCH_NEXT and FETCH_FIRST are supported", "HYC00")
+        if req.fetchType == 1:  # the operation log
+            lines = operation.log_lines(from_start)
+            rows = to_row_set(_LOG_COLUMNS, arrow_table(_LOG_COLUMNS, [(line,) for line in lines]), 0, columnar)
+            return t.TFetchResultsResp(status=_OK, hasMoreRows=False, results=rows)
+        max_rows = min(req.maxRows if req.maxRows and req.maxRows > 0 else _DEFAULT_FETCH_ROWS, _MAX_FETCH_ROWS)
+        rows, offset, more = operation.fetch(max_rows, from_start)
+        columns = operation.columns or []
+        results = to_row_set(columns, rows, offset, columnar) if rows is not None else empty_row_set(columns, columnar)
+        return t.TFetchResultsResp(status=_OK, hasMoreRows=more, results=results)
+
+    # --- catalogue --------------------------------------------------------------------------
+
+    def _listing(self, handle: t.TSessionHandle, kind: int, name: str, rows: Callable[[Any], list]) -> t.TOperationHandle:
+        session = self._session(handle)
+        operation = session.new_operation(kind, name)
+        try:
+            operation.set_rows(catalog.COLUMNS[name], rows(session.spark))
+        except Exception as exc:  # noqa: BLE001 - a Spark error in a listing is the client's error
+            session.close_operation(operation.id)
+            raise OperationError(*client_error(exc)) from None
+        return self._handle(operation)
+
+    @_answers(t.TGetCatalogsResp)
+    def GetCatalogs(self, req: t.TGetCatalogsReq) -> t.TGetCatalogsResp:
+        handle = self._listing(req.sessionHandle, O.GET_CATALOGS, "catalogs", lambda spark: [])
+        return t.TGetCatalogsResp(status=_OK, operationHandle=handle)
+
+    @_answers(t.TGetSchemasResp)
+    def GetSchemas(self, req: t.TGetSchemasReq) -> t.TGetSchemasResp:
+        handle = self._listing(req.sessionHandle, O.GET_SCHEMAS, "schemas", lambda spark: catalog.schemas(spark, req.schemaName))
+        return t.TGetSchemasResp(status=_OK, operationHandle=handle)
+
+    @_answers(t.TGetTableTypesResp)
+    def GetTableTypes(self, req: t.TGetTableTypesReq) -> t.TGetTableTypesResp:
+        handle = self._listing(req.sessionHandle, O.GET_TABLE_TYPES, "table_types", lambda spark: catalog.table_types())
+        return t.TGetTableTypesResp(status=_OK, operationHandle=handle)
+
+    @_answers(t.TGetTablesResp)
+    def GetTables(self, req: t.TGetTablesReq) -> t.TGetTablesResp:
+        handle = self._listing(
+            req.sessionHandle, O.GET_TABLES, "tables",
+            lambda spark: catalog.tables(spark, req.schemaName, req.tableName, req.tableTypes),
+        )
+        return t.TGetTablesResp(status=_OK, operationHandle=handle)
+
+    @_answers(t.TGetColumnsResp)
+    def GetColumns(self, req: t.TGetColumnsReq) -> t.TGetColumnsResp:
+        handle = self._listing(
+            req.sessionHandle, O.GET_COLUMNS, "columns",
+            lambda spark: catalog.columns(spark, req.schemaName, req.tableName, req.columnName),
+        )
+        return t.TGetColumnsResp(status=_OK, operationHandle=handle)
+
+    @_answers(t.TGetFunctionsResp)
+    def GetFunctions(self, req: t.TGetFunctionsReq) -> t.TGetFunctionsResp:
+        handle = self._listing(
+            req.sessionHandle, O.GET_FUNCTIONS, "functions",
+            lambda spark: catalog.functions(spark, req.schemaName, req.functionName),
+        )
+        return t.TGetFunctionsResp(status=_OK, operationHandle=handle)
+
+    @_answers(t.TGetTypeInfoResp)
+    def GetTypeInfo(self, req: t.TGetTypeInfoReq) -> t.TGetTypeInfoResp:
+        handle = self._listing(req.sessionHandle, O.GET_TYPE_INFO, "type_info", lambda spark: catalog.type_info())
+        return t.TGetTypeInfoResp(status=_OK, operationHandle=handle)
+
+    @_answers(t.TGetPrimaryKeysResp)
+    def GetPrimaryKeys(self, req: t.TGetPrimaryKeysReq) -> t.TGetPrimaryKeysResp:
+        handle = self._listing(req.sessionHandle, O.UNKNOWN, "primary_keys", lambda spark: [])  # Spark has no keys
+        return t.TGetPrimaryKeysResp(status=_OK, operationHandle=handle)
+
+    @_answers(t.TGetCrossReferenceResp)
+    def GetCrossReference(self, req: t.TGetCrossReferenceReq) -> t.TGetCrossReferenceResp:
+        handle = self._listing(req.sessionHandle, O.UNKNOWN, "cross_reference", lambda spark: [])
+        return t.TGetCrossReferenceResp(status=_OK, operationHandle=handle)
+
+    @_answers(t.TGetInfoResp)
+    def GetInfo(self, req: t.TGetInfoReq) -> t.TGetInfoResp:
+        session = self._session(req.sessionHandle)
+        info = t.TGetInfoType
+        values = {
+            info.CLI_SERVER_NAME: t.TGetInfoValue(stringValue="dicomsql"),
+            info.CLI_DBMS_NAME: t.TGetInfoValue(stringValue="Spark SQL"),
+            info.CLI_DBMS_VER: t.TGetInfoValue(stringValue=session.spark.version),
+            info.CLI_USER_NAME: t.TGetInfoValue(stringValue=session.user),
+            info.CLI_IDENTIFIER_QUOTE_CHAR: t.TGetInfoValue(stringValue="`"),
+            info.CLI_SEARCH_PATTERN_ESCAPE: t.TGetInfoValue(stringValue="\\"),
+            info.CLI_MAX_IDENTIFIER_LEN: t.TGetInfoValue(lenValue=128),
+            info.CLI_MAX_COLUMN_NAME_LEN: t.TGetInfoValue(lenValue=128),
+            info.CLI_MAX_TABLE_NAME_LEN: t.TGetInfoValue(lenValue=128),
+            info.CLI_MAX_SCHEMA_NAME_LEN: t.TGetInfoValue(lenValue=128),
+            info.CLI_TXN_CAPABLE: t.TGetInfoValue(smallIntValue=0),
+            info.CLI_DATA_SOURCE_READ_ONLY: t.TGetInfoValue(stringValue="N"),
+        }
+        if req.infoType not in values:
+            name = info._VALUES_TO_NAMES.get(req.infoType, str(req.infoType))
+            raise OperationError(f"GetInfo: {name} is not supported", "HYC00")
+        return t.TGetInfoResp(status=_OK, infoValue=values[req.infoType])
+
+    # --- delegation tokens: not used without Kerberos -------------------------------------
+
+    def _no_tokens(self, response: type) -> Any:
+        return response(status=_error("delegation tokens need Kerberos, which this server does not use", "HYC00"))
+
+    def GetDelegationToken(self, req: Any) -> t.TGetDelegationTokenResp:
+        return self._no_tokens(t.TGetDelegationTokenResp)
+
+    def CancelDelegationToken(self, req: Any) -> t.TCancelDelegationTokenResp:
+        return self._no_tokens(t.TCancelDelegationTokenResp)
+
+    def RenewDelegationToken(self, req: Any) -> t.TRenewDelegationTokenResp:
+        return self._no_tokens(t.TRenewDelegationTokenResp)
+
+    def GetLog(self, req: Any) -> t.TGetLogResp:
+        return t.TGetLogResp(status=_error("GetLog is gone since HiveServer2 0.14: use FetchResults with fetchType 1", "HYC00"))
+
+
+def serve_connection(engine: Engine) -> Callable[[Any, Any, Peer], None]:
+    """The transport's handler: process requests until the client goes, then clean up."""
+
+    accelerate()
+
+    def serve(input_protocol: Any, output_protocol: Any, peer: Peer) -> None:
+        service = Service(engine, peer)
+        processor = TCLIService.Processor(service)
+        try:
+            while True:
+                processor.process(input_protocol, output_protocol)
+        finally:
+            service.close_all()
+
+    return serve

@@ -1,0 +1,188 @@
+"""Connections of the HiveServer2 endpoint: a listening socket, a thread per client, and the
+two transports Hive clients speak, told apart by the first byte a client sends.
+
+- SASL (``0x01``, the START of Thrift's SASL negotiation): what beeline, the Hive JDBC driver,
+  PyHive and JayDeBeApi send by default. Mechanism PLAIN; after it, every message travels in a
+  frame (4-byte length, then the bytes), which is Thrift's framed transport.
+- NOSASL (``0x80``, a strict binary-protocol message): ``auth=noSasl`` / ``auth='NOSASL'``,
+  a plain buffered transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+from thrift.transport.TSocket import TSocket
+from thrift.transport.TTransport import TBufferedTransport, TFramedTransport, TTransportException
+
+from .bindings import Protocol
+
+__all__ = ["Listener", "Peer", "SaslError"]
+
+log = logging.getLogger("dicomsql.server")
+
+_SASL_START, _SASL_OK, _SASL_BAD, _SASL_ERROR, _SASL_COMPLETE = 1, 2, 3, 4, 5
+_BINARY_MESSAGE = 0x80
+#: The longest SASL negotiation message accepted (a mechanism name, or user and password).
+_MAX_SASL_MESSAGE = 64 * 1024
+_HANDSHAKE_TIMEOUT_SECONDS = 30.0
+
+
+class SaslError(Exception):
+    """The client's SASL negotiation failed; the message goes back to it."""
+
+
+@dataclass
+class Peer:
+    """Who is on the other end of a connection: address, and the user named at login."""
+
+    address: str
+    user: str | None = None
+
+
+#: Serves one connection: (input protocol, output protocol, peer) -> returns when it ends.
+Handler = Callable[[Protocol, Protocol, Peer], None]
+
+
+class Listener:
+    """Accepts connections on ``host:port`` and serves each in its own thread."""
+
+    def __init__(self, host: str, port: int, serve_connection: Handler):
+        self.host, self.port = host, port
+        self._serve_connection = serve_connection
+        self._socket = socket.create_server((host, port), family=_family(host), reuse_port=False)
+        self._socket.settimeout(0.2)
+        self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept_loop, name="dicomsql-listener", daemon=True)
+
+    def start(self) -> "Listener":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, close every open connection and wait for the accept thread."""
+        self._stopping.set()
+        self._thread.join()
+        self._socket.close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            _close_quietly(connection)
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                connection, address = self._socket.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                raise
+            connection.settimeout(None)
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self._connections.add(connection)
+            peer = Peer(address=f"{address[0]}:{address[1]}")
+            threading.Thread(target=self._serve, args=(connection, peer), name=f"dicomsql-client-{peer.address}", daemon=True).start()
+
+    def _serve(self, connection: socket.socket, peer: Peer) -> None:
+        try:
+            transport = _open_transport(connection, peer)
+            if transport is not None:
+                protocol = Protocol(transport)
+                self._serve_connection(protocol, protocol, peer)
+        except (TTransportException, OSError, EOFError):
+            pass  # the client went away
+        except Exception:  # noqa: BLE001 - one client's failure must not reach the others
+            log.exception("connection from %s failed", peer.address)
+        finally:
+            with self._lock:
+                self._connections.discard(connection)
+            _close_quietly(connection)
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _close_quietly(connection: socket.socket) -> None:
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    connection.close()
+
+
+def _open_transport(connection: socket.socket, peer: Peer):
+    """The Thrift transport for a new connection, after the SASL negotiation when there is
+    one; None when the client sent something else (it is closed)."""
+    connection.settimeout(_HANDSHAKE_TIMEOUT_SECONDS)
+    first = connection.recv(1, socket.MSG_PEEK)
+    if not first:
+        return None
+    raw = TSocket()
+    raw.setHandle(connection)
+    if first[0] == _SASL_START:
+        try:
+            peer.user, _password = _sasl_plain(connection)  # --auth none: any password
+        except SaslError as exc:
+            _send_sasl(connection, _SASL_BAD, str(exc).encode())
+            return None
+        connection.settimeout(None)
+        return TFramedTransport(raw)
+    if first[0] == _BINARY_MESSAGE:
+        connection.settimeout(None)
+        return TBufferedTransport(raw)
+    log.info("connection from %s: neither SASL nor the binary protocol, closed", peer.address)
+    return None
+
+
+def _sasl_plain(connection: socket.socket) -> tuple[str, str]:
+    """Thrift's SASL server handshake for mechanism PLAIN: START "PLAIN", then the client's
+    response ``authzid NUL authcid NUL password``; answered COMPLETE. Returns (user, password)."""
+    status, mechanism = _read_sasl(connection)
+    if status != _SASL_START:
+        raise SaslError("expected a SASL START message")
+    if mechanism.upper() != b"PLAIN":
+        raise SaslError(f"unsupported SASL mechanism {mechanism.decode(errors='replace')!r}: use PLAIN (or auth=noSasl)")
+    status, response = _read_sasl(connection)
+    if status not in (_SASL_OK, _SASL_COMPLETE):
+        raise SaslError("expected the PLAIN response")
+    parts = response.split(b"\0")
+    if len(parts) != 3:
+        raise SaslError("malformed PLAIN response")
+    _, user, password = (part.decode("utf-8", errors="replace") for part in parts)
+    _send_sasl(connection, _SASL_COMPLETE, b"")
+    return user, password
+
+
+def _read_exactly(connection: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = connection.recv(size - len(data))
+        if not chunk:
+            raise EOFError("the client closed the connection")
+        data += chunk
+    return bytes(data)
+
+
+def _read_sasl(connection: socket.socket) -> tuple[int, bytes]:
+    status, length = struct.unpack(">BI", _read_exactly(connection, 5))
+    if length > _MAX_SASL_MESSAGE:
+        raise SaslError("SASL message too long")
+    return status, _read_exactly(connection, length)
+
+
+def _send_sasl(connection: socket.socket, status: int, payload: bytes) -> None:
+    try:
+        connection.sendall(struct.pack(">BI", status, len(payload)) + payload)
+    except OSError:
+        pass
