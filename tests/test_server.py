@@ -71,8 +71,11 @@ def test_pyhive_sees_error_rows_of_bad_files(cursor):
 def test_pyhive_function_errors_name_the_function(cursor):
     from pyhive.exc import OperationalError
 
-    with pytest.raises(OperationalError, match="dicom_tag: argument key must be a DICOM keyword"):
+    with pytest.raises(OperationalError, match="dicom_tag: argument key must be a DICOM keyword") as raised:
         cursor.execute("SELECT dicom_tag(meta, 'NoSuchKeyword') FROM demo_images")
+    message = raised.value.args[0].status.errorMessage
+    assert message.startswith("dicom_tag: argument key") and "Traceback" not in message and ".py" not in message
+    assert raised.value.args[0].status.sqlState == "22023"
 
 
 def test_pyhive_lists_functions(cursor):
@@ -149,18 +152,18 @@ def test_sql_on_files_is_off_by_default(cursor, demo):
         cursor.execute(f"SELECT * FROM parquet.`{demo / 'patients.parquet'}`")
 
 
-def test_a_server_started_after_metastore_use_binds_where_asked(spark):
-    """Regression: a thread that used the metastore kept an older Hive configuration, and
-    the server bound to 0.0.0.0:10000 instead of the host and port asked for."""
-    spark.sql("SHOW TABLES").collect()
+def test_a_second_server_in_the_process_and_stop_releases_the_port(spark):
     port = free_port()
-    with dicomsql.serve(spark, host="127.0.0.1", port=port) as server:
+    with dicomsql.serve(spark, host="127.0.0.1", port=port):
         connection = hive.connect(host="127.0.0.1", port=port)
         cursor = connection.cursor()
+        cursor.execute("SELECT count(*) FROM demo_patients")
+        assert cursor.fetchall() == [(DEMO_PATIENTS,)]
+        with pytest.raises(dicomsql.DicomsqlError, match=f"port {port} on 127.0.0.1 is in use"):
+            dicomsql.serve(spark, host="127.0.0.1", port=port)
+    with pytest.raises(Exception):  # stopped: the connection is closed, and nobody listens
         cursor.execute("SELECT 1")
-        assert cursor.fetchall() == [(1,)]
-        connection.close()
-        assert server._server.getHiveConf().get("hive.server2.thrift.bind.host") == "127.0.0.1"
+    dicomsql.server.check_port_free("127.0.0.1", port)
 
 
 def test_models_reach_jdbc_clients_as_readable_json(cursor):

@@ -141,7 +141,7 @@ class Operation:
     def set_rows(self, columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> None:
         """A result computed at once (catalogue listings)."""
         self.columns = list(columns)
-        self._put([pa.RecordBatch.from_pandas(arrow_table(columns, rows).to_pandas(), preserve_index=False)] if rows else [])
+        self._put(arrow_table(columns, rows).to_batches())
         self._put(_END)
 
     def _put(self, item: Any) -> None:
@@ -238,9 +238,15 @@ def _brief(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
+#: Results Spark estimates at most this large are collected in one go (Spark's fastest path,
+#: no job at all for literal rows); larger or unknown ones stream a group of partitions at a time.
+COLLECT_AT_ONCE_BYTES = 32 * 1024 * 1024
+
+
 def _arrow_partitions(frame: Any, columns: Sequence[Column], cancelled: threading.Event) -> Iterator[list[pa.RecordBatch]]:
-    """The rows of ``frame`` as Arrow batches, a group of partitions at a time (one Spark job
-    per group, as many partitions as the cluster runs at once), in order.
+    """The rows of ``frame`` as groups of Arrow batches, in order: all at once when Spark
+    estimates the result small, else one Spark job per group of partitions (as many as the
+    cluster runs at once), each fetched when the client has read the previous ones.
 
     Values are first made what travels to a client (:func:`serving_frame`), in the JVM.
     """
@@ -249,6 +255,9 @@ def _arrow_partitions(frame: Any, columns: Sequence[Column], cancelled: threadin
     from pyspark.sql.pandas.types import to_arrow_schema
 
     served = serving_frame(frame, columns)
+    if _estimated_bytes(served) <= COLLECT_AT_ONCE_BYTES:
+        yield served._collect_as_arrow()
+        return
     spark = frame.sparkSession
     large = spark.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false").lower() == "true"
     schema = to_arrow_schema(served.schema, prefers_large_types=large)
@@ -265,22 +274,22 @@ def _arrow_partitions(frame: Any, columns: Sequence[Column], cancelled: threadin
             yield [pa.ipc.read_record_batch(pa.py_buffer(message), schema) for message in stream]
 
 
+def _estimated_bytes(frame: Any) -> int:
+    """Spark's estimate of the size of ``frame``'s result (huge when it cannot tell)."""
+    return int(frame._jdf.queryExecution().optimizedPlan().stats().sizeInBytes())
+
+
 def serving_frame(frame: Any, columns: Sequence[Column]) -> Any:
     """``frame`` with each column as it travels: as is, as Spark's text, or as JSON text (with
-    NULL fields kept). Columns are renamed by position, so duplicate names are fine."""
-    from pyspark.sql import functions as F
-
-    positional = frame.toDF(*(f"c{i}" for i in range(len(columns))))
-    keep_nulls = {"ignoreNullFields": "false"}
-    expressions = []
-    for i, column in enumerate(columns):
-        value = F.col(f"c{i}")
-        if column.travels == "text":
-            value = value.cast("string")
-        elif column.travels == "json":
-            value = F.to_json(value, keep_nulls)
-        expressions.append(value.alias(f"c{i}"))
-    return positional.select(*expressions)
+    NULL fields kept). Columns are renamed by position when that is needed: duplicate names
+    are fine."""
+    names = [c.name for c in columns]
+    if all(c.travels == "as is" for c in columns) and len(set(n.lower() for n in names)) == len(names):
+        return frame
+    expressions = {"as is": "c{0}", "text": "CAST(c{0} AS STRING)", "json": "to_json(c{0}, map('ignoreNullFields', 'false'))"}
+    return frame.toDF(*(f"c{i}" for i in range(len(columns)))).selectExpr(
+        *(f"{expressions[c.travels].format(i)} AS c{i}" for i, c in enumerate(columns))
+    )
 
 
 class ClientSession:
