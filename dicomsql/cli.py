@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=DEFAULTS["host"], help=_HELP["host"])
     serve.add_argument("--port", type=_bounded_int(1, 65535), default=DEFAULTS["port"], help=_HELP["port"])
     serve.add_argument(
+        "--max-concurrent-queries", type=_bounded_int(1), default=DEFAULTS["max_concurrent_queries"],
+        metavar="N", help=_HELP["max_concurrent_queries"],
+    )
+    serve.add_argument(
         "--data-root", action="append", default=[], metavar="DIR",
         help="Clients may read DICOM files under DIR (repeatable); the --table folders (or the demo) always.",
     )
@@ -250,7 +254,7 @@ def _serve(args: argparse.Namespace) -> int:
             views.append(_bootstrap(spark, args.bootstrap, {"images": images, **dict(args.var)}))
         if stop.is_set():
             return 0
-        server = serve(spark, host=args.host, port=args.port)
+        server = serve(spark, host=args.host, port=args.port, max_concurrent_queries=args.max_concurrent_queries)
         home.describe(jdbc_host=args.host, jdbc_port=args.port)
         _print_banner(spark, home, server, views, time.monotonic() - started, demo=not tables)
         while not stop.wait(timeout=2.0):

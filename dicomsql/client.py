@@ -11,10 +11,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .errors import DicomsqlError, QueryCancelled, QueryError, concise_message
+from .errors import DicomsqlError, QueryCancelled, QueryError, client_error, concise_message
+from .jobs import JobGroup
 
 __all__ = ["JdbcUrl", "QueryResult", "EmbeddedClient", "JdbcClient"]
 
+#: How long a cancelled statement's thread is waited for (its jobs stop within moments).
+_CANCEL_WAIT_SECONDS = 10.0
 _JDBC_URL = re.compile(r"^jdbc:hive2://(?P<host>[^:/;]+)(?::(?P<port>\d+))?(?:/(?P<database>[^;?]*))?")
 
 
@@ -45,35 +48,77 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
-class EmbeddedClient:
-    """Statements run in a SparkSession of this process."""
+class _Client:
+    """What both clients share: Ctrl-C cancels the running statement."""
+
+    def __init__(self) -> None:
+        self._interrupted = threading.Event()
+
+    @contextmanager
+    def cancel_on_interrupt(self) -> Iterator[None]:
+        """Within the block, Ctrl-C (SIGINT) cancels the running statement instead of
+        raising KeyboardInterrupt (main thread only)."""
+        self._interrupted.clear()
+        previous = signal.signal(signal.SIGINT, lambda _signum, _frame: self._interrupted.set())
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            self._interrupted.clear()
+
+
+class EmbeddedClient(_Client):
+    """Statements run in a SparkSession of this process, each in a thread of its own with its
+    own Spark job group, so that a cancel stops exactly its jobs at once."""
 
     def __init__(self, spark: Any) -> None:
+        super().__init__()
         self.spark = spark
 
     def execute(self, statement: str, max_rows: int | None = None) -> QueryResult:
-        """Run one statement; :class:`QueryError` with a concise message when it fails."""
-        try:
-            frame = self.spark.sql(statement)
-            if not frame.columns:
-                return QueryResult([], [])
-            rows = frame.collect() if max_rows is None else frame.take(max_rows)
-        except Exception as exc:  # noqa: BLE001 - py4j/pyspark raise many types
-            raise QueryError(concise_message(str(exc))) from None
+        """Run one statement; :class:`QueryError` with a concise message when it fails,
+        :class:`QueryCancelled` when :meth:`cancel_on_interrupt` saw Ctrl-C meanwhile."""
+        group = JobGroup(self.spark, statement)
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            with group.active():
+                try:
+                    outcome["result"] = self._run(statement, max_rows)
+                except Exception as exc:  # noqa: BLE001 - py4j/pyspark raise many types
+                    outcome["error"] = exc
+
+        worker = threading.Thread(target=run, name="dicomsql-statement", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.05)
+            if self._interrupted.is_set():
+                group.cancel()
+                worker.join(_CANCEL_WAIT_SECONDS)
+                raise QueryCancelled("cancelled")
+        if "error" in outcome:
+            raise QueryError(client_error(outcome["error"])[0]) from None
+        return outcome["result"]
+
+    def _run(self, statement: str, max_rows: int | None) -> QueryResult:
+        frame = self.spark.sql(statement)
+        if not frame.columns:
+            return QueryResult([], [])
+        rows = frame.collect() if max_rows is None else frame.take(max_rows)
         return QueryResult(frame.columns, [tuple(row) for row in rows])
 
     def close(self) -> None:
         """Nothing to close: the session belongs to the caller."""
 
 
-class JdbcClient:
+class JdbcClient(_Client):
     """A PyHive connection to a HiveServer2 endpoint."""
 
     def __init__(self, url: str) -> None:
         from pyhive import hive
 
+        super().__init__()
         self.url = JdbcUrl.parse(url)
-        self._interrupted = threading.Event()
         try:
             self._connection = hive.connect(host=self.url.host, port=self.url.port, database=self.url.database)
         except Exception as exc:  # noqa: BLE001 - thrift raises transport errors of many types
@@ -119,18 +164,6 @@ class JdbcClient:
             raise QueryError(concise_message(status.errorMessage or "the statement failed"))
         if status.operationState != TOperationState.FINISHED_STATE:
             raise QueryCancelled(f"the server ended the statement ({TOperationState._VALUES_TO_NAMES[status.operationState]})")
-
-    @contextmanager
-    def cancel_on_interrupt(self) -> Iterator[None]:
-        """Within the block, Ctrl-C (SIGINT) cancels the running statement instead of
-        raising KeyboardInterrupt (main thread only)."""
-        self._interrupted.clear()
-        previous = signal.signal(signal.SIGINT, lambda _signum, _frame: self._interrupted.set())
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-            self._interrupted.clear()
 
     def close(self) -> None:
         """Close the connection."""

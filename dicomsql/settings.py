@@ -23,8 +23,13 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "State directory (metastore, warehouse, demo data). Default: $DICOMSQL_HOME or ~/.dicomsql.",
     ),
-    Setting("host", "127.0.0.1", "Address the Thrift (HiveServer2/JDBC) server binds to."),
-    Setting("port", 10000, "Port of the Thrift (HiveServer2/JDBC) server."),
+    Setting("host", "127.0.0.1", "Address the HiveServer2 (JDBC) endpoint binds to."),
+    Setting("port", 10000, "Port of the HiveServer2 (JDBC) endpoint."),
+    Setting(
+        "max_concurrent_queries",
+        None,
+        "Statements run at once (default: twice the driver's cores); more wait in a queue (PENDING).",
+    ),
     Setting("demo_patients", 100, "Patients in the demo cohort written when no data is given."),
 )
 

@@ -152,16 +152,9 @@ class Shell:
             self.completer.invalidate()
 
     def _execute(self, text: str) -> Any:
-        """``client.execute`` with Ctrl-C cancelling the query: the client's own
-        ``cancel_on_interrupt`` when it has one (a server), else KeyboardInterrupt, which
-        pyspark's SIGINT handler raises after cancelling the session's jobs."""
-        if hasattr(self.client, "cancel_on_interrupt"):
-            with self.client.cancel_on_interrupt():
-                return self.client.execute(text, max_rows=self.max_rows + 1)
-        try:
+        """``client.execute`` with Ctrl-C cancelling the query (embedded or on a server)."""
+        with self.client.cancel_on_interrupt():
             return self.client.execute(text, max_rows=self.max_rows + 1)
-        except KeyboardInterrupt:
-            raise QueryCancelled("cancelled") from None
 
     def _set_up_readline(self) -> None:
         try:
