@@ -59,7 +59,7 @@ def functions_markdown() -> str:
     parts = [
         "# SQL functions",
         "Every SQL function dicomsql registers, in its sessions and for every client of its "
-        "Thrift server, by family: kind, signature, documentation and an example. "
+        "server, by family: kind, signature, documentation and an example. "
         "In SQL, `SELECT * FROM dicomsql_functions()` lists them.",
         "Generated from the function registry in `udfs/` (a function's docstring is its "
         "documentation) by `dicomsql functions --markdown > docs/functions.md`: do not edit by hand.",
