@@ -9,13 +9,17 @@ ARGS ?=
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS="-k pixels -x"
 PYTEST_ARGS ?=
 
-.PHONY: serve test install java beeline clean
+.PHONY: serve test unit install java beeline clean
 
 serve: install
 	$(BIN)/dicomsql serve --bootstrap sql/bootstrap.sql $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the fast tier: pure tests and doctests, no JVM
+unit: install
+	$(BIN)/python -m pytest -m "not jvm" $(PYTEST_ARGS)
 
 install: java $(VENV)/.installed
 

@@ -35,11 +35,3 @@ class JobGroup:
     def cancel(self) -> None:
         """Cancel the group's running jobs and any it would start from now on."""
         self._context._jsc.sc().cancelJobGroupAndFutureJobs(self.id)
-
-    def running(self) -> bool:
-        """Whether any job of the group is still active."""
-        tracker = self._context.statusTracker()
-        return bool(tracker.getJobIdsForGroup(self.id)) and any(
-            (info := tracker.getJobInfo(job)) is not None and info.status == "RUNNING"
-            for job in tracker.getJobIdsForGroup(self.id)
-        )

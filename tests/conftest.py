@@ -20,6 +20,17 @@ PYDICOM_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 DEMO_PATIENTS = 6
 
 
+#: Fixtures that start a JVM: Spark in this process, or a dicomsql command in another.
+JVM_FIXTURES = {"spark", "cli_env"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark the tests that need a JVM, so that ``make unit`` (``-m "not jvm"``) leaves them out."""
+    for item in items:
+        if JVM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.jvm)
+
+
 @pytest.fixture(scope="session")
 def pydicom_files() -> Path:
     return PYDICOM_TEST_FILES

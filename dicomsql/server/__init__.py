@@ -96,6 +96,8 @@ def serve(
     from .transport import Listener
 
     check_port_free(host, port)
+    # the metastore starts on first use (seconds, with the embedded Derby): not in a client's time
+    spark.sql("SHOW DATABASES").collect()
     engine = Engine(spark, max_concurrent_queries or 2 * (os.cpu_count() or 1))
     try:
         listener = Listener(host, port, serve_connection(engine)).start()

@@ -74,7 +74,7 @@ class Operation:
 
     # --- state ----------------------------------------------------------------------------
 
-    def _set_state(self, state: int, error: OperationError | None = None) -> None:
+    def set_state(self, state: int, error: OperationError | None = None) -> None:
         with self._changed:
             if self.state in _TERMINAL and self.state != S.FINISHED_STATE:
                 return  # cancelled or closed stays so
@@ -93,7 +93,7 @@ class Operation:
     def cancel(self) -> None:
         """Stop the operation: its Spark jobs are cancelled and its result dropped."""
         self._cancelled.set()
-        self._set_state(S.CANCELED_STATE)
+        self.set_state(S.CANCELED_STATE)
         self._job_group.cancel()
         self._drain()
 
@@ -102,7 +102,7 @@ class Operation:
         if self.state not in _TERMINAL or not self._ended:
             self._cancelled.set()
             self._job_group.cancel()
-        self._set_state(S.CLOSED_STATE)
+        self.set_state(S.CLOSED_STATE)
         self._drain()
         self._pending, self._kept = [], None
 
@@ -120,7 +120,7 @@ class Operation:
         """Run ``statement`` in the session (on a pool thread) and produce its result."""
         if self._cancelled.is_set():
             return
-        self._set_state(S.RUNNING_STATE)
+        self.set_state(S.RUNNING_STATE)
         try:
             with self._job_group.active():
                 frame = self.session.spark.sql(statement)
@@ -132,8 +132,8 @@ class Operation:
         except Exception as exc:  # noqa: BLE001 - every failure becomes the client's error
             if self._cancelled.is_set():
                 return
-            log.info("statement failed: %s", _brief(exc), exc_info=log.isEnabledFor(logging.DEBUG))
             message, sqlstate = client_error(exc)
+            log.info("statement failed (SQLSTATE %s)", sqlstate)  # the message may hold data: not logged
             if sqlstate == "XX000":
                 log.exception("internal error in a statement")
             self._put_error(OperationError(message, sqlstate))
@@ -152,13 +152,13 @@ class Operation:
             except queue.Full:
                 continue
         if self.state == S.RUNNING_STATE or self.state == S.INITIALIZED_STATE:
-            self._set_state(S.FINISHED_STATE)  # the first rows are there: the client may fetch
+            self.set_state(S.FINISHED_STATE)  # the first rows are there: the client may fetch
 
     def _put_error(self, error: OperationError) -> None:
         if self.state == S.FINISHED_STATE:  # a later partition failed: the fetch reports it
             self._put(error)
         else:
-            self._set_state(S.ERROR_STATE, error)
+            self.set_state(S.ERROR_STATE, error)
 
     # --- fetching -------------------------------------------------------------------------
 
@@ -220,10 +220,8 @@ class Operation:
     def _rewind(self) -> None:
         if self._kept is None:
             raise OperationError(f"FETCH_FIRST is available for results of up to {REWIND_ROWS:,} rows; run the statement again")
-        self._pending = [b for b in self._kept if b.num_rows]
+        self._pending = [b for b in self._kept if b.num_rows]  # every batch received so far
         self._offset = 0
-        if not self._ended:  # rows not yet read stay behind the kept ones
-            self._kept_rows = REWIND_ROWS + 1 if self._kept_rows > REWIND_ROWS else self._kept_rows
 
     def log_lines(self, from_start: bool) -> list[str]:
         """The operation log (state changes with their time), from the start or what is new."""
@@ -231,11 +229,6 @@ class Operation:
             start = 0 if from_start else self._log_read
             self._log_read = len(self._log)
             return self._log[start:]
-
-
-def _brief(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 #: Results Spark estimates at most this large are collected in one go (Spark's fastest path,
@@ -314,8 +307,8 @@ class ClientSession:
     def execute(self, statement: str, kind: int) -> Operation:
         """Queue ``statement`` on the engine's pool; returns its operation (PENDING)."""
         operation = self.new_operation(kind, statement)
-        operation._set_state(S.PENDING_STATE)
-        self.engine.submit(operation, lambda: operation.run_statement(statement))
+        operation.set_state(S.PENDING_STATE)
+        self.engine.submit(lambda: operation.run_statement(statement))
         return operation
 
     def close_operation(self, operation_id: bytes) -> None:
@@ -366,7 +359,8 @@ class Engine:
         if session is not None:
             session.close()
 
-    def submit(self, operation: Operation, work: Callable[[], None]) -> None:
+    def submit(self, work: Callable[[], None]) -> None:
+        """Run ``work`` on the pool (when a worker is free)."""
         self._pool.submit(_logged(work))
 
     def shutdown(self) -> None:
