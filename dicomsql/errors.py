@@ -98,7 +98,7 @@ def client_error(exc: BaseException) -> tuple[str, str]:
     ("dicom_tag: argument key must be a DICOM keyword, got 'x'", '22023')
     """
     if isinstance(exc, DicomsqlError):
-        return str(exc), "22023" if isinstance(exc, ValueError) else "HY000"
+        return str(exc), _OWN_ERRORS[type(exc).__name__]
     sqlstate = _spark_sqlstate(exc)
     java_exception = getattr(exc, "java_exception", None)  # a JVM error pyspark did not convert
     if sqlstate is None and java_exception is not None:
@@ -106,12 +106,17 @@ def client_error(exc: BaseException) -> tuple[str, str]:
     if sqlstate is None:
         return f"internal error ({type(exc).__name__}); the server log has the details", _INTERNAL_SQLSTATE
     message = concise_message(str(exc))
-    own = re.match(rf"^(?:{'|'.join(_OWN_ERRORS)}): (.*)$", message, re.DOTALL)
-    return (own.group(1) if own else message), sqlstate
+    own = re.match(rf"^({'|'.join(_OWN_ERRORS)}): (.*)$", message, re.DOTALL)
+    return (own.group(2), _OWN_ERRORS[own.group(1)]) if own else (message, sqlstate)
 
 
-#: dicomsql's exception classes, as a Python worker's traceback names them.
-_OWN_ERRORS = tuple(name for name, value in dict(globals()).items() if isinstance(value, type) and issubclass(value, DicomsqlError))
+#: dicomsql's exception classes (as a Python worker's traceback names them) and their
+#: SQLSTATE: 22023 (invalid parameter value) for bad arguments, else HY000.
+_OWN_ERRORS = {
+    name: "22023" if issubclass(value, ValueError) else "HY000"
+    for name, value in dict(globals()).items()
+    if isinstance(value, type) and issubclass(value, DicomsqlError)
+}
 
 
 def _spark_sqlstate(exc: BaseException) -> str | None:

@@ -16,21 +16,25 @@ __all__ = ["JobGroup"]
 
 
 class JobGroup:
-    """The Spark jobs of one statement in ``spark``."""
+    """The Spark jobs of one statement in ``spark``; with a scheduler ``pool`` (Spark's FAIR
+    scheduler shares the executors between pools), they run in that pool."""
 
-    def __init__(self, spark: Any, description: str):
+    def __init__(self, spark: Any, description: str, pool: str | None = None):
         self.id = f"dicomsql-{uuid.uuid4().hex}"
         self.description = " ".join(description.split())[:200]
+        self.pool = pool
         self._context = spark.sparkContext
 
     @contextmanager
     def active(self) -> Iterator[None]:
         """Jobs started in this thread within the block belong to the group."""
         self._context.setJobGroup(self.id, self.description, interruptOnCancel=True)
+        self._context.setLocalProperty("spark.scheduler.pool", self.pool)
         try:
             yield
         finally:
             self._context._jsc.clearJobGroup()
+            self._context.setLocalProperty("spark.scheduler.pool", None)
 
     def cancel(self) -> None:
         """Cancel the group's running jobs and any it would start from now on."""

@@ -89,6 +89,9 @@ def spark_conf(home: Home, master: str, conf: Mapping[str, str] | None = None) -
         _EXCLUDED_RULES: _MERGE_SUBPLANS,
         # SELECT * FROM parquet.`/any/path` would bypass the data roots; off unless asked.
         "spark.sql.runSQLOnFiles": "false",
+        # jobs of different clients share the executors (each client session runs in a
+        # scheduler pool of its own, see dicomsql.server.engine), instead of queueing FIFO
+        "spark.scheduler.mode": "FAIR",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",

@@ -3,9 +3,11 @@
 Each client session is a clone of the served session (``SparkSession.cloneSession``: shared
 SparkContext, metastore, warehouse and cache; its own SQL configuration, current database,
 temporary views and functions, starting as copies of the served session's). Statements run
-on a bounded pool, each in its own :class:`~dicomsql.jobs.JobGroup`, and stream their result
-as Arrow record batches: a few partitions per Spark job, a bounded queue between the job and
-the client's fetches, never the whole result in driver memory.
+on a bounded pool (catalogue statements such as SHOW and SET on one of their own, so they
+never wait behind queries), each in its own :class:`~dicomsql.jobs.JobGroup` and in its
+client's FAIR scheduler pool, so that clients share the executors. Results stream as Arrow
+record batches: a few partitions per Spark job, a bounded queue between the job and the
+client's fetches, never the whole of a large result in driver memory.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ REWIND_ROWS = 100_000
 #: Groups of partitions fetched ahead of the client.
 _AHEAD = 2
 _END = object()
+#: Parsed plans (besides Show* and Describe*) of statements that start no Spark job.
+_CATALOGUE_PLANS = {"SetCommand", "ResetCommand", "SetCatalogAndNamespace", "SetNamespaceCommand", "ExplainCommand"}
+#: Client sessions share this many FAIR scheduler pools, assigned in turn.
+SCHEDULER_POOLS = 16
 
 
 class OperationError(Exception):
@@ -70,7 +76,7 @@ class Operation:
         self._offset = 0
         self._ended = False
         self._cancelled = threading.Event()
-        self._job_group = JobGroup(session.spark, description)
+        self._job_group = JobGroup(session.spark, description, pool=session.pool)
 
     # --- state ----------------------------------------------------------------------------
 
@@ -231,15 +237,20 @@ class Operation:
             return self._log[start:]
 
 
-#: Results Spark estimates at most this large are collected in one go (Spark's fastest path,
-#: no job at all for literal rows); larger or unknown ones stream a group of partitions at a time.
+#: Results of at most this many rows by their plan (a LIMIT, literal rows, a command's output,
+#: an aggregate without GROUP BY) are collected as rows: Spark's collect reads a LIMIT a few
+#: partitions at a time and answers literal rows without a job.
+COLLECT_ROWS = 10_000
+#: Other results Spark estimates at most this large are collected as Arrow in one go; larger or
+#: unknown ones stream a group of partitions at a time.
 COLLECT_AT_ONCE_BYTES = 32 * 1024 * 1024
 
 
 def _arrow_partitions(frame: Any, columns: Sequence[Column], cancelled: threading.Event) -> Iterator[list[pa.RecordBatch]]:
-    """The rows of ``frame`` as groups of Arrow batches, in order: all at once when Spark
-    estimates the result small, else one Spark job per group of partitions (as many as the
-    cluster runs at once), each fetched when the client has read the previous ones.
+    """The rows of ``frame`` as groups of Arrow batches, in order (see :data:`COLLECT_ROWS`
+    and :data:`COLLECT_AT_ONCE_BYTES`); a streamed result runs one Spark job per group of
+    partitions (as many as the cluster runs at once), each when the client has read the
+    previous ones.
 
     Values are first made what travels to a client (:func:`serving_frame`), in the JVM.
     """
@@ -248,7 +259,12 @@ def _arrow_partitions(frame: Any, columns: Sequence[Column], cancelled: threadin
     from pyspark.sql.pandas.types import to_arrow_schema
 
     served = serving_frame(frame, columns)
-    if _estimated_bytes(served) <= COLLECT_AT_ONCE_BYTES:
+    plan = served._jdf.queryExecution().optimizedPlan()
+    most_rows = plan.maxRows()
+    if most_rows.isDefined() and most_rows.get() <= COLLECT_ROWS:
+        yield arrow_table(columns, served.collect()).to_batches()
+        return
+    if int(plan.stats().sizeInBytes()) <= COLLECT_AT_ONCE_BYTES:
         yield served._collect_as_arrow()
         return
     spark = frame.sparkSession
@@ -267,11 +283,6 @@ def _arrow_partitions(frame: Any, columns: Sequence[Column], cancelled: threadin
             yield [pa.ipc.read_record_batch(pa.py_buffer(message), schema) for message in stream]
 
 
-def _estimated_bytes(frame: Any) -> int:
-    """Spark's estimate of the size of ``frame``'s result (huge when it cannot tell)."""
-    return int(frame._jdf.queryExecution().optimizedPlan().stats().sizeInBytes())
-
-
 def serving_frame(frame: Any, columns: Sequence[Column]) -> Any:
     """``frame`` with each column as it travels: as is, as Spark's text, or as JSON text (with
     NULL fields kept). Columns are renamed by position when that is needed: duplicate names
@@ -288,9 +299,10 @@ def serving_frame(frame: Any, columns: Sequence[Column]) -> Any:
 class ClientSession:
     """One client's Spark session and its operations."""
 
-    def __init__(self, engine: "Engine", spark: Any, user: str, protocol: int):
+    def __init__(self, engine: "Engine", spark: Any, user: str, protocol: int, pool: str):
         self.engine = engine
         self.spark = spark
+        self.pool = pool
         self.user = user
         self.protocol = protocol
         self.id = uuid.uuid4().bytes
@@ -308,8 +320,19 @@ class ClientSession:
         """Queue ``statement`` on the engine's pool; returns its operation (PENDING)."""
         operation = self.new_operation(kind, statement)
         operation.set_state(S.PENDING_STATE)
-        self.engine.submit(lambda: operation.run_statement(statement))
+        self.engine.submit(lambda: operation.run_statement(statement), light=self.is_catalogue_statement(statement))
         return operation
+
+    def is_catalogue_statement(self, statement: str) -> bool:
+        """Whether ``statement`` only reads or sets session state (SHOW, DESCRIBE, SET, USE,
+        EXPLAIN...), by the plan Spark's parser makes of it: such statements start no Spark
+        job and need not wait behind queries."""
+        try:
+            plan = self.spark._jsparkSession.sessionState().sqlParser().parsePlan(statement)
+        except Exception:  # noqa: BLE001 - not parseable: the statement's own run says why
+            return False
+        name = plan.getClass().getSimpleName()
+        return name.startswith(("Show", "Describe")) or name in _CATALOGUE_PLANS
 
     def close_operation(self, operation_id: bytes) -> None:
         with self._lock:
@@ -333,7 +356,9 @@ class Engine:
         self.spark = spark
         self.max_concurrent = max_concurrent
         self._pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="dicomsql-query")
+        self._light_pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="dicomsql-catalogue")
         self.sessions: dict[bytes, ClientSession] = {}
+        self._opened = 0
         self._lock = threading.Lock()
 
     def open_session(self, user: str, protocol: int, configuration: dict[str, str]) -> ClientSession:
@@ -348,8 +373,9 @@ class Engine:
                     spark.catalog.setCurrentDatabase(value)
             elif key.startswith(("set:hiveconf:", "set:hivevar:")):
                 spark.conf.set(key.split(":", 2)[2], value)
-        session = ClientSession(self, spark, user, protocol)
         with self._lock:
+            self._opened += 1
+            session = ClientSession(self, spark, user, protocol, pool=f"dicomsql-{self._opened % SCHEDULER_POOLS}")
             self.sessions[session.id] = session
         return session
 
@@ -359,15 +385,17 @@ class Engine:
         if session is not None:
             session.close()
 
-    def submit(self, work: Callable[[], None]) -> None:
-        """Run ``work`` on the pool (when a worker is free)."""
-        self._pool.submit(_logged(work))
+    def submit(self, work: Callable[[], None], light: bool = False) -> None:
+        """Run ``work`` on the pool when a worker is free (catalogue statements, ``light``,
+        on a pool of their own)."""
+        (self._light_pool if light else self._pool).submit(_logged(work))
 
     def shutdown(self) -> None:
         """Close every session (cancelling their statements) and stop the pool."""
         for session_id in list(self.sessions):
             self.close_session(session_id)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for pool in (self._pool, self._light_pool):
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _logged(work: Callable[[], None]) -> Callable[[], None]:
