@@ -22,6 +22,9 @@ Then, on c only:
 
 - session open: hive.connect alone, and hive.connect + a first SELECT 1 (median of 10; b's
   for reference);
+- a --big-rows result (10 million one-column rows in 20 partitions) fetched through PyHive
+  without keeping the rows, with the resident memory of this process and of the driver JVM
+  before and at their peak: streamed a group of partitions at a time, it stays bounded;
 - concurrency: --clients PyHive clients (threads, a connection each) loop over a mix of
   catalogue (SHOW TABLES), pixels (dicom_png thumbnails) and Cox fit queries for --seconds.
   Prints the count, the errors (target 0; the first ones are shown), p50/p95 latency per
@@ -274,12 +277,52 @@ def concurrency(server: Any, clients: int, seconds: float, failures: list[str]) 
     print(f"client sessions still open after: {len(server.engine.sessions)}")
 
 
+def _rss_mib(pid: int | str) -> float:
+    """Resident memory of a process now (VmRSS), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def big_fetch(spark: Any, port: int, rows: int) -> None:
+    """Fetch ``rows`` rows through c with PyHive without keeping them, sampling the resident
+    memory of this process (server and client) and of the driver JVM meanwhile."""
+    jvm = spark.sparkContext._gateway.proc.pid
+    before = (_rss_mib("self"), _rss_mib(jvm))
+    peak = list(before)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            peak[0], peak[1] = max(peak[0], _rss_mib("self")), max(peak[1], _rss_mib(jvm))
+
+    sampler = threading.Thread(target=sample, name="bench-rss")
+    sampler.start()
+    started = time.perf_counter()
+    connection = hive.connect(HOST, port)
+    cursor = connection.cursor()
+    cursor.arraysize = 10_000
+    cursor.execute(f"SELECT id FROM range(0, {rows}, 1, 20)")
+    count = 0
+    while batch := cursor.fetchmany(10_000):
+        count += len(batch)
+    connection.close()
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    assert count == rows, count
+    print(f"{rows:,} rows fetched through c in {seconds:.1f}s ({rows / seconds:,.0f} rows/s); resident memory "
+          f"before/peak: this process {before[0]:.0f}/{peak[0]:.0f} MiB, driver JVM {before[1]:.0f}/{peak[1]:.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="timed runs per query and way (best kept)")
     parser.add_argument("--patients", type=int, default=40, help="demo patients (8 CT + 4 MR images each)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent PyHive clients")
     parser.add_argument("--seconds", type=float, default=120, help="length of the concurrency run")
+    parser.add_argument("--big-rows", type=int, default=10_000_000, help="rows of the bounded-memory fetch (0: skip)")
     args = parser.parse_args()
 
     import dicomsql
@@ -309,6 +352,8 @@ def main() -> None:
             for way, port in (("c", port_c), ("b", port_b)):
                 alone, first = session_open(port)
                 print(f"session open on {way}: connect {alone * 1000:.0f} ms, connect + SELECT 1 {first * 1000:.0f} ms (median of 10)")
+            if args.big_rows:
+                big_fetch(spark, port_c, args.big_rows)
             concurrency(server, args.clients, args.seconds, failures)
         finally:
             server.stop()

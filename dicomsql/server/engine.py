@@ -237,10 +237,11 @@ class Operation:
             return self._log[start:]
 
 
-#: Results of at most this many rows by their plan (a LIMIT, literal rows, a command's output,
-#: an aggregate without GROUP BY) are collected as rows: Spark's collect reads a LIMIT a few
-#: partitions at a time and answers literal rows without a job.
+#: Results of at most this many rows that are a LIMIT, literal rows or a command's output are
+#: collected as rows: Spark's collect reads a LIMIT a few partitions at a time and answers
+#: literal rows without a job.
 COLLECT_ROWS = 10_000
+_COLLECTED_AS_ROWS = {"GlobalLimit", "LocalRelation", "CommandResult", "Tail"}
 #: Other results Spark estimates at most this large are collected as Arrow in one go; larger or
 #: unknown ones stream a group of partitions at a time.
 COLLECT_AT_ONCE_BYTES = 32 * 1024 * 1024
@@ -261,7 +262,7 @@ def _arrow_partitions(frame: Any, columns: Sequence[Column], cancelled: threadin
     served = serving_frame(frame, columns)
     plan = served._jdf.queryExecution().optimizedPlan()
     most_rows = plan.maxRows()
-    if most_rows.isDefined() and most_rows.get() <= COLLECT_ROWS:
+    if plan.nodeName() in _COLLECTED_AS_ROWS and most_rows.isDefined() and most_rows.get() <= COLLECT_ROWS:
         yield arrow_table(columns, served.collect()).to_batches()
         return
     if int(plan.stats().sizeInBytes()) <= COLLECT_AT_ONCE_BYTES:
