@@ -148,6 +148,42 @@ def test_a_client_killed_mid_fetch_leaves_no_job_and_no_thread(thrift_server, sp
     assert _no_active_jobs(spark, 5.0)
 
 
+def test_a_client_killed_while_its_synchronous_statement_runs(thrift_server, spark):
+    script = (
+        "from pyhive import hive\n"
+        f"cursor = hive.connect('{thrift_server.host}', {thrift_server.port}).cursor()\n"
+        "print('connected', flush=True)\n"
+        f"cursor.execute('{LONG_QUERY}')\n"
+    )
+    client = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout.readline().strip() == "connected"
+        deadline = time.monotonic() + 30
+        while not spark.sparkContext.statusTracker().getActiveJobsIds() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert spark.sparkContext.statusTracker().getActiveJobsIds()
+    finally:
+        os.kill(client.pid, signal.SIGKILL)
+        client.wait(timeout=30)
+    assert _no_active_jobs(spark, 5.0), "the statement of a client that went away still runs"
+
+
+def test_a_query_timeout_cancels_the_statement(thrift_server, spark):
+    connection = _connect(thrift_server)
+    response = connection.client.ExecuteStatement(ttypes.TExecuteStatementReq(
+        sessionHandle=connection.sessionHandle, statement=LONG_QUERY, runAsync=True, queryTimeout=2))
+    request = ttypes.TGetOperationStatusReq(operationHandle=response.operationHandle)
+    deadline = time.monotonic() + 30
+    status = connection.client.GetOperationStatus(request)
+    while status.operationState != S.TIMEDOUT_STATE and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = connection.client.GetOperationStatus(request)
+    assert status.operationState == S.TIMEDOUT_STATE
+    assert "timeout of 2s" in status.errorMessage and status.sqlState == "HYT00"
+    assert _no_active_jobs(spark, 2.0)
+    connection.close()
+
+
 def test_statements_beyond_the_pool_wait_as_pending(spark):
     with dicomsql.serve(spark, host="127.0.0.1", port=free_port(), max_concurrent_queries=1) as server:
         busy, waiting = _connect(server).cursor(), _connect(server).cursor()

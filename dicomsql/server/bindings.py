@@ -58,11 +58,18 @@ def accelerate() -> None:
     _done = True
 
 
+#: Limits on what a client's message may claim: a statement of up to 64 MiB, a configuration
+#: of up to 10,000 entries.
+MAX_STRING_BYTES = 64 * 1024 * 1024
+MAX_CONTAINER_ITEMS = 10_000
+
+
 class Protocol(TBinaryProtocolAccelerated):
-    """Thrift's accelerated binary protocol for PyHive's bindings (call :func:`accelerate` first)."""
+    """Thrift's accelerated binary protocol for PyHive's bindings (call :func:`accelerate`
+    first), with limits on string and container sizes."""
 
     def __init__(self, transport: Any):
-        super().__init__(transport)
+        super().__init__(transport, string_length_limit=MAX_STRING_BYTES, container_length_limit=MAX_CONTAINER_ITEMS)
         decode, encode = self._fast_decode, self._fast_encode
         if decode is not None and encode is not None:
             self._fast_decode = lambda struct, protocol, spec: decode(struct, protocol, list(spec))

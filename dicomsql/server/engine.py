@@ -32,7 +32,7 @@ __all__ = ["Engine", "ClientSession", "Operation", "OperationError"]
 log = logging.getLogger("dicomsql.server")
 
 S = TOperationState
-_TERMINAL = {S.FINISHED_STATE, S.CANCELED_STATE, S.CLOSED_STATE, S.ERROR_STATE}
+_TERMINAL = {S.FINISHED_STATE, S.CANCELED_STATE, S.CLOSED_STATE, S.ERROR_STATE, S.TIMEDOUT_STATE}
 #: Rows a result keeps for FETCH_FIRST (re-reading from the start).
 REWIND_ROWS = 100_000
 #: Groups of partitions fetched ahead of the client.
@@ -77,6 +77,7 @@ class Operation:
         self._ended = False
         self._cancelled = threading.Event()
         self._job_group = JobGroup(session.spark, description, pool=session.pool)
+        self.timer: threading.Timer | None = None  # the client's query timeout
 
     # --- state ----------------------------------------------------------------------------
 
@@ -96,15 +97,22 @@ class Operation:
             self._changed.wait_for(lambda: self.state in _TERMINAL, timeout)
             return self.state
 
-    def cancel(self) -> None:
+    def cancel(self, state: int = S.CANCELED_STATE, error: OperationError | None = None) -> None:
         """Stop the operation: its Spark jobs are cancelled and its result dropped."""
         self._cancelled.set()
-        self.set_state(S.CANCELED_STATE)
+        self.set_state(state, error)
         self._job_group.cancel()
         self._drain()
 
+    def time_out(self, seconds: float) -> None:
+        """The client's query timeout passed: cancel unless the statement is done."""
+        if self.state in (S.PENDING_STATE, S.RUNNING_STATE):
+            self.cancel(S.TIMEDOUT_STATE, OperationError(f"the statement ran longer than its timeout of {seconds:g}s and was cancelled", "HYT00"))
+
     def close(self) -> None:
         """Cancel if still running and release the result."""
+        if self.timer is not None:
+            self.timer.cancel()
         if self.state not in _TERMINAL or not self._ended:
             self._cancelled.set()
             self._job_group.cancel()
@@ -171,6 +179,8 @@ class Operation:
     def fetch(self, max_rows: int, from_start: bool = False) -> tuple[pa.Table | None, int, bool]:
         """Up to ``max_rows`` rows of the result: (rows, offset of the first, more to come)."""
         if self.state == S.ERROR_STATE and self.error:
+            raise self.error
+        if self.state == S.TIMEDOUT_STATE and self.error:
             raise self.error
         if self.state in (S.CANCELED_STATE, S.CLOSED_STATE):
             raise OperationError(f"the operation was {'cancelled' if self.state == S.CANCELED_STATE else 'closed'}")
@@ -317,10 +327,15 @@ class ClientSession:
             self.operations[operation.id] = operation
         return operation
 
-    def execute(self, statement: str, kind: int) -> Operation:
-        """Queue ``statement`` on the engine's pool; returns its operation (PENDING)."""
+    def execute(self, statement: str, kind: int, timeout: float | None = None) -> Operation:
+        """Queue ``statement`` on the engine's pool; returns its operation (PENDING). After
+        ``timeout`` seconds (the client's query timeout) it is cancelled, TIMEDOUT."""
         operation = self.new_operation(kind, statement)
         operation.set_state(S.PENDING_STATE)
+        if timeout:
+            operation.timer = threading.Timer(timeout, operation.time_out, args=(timeout,))
+            operation.timer.daemon = True
+            operation.timer.start()
         self.engine.submit(lambda: operation.run_statement(statement), light=self.is_catalogue_statement(statement))
         return operation
 

@@ -28,6 +28,12 @@ _COLUMNAR_FROM = t.TProtocolVersion.HIVE_CLI_SERVICE_PROTOCOL_V6
 _OK = t.TStatus(statusCode=t.TStatusCode.SUCCESS_STATUS)
 _LOG_COLUMNS = [Column("operation_log", t.TTypeId.STRING_TYPE, "string")]
 _DEFAULT_FETCH_ROWS = 1000
+#: How often a synchronous statement checks that its client is still there.
+_SYNC_POLL_SECONDS = 0.5
+_ENDED = {
+    t.TOperationState.FINISHED_STATE, t.TOperationState.CANCELED_STATE, t.TOperationState.CLOSED_STATE,
+    t.TOperationState.ERROR_STATE, t.TOperationState.TIMEDOUT_STATE,
+}
 _MAX_FETCH_ROWS = 100_000
 O = t.TOperationType
 
@@ -125,9 +131,13 @@ class Service(TCLIService.Iface):
     @_answers(t.TExecuteStatementResp)
     def ExecuteStatement(self, req: t.TExecuteStatementReq) -> t.TExecuteStatementResp:
         session = self._session(req.sessionHandle)
-        operation = session.execute(req.statement, O.EXECUTE_STATEMENT)
+        operation = session.execute(req.statement, O.EXECUTE_STATEMENT, timeout=req.queryTimeout or None)
         if not req.runAsync:
-            if operation.wait() == t.TOperationState.ERROR_STATE and operation.error:
+            while operation.wait(_SYNC_POLL_SECONDS) not in _ENDED:
+                if self.peer.gone():  # nobody waits for the answer: stop the work
+                    session.close_operation(operation.id)
+                    raise OperationError("the client went away")
+            if operation.state in (t.TOperationState.ERROR_STATE, t.TOperationState.TIMEDOUT_STATE) and operation.error:
                 session.close_operation(operation.id)
                 raise operation.error
         return t.TExecuteStatementResp(status=_OK, operationHandle=self._handle(operation))
@@ -135,7 +145,7 @@ class Service(TCLIService.Iface):
     @_answers(t.TGetOperationStatusResp)
     def GetOperationStatus(self, req: t.TGetOperationStatusReq) -> t.TGetOperationStatusResp:
         operation = self._operation(req.operationHandle)
-        error = operation.error if operation.state == t.TOperationState.ERROR_STATE else None
+        error = operation.error if operation.state in (t.TOperationState.ERROR_STATE, t.TOperationState.TIMEDOUT_STATE) else None
         return t.TGetOperationStatusResp(
             status=_OK,
             operationState=operation.state,

@@ -39,10 +39,20 @@ class SaslError(Exception):
 
 @dataclass
 class Peer:
-    """Who is on the other end of a connection: address, and the user named at login."""
+    """Who is on the other end of a connection: address, the user named at login, and its socket."""
 
     address: str
+    connection: socket.socket | None = None
     user: str | None = None
+
+    def gone(self) -> bool:
+        """Whether the client has closed the connection (checked without blocking or reading)."""
+        try:
+            return self.connection is None or self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
 
 #: Serves one connection: (input protocol, output protocol, peer) -> returns when it ends.
@@ -90,7 +100,7 @@ class Listener:
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._connections.add(connection)
-            peer = Peer(address=f"{address[0]}:{address[1]}")
+            peer = Peer(address=f"{address[0]}:{address[1]}", connection=connection)
             threading.Thread(target=self._serve, args=(connection, peer), name=f"dicomsql-client-{peer.address}", daemon=True).start()
 
     def _serve(self, connection: socket.socket, peer: Peer) -> None:
