@@ -1,13 +1,13 @@
 """A SQLAlchemy dialect for the dicomsql server: ``dicomsql://127.0.0.1:10000/default``.
 
-PyHive's ``hive://`` dialect runs queries against Spark's Thrift server, but its inspection
+PyHive's ``hive://`` dialect runs queries against a Spark SQL endpoint, but its inspection
 reads Hive's output formats: it lists databases as tables (Spark's ``SHOW TABLES`` has the
 namespace first) and reads types from Hive's ``DESCRIBE``. This dialect keeps PyHive's
 connection, SQL compiler and quoting and reads Spark's catalogue commands instead, so BI
 tools (Superset, JupySQL...) see the tables, views and typed columns.
 
-Spark's temporary views (the DICOM tables and the demo's views are temporary views of the
-server's shared session) belong to no database. They are listed with the current database
+Spark's temporary views (the DICOM tables and the demo's views are temporary views of each
+client's session) belong to no database. They are listed with the current database
 (``schema=None``, where unqualified names resolve to them first) and under the schema
 ``session``: Spark 4.3 resolves ``session.demo_images`` to the temporary view, so a tool that
 qualifies every table with its schema still reaches them.
@@ -45,7 +45,7 @@ _NOT_FOUND = "TABLE_OR_VIEW_NOT_FOUND"
 
 
 class SparkDate(types.TypeDecorator):
-    """A Spark DATE: the Thrift server sends dates as ``YYYY-MM-DD`` text, read as dates."""
+    """A Spark DATE: the server sends dates as ``YYYY-MM-DD`` text, read as dates."""
 
     impl = types.Date
     cache_ok = True
