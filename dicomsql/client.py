@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .errors import DicomsqlError, QueryCancelled, QueryError, client_error, concise_message
+from .errors import INTERNAL_SQLSTATE, DicomsqlError, QueryCancelled, QueryError, client_error, concise_message
 from .jobs import JobGroup
 
 __all__ = ["JdbcUrl", "QueryResult", "EmbeddedClient", "JdbcClient"]
@@ -97,7 +97,10 @@ class EmbeddedClient(_Client):
                 worker.join(_CANCEL_WAIT_SECONDS)
                 raise QueryCancelled("cancelled")
         if "error" in outcome:
-            raise QueryError(client_error(outcome["error"])[0]) from None
+            message, sqlstate = client_error(outcome["error"])
+            if sqlstate == INTERNAL_SQLSTATE:  # no server here to keep the details: show them
+                message = concise_message(str(outcome["error"]))
+            raise QueryError(message) from None
         return outcome["result"]
 
     def _run(self, statement: str, max_rows: int | None) -> QueryResult:

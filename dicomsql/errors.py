@@ -84,7 +84,7 @@ def concise_message(text: str) -> str:
 
 
 #: SQLSTATE of an error that is not Spark's and names no class of its own.
-_INTERNAL_SQLSTATE = "XX000"
+INTERNAL_SQLSTATE = "XX000"
 
 
 def client_error(exc: BaseException) -> tuple[str, str]:
@@ -98,16 +98,16 @@ def client_error(exc: BaseException) -> tuple[str, str]:
     ("dicom_tag: argument key must be a DICOM keyword, got 'x'", '22023')
     """
     if isinstance(exc, DicomsqlError):
-        return str(exc), _OWN_ERRORS[type(exc).__name__]
+        return str(exc), _OWN_ERRORS.get(type(exc).__name__, "HY000")
     sqlstate = _spark_sqlstate(exc)
     java_exception = getattr(exc, "java_exception", None)  # a JVM error pyspark did not convert
     if sqlstate is None and java_exception is not None:
-        return concise_message(str(java_exception.toString())), _INTERNAL_SQLSTATE
+        return concise_message(str(java_exception.toString())), INTERNAL_SQLSTATE
     if sqlstate is None:
-        return f"internal error ({type(exc).__name__}); the server log has the details", _INTERNAL_SQLSTATE
+        return f"internal error ({type(exc).__name__}); the server log has the details", INTERNAL_SQLSTATE
     message = concise_message(str(exc))
     own = re.match(rf"^({'|'.join(_OWN_ERRORS)}): (.*)$", message, re.DOTALL)
-    return (own.group(2), _OWN_ERRORS[own.group(1)]) if own else (message, sqlstate)
+    return (own.group(2), _OWN_ERRORS.get(own.group(1), "HY000")) if own else (message, sqlstate)
 
 
 #: dicomsql's exception classes (as a Python worker's traceback names them) and their
@@ -125,6 +125,6 @@ def _spark_sqlstate(exc: BaseException) -> str | None:
     if get_sqlstate is None:
         return None
     try:
-        return get_sqlstate() or _INTERNAL_SQLSTATE
+        return get_sqlstate() or INTERNAL_SQLSTATE
     except Exception:  # noqa: BLE001 - the JVM side of the error is gone
-        return _INTERNAL_SQLSTATE
+        return INTERNAL_SQLSTATE

@@ -247,6 +247,25 @@ def test_fetch_first_and_the_operation_log(thrift_server):
     connection.close()
 
 
+def test_a_streamed_result_that_fails_late_ends_in_error(thrift_server):
+    """The first partitions are fine (FINISHED, rows fetched), a later one fails: the fetch
+    that reaches it gets the error, and the status says ERROR."""
+    cursor = _connect(thrift_server).cursor()
+    cursor.execute("SELECT id, assert_true(id < 1500000) AS ok FROM range(0, 2000000, 1, 8)")
+    assert len(cursor.fetchmany(1000)) == 1000
+    with pytest.raises(OperationalError, match="USER_RAISED_EXCEPTION"):
+        while cursor.fetchmany(100_000):
+            pass
+    assert _state(cursor) == S.ERROR_STATE
+
+
+def test_open_session_configuration_applies_to_the_session(thrift_server):
+    connection = _connect(thrift_server, configuration={"spark.sql.shuffle.partitions": "7", "set:hiveconf:dicomsql.test": "yes"})
+    assert _rows(connection, "SET spark.sql.shuffle.partitions") == [("spark.sql.shuffle.partitions", "7")]
+    assert _rows(connection, "SET dicomsql.test") == [("dicomsql.test", "yes")]
+    connection.close()
+
+
 def test_sessions_are_cheap_enough_to_open_one_per_dashboard_tile(thrift_server):
     connections = [_connect(thrift_server) for _ in range(8)]
     assert [_rows(c, "SELECT count(*) FROM demo_patients") for c in connections] == [[(DEMO_PATIENTS,)]] * 8

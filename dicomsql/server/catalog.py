@@ -69,14 +69,14 @@ def matcher(pattern: str | None) -> Callable[[str], bool]:
     >>> match = matcher("demo%")
     >>> match("demo_images"), match("Demo_patients"), match("ct")
     (True, True, False)
-    >>> matcher("demo\\\\_images")("demoximages"), matcher(None)("anything")
-    (False, True)
+    >>> matcher("demo\\\\_images")("demoximages"), matcher(None)("anything"), matcher("a\\\\")("a\\\\")
+    (False, True, True)
     """
     if not pattern or pattern in ("%", "*"):
         return lambda _name: True
     parts = []
-    for token in re.findall(r"\\.|.", pattern, re.DOTALL):
-        parts.append(re.escape(token[1]) if token.startswith("\\") else ".*" if token in "%*" else "." if token == "_" else re.escape(token))
+    for token in re.findall(r"\\.|.", pattern, re.DOTALL):  # a lone trailing \ stands for itself
+        parts.append(re.escape(token[1:] or token) if token.startswith("\\") else ".*" if token in "%*" else "." if token == "_" else re.escape(token))
     regex = re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
     return lambda name: regex.fullmatch(name or "") is not None
 
@@ -141,7 +141,7 @@ def _column_row(schema: str | None, table: str, field: Any, position: int) -> tu
     digits = column.scale if column.type_id == T.DECIMAL_TYPE else 6 if column.type_id == T.TIMESTAMP_TYPE else None
     radix = 10 if column.type_id in (T.TINYINT_TYPE, T.SMALLINT_TYPE, T.INT_TYPE, T.BIGINT_TYPE, T.FLOAT_TYPE, T.DOUBLE_TYPE, T.DECIMAL_TYPE) else None
     return (
-        "", schema, table, field.name, column.jdbc_type, column.type_name.upper() if column.type_id != T.USER_DEFINED_TYPE else column.type_name,
+        "", schema, table, field.name, column.jdbc_type, column.type_name if "<" in column.type_name else column.type_name.upper(),
         size, None, digits, radix, 1 if field.nullable else 0, column.comment or "", None, None, None, None,
         position, "YES" if field.nullable else "NO", None, None, None, None, "NO",
     )
@@ -151,15 +151,15 @@ def functions(spark: Any, schema_pattern: str | None, function_pattern: str | No
     """Spark's functions and dicomsql's, these with the first paragraph of their docs."""
     from ..udfs.registry import FUNCTIONS
 
-    match = matcher(function_pattern)
+    match, match_schema = matcher(function_pattern), matcher(schema_pattern)
     rows = []
     for function in spark.catalog.listFunctions():
-        if not match(function.name):
+        schema = function.namespace[0] if function.namespace else None
+        if not match(function.name) or (schema is not None and not match_schema(schema)):
             continue
         ours = FUNCTIONS.get(function.name)
         remarks = ours.description if ours else (function.description or "")
         kind = 2 if ours is not None and ours.kind == "table" else 1
-        schema = function.namespace[0] if function.namespace else None
         rows.append(("", schema, function.name, remarks, kind, function.className or function.name))
     return rows
 

@@ -13,7 +13,6 @@ client's fetches, never the whole of a large result in driver memory.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 import uuid
@@ -23,7 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 import pyarrow as pa
 from TCLIService.ttypes import TOperationState
 
-from ..errors import client_error
+from ..errors import INTERNAL_SQLSTATE, client_error
 from ..jobs import JobGroup
 from .rowsets import Column, arrow_table, column_for
 
@@ -32,16 +31,19 @@ __all__ = ["Engine", "ClientSession", "Operation", "OperationError"]
 log = logging.getLogger("dicomsql.server")
 
 S = TOperationState
-_TERMINAL = {S.FINISHED_STATE, S.CANCELED_STATE, S.CLOSED_STATE, S.ERROR_STATE, S.TIMEDOUT_STATE}
-#: Rows a result keeps for FETCH_FIRST (re-reading from the start).
-REWIND_ROWS = 100_000
-#: Groups of partitions fetched ahead of the client.
-_AHEAD = 2
-_END = object()
+#: What a result keeps for FETCH_FIRST (re-reading from the start).
+REWIND_BYTES = 64 * 1024 * 1024
+#: The most bytes one FetchResults answers with (at least one row), whatever rows were asked.
+FETCH_BYTES = 16 * 1024 * 1024
 #: Parsed plans (besides Show* and Describe*) of statements that start no Spark job.
 _CATALOGUE_PLANS = {"SetCommand", "ResetCommand", "SetCatalogAndNamespace", "SetNamespaceCommand", "ExplainCommand"}
+#: How often query timeouts are checked.
+_TIMEOUT_CHECK_SECONDS = 0.25
 #: Client sessions share this many FAIR scheduler pools, assigned in turn.
 SCHEDULER_POOLS = 16
+#: States an operation ends in (FINISHED: its result can be fetched).
+ENDED = frozenset({S.FINISHED_STATE, S.CANCELED_STATE, S.CLOSED_STATE, S.ERROR_STATE, S.TIMEDOUT_STATE})
+FAILED = frozenset({S.ERROR_STATE, S.TIMEDOUT_STATE})
 
 
 class OperationError(Exception):
@@ -53,7 +55,13 @@ class OperationError(Exception):
 
 
 class Operation:
-    """A statement or a catalogue listing of one client session, with its result."""
+    """A statement or a catalogue listing of one client session, with its result.
+
+    A statement runs on the engine's pool until its first rows are there (FINISHED), and
+    gives its pool worker back. The rest of a streamed result is read by the client's fetches:
+    each Spark job for the next group of partitions runs in the fetching thread, in the
+    statement's job group, when the rows already read run out.
+    """
 
     def __init__(self, session: "ClientSession", kind: int, description: str):
         self.session = session
@@ -66,35 +74,40 @@ class Operation:
         self.columns: list[Column] | None = None
         self.started_ms = int(time.time() * 1000)
         self.completed_ms = 0
+        self.deadline: float | None = None  # time.monotonic() of the client's query timeout
+        self.timeout = 0.0
         self._changed = threading.Condition()
+        self._reading = threading.Lock()  # one fetch at a time
         self._log: list[str] = []
         self._log_read = 0
-        self._batches: queue.Queue = queue.Queue(maxsize=_AHEAD)
+        self._groups: Iterator[list[pa.RecordBatch]] = iter(())
         self._pending: list[pa.RecordBatch] = []
         self._kept: list[pa.RecordBatch] | None = []
-        self._kept_rows = 0
+        self._kept_bytes = 0
         self._offset = 0
         self._ended = False
         self._cancelled = threading.Event()
         self._job_group = JobGroup(session.spark, description, pool=session.pool)
-        self.timer: threading.Timer | None = None  # the client's query timeout
 
     # --- state ----------------------------------------------------------------------------
 
     def set_state(self, state: int, error: OperationError | None = None) -> None:
+        """Move to ``state`` (with the client's ``error``); an operation that was cancelled,
+        closed, failed or timed out stays so."""
         with self._changed:
-            if self.state in _TERMINAL and self.state != S.FINISHED_STATE:
-                return  # cancelled or closed stays so
+            if self.state in ENDED and self.state != S.FINISHED_STATE:
+                return
             self.state, self.error = state, error or self.error
-            if state in _TERMINAL:
+            if state in ENDED:
                 self.completed_ms = int(time.time() * 1000)
             self._log.append(f"{time.strftime('%H:%M:%S')} {S._VALUES_TO_NAMES[state].removesuffix('_STATE').lower()}")
             self._changed.notify_all()
 
     def wait(self, timeout: float | None = None) -> int:
-        """Block until the result is ready or the operation ended; returns the state."""
+        """Block until the result is ready or the operation ended (at most ``timeout``
+        seconds); returns the state."""
         with self._changed:
-            self._changed.wait_for(lambda: self.state in _TERMINAL, timeout)
+            self._changed.wait_for(lambda: self.state in ENDED, timeout)
             return self.state
 
     def cancel(self, state: int = S.CANCELED_STATE, error: OperationError | None = None) -> None:
@@ -102,141 +115,122 @@ class Operation:
         self._cancelled.set()
         self.set_state(state, error)
         self._job_group.cancel()
-        self._drain()
 
-    def time_out(self, seconds: float) -> None:
-        """The client's query timeout passed: cancel unless the statement is done."""
-        if self.state in (S.PENDING_STATE, S.RUNNING_STATE):
-            self.cancel(S.TIMEDOUT_STATE, OperationError(f"the statement ran longer than its timeout of {seconds:g}s and was cancelled", "HYT00"))
+    def time_out(self) -> None:
+        """The client's query timeout passed: cancel, unless the whole result is read."""
+        if not self._ended:
+            message = f"the statement ran longer than its timeout of {self.timeout:g}s and was cancelled"
+            self.cancel(S.TIMEDOUT_STATE, OperationError(message, "HYT00"))
 
     def close(self) -> None:
-        """Cancel if still running and release the result."""
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.state not in _TERMINAL or not self._ended:
+        """Cancel what still runs and release the result."""
+        if not self._ended:
             self._cancelled.set()
             self._job_group.cancel()
         self.set_state(S.CLOSED_STATE)
-        self._drain()
         self._pending, self._kept = [], None
 
-    def _drain(self) -> None:
-        """Empty the queue so that a producer blocked on it sees the cancellation."""
-        try:
-            while True:
-                self._batches.get_nowait()
-        except queue.Empty:
-            pass
-
-    # --- producing ------------------------------------------------------------------------
+    # --- running --------------------------------------------------------------------------
 
     def run_statement(self, statement: str) -> None:
-        """Run ``statement`` in the session (on a pool thread) and produce its result."""
+        """Run ``statement`` in the session (on a pool thread) until its first rows are there."""
         if self._cancelled.is_set():
             return
         self.set_state(S.RUNNING_STATE)
         try:
             with self._job_group.active():
                 frame = self.session.spark.sql(statement)
-                self.columns = [column_for(f.name, f.dataType) for f in frame.schema.fields]
-                if self.columns:
-                    for batches in _arrow_partitions(frame, self.columns, self._cancelled):
-                        self._put(batches)
-            self._put(_END)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes the client's error
-            if self._cancelled.is_set():
-                return
-            message, sqlstate = client_error(exc)
-            log.info("statement failed (SQLSTATE %s)", sqlstate)  # the message may hold data: not logged
-            if sqlstate == "XX000":
-                log.exception("internal error in a statement")
-            self._put_error(OperationError(message, sqlstate))
+                columns = [column_for(f.name, f.dataType) for f in frame.schema.fields]
+                if columns:
+                    self._groups = _arrow_partitions(frame, columns, self._cancelled)
+                    self._add(next(self._groups, None))
+                else:
+                    self._ended = True
+            self.columns = columns
+            self.set_state(S.FINISHED_STATE)
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes the client's error
+            self._fail(exc)
 
     def set_rows(self, columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> None:
         """A result computed at once (catalogue listings)."""
+        self._add(arrow_table(columns, rows).to_batches())
+        self._ended = True
         self.columns = list(columns)
-        self._put(arrow_table(columns, rows).to_batches())
-        self._put(_END)
+        self.set_state(S.FINISHED_STATE)
 
-    def _put(self, item: Any) -> None:
-        while not self._cancelled.is_set():
-            try:
-                self._batches.put(item, timeout=0.1)
-                break
-            except queue.Full:
-                continue
-        if self.state == S.RUNNING_STATE or self.state == S.INITIALIZED_STATE:
-            self.set_state(S.FINISHED_STATE)  # the first rows are there: the client may fetch
+    def _fail(self, exc: BaseException) -> None:
+        self._ended = True
+        if self._cancelled.is_set():
+            return  # cancelled, closed or timed out: that state stays
+        message, sqlstate = client_error(exc)
+        log.info("statement failed (SQLSTATE %s)", sqlstate)  # the message may hold data: not logged
+        if sqlstate == INTERNAL_SQLSTATE:
+            log.error("internal error in a statement", exc_info=exc)
+        self.set_state(S.ERROR_STATE, OperationError(message, sqlstate))
 
-    def _put_error(self, error: OperationError) -> None:
-        if self.state == S.FINISHED_STATE:  # a later partition failed: the fetch reports it
-            self._put(error)
-        else:
-            self.set_state(S.ERROR_STATE, error)
+    def _add(self, group: list[pa.RecordBatch] | None) -> None:
+        """Take the next group of batches, or note the end (None)."""
+        if group is None:
+            self._ended = True
+            return
+        batches = [b for b in group if b.num_rows]
+        self._pending.extend(batches)
+        if self._kept is not None:
+            self._kept_bytes += sum(b.nbytes for b in batches)
+            if self._kept_bytes <= REWIND_BYTES:
+                self._kept.extend(batches)
+            else:
+                self._kept = None
 
     # --- fetching -------------------------------------------------------------------------
 
     def fetch(self, max_rows: int, from_start: bool = False) -> tuple[pa.Table | None, int, bool]:
-        """Up to ``max_rows`` rows of the result: (rows, offset of the first, more to come)."""
-        if self.state == S.ERROR_STATE and self.error:
-            raise self.error
-        if self.state == S.TIMEDOUT_STATE and self.error:
-            raise self.error
-        if self.state in (S.CANCELED_STATE, S.CLOSED_STATE):
-            raise OperationError(f"the operation was {'cancelled' if self.state == S.CANCELED_STATE else 'closed'}")
-        if self.state != S.FINISHED_STATE:
-            raise OperationError("the operation has no result yet: wait until GetOperationStatus says FINISHED")
-        if not self.columns:
-            return None, 0, False
-        if from_start:
-            self._rewind()
-        taken: list[pa.RecordBatch] = []
-        count = 0
-        while count < max_rows:
-            if not self._pending and not self._next_batches():
-                break
-            batch = self._pending[0]
-            part = batch.slice(0, max_rows - count)
-            taken.append(part)
-            count += part.num_rows
-            rest = batch.slice(part.num_rows)
-            self._pending[0:1] = [rest] if rest.num_rows else []
-        offset = self._offset
-        self._offset += count
-        table = pa.Table.from_batches(taken) if taken else None
-        return table, offset, bool(self._pending) or not self._ended
+        """Up to ``max_rows`` rows of the result (and at most :data:`FETCH_BYTES`): (rows,
+        offset of the first, more to come). Rows already read are answered at once; the next
+        group of partitions is read (a Spark job) only when there are none."""
+        with self._reading:
+            if self.state in FAILED and self.error:
+                raise self.error
+            if self.state in (S.CANCELED_STATE, S.CLOSED_STATE):
+                raise OperationError(f"the operation was {'cancelled' if self.state == S.CANCELED_STATE else 'closed'}")
+            if self.state != S.FINISHED_STATE:
+                raise OperationError("the operation has no result yet: wait until GetOperationStatus says FINISHED")
+            if not self.columns:
+                return None, 0, False
+            if from_start:
+                self._rewind()
+            taken: list[pa.RecordBatch] = []
+            count = size = 0
+            while count < max_rows and size < FETCH_BYTES:
+                if not self._pending:
+                    if count or self._ended:
+                        break
+                    self._read_next_group()
+                    continue
+                batch = self._pending[0]
+                part = batch.slice(0, max_rows - count)
+                if count and size + part.nbytes > FETCH_BYTES:
+                    part = part.slice(0, max(1, part.num_rows * (FETCH_BYTES - size) // max(1, part.nbytes)))
+                taken.append(part)
+                count, size = count + part.num_rows, size + part.nbytes
+                rest = batch.slice(part.num_rows)
+                self._pending[0:1] = [rest] if rest.num_rows else []
+            offset = self._offset
+            self._offset += count
+            return (pa.Table.from_batches(taken) if taken else None), offset, bool(self._pending) or not self._ended
 
-    def _next_batches(self) -> bool:
-        """Move the next group of batches from the producer to ``_pending``; False at the end."""
-        while not self._ended:
-            try:
-                item = self._batches.get(timeout=0.1)
-            except queue.Empty:
-                if self._cancelled.is_set():
-                    raise OperationError("the operation was cancelled") from None
-                continue
-            if item is _END:
-                self._ended = True
-            elif isinstance(item, OperationError):
-                self._ended = True
-                raise item
-            elif item:
-                self._keep(item)
-                self._pending.extend(b for b in item if b.num_rows)
-                if self._pending:
-                    return True
-        return False
-
-    def _keep(self, batches: list[pa.RecordBatch]) -> None:
-        if self._kept is None:
-            return
-        self._kept_rows += sum(b.num_rows for b in batches)
-        self._kept = self._kept + batches if self._kept_rows <= REWIND_ROWS else None
+    def _read_next_group(self) -> None:
+        try:
+            with self._job_group.active():
+                self._add(next(self._groups, None))
+        except BaseException as exc:  # noqa: BLE001 - a later partition failed: the result ends in error
+            self._fail(exc)
+            raise self.error or OperationError("the operation was cancelled") from None
 
     def _rewind(self) -> None:
         if self._kept is None:
-            raise OperationError(f"FETCH_FIRST is available for results of up to {REWIND_ROWS:,} rows; run the statement again")
-        self._pending = [b for b in self._kept if b.num_rows]  # every batch received so far
+            raise OperationError(f"FETCH_FIRST is available for results of up to {REWIND_BYTES >> 20} MiB; run the statement again")
+        self._pending = list(self._kept)  # every batch received so far
         self._offset = 0
 
     def log_lines(self, from_start: bool) -> list[str]:
@@ -252,14 +246,11 @@ class Operation:
 #: literal rows without a job.
 COLLECT_ROWS = 10_000
 _COLLECTED_AS_ROWS = {"GlobalLimit", "LocalRelation", "CommandResult", "Tail"}
-#: Other results Spark estimates at most this large are collected as Arrow in one go; larger or
-#: unknown ones stream a group of partitions at a time.
-COLLECT_AT_ONCE_BYTES = 32 * 1024 * 1024
 
 
 def _arrow_partitions(frame: Any, columns: Sequence[Column], cancelled: threading.Event) -> Iterator[list[pa.RecordBatch]]:
-    """The rows of ``frame`` as groups of Arrow batches, in order (see :data:`COLLECT_ROWS`
-    and :data:`COLLECT_AT_ONCE_BYTES`); a streamed result runs one Spark job per group of
+    """The rows of ``frame`` as groups of Arrow batches, in order: a few rows (see
+    :data:`COLLECT_ROWS`) at once, any other result streamed, one Spark job per group of
     partitions (as many as the cluster runs at once), each when the client has read the
     previous ones.
 
@@ -274,9 +265,6 @@ def _arrow_partitions(frame: Any, columns: Sequence[Column], cancelled: threadin
     most_rows = plan.maxRows()
     if plan.nodeName() in _COLLECTED_AS_ROWS and most_rows.isDefined() and most_rows.get() <= COLLECT_ROWS:
         yield arrow_table(columns, served.collect()).to_batches()
-        return
-    if int(plan.stats().sizeInBytes()) <= COLLECT_AT_ONCE_BYTES:
-        yield served._collect_as_arrow()
         return
     spark = frame.sparkSession
     large = spark.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false").lower() == "true"
@@ -319,9 +307,11 @@ class ClientSession:
         self.id = uuid.uuid4().bytes
         self.secret = uuid.uuid4().bytes
         self.operations: dict[bytes, Operation] = {}
+        self.caches = False  # whether the client ran CACHE TABLE
         self._lock = threading.Lock()
 
     def new_operation(self, kind: int, description: str) -> Operation:
+        """A new operation of this session (INITIALIZED)."""
         operation = Operation(self, kind, description)
         with self._lock:
             self.operations[operation.id] = operation
@@ -332,36 +322,42 @@ class ClientSession:
         ``timeout`` seconds (the client's query timeout) it is cancelled, TIMEDOUT."""
         operation = self.new_operation(kind, statement)
         operation.set_state(S.PENDING_STATE)
-        if timeout:
-            operation.timer = threading.Timer(timeout, operation.time_out, args=(timeout,))
-            operation.timer.daemon = True
-            operation.timer.start()
-        self.engine.submit(lambda: operation.run_statement(statement), light=self.is_catalogue_statement(statement))
+        if timeout and timeout > 0:
+            operation.timeout, operation.deadline = timeout, time.monotonic() + timeout
+        plan = self._parsed_plan_name(statement)
+        self.caches = self.caches or plan.startswith("Cache")
+        light = plan.startswith(("Show", "Describe")) or plan in _CATALOGUE_PLANS
+        self.engine.submit(lambda: operation.run_statement(statement), light=light)
         return operation
 
-    def is_catalogue_statement(self, statement: str) -> bool:
-        """Whether ``statement`` only reads or sets session state (SHOW, DESCRIBE, SET, USE,
-        EXPLAIN...), by the plan Spark's parser makes of it: such statements start no Spark
-        job and need not wait behind queries."""
+    def _parsed_plan_name(self, statement: str) -> str:
+        """The class of the plan Spark's parser makes of ``statement`` ("" when it does not
+        parse: its run says why). SHOW, DESCRIBE, SET, USE, EXPLAIN start no Spark job and
+        need not wait behind queries."""
         try:
-            plan = self.spark._jsparkSession.sessionState().sqlParser().parsePlan(statement)
-        except Exception:  # noqa: BLE001 - not parseable: the statement's own run says why
-            return False
-        name = plan.getClass().getSimpleName()
-        return name.startswith(("Show", "Describe")) or name in _CATALOGUE_PLANS
+            return self.spark._jsparkSession.sessionState().sqlParser().parsePlan(statement).getClass().getSimpleName()
+        except Exception:  # noqa: BLE001 - a parse error, reported by the statement's run
+            return ""
 
     def close_operation(self, operation_id: bytes) -> None:
+        """Close one operation (cancelling it if it runs)."""
         with self._lock:
             operation = self.operations.pop(operation_id, None)
         if operation is not None:
             operation.close()
 
     def close(self) -> None:
-        """Close every operation (cancelling what runs); the Spark session goes with it."""
+        """Close every operation (cancelling what runs) and drop from the shared cache what
+        this client cached of its own temporary views; the Spark session goes with it."""
         with self._lock:
             operations, self.operations = list(self.operations.values()), {}
         for operation in operations:
             operation.close()
+        if self.caches:
+            served = {t.name for t in self.engine.spark.catalog.listTables() if t.isTemporary}
+            for table in self.spark.catalog.listTables():
+                if table.isTemporary and table.name not in served and self.spark.catalog.isCached(table.name):
+                    self.spark.catalog.uncacheTable(table.name)
 
 
 class Engine:
@@ -370,12 +366,14 @@ class Engine:
 
     def __init__(self, spark: Any, max_concurrent: int):
         self.spark = spark
-        self.max_concurrent = max_concurrent
         self._pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="dicomsql-query")
         self._light_pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="dicomsql-catalogue")
         self.sessions: dict[bytes, ClientSession] = {}
         self._opened = 0
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch_timeouts, name="dicomsql-timeouts", daemon=True)
+        self._watcher.start()
 
     def open_session(self, user: str, protocol: int, configuration: dict[str, str]) -> ClientSession:
         """A new client session: a clone of the served session with ``configuration``
@@ -385,10 +383,12 @@ class Engine:
         spark = SparkSession(self.spark.sparkContext, self.spark._jsparkSession.cloneSession())
         for key, value in configuration.items():
             if key == "use:database":
-                if value and value != "default":
+                if value:
                     spark.catalog.setCurrentDatabase(value)
             elif key.startswith(("set:hiveconf:", "set:hivevar:")):
                 spark.conf.set(key.split(":", 2)[2], value)
+            elif not key.startswith(("set:", "use:")):
+                spark.conf.set(key, value)
         with self._lock:
             self._opened += 1
             session = ClientSession(self, spark, user, protocol, pool=f"dicomsql-{self._opened % SCHEDULER_POOLS}")
@@ -396,6 +396,7 @@ class Engine:
         return session
 
     def close_session(self, session_id: bytes) -> None:
+        """Close a client session (see :meth:`ClientSession.close`)."""
         with self._lock:
             session = self.sessions.pop(session_id, None)
         if session is not None:
@@ -406,8 +407,22 @@ class Engine:
         on a pool of their own)."""
         (self._light_pool if light else self._pool).submit(_logged(work))
 
+    def _watch_timeouts(self) -> None:
+        """Time out the statements whose client's query timeout has passed."""
+        while not self._stopping.wait(_TIMEOUT_CHECK_SECONDS):
+            now = time.monotonic()
+            with self._lock:
+                sessions = list(self.sessions.values())
+            for session in sessions:
+                for operation in list(session.operations.values()):
+                    if operation.deadline is not None and operation.deadline <= now:
+                        operation.deadline = None
+                        operation.time_out()
+
     def shutdown(self) -> None:
         """Close every session (cancelling their statements) and stop the pool."""
+        self._stopping.set()
+        self._watcher.join()
         for session_id in list(self.sessions):
             self.close_session(session_id)
         for pool in (self._pool, self._light_pool):

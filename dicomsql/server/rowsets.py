@@ -3,8 +3,8 @@
 Types follow Spark's own Thrift server: every Spark type has its Hive ``TTypeId`` (DECIMAL with
 precision and scale qualifiers); values of types a Hive client has no column for (DECIMAL,
 DATE, TIMESTAMP, intervals) travel as their Spark string form, and ARRAY, MAP and STRUCT as
-JSON text. :func:`serving_columns` says, per Spark type, what travels; the Spark side turns a
-query's columns into those (see ``engine``), so this module only moves Arrow arrays.
+JSON text. :func:`column_for` says, per Spark type, what travels; the Spark side turns a
+query's columns into that (``engine.serving_frame``), so this module only moves Arrow arrays.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 from TCLIService import ttypes
 
-__all__ = ["Column", "column_for", "table_schema", "to_row_set", "empty_row_set", "JDBC_TYPES"]
+__all__ = ["Column", "column_for", "table_schema", "to_row_set", "empty_row_set", "arrow_table", "JDBC_TYPES"]
 
 T = ttypes.TTypeId
 
@@ -85,7 +85,9 @@ def column_for(name: str, spark_type: Any, comment: str | None = None) -> Column
     >>> column_for("a", ArrayType(LongType())).travels
     'json'
     """
-    type_id, travels = _SPARK_TYPES.get(spark_type.typeName(), (T.USER_DEFINED_TYPE, "text"))
+    # a type Hive has no name for (TIME, a UDT...) travels as its text, declared STRING:
+    # Hive JDBC drivers refuse USER_DEFINED_TYPE columns
+    type_id, travels = _SPARK_TYPES.get(spark_type.typeName(), (T.STRING_TYPE, "text"))
     precision = getattr(spark_type, "precision", None) if type_id == T.DECIMAL_TYPE else None
     scale = getattr(spark_type, "scale", None) if type_id == T.DECIMAL_TYPE else None
     return Column(name, type_id, spark_type.simpleString(), travels, precision, scale, comment)

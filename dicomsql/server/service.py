@@ -7,14 +7,15 @@ closed and their statements cancelled.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Callable
 
-from ..errors import client_error
+from ..errors import INTERNAL_SQLSTATE, client_error
 from . import catalog
 from .bindings import TCLIService, accelerate
 from .bindings import ttypes as t
-from .engine import ClientSession, Engine, Operation, OperationError
+from .engine import ENDED, FAILED, ClientSession, Engine, Operation, OperationError
 from .rowsets import Column, arrow_table, empty_row_set, table_schema, to_row_set
 from .transport import Peer
 
@@ -30,10 +31,9 @@ _LOG_COLUMNS = [Column("operation_log", t.TTypeId.STRING_TYPE, "string")]
 _DEFAULT_FETCH_ROWS = 1000
 #: How often a synchronous statement checks that its client is still there.
 _SYNC_POLL_SECONDS = 0.5
-_ENDED = {
-    t.TOperationState.FINISHED_STATE, t.TOperationState.CANCELED_STATE, t.TOperationState.CLOSED_STATE,
-    t.TOperationState.ERROR_STATE, t.TOperationState.TIMEDOUT_STATE,
-}
+#: How long GetOperationStatus waits for a running statement to end before answering (Hive's
+#: long polling: JDBC clients poll without pausing); short, as a JDBC cancel waits behind it.
+_LONG_POLL_SECONDS = 1.0
 _MAX_FETCH_ROWS = 100_000
 O = t.TOperationType
 
@@ -42,12 +42,21 @@ def _error(message: str, sqlstate: str = "HY000") -> t.TStatus:
     return t.TStatus(statusCode=t.TStatusCode.ERROR_STATUS, errorMessage=message, sqlState=sqlstate, errorCode=0)
 
 
+def _client_error(exc: Exception) -> OperationError:
+    """What the client is told of ``exc``; an internal error is logged with its traceback."""
+    message, sqlstate = client_error(exc)
+    if sqlstate == INTERNAL_SQLSTATE:
+        log.error("internal error", exc_info=exc)
+    return OperationError(message, sqlstate)
+
+
 def _answers(response: type, **failed: Any) -> Callable:
     """Decorate a request handler: an :class:`OperationError` it raises becomes ``response``
     with an ERROR status (and ``failed`` fields); anything else is logged and answered as an
     internal error."""
 
     def decorate(handler: Callable) -> Callable:
+        @functools.wraps(handler)
         def answer(self: "Service", request: Any) -> Any:
             try:
                 return handler(self, request)
@@ -57,7 +66,6 @@ def _answers(response: type, **failed: Any) -> Callable:
                 log.exception("%s failed", handler.__name__)
                 return response(status=_error("internal error; the server log has the details", "XX000"), **failed)
 
-        answer.__name__ = handler.__name__
         return answer
 
     return decorate
@@ -80,7 +88,7 @@ class Service(TCLIService.Iface):
         try:
             session = self.engine.open_session(user, protocol, dict(req.configuration or {}))
         except Exception as exc:  # noqa: BLE001 - e.g. use:database of a database that does not exist
-            raise OperationError(*client_error(exc)) from None
+            raise _client_error(exc) from None
         self._sessions[session.id] = session
         log.info("session opened for %s from %s (protocol V%d)", user, self.peer.address, protocol + 1)
         return t.TOpenSessionResp(
@@ -133,11 +141,11 @@ class Service(TCLIService.Iface):
         session = self._session(req.sessionHandle)
         operation = session.execute(req.statement, O.EXECUTE_STATEMENT, timeout=req.queryTimeout or None)
         if not req.runAsync:
-            while operation.wait(_SYNC_POLL_SECONDS) not in _ENDED:
+            while operation.wait(_SYNC_POLL_SECONDS) not in ENDED:
                 if self.peer.gone():  # nobody waits for the answer: stop the work
                     session.close_operation(operation.id)
                     raise OperationError("the client went away")
-            if operation.state in (t.TOperationState.ERROR_STATE, t.TOperationState.TIMEDOUT_STATE) and operation.error:
+            if operation.state in FAILED and operation.error:
                 session.close_operation(operation.id)
                 raise operation.error
         return t.TExecuteStatementResp(status=_OK, operationHandle=self._handle(operation))
@@ -145,7 +153,8 @@ class Service(TCLIService.Iface):
     @_answers(t.TGetOperationStatusResp)
     def GetOperationStatus(self, req: t.TGetOperationStatusReq) -> t.TGetOperationStatusResp:
         operation = self._operation(req.operationHandle)
-        error = operation.error if operation.state in (t.TOperationState.ERROR_STATE, t.TOperationState.TIMEDOUT_STATE) else None
+        operation.wait(_LONG_POLL_SECONDS)
+        error = operation.error if operation.state in FAILED else None
         return t.TGetOperationStatusResp(
             status=_OK,
             operationState=operation.state,
@@ -172,8 +181,10 @@ class Service(TCLIService.Iface):
     def GetResultSetMetadata(self, req: t.TGetResultSetMetadataReq) -> t.TGetResultSetMetadataResp:
         operation = self._operation(req.operationHandle)
         if operation.columns is None:
-            if operation.state == t.TOperationState.ERROR_STATE and operation.error:
+            if operation.state in FAILED and operation.error:
                 raise operation.error
+            if operation.state in ENDED:
+                raise OperationError(f"the operation was {t.TOperationState._VALUES_TO_NAMES[operation.state].removesuffix('_STATE').lower()}")
             raise OperationError("the operation has no result yet: wait until GetOperationStatus says FINISHED")
         return t.TGetResultSetMetadataResp(status=_OK, schema=table_schema(operation.columns))
 
@@ -203,7 +214,7 @@ class Service(TCLIService.Iface):
             operation.set_rows(catalog.COLUMNS[name], rows(session.spark))
         except Exception as exc:  # noqa: BLE001 - a Spark error in a listing is the client's error
             session.close_operation(operation.id)
-            raise OperationError(*client_error(exc)) from None
+            raise _client_error(exc) from None
         return self._handle(operation)
 
     @_answers(t.TGetCatalogsResp)

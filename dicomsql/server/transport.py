@@ -14,6 +14,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,11 +27,14 @@ __all__ = ["Listener", "Peer", "SaslError"]
 
 log = logging.getLogger("dicomsql.server")
 
-_SASL_START, _SASL_OK, _SASL_BAD, _SASL_ERROR, _SASL_COMPLETE = 1, 2, 3, 4, 5
+_SASL_START, _SASL_OK, _SASL_BAD, _SASL_COMPLETE = 1, 2, 3, 5
 _BINARY_MESSAGE = 0x80
 #: The longest SASL negotiation message accepted (a mechanism name, or user and password).
 _MAX_SASL_MESSAGE = 64 * 1024
+#: A client has this long to say which transport it speaks and, for SASL, to log in.
 _HANDSHAKE_TIMEOUT_SECONDS = 30.0
+#: Connections served at once; more are closed at once (each holds a thread).
+MAX_CONNECTIONS = 256
 
 
 class SaslError(Exception):
@@ -42,13 +46,13 @@ class Peer:
     """Who is on the other end of a connection: address, the user named at login, and its socket."""
 
     address: str
-    connection: socket.socket | None = None
+    connection: socket.socket
     user: str | None = None
 
     def gone(self) -> bool:
         """Whether the client has closed the connection (checked without blocking or reading)."""
         try:
-            return self.connection is None or self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
         except BlockingIOError:
             return False
         except OSError:
@@ -92,14 +96,21 @@ class Listener:
                 connection, address = self._socket.accept()
             except (socket.timeout, TimeoutError):
                 continue
-            except OSError:
+            except OSError as exc:  # e.g. out of file descriptors: keep serving the others
                 if self._stopping.is_set():
                     return
-                raise
-            connection.settimeout(None)
-            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                log.warning("accepting a connection failed: %s", exc.strerror)
+                self._stopping.wait(0.5)
+                continue
             with self._lock:
-                self._connections.add(connection)
+                full = len(self._connections) >= MAX_CONNECTIONS
+                if not full:
+                    self._connections.add(connection)
+            if full:
+                log.warning("%d connections open: one more refused", MAX_CONNECTIONS)
+                _close_quietly(connection)
+                continue
+            _tune(connection)
             peer = Peer(address=f"{address[0]}:{address[1]}", connection=connection)
             threading.Thread(target=self._serve, args=(connection, peer), name=f"dicomsql-client-{peer.address}", daemon=True).start()
 
@@ -111,8 +122,8 @@ class Listener:
                 self._serve_connection(protocol, protocol, peer)
         except (TTransportException, OSError, EOFError):
             pass  # the client went away
-        except Exception:  # noqa: BLE001 - one client's failure must not reach the others
-            log.exception("connection from %s failed", peer.address)
+        except Exception as exc:  # noqa: BLE001 - one client's failure must not reach the others
+            log.warning("connection from %s ended: %s", peer.address, type(exc).__name__)
         finally:
             with self._lock:
                 self._connections.discard(connection)
@@ -120,7 +131,18 @@ class Listener:
 
 
 def _family(host: str) -> socket.AddressFamily:
+    """The address family of a host to listen on."""
     return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _tune(connection: socket.socket) -> None:
+    """No Nagle delay on replies; keepalive probes, so that a client that vanished without
+    closing (a sleeping laptop) frees its connection, sessions and statements in minutes."""
+    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
+        if hasattr(socket, option):
+            connection.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 def _close_quietly(connection: socket.socket) -> None:
@@ -134,6 +156,7 @@ def _close_quietly(connection: socket.socket) -> None:
 def _open_transport(connection: socket.socket, peer: Peer):
     """The Thrift transport for a new connection, after the SASL negotiation when there is
     one; None when the client sent something else (it is closed)."""
+    deadline = time.monotonic() + _HANDSHAKE_TIMEOUT_SECONDS
     connection.settimeout(_HANDSHAKE_TIMEOUT_SECONDS)
     first = connection.recv(1, socket.MSG_PEEK)
     if not first:
@@ -142,7 +165,7 @@ def _open_transport(connection: socket.socket, peer: Peer):
     raw.setHandle(connection)
     if first[0] == _SASL_START:
         try:
-            peer.user, _password = _sasl_plain(connection)  # --auth none: any password
+            peer.user, _password = _sasl_plain(connection, deadline)  # --auth none: any password
         except SaslError as exc:
             _send_sasl(connection, _SASL_BAD, str(exc).encode())
             return None
@@ -155,15 +178,16 @@ def _open_transport(connection: socket.socket, peer: Peer):
     return None
 
 
-def _sasl_plain(connection: socket.socket) -> tuple[str, str]:
+def _sasl_plain(connection: socket.socket, deadline: float) -> tuple[str, str]:
     """Thrift's SASL server handshake for mechanism PLAIN: START "PLAIN", then the client's
-    response ``authzid NUL authcid NUL password``; answered COMPLETE. Returns (user, password)."""
-    status, mechanism = _read_sasl(connection)
+    response ``authzid NUL authcid NUL password``; answered COMPLETE. Returns (user, password).
+    The whole handshake must be over by ``deadline`` (time.monotonic())."""
+    status, mechanism = _read_sasl(connection, deadline)
     if status != _SASL_START:
         raise SaslError("expected a SASL START message")
     if mechanism.upper() != b"PLAIN":
         raise SaslError(f"unsupported SASL mechanism {mechanism.decode(errors='replace')!r}: use PLAIN (or auth=noSasl)")
-    status, response = _read_sasl(connection)
+    status, response = _read_sasl(connection, deadline)
     if status not in (_SASL_OK, _SASL_COMPLETE):
         raise SaslError("expected the PLAIN response")
     parts = response.split(b"\0")
@@ -174,9 +198,13 @@ def _sasl_plain(connection: socket.socket) -> tuple[str, str]:
     return user, password
 
 
-def _read_exactly(connection: socket.socket, size: int) -> bytes:
+def _read_exactly(connection: socket.socket, size: int, deadline: float) -> bytes:
     data = bytearray()
     while len(data) < size:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise SaslError("the login took too long")
+        connection.settimeout(left)
         chunk = connection.recv(size - len(data))
         if not chunk:
             raise EOFError("the client closed the connection")
@@ -184,11 +212,11 @@ def _read_exactly(connection: socket.socket, size: int) -> bytes:
     return bytes(data)
 
 
-def _read_sasl(connection: socket.socket) -> tuple[int, bytes]:
-    status, length = struct.unpack(">BI", _read_exactly(connection, 5))
+def _read_sasl(connection: socket.socket, deadline: float) -> tuple[int, bytes]:
+    status, length = struct.unpack(">BI", _read_exactly(connection, 5, deadline))
     if length > _MAX_SASL_MESSAGE:
         raise SaslError("SASL message too long")
-    return status, _read_exactly(connection, length)
+    return status, _read_exactly(connection, length, deadline)
 
 
 def _send_sasl(connection: socket.socket, status: int, payload: bytes) -> None:
