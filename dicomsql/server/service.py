@@ -71,6 +71,17 @@ def _answers(response: type, **failed: Any) -> Callable:
     return decorate
 
 
+def _listing_request(response: type, kind: int, name: str, rows: Callable[[Any, Any], list]) -> Callable:
+    """A catalogue request handler: ``rows(spark, request)`` in the client's session become
+    the result of an operation with :data:`catalog.COLUMNS` ``[name]``."""
+
+    def handle(self: "Service", req: Any) -> Any:
+        return response(status=_OK, operationHandle=self._listing(req.sessionHandle, kind, name, lambda spark: rows(spark, req)))
+
+    handle.__name__ = handle.__qualname__ = f"Get{''.join(part.title() for part in name.split('_'))}"
+    return _answers(response)(handle)
+
+
 class Service(TCLIService.Iface):
     """Answers the requests of one connection (``peer``)."""
 
@@ -205,7 +216,7 @@ class Service(TCLIService.Iface):
         results = to_row_set(columns, rows, offset, columnar) if rows is not None else empty_row_set(columns, columnar)
         return t.TFetchResultsResp(status=_OK, hasMoreRows=more, results=results)
 
-    # --- catalogue --------------------------------------------------------------------------
+    # --- catalogue: each a listing of the client's session ----------------------------------
 
     def _listing(self, handle: t.TSessionHandle, kind: int, name: str, rows: Callable[[Any], list]) -> t.TOperationHandle:
         session = self._session(handle)
@@ -217,59 +228,25 @@ class Service(TCLIService.Iface):
             raise _client_error(exc) from None
         return self._handle(operation)
 
-    @_answers(t.TGetCatalogsResp)
-    def GetCatalogs(self, req: t.TGetCatalogsReq) -> t.TGetCatalogsResp:
-        handle = self._listing(req.sessionHandle, O.GET_CATALOGS, "catalogs", lambda spark: [])
-        return t.TGetCatalogsResp(status=_OK, operationHandle=handle)
-
-    @_answers(t.TGetSchemasResp)
-    def GetSchemas(self, req: t.TGetSchemasReq) -> t.TGetSchemasResp:
-        handle = self._listing(req.sessionHandle, O.GET_SCHEMAS, "schemas", lambda spark: catalog.schemas(spark, req.schemaName))
-        return t.TGetSchemasResp(status=_OK, operationHandle=handle)
-
-    @_answers(t.TGetTableTypesResp)
-    def GetTableTypes(self, req: t.TGetTableTypesReq) -> t.TGetTableTypesResp:
-        handle = self._listing(req.sessionHandle, O.GET_TABLE_TYPES, "table_types", lambda spark: catalog.table_types())
-        return t.TGetTableTypesResp(status=_OK, operationHandle=handle)
-
-    @_answers(t.TGetTablesResp)
-    def GetTables(self, req: t.TGetTablesReq) -> t.TGetTablesResp:
-        handle = self._listing(
-            req.sessionHandle, O.GET_TABLES, "tables",
-            lambda spark: catalog.tables(spark, req.schemaName, req.tableName, req.tableTypes),
-        )
-        return t.TGetTablesResp(status=_OK, operationHandle=handle)
-
-    @_answers(t.TGetColumnsResp)
-    def GetColumns(self, req: t.TGetColumnsReq) -> t.TGetColumnsResp:
-        handle = self._listing(
-            req.sessionHandle, O.GET_COLUMNS, "columns",
-            lambda spark: catalog.columns(spark, req.schemaName, req.tableName, req.columnName),
-        )
-        return t.TGetColumnsResp(status=_OK, operationHandle=handle)
-
-    @_answers(t.TGetFunctionsResp)
-    def GetFunctions(self, req: t.TGetFunctionsReq) -> t.TGetFunctionsResp:
-        handle = self._listing(
-            req.sessionHandle, O.GET_FUNCTIONS, "functions",
-            lambda spark: catalog.functions(spark, req.schemaName, req.functionName),
-        )
-        return t.TGetFunctionsResp(status=_OK, operationHandle=handle)
-
-    @_answers(t.TGetTypeInfoResp)
-    def GetTypeInfo(self, req: t.TGetTypeInfoReq) -> t.TGetTypeInfoResp:
-        handle = self._listing(req.sessionHandle, O.GET_TYPE_INFO, "type_info", lambda spark: catalog.type_info())
-        return t.TGetTypeInfoResp(status=_OK, operationHandle=handle)
-
-    @_answers(t.TGetPrimaryKeysResp)
-    def GetPrimaryKeys(self, req: t.TGetPrimaryKeysReq) -> t.TGetPrimaryKeysResp:
-        handle = self._listing(req.sessionHandle, O.UNKNOWN, "primary_keys", lambda spark: [])  # Spark has no keys
-        return t.TGetPrimaryKeysResp(status=_OK, operationHandle=handle)
-
-    @_answers(t.TGetCrossReferenceResp)
-    def GetCrossReference(self, req: t.TGetCrossReferenceReq) -> t.TGetCrossReferenceResp:
-        handle = self._listing(req.sessionHandle, O.UNKNOWN, "cross_reference", lambda spark: [])
-        return t.TGetCrossReferenceResp(status=_OK, operationHandle=handle)
+    GetCatalogs = _listing_request(t.TGetCatalogsResp, O.GET_CATALOGS, "catalogs", lambda spark, req: [])
+    GetSchemas = _listing_request(t.TGetSchemasResp, O.GET_SCHEMAS, "schemas", lambda spark, req: catalog.schemas(spark, req.schemaName))
+    GetTableTypes = _listing_request(t.TGetTableTypesResp, O.GET_TABLE_TYPES, "table_types", lambda spark, req: catalog.table_types())
+    GetTables = _listing_request(
+        t.TGetTablesResp, O.GET_TABLES, "tables",
+        lambda spark, req: catalog.tables(spark, req.schemaName, req.tableName, req.tableTypes),
+    )
+    GetColumns = _listing_request(
+        t.TGetColumnsResp, O.GET_COLUMNS, "columns",
+        lambda spark, req: catalog.columns(spark, req.schemaName, req.tableName, req.columnName),
+    )
+    GetFunctions = _listing_request(
+        t.TGetFunctionsResp, O.GET_FUNCTIONS, "functions",
+        lambda spark, req: catalog.functions(spark, req.schemaName, req.functionName),
+    )
+    GetTypeInfo = _listing_request(t.TGetTypeInfoResp, O.GET_TYPE_INFO, "type_info", lambda spark, req: catalog.type_info())
+    # Spark tables have no primary or foreign keys
+    GetPrimaryKeys = _listing_request(t.TGetPrimaryKeysResp, O.UNKNOWN, "primary_keys", lambda spark, req: [])
+    GetCrossReference = _listing_request(t.TGetCrossReferenceResp, O.UNKNOWN, "cross_reference", lambda spark, req: [])
 
     @_answers(t.TGetInfoResp)
     def GetInfo(self, req: t.TGetInfoReq) -> t.TGetInfoResp:
