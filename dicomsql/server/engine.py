@@ -241,10 +241,11 @@ class Operation:
             return self._log[start:]
 
 
-#: Results of at most this many rows that are a LIMIT, literal rows or a command's output are
-#: collected as rows: Spark's collect reads a LIMIT a few partitions at a time and answers
-#: literal rows without a job.
+#: Results of at most this many rows that are a LIMIT, literal rows or a command's output, and
+#: any result of at most FEW_ROWS rows by its plan, are collected as rows: Spark's collect reads a
+#: LIMIT a few partitions at a time and answers literal rows without a job.
 COLLECT_ROWS = 10_000
+FEW_ROWS = 100
 _COLLECTED_AS_ROWS = {"GlobalLimit", "LocalRelation", "CommandResult", "Tail"}
 
 
@@ -263,7 +264,8 @@ def _arrow_partitions(frame: Any, columns: Sequence[Column], cancelled: threadin
     served = serving_frame(frame, columns)
     plan = served._jdf.queryExecution().optimizedPlan()
     most_rows = plan.maxRows()
-    if plan.nodeName() in _COLLECTED_AS_ROWS and most_rows.isDefined() and most_rows.get() <= COLLECT_ROWS:
+    bound = most_rows.get() if most_rows.isDefined() else None
+    if bound is not None and (bound <= FEW_ROWS or bound <= COLLECT_ROWS and plan.nodeName() in _COLLECTED_AS_ROWS):
         yield arrow_table(columns, served.collect()).to_batches()
         return
     spark = frame.sparkSession
