@@ -122,7 +122,7 @@ def test_a_client_killed_mid_fetch_leaves_no_job_and_no_thread(thrift_server, sp
     def client_threads():
         return {t.name for t in threading.enumerate() if t.name.startswith("dicomsql-client")}
 
-    before = client_threads()
+    threads_before, sessions_before = client_threads(), set(thrift_server.engine.sessions)
     script = (
         "import sys, time\n"
         "from pyhive import hive\n"
@@ -135,16 +135,17 @@ def test_a_client_killed_mid_fetch_leaves_no_job_and_no_thread(thrift_server, sp
     client = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert client.stdout.readline().strip() == "fetching"
-        assert len(client_threads()) == len(before) + 1
-        sessions = len(thrift_server.engine.sessions)
+        (thread,) = client_threads() - threads_before  # the killed client's connection thread
+        (session,) = set(thrift_server.engine.sessions) - sessions_before
         os.kill(client.pid, signal.SIGKILL)
     finally:
+        client.kill()
         client.wait(timeout=30)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (client_threads() != before or len(thrift_server.engine.sessions) >= sessions):
+    while time.monotonic() < deadline and (thread in client_threads() or session in thrift_server.engine.sessions):
         time.sleep(0.1)
-    assert client_threads() == before
-    assert len(thrift_server.engine.sessions) == sessions - 1
+    assert thread not in client_threads()
+    assert session not in thrift_server.engine.sessions
     assert _no_active_jobs(spark, 5.0)
 
 
@@ -199,7 +200,8 @@ def test_statements_beyond_the_pool_wait_as_pending(spark):
 
 
 def test_async_statements_report_errors_through_the_status(thrift_server):
-    cursor = _connect(thrift_server).cursor()
+    connection = _connect(thrift_server)
+    cursor = connection.cursor()
     cursor.execute("SELECT * FROM no_such_table", async_=True)
     status = cursor.poll()
     while status.operationState in (S.INITIALIZED_STATE, S.PENDING_STATE, S.RUNNING_STATE):
@@ -208,6 +210,7 @@ def test_async_statements_report_errors_through_the_status(thrift_server):
     assert status.operationState == S.ERROR_STATE
     assert status.errorMessage.startswith("[TABLE_OR_VIEW_NOT_FOUND]") and status.sqlState == "42P01"
     assert "\n" not in status.errorMessage and "at org.apache" not in status.errorMessage
+    connection.close()
 
 
 def test_nosasl_clients_and_strangers(thrift_server):
@@ -250,13 +253,15 @@ def test_fetch_first_and_the_operation_log(thrift_server):
 def test_a_streamed_result_that_fails_late_ends_in_error(thrift_server):
     """The first partitions are fine (FINISHED, rows fetched), a later one fails: the fetch
     that reaches it gets the error, and the status says ERROR."""
-    cursor = _connect(thrift_server).cursor()
+    connection = _connect(thrift_server)
+    cursor = connection.cursor()
     cursor.execute("SELECT id, assert_true(id < 1500000) AS ok FROM range(0, 2000000, 1, 8)")
     assert len(cursor.fetchmany(1000)) == 1000
     with pytest.raises(OperationalError, match="USER_RAISED_EXCEPTION"):
         while cursor.fetchmany(100_000):
             pass
     assert _state(cursor) == S.ERROR_STATE
+    connection.close()
 
 
 def test_open_session_configuration_applies_to_the_session(thrift_server):
