@@ -1,4 +1,4 @@
-"""The Thrift server through the Hive JDBC driver that ships in the pyspark wheel, driven with
+"""dicomsql's endpoint through the Hive JDBC driver that ships in the pyspark wheel, driven with
 JayDeBeApi in a JVM of the test process (JPype; Spark's own JVM is another process): JDBC
 DatabaseMetaData, NULLs and values of every type, DECIMAL and TIMESTAMP precision, and errors."""
 
