@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pydicom
@@ -94,6 +95,16 @@ def cli_env(tmp_path) -> dict[str, str]:
     env = dict(os.environ)
     env["DICOMSQL_HOME"] = str(tmp_path / "home")
     return env
+
+
+def no_active_jobs(spark, seconds: float) -> bool:
+    """Whether Spark has no active job within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not spark.sparkContext.statusTracker().getActiveJobsIds():
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def dicomsql_command() -> str:

@@ -20,7 +20,7 @@ from TCLIService import ttypes
 import dicomsql
 from dicomsql.server import free_port
 
-from .conftest import DEMO_PATIENTS
+from .conftest import DEMO_PATIENTS, no_active_jobs
 
 pytestmark = pytest.mark.server
 
@@ -38,15 +38,6 @@ def _rows(connection, statement):
     rows = cursor.fetchall() if cursor.description else []
     cursor.close()
     return rows
-
-
-def _no_active_jobs(spark, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not spark.sparkContext.statusTracker().getActiveJobsIds():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _state(cursor) -> int:
@@ -109,7 +100,7 @@ def test_cancel_frees_the_executors(thrift_server, spark):
     time.sleep(3)
     assert spark.sparkContext.statusTracker().getActiveJobsIds()
     cursor.cancel()
-    assert _no_active_jobs(spark, 2.0), "the cancelled query still runs after 2 s"
+    assert no_active_jobs(spark, 2.0), "the cancelled query still runs after 2 s"
     started = time.monotonic()
     assert _rows(other, "SELECT 1") == [(1,)]
     assert time.monotonic() - started < 5
@@ -146,7 +137,7 @@ def test_a_client_killed_mid_fetch_leaves_no_job_and_no_thread(thrift_server, sp
         time.sleep(0.1)
     assert thread not in client_threads()
     assert session not in thrift_server.engine.sessions
-    assert _no_active_jobs(spark, 5.0)
+    assert no_active_jobs(spark, 5.0)
 
 
 def test_a_client_killed_while_its_synchronous_statement_runs(thrift_server, spark):
@@ -166,7 +157,7 @@ def test_a_client_killed_while_its_synchronous_statement_runs(thrift_server, spa
     finally:
         os.kill(client.pid, signal.SIGKILL)
         client.wait(timeout=30)
-    assert _no_active_jobs(spark, 5.0), "the statement of a client that went away still runs"
+    assert no_active_jobs(spark, 5.0), "the statement of a client that went away still runs"
 
 
 def test_a_query_timeout_cancels_the_statement(thrift_server, spark):
@@ -181,7 +172,7 @@ def test_a_query_timeout_cancels_the_statement(thrift_server, spark):
         status = connection.client.GetOperationStatus(request)
     assert status.operationState == S.TIMEDOUT_STATE
     assert "timeout of 2s" in status.errorMessage and status.sqlState == "HYT00"
-    assert _no_active_jobs(spark, 2.0)
+    assert no_active_jobs(spark, 2.0)
     connection.close()
 
 
@@ -196,7 +187,7 @@ def test_statements_beyond_the_pool_wait_as_pending(spark):
         busy.cancel()
         _wait_for_state(waiting, (S.FINISHED_STATE,))
         assert waiting.fetchall() == [(42,)]
-    assert _no_active_jobs(spark, 5.0)
+    assert no_active_jobs(spark, 5.0)
 
 
 def test_async_statements_report_errors_through_the_status(thrift_server):

@@ -10,7 +10,7 @@ import time
 import pexpect
 import pytest
 
-from .conftest import DEMO_PATIENTS, dicomsql_command
+from .conftest import DEMO_PATIENTS, dicomsql_command, no_active_jobs
 
 pytestmark = pytest.mark.server
 
@@ -60,7 +60,7 @@ def test_shell_through_a_server(thrift_server, spark, cli_env, tmp_path):
     time.sleep(3)
     shell.sendintr()  # Ctrl-C while running cancels the query, and the shell stays
     shell.expect(r"Cancelled after \d+\.\d\ds\.", timeout=60)
-    assert _jobs_stop(spark)
+    assert no_active_jobs(spark, 30)
     shell.sendline("SELECT 1 AS still_here;")
     shell.expect_exact("| 1          |")
 
@@ -86,12 +86,3 @@ def test_shell_embedded(cli_env, pydicom_files):
     shell.expect(pexpect.EOF)
     shell.close()
     assert shell.exitstatus == 0
-
-
-def _jobs_stop(spark, seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not spark.sparkContext.statusTracker().getActiveJobsIds():
-            return True
-        time.sleep(0.5)
-    return False
