@@ -62,6 +62,9 @@ COLUMNS: dict[str, list[Column]] = {
 
 Rows = list[tuple[Any, ...]]
 
+#: Decimal digits of the numeric types (DECIMAL: the most it may have).
+_PRECISION = {T.TINYINT_TYPE: 3, T.SMALLINT_TYPE: 5, T.INT_TYPE: 10, T.BIGINT_TYPE: 19, T.FLOAT_TYPE: 7, T.DOUBLE_TYPE: 15, T.DECIMAL_TYPE: 38}
+
 
 def matcher(pattern: str | None) -> Callable[[str], bool]:
     """A case-insensitive test of names against a JDBC/Hive pattern.
@@ -136,10 +139,9 @@ def columns(spark: Any, schema_pattern: str | None, table_pattern: str | None, c
 
 def _column_row(schema: str | None, table: str, field: Any, position: int) -> tuple[Any, ...]:
     column = column_for(field.name, field.dataType, field.metadata.get("comment"))
-    size = {T.BOOLEAN_TYPE: 1, T.TINYINT_TYPE: 3, T.SMALLINT_TYPE: 5, T.INT_TYPE: 10, T.BIGINT_TYPE: 19,
-            T.FLOAT_TYPE: 7, T.DOUBLE_TYPE: 15, T.DATE_TYPE: 10, T.TIMESTAMP_TYPE: 29}.get(column.type_id, column.precision)
+    size = {**_PRECISION, T.BOOLEAN_TYPE: 1, T.DATE_TYPE: 10, T.TIMESTAMP_TYPE: 29}.get(column.type_id) if column.precision is None else column.precision
     digits = column.scale if column.type_id == T.DECIMAL_TYPE else 6 if column.type_id == T.TIMESTAMP_TYPE else None
-    radix = 10 if column.type_id in (T.TINYINT_TYPE, T.SMALLINT_TYPE, T.INT_TYPE, T.BIGINT_TYPE, T.FLOAT_TYPE, T.DOUBLE_TYPE, T.DECIMAL_TYPE) else None
+    radix = 10 if column.type_id in _PRECISION else None
     return (
         "", schema, table, field.name, column.jdbc_type, column.type_name if "<" in column.type_name else column.type_name.upper(),
         size, None, digits, radix, 1 if field.nullable else 0, column.comment or "", None, None, None, None,
@@ -173,13 +175,12 @@ def type_info() -> Rows:
         ("TIMESTAMP", T.TIMESTAMP_TYPE), ("BINARY", T.BINARY_TYPE), ("DECIMAL", T.DECIMAL_TYPE),
         ("ARRAY", T.ARRAY_TYPE), ("MAP", T.MAP_TYPE), ("STRUCT", T.STRUCT_TYPE),
     ]
-    numeric = {T.TINYINT_TYPE: 3, T.SMALLINT_TYPE: 5, T.INT_TYPE: 10, T.BIGINT_TYPE: 19, T.FLOAT_TYPE: 7, T.DOUBLE_TYPE: 15, T.DECIMAL_TYPE: 38}
     rows = []
     for name, type_id in types:
         text = type_id in (T.STRING_TYPE, T.CHAR_TYPE, T.VARCHAR_TYPE)
         rows.append((
-            name, JDBC_TYPES[type_id], numeric.get(type_id), "'" if text else None, "'" if text else None, None,
-            1, text, 3 if text else 2, type_id not in numeric, False, False, None,
-            0, 38 if type_id == T.DECIMAL_TYPE else 0, None, None, 10 if type_id in numeric else None,
+            name, JDBC_TYPES[type_id], _PRECISION.get(type_id), "'" if text else None, "'" if text else None, None,
+            1, text, 3 if text else 2, type_id not in _PRECISION, False, False, None,
+            0, 38 if type_id == T.DECIMAL_TYPE else 0, None, None, 10 if type_id in _PRECISION else None,
         ))
     return rows

@@ -6,8 +6,9 @@ temporary views and functions, starting as copies of the served session's). Stat
 on a bounded pool (catalogue statements such as SHOW and SET on one of their own, so they
 never wait behind queries), each in its own :class:`~dicomsql.jobs.JobGroup` and in its
 client's FAIR scheduler pool, so that clients share the executors. Results stream as Arrow
-record batches: a few partitions per Spark job, a bounded queue between the job and the
-client's fetches, never the whole of a large result in driver memory.
+record batches: a statement runs until its first partitions are read, later groups of
+partitions are read as the client's fetches reach them, never the whole of a large result
+in driver memory.
 """
 
 from __future__ import annotations
@@ -189,12 +190,7 @@ class Operation:
         offset of the first, more to come). Rows already read are answered at once; the next
         group of partitions is read (a Spark job) only when there are none."""
         with self._reading:
-            if self.state in FAILED and self.error:
-                raise self.error
-            if self.state in (S.CANCELED_STATE, S.CLOSED_STATE):
-                raise OperationError(f"the operation was {'cancelled' if self.state == S.CANCELED_STATE else 'closed'}")
-            if self.state != S.FINISHED_STATE:
-                raise OperationError("the operation has no result yet: wait until GetOperationStatus says FINISHED")
+            self.check_result()
             if not self.columns:
                 return None, 0, False
             if from_start:
@@ -218,6 +214,15 @@ class Operation:
             offset = self._offset
             self._offset += count
             return (pa.Table.from_batches(taken) if taken else None), offset, bool(self._pending) or not self._ended
+
+    def check_result(self) -> None:
+        """Raise the client's error unless the result can be read (FINISHED)."""
+        if self.state in FAILED and self.error:
+            raise self.error
+        if self.state in (S.CANCELED_STATE, S.CLOSED_STATE):
+            raise OperationError(f"the operation was {'cancelled' if self.state == S.CANCELED_STATE else 'closed'}")
+        if self.state != S.FINISHED_STATE:
+            raise OperationError("the operation has no result yet: wait until GetOperationStatus says FINISHED")
 
     def _read_next_group(self) -> None:
         try:

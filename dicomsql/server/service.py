@@ -51,20 +51,18 @@ def _client_error(exc: Exception) -> OperationError:
 
 
 def _answers(response: type, **failed: Any) -> Callable:
-    """Decorate a request handler: an :class:`OperationError` it raises becomes ``response``
-    with an ERROR status (and ``failed`` fields); anything else is logged and answered as an
-    internal error."""
+    """Decorate a request handler: an error it raises becomes ``response`` with an ERROR
+    status (and ``failed`` fields): an :class:`OperationError` as it says, anything else as
+    :func:`_client_error` tells it."""
 
     def decorate(handler: Callable) -> Callable:
         @functools.wraps(handler)
         def answer(self: "Service", request: Any) -> Any:
             try:
                 return handler(self, request)
-            except OperationError as exc:
-                return response(status=_error(str(exc), exc.sqlstate), **failed)
-            except Exception:  # noqa: BLE001 - the client hears one line; the log has the rest
-                log.exception("%s failed", handler.__name__)
-                return response(status=_error("internal error; the server log has the details", "XX000"), **failed)
+            except Exception as exc:  # noqa: BLE001 - the client hears one line; the log has the rest
+                error = exc if isinstance(exc, OperationError) else _client_error(exc)
+                return response(status=_error(str(error), error.sqlstate), **failed)
 
         return answer
 
@@ -78,7 +76,6 @@ def _listing_request(response: type, kind: int, name: str, rows: Callable[[Any, 
     def handle(self: "Service", req: Any) -> Any:
         return response(status=_OK, operationHandle=self._listing(req.sessionHandle, kind, name, lambda spark: rows(spark, req)))
 
-    handle.__name__ = handle.__qualname__ = f"Get{''.join(part.title() for part in name.split('_'))}"
     return _answers(response)(handle)
 
 
@@ -96,10 +93,7 @@ class Service(TCLIService.Iface):
     def OpenSession(self, req: t.TOpenSessionReq) -> t.TOpenSessionResp:
         protocol = min(req.client_protocol, SERVER_PROTOCOL)
         user = self.peer.user or req.username or "anonymous"
-        try:
-            session = self.engine.open_session(user, protocol, dict(req.configuration or {}))
-        except Exception as exc:  # noqa: BLE001 - e.g. use:database of a database that does not exist
-            raise _client_error(exc) from None
+        session = self.engine.open_session(user, protocol, dict(req.configuration or {}))
         self._sessions[session.id] = session
         log.info("session opened for %s from %s (protocol V%d)", user, self.peer.address, protocol + 1)
         return t.TOpenSessionResp(
@@ -138,11 +132,13 @@ class Service(TCLIService.Iface):
         raise OperationError("invalid operation handle (closed, or not of this connection)", "HY010")
 
     @staticmethod
-    def _handle(operation: Operation, has_result_set: bool = True) -> t.TOperationHandle:
+    def _handle(operation: Operation) -> t.TOperationHandle:
+        # every operation may have a result set, as Spark's Thrift server says (an async
+        # statement's columns are not known yet; a command's result has none)
         return t.TOperationHandle(
             operationId=t.THandleIdentifier(guid=operation.id, secret=operation.secret),
             operationType=operation.kind,
-            hasResultSet=has_result_set,
+            hasResultSet=True,
         )
 
     # --- statements -------------------------------------------------------------------------
@@ -191,13 +187,8 @@ class Service(TCLIService.Iface):
     @_answers(t.TGetResultSetMetadataResp)
     def GetResultSetMetadata(self, req: t.TGetResultSetMetadataReq) -> t.TGetResultSetMetadataResp:
         operation = self._operation(req.operationHandle)
-        if operation.columns is None:
-            if operation.state in FAILED and operation.error:
-                raise operation.error
-            if operation.state in ENDED:
-                raise OperationError(f"the operation was {t.TOperationState._VALUES_TO_NAMES[operation.state].removesuffix('_STATE').lower()}")
-            raise OperationError("the operation has no result yet: wait until GetOperationStatus says FINISHED")
-        return t.TGetResultSetMetadataResp(status=_OK, schema=table_schema(operation.columns))
+        operation.check_result()
+        return t.TGetResultSetMetadataResp(status=_OK, schema=table_schema(operation.columns or []))
 
     @_answers(t.TFetchResultsResp)
     def FetchResults(self, req: t.TFetchResultsReq) -> t.TFetchResultsResp:
