@@ -16,8 +16,11 @@ from typing import Callable, Sequence
 from . import __version__
 from .errors import DicomsqlError, QueryError
 from .home import Home
+from .server.auth import ROLES
 from .settings import DEFAULTS, SETTINGS
-from .storage import data_root_for, data_roots
+from .server import _QUERY_ERROR_LOGGERS
+from .server.audit import AuditLog
+from .storage import data_root_for, data_roots, max_file_size_value
 
 _HELP = {setting.name: setting.help for setting in SETTINGS}
 _FIRST_QUERY = (
@@ -60,6 +63,44 @@ def _add_session_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _size(text: str) -> int:
+    """A size in bytes: 1048576, 512MiB, 4g..."""
+    try:
+        return int(max_file_size_value(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_security_options(serve: argparse.ArgumentParser) -> None:
+    """The options of ``serve`` for logins, TLS, the analysts' limits and the audit log."""
+    from .server.audit import STATEMENT_MODES
+
+    option = {
+        "auth": dict(choices=("none", "password", "ldap")),
+        "anonymous_role": dict(choices=ROLES),
+        "tls_cert": dict(type=Path, metavar="PEM"), "tls_key": dict(type=Path, metavar="PEM"),
+        "ldap_url": dict(metavar="URL"), "ldap_user_dn": dict(metavar="DN"), "ldap_admin_group": dict(metavar="DN"),
+        "ldap_start_tls": dict(action="store_true"), "ldap_ca": dict(type=Path, metavar="PEM"),
+        "shared_db": dict(action="append", metavar="NAME"),
+        "query_timeout": dict(type=_bounded_int(0), metavar="SECONDS"),
+        "max_result_rows": dict(type=_bounded_int(1), metavar="N"),
+        "max_sessions_per_user": dict(type=_bounded_int(1), metavar="N"),
+        "idle_timeout": dict(type=_bounded_int(0), metavar="SECONDS"),
+        "max_file_size": dict(type=_size, metavar="SIZE"),
+        "audit_statements": dict(choices=STATEMENT_MODES),
+    }
+    for name, extra in option.items():
+        default = list(DEFAULTS[name]) if extra.get("action") == "append" else DEFAULTS[name]
+        serve.add_argument(f"--{name.replace('_', '-')}", default=default, help=_HELP[name], **extra)
+
+
+def _add_login_options(parser: argparse.ArgumentParser) -> None:
+    """How a client command logs in to a server (--jdbc)."""
+    parser.add_argument("--user", metavar="NAME", help="Log in to the server as NAME (default: the operating-system user).")
+    parser.add_argument("--password-stdin", action="store_true", help="Read the server password from standard input.")
+    parser.add_argument("--tls-ca", type=Path, metavar="PEM", help="Connect with TLS, trusting the CA certificates in PEM.")
+
+
 def _parser() -> argparse.ArgumentParser:
     from .results import FORMATS
     from .sqltools import DIALECTS
@@ -88,6 +129,17 @@ def _parser() -> argparse.ArgumentParser:
         "--var", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
         help="Bind ${NAME} in the --bootstrap script (images defaults to the first table, or demo_images).",
     )
+    _add_security_options(serve)
+
+    user = commands.add_parser("user", help="Manage the accounts of --auth password (<home>/users); works while a server runs.")
+    user.add_argument("--home", default=DEFAULTS["home"], help=_HELP["home"])
+    accounts = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = accounts.add_parser("add", help="Add an account (or set its password and role).")
+    add.add_argument("name", help="Lower-case letters, digits and _; the user's database is user_<name>.")
+    add.add_argument("--role", choices=ROLES, default="analyst", help="analyst (default: the statement policy) or admin (everything).")
+    add.add_argument("--password-stdin", action="store_true", help="Read the password from standard input (else it is asked twice).")
+    accounts.add_parser("remove", help="Remove an account.").add_argument("name")
+    accounts.add_parser("list", help="List the accounts and their roles.")
 
     sql = commands.add_parser("sql", help="Run SQL in an embedded session (or through a server) and print the results.")
     source = sql.add_mutually_exclusive_group(required=True)
@@ -95,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("-f", dest="file", type=Path, metavar="FILE", help="SQL script to run.")
     _add_session_options(sql)
     sql.add_argument("--jdbc", metavar="URL", help="Run through a running server, e.g. jdbc:hive2://127.0.0.1:10000/default.")
+    _add_login_options(sql)
     sql.add_argument("--max-rows", type=_bounded_int(1), default=1000, help="Print at most this many rows per statement (default 1000).")
     sql.add_argument("--no-truncate", action="store_true", help="Print long values in full (table format).")
     sql.add_argument(
@@ -108,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     shell = commands.add_parser("shell", help="The interactive SQL shell: embedded, or through a server (--jdbc or the one holding the home).")
     _add_session_options(shell)
     shell.add_argument("--jdbc", metavar="URL", help="Run through a running server, e.g. jdbc:hive2://127.0.0.1:10000/default.")
+    _add_login_options(shell)
     shell.add_argument("--max-rows", type=_bounded_int(1), default=1000, help="Print at most this many rows per statement (default 1000).")
 
     demo = commands.add_parser("demo", help="Write the synthetic demo cohort (DICOM CT/MR series + clinical Parquet table).")
@@ -126,6 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--home", default=DEFAULTS["home"], help=_HELP["home"])
     ingest.add_argument("--conf", type=_key_value, action="append", default=[], metavar="KEY=VALUE", help="Extra Spark setting (repeatable).")
     ingest.add_argument("--jdbc", metavar="URL", help="Ingest through a running server.")
+    _add_login_options(ingest)
 
     functions = commands.add_parser("functions", help="List the SQL functions dicomsql registers.")
     functions.add_argument(
@@ -139,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dicomsql`` command; returns the exit status (2 for a usage or set-up error)."""
     args = _parser().parse_args(argv)
     try:
-        commands = {"serve": _serve, "sql": _sql, "shell": _shell, "ingest": _ingest, "demo": _demo, "functions": _functions}
+        commands = {"serve": _serve, "sql": _sql, "shell": _shell, "ingest": _ingest, "demo": _demo, "functions": _functions, "user": _user}
         return commands[args.command](args)
     except DicomsqlError as exc:
         print(f"dicomsql {args.command}: error: {exc}", file=sys.stderr)
@@ -236,12 +291,21 @@ def _serve(args: argparse.Namespace) -> int:
     from .session import active_home
 
     started = time.monotonic()
+    os.umask(0o077)  # everything the server writes (warehouse, metastore, tmp, audit) is its own
     tables = _checked_tables(args.table)
+    access = _access(args)
+    access.check_host(args.host)
     check_port_free(args.host, args.port)
     roots = [*args.data_root, *(data_root_for(path) for _, path in tables)]
     if not tables:
         roots.append(str(Home(args.home).demo))
-    spark = session(master=args.master, home=args.home, conf=dict(args.conf), data_roots=roots)
+    conf = dict(args.conf)
+    if access.checks_passwords:  # the driver's RPC (and a cluster's executors) authenticate too
+        import secrets
+
+        conf.setdefault("spark.authenticate", "true")
+        conf.setdefault("spark.authenticate.secret", secrets.token_hex(32))
+    spark = session(master=args.master, home=args.home, conf=conf, data_roots=roots, max_file_size=args.max_file_size)
     stop = _Stop()  # after session(): pyspark installs a SIGINT handler of its own
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stop.handle)
@@ -254,9 +318,10 @@ def _serve(args: argparse.Namespace) -> int:
             views.append(_bootstrap(spark, args.bootstrap, {"images": images, **dict(args.var)}))
         if stop.is_set():
             return 0
-        server = serve(spark, host=args.host, port=args.port, max_concurrent_queries=args.max_concurrent_queries)
-        home.describe(jdbc_host=args.host, jdbc_port=args.port)
-        _print_banner(spark, home, server, views, time.monotonic() - started, demo=not tables)
+        access.audit = AuditLog(home.path / "audit.log", statements=args.audit_statements)
+        server = serve(spark, host=args.host, port=args.port, max_concurrent_queries=args.max_concurrent_queries, access=access)
+        home.describe(jdbc_host=args.host, jdbc_port=args.port, tls=access.tls is not None)
+        _print_banner(spark, home, server, views, time.monotonic() - started, demo=not tables, auth=_auth_line(args))
         while not stop.wait(timeout=2.0):
             if not _spark_alive(spark):
                 print("dicomsql serve: Spark stopped unexpectedly (see the messages above)", file=sys.stderr)
@@ -267,6 +332,73 @@ def _serve(args: argparse.Namespace) -> int:
         _shut_down(server, spark)
         home.release()
         print("Stopped.", flush=True)
+
+
+def _access(args: argparse.Namespace):
+    """The server's :class:`~dicomsql.server.Access` from the security options."""
+    from .server.access import Access, tls_context
+    from .server.auth import NoLogin, PasswordFile
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise DicomsqlError("--tls-cert and --tls-key go together: give both")
+    if args.auth == "ldap":
+        from .server.ldap import LdapDirectory
+
+        if not args.ldap_url or not args.ldap_user_dn:
+            raise DicomsqlError("--auth ldap needs --ldap-url and --ldap-user-dn")
+        authenticator = LdapDirectory(args.ldap_url, args.ldap_user_dn, admin_group=args.ldap_admin_group,
+                                      start_tls=args.ldap_start_tls, ca_file=args.ldap_ca)
+    elif args.auth == "password":
+        authenticator = PasswordFile(Home(args.home).users)
+    else:
+        authenticator = NoLogin(args.anonymous_role)
+    return Access(
+        authenticator=authenticator,
+        shared_databases=tuple(args.shared_db or ["default"]),
+        query_timeout=args.query_timeout or None,
+        max_result_rows=args.max_result_rows,
+        max_sessions_per_user=args.max_sessions_per_user,
+        idle_timeout=args.idle_timeout or None,
+        tls=tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None,
+    )
+
+
+def _auth_line(args: argparse.Namespace) -> str:
+    if args.auth == "none":
+        return f"none: no login, every client is an {args.anonymous_role}" if args.anonymous_role == "analyst" else "none: no login, every client is an admin (anyone on this machine can do anything the server can)"
+    return args.auth + (f" ({args.ldap_url})" if args.auth == "ldap" else f" (accounts: dicomsql user list --home {Home(args.home).path})")
+
+
+def _user(args: argparse.Namespace) -> int:
+    """``dicomsql user add|remove|list``: the accounts of ``--auth password``."""
+    from .server.auth import PasswordFile
+
+    accounts = PasswordFile(Home(args.home).users)
+    if args.action == "list":
+        for name, account in sorted(accounts.accounts().items()):
+            print(f"{name}\t{account['role']}")
+        return 0
+    if args.action == "remove":
+        accounts.remove(args.name)
+        print(f"removed {args.name}")
+        return 0
+    accounts.add(args.name, _read_password(args.password_stdin, confirm=True), role=args.role)
+    print(f"{args.name} ({args.role}) can log in to servers of {accounts.path.parent} with --auth password")
+    return 0
+
+
+def _read_password(from_stdin: bool, confirm: bool = False) -> str:
+    """A password from standard input (its first line) or asked on the terminal."""
+    import getpass
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise DicomsqlError("no terminal to ask the password on: pass it with --password-stdin")
+    password = getpass.getpass("Password: ")
+    if confirm and getpass.getpass("Again: ") != password:
+        raise DicomsqlError("the passwords differ")
+    return password
 
 
 def _bootstrap(spark, path: Path, variables: dict[str, str]) -> str:
@@ -306,7 +438,7 @@ def _shut_down(server, spark) -> None:
             return
 
 
-def _print_banner(spark, home: Home, server, views: list[str], seconds: float, demo: bool) -> None:
+def _print_banner(spark, home: Home, server, views: list[str], seconds: float, demo: bool, auth: str) -> None:
     import pyspark
 
     beeline = Path(pyspark.__file__).parent / "bin" / "beeline"
@@ -314,6 +446,8 @@ def _print_banner(spark, home: Home, server, views: list[str], seconds: float, d
         f"dicomsql {__version__} on Spark {spark.version} ({spark.sparkContext.master}), ready in {seconds:.1f}s\n"
         f"home:      {home.path}\n"
         f"reads:     {', '.join(data_roots() or ['anywhere'])}\n"
+        f"logins:    {auth}{'; TLS' if server.tls else ''}\n"
+        f"audit:     {home.path / 'audit.log'}\n"
         f"tables:\n" + "".join(f"  {line}\n" for line in views) +
         f"JDBC URL:  {server.jdbc_url}\n"
         f"beeline:   {beeline} -u {server.jdbc_url}\n"
@@ -388,7 +522,8 @@ def _client(args: argparse.Namespace, tables: list[tuple[str, str]] = ()):
     jdbc = args.jdbc or _running_server(args.home)
     if jdbc:
         # The server has its views already; --table adds views there (shared by its clients).
-        client = JdbcClient(jdbc)
+        password = _read_password(True) if args.password_stdin else None
+        client = JdbcClient(jdbc, user=args.user, password=password, tls_ca=args.tls_ca)
         if tables:
             _create_views(client.execute, Home(args.home), tables, write_demo=False)
         return client
@@ -399,7 +534,7 @@ def _client(args: argparse.Namespace, tables: list[tuple[str, str]] = ()):
 
     spark = session(master=args.master, home=args.home, conf=dict(args.conf))
     _create_views(spark.sql, active_home(), tables, write_demo=False)
-    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+    for name in _QUERY_ERROR_LOGGERS:
         logging.getLogger(name).disabled = True  # pyspark logs each SQL error; we report it once
     return EmbeddedClient(spark)
 

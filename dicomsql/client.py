@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import threading
@@ -117,15 +118,13 @@ class EmbeddedClient(_Client):
 class JdbcClient(_Client):
     """A PyHive connection to a HiveServer2 endpoint."""
 
-    def __init__(self, url: str) -> None:
-        from pyhive import hive
-
+    def __init__(self, url: str, user: str | None = None, password: str | None = None, tls_ca: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
         self.url = JdbcUrl.parse(url)
         try:
-            self._connection = hive.connect(host=self.url.host, port=self.url.port, database=self.url.database)
+            self._connection = hive_connection(self.url.host, self.url.port, self.url.database, user, password, tls_ca)
         except Exception as exc:  # noqa: BLE001 - thrift raises transport errors of many types
-            raise DicomsqlError(f"cannot connect to {url}: {exc}") from None
+            raise DicomsqlError(f"cannot connect to {url}: {_server_message(exc)}") from None
 
     def execute(self, statement: str, max_rows: int | None = None) -> QueryResult:
         """Run one statement on the server; :class:`QueryError` with the server's message,
@@ -171,6 +170,33 @@ class JdbcClient(_Client):
     def close(self) -> None:
         """Close the connection."""
         self._connection.close()
+
+
+def hive_connection(host: str, port: int, database: str = "default", user: str | None = None, password: str | None = None,
+                    tls_ca: str | os.PathLike[str] | None = None) -> Any:
+    """A PyHive connection logging in with SASL PLAIN as ``user`` (default: the operating-system
+    user) with ``password``; over TLS, verifying the server against the CA certificates in
+    ``tls_ca``, when given."""
+    import getpass
+
+    from pyhive import hive
+
+    user = user or getpass.getuser()
+    if tls_ca is None:
+        return hive.connect(host=host, port=port, database=database, username=user, password=password,
+                            auth="CUSTOM" if password else "NONE")
+    import ssl
+
+    import thrift_sasl
+    from pyhive.hive import get_installed_sasl
+    from thrift.transport.TSSLSocket import TSSLSocket
+
+    context = ssl.create_default_context(cafile=str(tls_ca))
+    socket = TSSLSocket(host, port, ssl_context=context)
+    transport = thrift_sasl.TSaslClientTransport(
+        lambda: get_installed_sasl(host=host, sasl_auth="PLAIN", username=user, password=password or "x"), "PLAIN", socket
+    )
+    return hive.connect(thrift_transport=transport, database=database)
 
 
 def _server_message(exc: Exception) -> str:

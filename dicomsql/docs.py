@@ -42,6 +42,7 @@ def _function_section(function: SqlFunction) -> str:
             f"*{_KINDS[function.kind]}*",
             f"```\n{function.signature}\n```",
             function.doc,
+            *([function.limits] if function.limits else []),
             f"```sql\n{function.example}\n```",
         ]
     )
@@ -50,7 +51,7 @@ def _function_section(function: SqlFunction) -> str:
 def functions_markdown() -> str:
     """Every SQL function of :data:`dicomsql.udfs.FUNCTIONS` as a Markdown reference: a
     contents list by family, then per family its introduction and per function its kind,
-    signature, documentation (the docstring) and example."""
+    signature, documentation (the docstring), limits (the declared bounds) and example."""
     families = _families(FUNCTIONS.values())
     contents = [
         f"- [{_title(module)}](#{_title(module).lower()}): " + ", ".join(f"[{f.name}](#{f.name})" for f in functions)

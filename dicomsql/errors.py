@@ -42,6 +42,10 @@ class InvalidDicomFileError(DicomsqlError):
     """A file is not DICOM, or is damaged (truncated, malformed header)."""
 
 
+class FileTooLargeError(DicomsqlError):
+    """A file is larger than the server's ``--max-file-size``: it is not read into memory."""
+
+
 class HomeInUseError(DicomsqlError):
     """Another process holds the dicomsql home (its embedded metastore admits one process)."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -79,6 +80,11 @@ class Home:
         return self.path / "demo"
 
     @property
+    def users(self) -> Path:
+        """The accounts of ``--auth password`` (see :class:`dicomsql.server.auth.PasswordFile`)."""
+        return self.path / "users"
+
+    @property
     def lock_path(self) -> Path:
         return self.path / "dicomsql.lock"
 
@@ -91,8 +97,15 @@ class Home:
         if self._lock_file is not None:
             return
         try:
-            self.scratch.mkdir(parents=True, exist_ok=True)
-            lock_file = open(self.lock_path, "a", encoding="utf-8")
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            mode = self.path.stat().st_mode
+            if mode & (stat.S_IWGRP | stat.S_IWOTH):
+                raise DicomsqlError(
+                    f"the dicomsql home {self.path} is writable by other users (mode {stat.filemode(mode)}): "
+                    f"it holds the metastore, the warehouse and the accounts; chmod 700 it, or use another --home"
+                )
+            self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+            lock_file = open(os.open(self.lock_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8")
         except OSError as exc:
             raise DicomsqlError(f"cannot use {self.path} as the dicomsql home: {exc.strerror}") from None
         deadline = time.monotonic() + _ACQUIRE_SECONDS

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 from .errors import DicomsqlError, JavaNotFoundError
 from .home import Home
 from .settings import DEFAULTS
-from .storage import DATA_ROOTS_VARIABLE, data_roots_value
+from .storage import DATA_ROOTS_VARIABLE, MAX_FILE_SIZE_VARIABLE, data_roots_value, max_file_size_value
 
 if TYPE_CHECKING:
     import pyspark
@@ -83,12 +83,18 @@ def spark_conf(home: Home, master: str, conf: Mapping[str, str] | None = None) -
         # Hive's scratch space lives in the home too, not in /tmp/<user>.
         "spark.hadoop.hive.exec.local.scratchdir": str(home.scratch),
         "spark.hadoop.hive.server2.logging.operation.enabled": "false",
+        # the warehouse and what Hadoop writes are the owner's only (Hadoop's own umask,
+        # not the process's, decides the modes of the folders and files it creates)
+        "spark.hadoop.fs.permissions.umask-mode": "077",
         # Also set by register(); here too so that a client's RESET keeps them (RESET goes
         # back to the SparkContext's settings).
         "spark.sql.python.filterPushdown.enabled": "true",
         _EXCLUDED_RULES: _MERGE_SUBPLANS,
         # SELECT * FROM parquet.`/any/path` would bypass the data roots; off unless asked.
         "spark.sql.runSQLOnFiles": "false",
+        # ${env:HOME} and ${system:user.name} would read the server's environment, and text
+        # substituted after a policy read the statement could change what it does
+        "spark.sql.variable.substitute": "false",
         # jobs of different clients share the executors (each client session runs in a
         # scheduler pool of its own, see dicomsql.server.engine), instead of queueing FIFO
         "spark.scheduler.mode": "FAIR",
@@ -130,6 +136,7 @@ def session(
     home: str | os.PathLike[str] | None = None,
     conf: Mapping[str, str] | None = None,
     data_roots: Sequence[str] | None = None,
+    max_file_size: int | None = None,
 ) -> "pyspark.sql.SparkSession":
     """A SparkSession with everything dicomsql registered.
 
@@ -139,7 +146,8 @@ def session(
     and a second one gets :class:`~dicomsql.errors.HomeInUseError` saying who holds it.
     ``conf`` adds or overrides Spark settings. ``data_roots`` (local folders or URI prefixes)
     confine the ``dicom`` source and the pixel functions to files under them; by default
-    they read anything this process can.
+    they read anything this process can. Files larger than ``max_file_size`` bytes (default
+    2 GiB) are a row error for the pixel functions, never read into memory.
     """
     global _active_home
     from pyspark import SparkContext
@@ -171,6 +179,10 @@ def session(
         roots = data_roots_value(data_roots)
         os.environ[DATA_ROOTS_VARIABLE] = roots
         conf.setdefault(f"spark.executorEnv.{DATA_ROOTS_VARIABLE}", roots)
+    if max_file_size is not None:
+        limit = max_file_size_value(max_file_size)
+        os.environ[MAX_FILE_SIZE_VARIABLE] = limit
+        conf.setdefault(f"spark.executorEnv.{MAX_FILE_SIZE_VARIABLE}", limit)
     if _is_local(master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.master(master)

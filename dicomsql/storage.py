@@ -12,6 +12,10 @@ Data roots: when the environment variable ``DICOMSQL_DATA_ROOTS`` holds a JSON l
 roots (``dicomsql serve`` sets it before Spark starts, so every Python worker inherits it),
 only files under them are listed or opened; local paths are compared after resolving
 symlinks.
+
+Size limit: the pixel functions and the ``dicom`` source's ``pixels 'bytes'`` read whole
+files into memory, so they refuse a file larger than ``DICOMSQL_MAX_FILE_SIZE`` bytes (2 GiB
+when unset; ``dicomsql serve --max-file-size`` sets it the same way) before reading any of it.
 """
 
 from __future__ import annotations
@@ -21,16 +25,23 @@ import glob
 import io
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable
 from urllib.parse import unquote, urlsplit
 
-from .errors import DicomsqlError
+from .errors import DicomsqlError, FileTooLargeError
 
-__all__ = ["FileEntry", "DATA_ROOTS_VARIABLE", "data_roots", "data_roots_value", "check_allowed", "check_paths", "data_root_for", "list_files", "open_file"]
+__all__ = [
+    "FileEntry", "DATA_ROOTS_VARIABLE", "data_roots", "data_roots_value", "MAX_FILE_SIZE_VARIABLE", "DEFAULT_MAX_FILE_SIZE",
+    "max_file_size", "max_file_size_value", "check_file_size", "check_allowed", "check_paths", "data_root_for",
+    "list_files", "open_file",
+]
 
 DATA_ROOTS_VARIABLE = "DICOMSQL_DATA_ROOTS"
+MAX_FILE_SIZE_VARIABLE = "DICOMSQL_MAX_FILE_SIZE"
+DEFAULT_MAX_FILE_SIZE = 2 * 1024**3
 _READ_BUFFER = 64 * 1024
 
 
@@ -61,6 +72,54 @@ def data_roots_value(roots: Iterable[str]) -> str:
     """The value of ``DICOMSQL_DATA_ROOTS`` confining reads to ``roots`` (local folders and
     ``file://`` URIs are resolved to real local paths; other URIs are normalised)."""
     return json.dumps([_normal_uri(root) if _is_remote(root) else _real(root) for root in roots])
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_UNITS = ("", "k", "m", "g", "t")
+
+
+def max_file_size() -> int:
+    """The size in bytes of the largest file this process reads into memory (the pixel
+    functions, ``pixels 'bytes'``): ``DICOMSQL_MAX_FILE_SIZE``, 2 GiB when unset."""
+    value = os.environ.get(MAX_FILE_SIZE_VARIABLE)
+    return DEFAULT_MAX_FILE_SIZE if value is None else int(value)
+
+
+def max_file_size_value(size: int | str) -> str:
+    """The value of ``DICOMSQL_MAX_FILE_SIZE`` for a limit of ``size``: bytes, or text with a
+    binary unit as Spark's sizes (``512k``, ``100MiB``, ``2g`` and ``2GB`` are 2 GiB).
+
+    >>> max_file_size_value("2GiB"), max_file_size_value(1000)
+    ('2147483648', '1000')
+    """
+    match = _SIZE.match(str(size))
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"a size must be a positive number of bytes, optionally with a unit (512MiB, 2g), got {size!r}")
+    return str(int(float(match.group(1)) * 1024 ** _UNITS.index(match.group(2).lower())))
+
+
+def _size_text(size: int) -> str:
+    """``3.1 GiB``, ``2 GiB``, ``100 bytes``."""
+    for power in range(len(_UNITS) - 1, 0, -1):
+        if size >= 1024**power:
+            return f"{size / 1024**power:.1f}".removesuffix(".0") + f" {_UNITS[power].upper()}iB"
+    return f"{size} bytes"
+
+
+def check_file_size(size: int, limit: int | None = None) -> None:
+    """Raise :class:`FileTooLargeError` when a file of ``size`` bytes is larger than
+    ``limit`` (default :func:`max_file_size`).
+
+    >>> check_file_size(int(3.1 * 1024**3), limit=2 * 1024**3)
+    Traceback (most recent call last):
+    dicomsql.errors.FileTooLargeError: file is 3.1 GiB, larger than the 2 GiB limit (--max-file-size)
+    """
+    limit = max_file_size() if limit is None else limit
+    if size > limit:
+        shown, allowed = _size_text(size), _size_text(limit)
+        if shown == allowed:  # just above the limit: rounding would hide the difference
+            shown, allowed = f"{size} bytes", f"{limit} bytes"
+        raise FileTooLargeError(f"file is {shown}, larger than the {allowed} limit (--max-file-size)")
 
 
 def _is_remote(path: str) -> bool:
@@ -315,13 +374,23 @@ class _ArrowRaw(io.RawIOBase):
         super().close()
 
 
-def open_file(path: str) -> BinaryIO:
+def open_file(path: str, *, limited: bool = False) -> BinaryIO:
     """Open a local path or a pyarrow URI for buffered binary reading (a context manager),
-    after checking the data roots."""
+    after checking the data roots. ``limited`` (for a reader of the whole file): a file
+    larger than :func:`max_file_size` raises :class:`FileTooLargeError`, nothing read."""
     check_allowed(path)
     if not _is_uri(path):
-        return open(path, "rb")
-    from pyarrow import fs
+        fp: BinaryIO = open(path, "rb")
+    else:
+        from pyarrow import fs
 
-    filesystem, location = fs.FileSystem.from_uri(_normal_uri(path))
-    return io.BufferedReader(_ArrowRaw(filesystem.open_input_file(location), path), _READ_BUFFER)
+        filesystem, location = fs.FileSystem.from_uri(_normal_uri(path))
+        fp = io.BufferedReader(_ArrowRaw(filesystem.open_input_file(location), path), _READ_BUFFER)
+    if limited:
+        try:
+            check_file_size(fp.seek(0, io.SEEK_END))
+            fp.seek(0)
+        except BaseException:
+            fp.close()
+            raise
+    return fp

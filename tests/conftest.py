@@ -1,19 +1,25 @@
 """Shared fixtures: one real local SparkSession (with a real Thrift server on a free loopback
-port) for the whole run, the DICOM files the pydicom wheel ships, and a small demo cohort."""
+port) for the whole run, the DICOM files the pydicom wheel ships, a small demo cohort, test
+TLS certificates and one real OpenLDAP slapd (``ldap_directory``)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pydicom
 import pytest
 
 import dicomsql
 from dicomsql.demo import write_demo
-from dicomsql.server import free_port
+from dicomsql.server import Access, free_port
+from dicomsql.server.auth import NoLogin
 from dicomsql.views import demo_views_sql
 
 #: pydicom's own test files, read from the wheel (never get_testdata_files: it downloads).
@@ -74,8 +80,9 @@ def shipped(spark, pydicom_files) -> str:
 
 @pytest.fixture(scope="session")
 def thrift_server(spark):
-    """A real Thrift server over the suite's session, on a free loopback port."""
-    server = dicomsql.serve(spark, host="127.0.0.1", port=free_port())
+    """A real Thrift server over the suite's session, on a free loopback port; no login, every
+    client an admin (the protocol's tests; tests/test_security.py tests the roles)."""
+    server = dicomsql.serve(spark, host="127.0.0.1", port=free_port(), access=Access(authenticator=NoLogin("admin")))
     yield server
     server.stop()
 
@@ -111,3 +118,191 @@ def dicomsql_command() -> str:
     command = shutil.which("dicomsql", path=str(Path(os.sys.executable).parent))
     assert command, "the dicomsql console script is installed next to the test interpreter"
     return command
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """A test certificate authority and a server certificate it signed for 127.0.0.1 and
+    localhost (PEM files), made with the openssl command."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory) -> Certificates:
+    folder = tmp_path_factory.mktemp("tls")
+    ca, ca_key, cert, key = (folder / name for name in ("ca.pem", "ca.key", "server.pem", "server.key"))
+    request, extensions = folder / "server.csr", folder / "server.ext"
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=dicomsql test CA",
+            "-keyout", str(ca_key), "-out", str(ca))
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(request))
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", str(request), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-days", "2", "-extfile", str(extensions), "-out", str(cert))
+    return Certificates(ca, cert, key)
+
+
+def require_command(command: str, package: str) -> str:
+    """The path of ``command``; a test that needs it is skipped when it is missing, unless
+    ``DICOMSQL_REQUIRE_SERVICES`` is set (``make test`` installs the Debian packages and sets
+    it, so a missing service fails there instead of passing unseen)."""
+    path = shutil.which(command) or next((p for p in (f"/usr/sbin/{command}", f"/usr/bin/{command}") if os.path.exists(p)), None)
+    if path is None:
+        if os.environ.get("DICOMSQL_REQUIRE_SERVICES"):
+            pytest.fail(f"{command} is not installed (Debian package {package}); make test installs it")
+        pytest.skip(f"{command} is not installed (Debian package {package})")
+    return path
+
+# --- a real OpenLDAP slapd for --auth ldap (tests/test_ldap.py, tests/test_tls.py share one per session) ---
+
+SUFFIX = "dc=example,dc=org"
+ROOT_DN, ROOT_PASSWORD = f"cn=admin,{SUFFIX}", "root secret"
+USER_DN = f"uid={{user}},ou=people,{SUFFIX}"
+ADMIN_GROUP = f"cn=dicomsql-admins,ou=groups,{SUFFIX}"
+#: A groupOfUniqueNames listing bob, and a group of names bob may not read.
+UNIQUE_ADMIN_GROUP = f"cn=unique-admins,ou=groups,{SUFFIX}"
+HIDDEN_ADMIN_GROUP = f"cn=hidden-admins,ou=groups,{SUFFIX}"
+#: user -> (password, role with ADMIN_GROUP); "smith, j" needs its comma escaped in the DN.
+USERS = {"alice": ("alice's password", "analyst"), "bob": ("B0b-p4ss", "admin"), "smith, j": ("smith pw", "analyst")}
+#: How long slapd may take to start listening.
+START_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Directory:
+    """A running slapd: ``url`` (ldap://, StartTLS offered) and ``ldaps_url`` on 127.0.0.1,
+    ``ldaps_other_url`` on 127.0.0.2 (an address its certificate does not name), the
+    ``user_dn`` template, the ``admin_group`` DN (bob is its member), ``passwords`` and
+    ``roles`` by user name, and ``ca``, the PEM file of the CA that signed its certificate."""
+
+    url: str
+    ldaps_url: str
+    ldaps_other_url: str
+    user_dn: str
+    admin_group: str
+    passwords: dict[str, str]
+    roles: dict[str, str]
+    ca: Path
+
+
+def slapd_config(folder: Path, certificates) -> str:
+    """slapd.conf for an mdb database of SUFFIX in ``folder``, with TLS and test ACLs.
+    ``allow bind_anon_dn`` makes the directory accept a DN with an empty password as an
+    unauthenticated bind, as many do: the client must refuse empty passwords itself."""
+    schema = Path("/etc/ldap/schema")
+    return "\n".join([
+        *(f"include {schema / name}.schema" for name in ("core", "cosine", "inetorgperson")),
+        f"pidfile {folder / 'slapd.pid'}",
+        f"argsfile {folder / 'slapd.args'}",
+        "modulepath /usr/lib/ldap",
+        "moduleload back_mdb",
+        "allow bind_anon_dn",
+        f"TLSCACertificateFile {certificates.ca}",
+        f"TLSCertificateFile {certificates.cert}",
+        f"TLSCertificateKeyFile {certificates.key}",
+        "database mdb",
+        "maxsize 16777216",
+        f'suffix "{SUFFIX}"',
+        f'rootdn "{ROOT_DN}"',
+        f'rootpw "{ROOT_PASSWORD}"',
+        f"directory {folder / 'db'}",
+        f'access to dn.base="{HIDDEN_ADMIN_GROUP}" by * none',
+        "access to attrs=userPassword by anonymous auth by * none",
+        "access to * by * read",
+        "",
+    ])
+
+
+def directory_ldif(hashes: dict[str, str]) -> str:
+    """The entries: ou=people with USERS (``hashes``: userPassword values), ou=groups with
+    the three admin groups, each listing bob."""
+    bob = f"uid=bob,ou=people,{SUFFIX}"
+    entries = [
+        f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example",
+        f"dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people",
+        f"dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups",
+        *(f"dn: uid={user.replace(',', chr(92) + ',')},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\n"
+          f"uid: {user}\ncn: {user}\nsn: {user}\nuserPassword: {hashes[user]}" for user in USERS),
+        f"dn: {ADMIN_GROUP}\nobjectClass: groupOfNames\ncn: dicomsql-admins\nmember: {bob}",
+        f"dn: {UNIQUE_ADMIN_GROUP}\nobjectClass: groupOfUniqueNames\ncn: unique-admins\nuniqueMember: {bob}",
+        f"dn: {HIDDEN_ADMIN_GROUP}\nobjectClass: groupOfNames\ncn: hidden-admins\nmember: {bob}",
+    ]
+    return "\n\n".join(entries) + "\n"
+
+
+def wait_listening(process: subprocess.Popen, ports: list[tuple[str, int]], log: Path) -> None:
+    """Return once slapd accepts connections on every ``(host, port)``; fail if it exits or
+    takes longer than START_SECONDS."""
+    deadline = time.monotonic() + START_SECONDS
+    for address in ports:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"slapd exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+            try:
+                socket.create_connection(address, timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"slapd is not listening on {address} after {START_SECONDS} s:\n{log.read_text(errors='replace')}")
+                time.sleep(0.05)
+
+
+def run(*command: str) -> str:
+    """The output of ``command`` (an OpenLDAP tool, never reading ldap.conf); the test fails
+    with its messages if it fails."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, env={**os.environ, "LDAPNOINIT": "1"})
+    if done.returncode:
+        pytest.fail(f"{' '.join(command)} failed with {done.returncode}:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop slapd (SIGTERM, then SIGKILL) and reap it, so that no slapd outlives the tests."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def ldap_directory(tmp_path_factory, certificates) -> Iterator[Directory]:
+    """A real OpenLDAP slapd for the session, in a temporary folder, stopped at the end."""
+    slapd = require_command("slapd", "slapd")
+    slappasswd = require_command("slappasswd", "slapd")
+    ldapadd = require_command("ldapadd", "ldap-utils")
+    folder = tmp_path_factory.mktemp("slapd")
+    (folder / "db").mkdir()
+    (folder / "slapd.conf").write_text(slapd_config(folder, certificates))
+    port = free_port()
+    tls_port = next(p for p in iter(free_port, None) if p != port)
+    other_port = free_port("127.0.0.2")
+    url, ldaps_url = f"ldap://127.0.0.1:{port}", f"ldaps://127.0.0.1:{tls_port}"
+    ldaps_other_url = f"ldaps://127.0.0.2:{other_port}"
+    log = folder / "slapd.log"
+    with open(log, "wb") as out:
+        # -d keeps slapd in the foreground: this process owns it and reaps it.
+        process = subprocess.Popen(
+            [slapd, "-d", "0", "-f", str(folder / "slapd.conf"), "-h", f"{url}/ {ldaps_url}/ {ldaps_other_url}/"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    try:
+        wait_listening(process, [("127.0.0.1", port), ("127.0.0.1", tls_port), ("127.0.0.2", other_port)], log)
+        hashes = {user: run(slappasswd, "-h", "{SSHA}", "-s", password).strip() for user, (password, _) in USERS.items()}
+        (folder / "entries.ldif").write_text(directory_ldif(hashes))
+        run(ldapadd, "-x", "-H", url, "-D", ROOT_DN, "-w", ROOT_PASSWORD, "-f", str(folder / "entries.ldif"))
+        yield Directory(
+            url=url, ldaps_url=ldaps_url, ldaps_other_url=ldaps_other_url, user_dn=USER_DN, admin_group=ADMIN_GROUP,
+            passwords={user: password for user, (password, _) in USERS.items()},
+            roles={user: role for user, (_, role) in USERS.items()}, ca=certificates.ca,
+        )
+    finally:
+        stop(process)

@@ -86,7 +86,7 @@ def test_per_image_maths_against_numpy(spark):
     np.testing.assert_allclose(np.array(row.pca.scores), reference["scores"], rtol=1e-7, atol=1e-6)
     assert row.stats.n == 64 * 64 and row.stats.min == hu.min() and row.stats.max == hu.max()
     assert row.stats.mean == pytest.approx(hu.mean()) and sum(row.stats.histogram) == 64 * 64
-    with pytest.raises(Exception, match="image_pca: argument k must be a positive number of components"):
+    with pytest.raises(Exception, match="image_pca: argument k must be between 1 and 8192, got 0"):
         spark.sql(f"SELECT image_pca(path, 0) {GOOD_CT}").collect()
 
 
@@ -97,6 +97,8 @@ def test_resize_and_cohort_pca_against_numpy(spark):
     assert (first.small.rows, first.small.columns) == (12, 10)
     assert first.small.pixel_spacing == pytest.approx([first.PixelSpacing[0] * 64 / 12, first.PixelSpacing[1] * 64 / 10])
     np.testing.assert_allclose(vectors[0], images.resize(_hu(first.path), 12, 10).ravel(), rtol=1e-6)
+    with pytest.raises(Exception, match="image_resize: argument rows must be between 1 and 8192, got 100000"):
+        spark.sql(f"SELECT image_resize(path, 100000, 100000) {GOOD_CT}").collect()  # 40 GB per image: refused
 
     vector = "image_resize(path, 12, 10).data"
     cov = spark.sql(f"SELECT cov_fit({vector}) AS c {GOOD_CT}").first().c

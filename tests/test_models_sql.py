@@ -180,9 +180,9 @@ def test_bad_arguments_are_errors_naming_function_and_argument(spark, patients):
             "logreg_predict: argument type: type must be one of probability, label, log_odds, got 'odds'",
         "SELECT binary_metrics(months, age) FROM patients": "binary_metrics: argument label must be 0/1 or boolean",
         "SELECT r.* FROM (SELECT als_fit(site, sex, age) AS model FROM patients) m, LATERAL als_recommend(m.model, 'North', 0) r":
-            "als_recommend: argument k must be a positive number of items",
+            "als_recommend: argument k must be between 1 and 10000, got 0",
         f"SELECT random_forest_fit(died, {FEATURES}, map('trees', 'many')) FROM patients":
-            "random_forest_fit: argument options: option trees must be an integer, got 'many'",
+            "random_forest_fit: argument options: option trees must be an integer between 1 and 2000, got 'many'",
     }
     for sql, message in cases.items():
         with pytest.raises(Exception, match=message):

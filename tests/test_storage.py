@@ -6,8 +6,11 @@ import os
 
 import pytest
 
-from dicomsql.errors import DicomsqlError
-from dicomsql.storage import DATA_ROOTS_VARIABLE, data_roots_value, list_files, open_file
+from dicomsql.errors import DicomsqlError, FileTooLargeError
+from dicomsql.storage import (
+    DATA_ROOTS_VARIABLE, MAX_FILE_SIZE_VARIABLE, check_file_size, data_roots_value, list_files, max_file_size,
+    max_file_size_value, open_file,
+)
 
 
 @pytest.fixture
@@ -97,3 +100,42 @@ def test_missing_paths_and_globs(tree, monkeypatch):
     with pytest.raises(DicomsqlError, match="no file matches"):
         list_files([str(inside / "*.nothing")])
     assert [os.path.basename(e.path) for e in list_files([str(inside / "a" / "*.dcm")])] == ["link.dcm", "one.dcm"]
+
+
+def test_max_file_size_defaults_to_2_gib_and_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv(MAX_FILE_SIZE_VARIABLE, raising=False)
+    assert max_file_size() == 2 * 1024**3
+    monkeypatch.setenv(MAX_FILE_SIZE_VARIABLE, max_file_size_value("100MiB"))
+    assert max_file_size() == 100 * 1024**2
+
+
+def test_max_file_size_values():
+    sizes = {"1000": 1000, "512k": 512 * 1024, "100MiB": 100 * 1024**2, "2g": 2 * 1024**3, "2GB": 2 * 1024**3,
+             "1.5 GiB": 3 * 1024**3 // 2, "1t": 1024**4, "10b": 10}
+    assert {text: int(max_file_size_value(text)) for text in sizes} == sizes
+    assert max_file_size_value(2 << 30) == str(2 << 30)
+    for bad in ("0", "-1", "lots", "2 PB", ""):
+        with pytest.raises(ValueError, match="a size must be a positive number of bytes"):
+            max_file_size_value(bad)
+
+
+def test_file_size_messages_say_both_sizes():
+    with pytest.raises(FileTooLargeError, match=r"^file is 2.5 KiB, larger than the 100 bytes limit \(--max-file-size\)$"):
+        check_file_size(2560, limit=100)
+    with pytest.raises(FileTooLargeError, match=r"^file is 2147483649 bytes, larger than the 2147483648 bytes limit"):
+        check_file_size(2**31 + 1, limit=2**31)  # both round to 2 GiB
+    check_file_size(100, limit=100)
+
+
+def test_limited_opening_refuses_a_file_over_the_limit_before_reading_it(tree, monkeypatch):
+    inside, _ = tree
+    monkeypatch.delenv(DATA_ROOTS_VARIABLE, raising=False)
+    monkeypatch.setenv(MAX_FILE_SIZE_VARIABLE, "2")
+    for path in (str(inside / "a" / "one.dcm"), f"file://{inside}/a/one.dcm"):
+        with pytest.raises(FileTooLargeError, match=r"^file is 3 bytes, larger than the 2 bytes limit"):
+            open_file(path, limited=True)
+        with open_file(path) as fp:  # headers are read without the limit
+            assert fp.read() == b"one"
+    monkeypatch.setenv(MAX_FILE_SIZE_VARIABLE, "3")
+    with open_file(f"file://{inside}/a/one.dcm", limited=True) as fp:
+        assert fp.read() == b"one"

@@ -7,8 +7,9 @@ then it decodes the first frame in modality units. Passing the file avoids movin
 pixels from Python to Spark and back between two functions.
 
 A file that cannot be decoded (not DICOM, no pixel data, a transfer syntax without a
-decoder) gives NULL, as a bad file gives a row in a DICOM table: one bad file never kills a
-query. ``dicom_image(file).error`` says why; ``map('mode', 'FAILFAST')`` makes it fail.
+decoder, larger than the server's ``--max-file-size``) gives NULL, as a bad file gives a row
+in a DICOM table: one bad file never kills a query. ``dicom_image(file).error`` says why;
+``map('mode', 'FAILFAST')`` makes it fail.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from dicomsql.dicom import pixels
 from dicomsql.dicom.volume import VOLUME_FIELDS, Slice, stack
 from dicomsql.errors import FunctionArgumentError
 from dicomsql.stats import images, pca
-from dicomsql.storage import open_file
+from dicomsql.stats.moments import MAX_DIMENSION
+from dicomsql.stats.options import Bound
+from dicomsql.storage import check_file_size, open_file
 
 from .arrow import column, columns_ddl, constant, first_map, numbers, struct_array, struct_ddl, struct_scalar
-from .registry import sql_function
+from .registry import bounded, sql_function
 
 IMAGE_FIELDS: tuple[tuple[str, str], ...] = (
     ("rows", "bigint"), ("columns", "bigint"), ("frames", "bigint"), ("samples", "bigint"),
@@ -37,15 +40,27 @@ IMAGE = struct_ddl(IMAGE_FIELDS)
 #: Images per Arrow batch handed back to Spark (input batches may hold 10,000 rows).
 IMAGES_PER_BATCH = 16
 
+#: Bounds of the sizing arguments: image sides, thumbnails, components, bins, slices...
+FRAME = Bound(0, 2**31 - 1)
+IMAGE_SIDE = Bound(1, 8192)
+THUMBNAIL_SIDE = Bound(1, 4096)
+HISTOGRAM_BINS = Bound(1, 100_000)
+COMPONENTS = Bound(1, MAX_DIMENSION)
+MATRIX_COLUMNS = Bound(1, MAX_DIMENSION, "columns")
+VECTOR_VALUES = Bound(1, MAX_DIMENSION, "values")
+VOLUME_SLICES = Bound(1, 4096, "slices")
+
 
 def _decoded(function: str, source: str | bytes, frame: int = 0, invert: bool = False,
              dtype: type = np.float32) -> pixels.Image:
-    """Decode one file; any failure becomes a ValueError naming the function and the file."""
+    """Decode one file; any failure (a file larger than the size limit included) becomes a
+    ValueError naming the function and the file."""
     where = source if isinstance(source, str) else f"<{len(source)} bytes>"
     try:
         if isinstance(source, str):
-            with open_file(source) as fp:
+            with open_file(source, limited=True) as fp:
                 return pixels.decode(fp, frame, invert=invert, dtype=dtype)
+        check_file_size(len(source))
         return pixels.decode(source, frame, invert=invert, dtype=dtype)
     except Exception as exc:  # noqa: BLE001 - one clear message for any failure
         raise ValueError(f"{function}: cannot decode {where}: {type(exc).__name__}: {exc}") from None
@@ -99,10 +114,19 @@ def _argument(chunk: Tuple[pa.Array, ...], index: int) -> pa.Array | None:
     return chunk[index] if len(chunk) > index else None
 
 
+def _frame_numbers(function: str, chunk: Tuple[pa.Array, ...]) -> np.ndarray:
+    """The ``frame`` argument (default 0) of each row, checked against its bound (NaN: NULL)."""
+    frames = numbers(chunk[1], function, "frame") if len(chunk) > 1 else np.zeros(len(chunk[0]))
+    for frame in frames[~np.isnan(frames)]:
+        bounded(function, "frame", frame)
+    return frames
+
+
 @sql_function(
     "file STRING or BINARY [, frame INT [, options MAP<STRING,STRING>]]",
     returns=IMAGE,
     example="SELECT path, dicom_image(path).rows, dicom_image(path).pixel_spacing FROM demo_images LIMIT 3",
+    bounds={"frame": FRAME},
 )
 def dicom_image(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
     """One frame (default 0) of a file as an image struct: rows, columns, frames (in the
@@ -118,7 +142,7 @@ def dicom_image(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
         options = first_map(_argument(chunk, 2)) or {}
         invert = options.get("invert", "false").lower() == "true"
         failfast = options.get("mode", "PERMISSIVE").upper() == "FAILFAST"
-        frames = numbers(chunk[1], "dicom_image", "frame") if len(chunk) > 1 else np.zeros(len(chunk[0]))
+        frames = _frame_numbers("dicom_image", chunk)
         rows = []
         for source, frame in zip(chunk[0].to_pylist(), frames):
             if source is None:
@@ -137,6 +161,7 @@ def dicom_image(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
     "file STRING or BINARY [, frame INT]",
     returns="ARRAY<FLOAT>",
     example="SELECT path, size(dicom_pixels(path)) FROM demo_images LIMIT 3",
+    bounds={"frame": FRAME},
 )
 def dicom_pixels(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
     """One frame's (default 0) pixel values in modality units, row by row (samples last for
@@ -148,7 +173,7 @@ def dicom_pixels(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
     ``dicom_image(file).error`` says why.
     """
     for chunk in _in_chunks(batches):
-        frames = numbers(chunk[1], "dicom_pixels", "frame") if len(chunk) > 1 else np.zeros(len(chunk[0]))
+        frames = _frame_numbers("dicom_pixels", chunk)
         images_ = [None if source is None else _decoded_or_none("dicom_pixels", source, int(frame))
                    for source, frame in zip(chunk[0].to_pylist(), frames)]
         yield column([None if image is None else image.data.ravel() for image in images_], "array<float>")
@@ -218,10 +243,8 @@ def dicom_window(values: pa.Array, center: pa.Array = None, width: pa.Array = No
 
 
 def _pngs(function: str, array: pa.Array, size: pa.Array | None, preset: pa.Array | None) -> list[bytes | None]:
-    side = int(constant(size, 256))
+    side = bounded(function, "size", constant(size, 256))
     name = constant(preset)
-    if side < 1 or side > 4096:
-        raise FunctionArgumentError(function, "size", "between 1 and 4096 pixels", str(side))
     if name is not None and name.lower() not in pixels.WINDOW_PRESETS and name.lower() != "auto":
         raise FunctionArgumentError(function, "window", f"auto or one of {', '.join(pixels.WINDOW_PRESETS)}", repr(name))
     preset_name = None if name is None or name.lower() == "auto" else name.lower()
@@ -232,6 +255,7 @@ def _pngs(function: str, array: pa.Array, size: pa.Array | None, preset: pa.Arra
     "image [, size INT [, window STRING]]",
     returns="BINARY",
     example="SELECT path, dicom_png(path, 128, 'lung') FROM demo_images WHERE Modality = 'CT' LIMIT 2",
+    bounds={"size": THUMBNAIL_SIDE},
 )
 def dicom_png(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
     """A PNG thumbnail whose longest side is ``size`` pixels (default 256): monochrome images
@@ -245,6 +269,7 @@ def dicom_png(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
     "image [, size INT [, window STRING]]",
     returns="STRING",
     example="SELECT path, dicom_png_uri(path, 64) FROM demo_images LIMIT 2",
+    bounds={"size": THUMBNAIL_SIDE},
 )
 def dicom_png_uri(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
     """``dicom_png`` as a ``data:image/png;base64,...`` URI, which notebooks and BI tools
@@ -260,13 +285,16 @@ def _matrices(function: str, array: pa.Array) -> list[np.ndarray | None]:
     for image in images_of(function, array, dtype=np.float64):
         if image is not None and image.samples > 1:
             raise FunctionArgumentError(function, "image", "a single-sample (grayscale) image", "a colour image")
+        if image is not None:
+            bounded(function, "image", image.columns)  # a columns x columns matrix follows
         out.append(None if image is None else image.data)
     return out
 
 
 def _per_image(function: str, compute: Any, array: pa.Array) -> list[Any]:
+    matrices = _matrices(function, array)  # outside the try: its errors name their argument already
     try:
-        return [None if matrix is None else compute(matrix) for matrix in _matrices(function, array)]
+        return [None if matrix is None else compute(matrix) for matrix in matrices]
     except ValueError as exc:
         raise FunctionArgumentError.because(function, "image", str(exc)) from None
 
@@ -275,6 +303,7 @@ def _per_image(function: str, compute: Any, array: pa.Array) -> list[Any]:
     "image",
     returns="ARRAY<ARRAY<DOUBLE>>",
     example="SELECT image_covariance(image_resize(path, 16, 16)) FROM demo_images LIMIT 1",
+    bounds={"image": MATRIX_COLUMNS},
 )
 def image_covariance(image: pa.Array) -> pa.Array:
     """The sample covariance (n - 1) of an image's columns (variables) over its rows
@@ -286,6 +315,7 @@ def image_covariance(image: pa.Array) -> pa.Array:
     "image",
     returns=struct_ddl(images.EIGEN_FIELDS),
     example="SELECT image_eigen(image_resize(path, 16, 16)).eigenvalues FROM demo_images LIMIT 1",
+    bounds={"image": MATRIX_COLUMNS},
 )
 def image_eigen(image: pa.Array) -> pa.Array:
     """Eigenvalues (largest first) and eigenvectors (one per array, entry of largest
@@ -297,14 +327,13 @@ def image_eigen(image: pa.Array) -> pa.Array:
     "image, k INT",
     returns=struct_ddl(images.PCA_FIELDS),
     example="SELECT image_pca(path, 3).explained_variance_ratio FROM demo_images LIMIT 1",
+    bounds={"image": MATRIX_COLUMNS, "k": COMPONENTS},
 )
 def image_pca(image: pa.Array, k: pa.Array) -> pa.Array:
     """The first ``k`` principal components of an image's rows (at most min(rows, columns)):
     mean, components (k x columns, sign as ``image_eigen``), explained variance and its
     ratio, and each row's scores (rows x k)."""
-    count = int(constant(k, 0))
-    if count < 1:
-        raise FunctionArgumentError("image_pca", "k", "a positive number of components", str(count))
+    count = bounded("image_pca", "k", constant(k))
     return struct_array(_per_image("image_pca", lambda m: images.pca(m, min(count, *m.shape)), image), images.PCA_FIELDS)
 
 
@@ -312,15 +341,14 @@ def image_pca(image: pa.Array, k: pa.Array) -> pa.Array:
     "image [, bins INT]",
     returns=struct_ddl(images.STATS_FIELDS),
     example="SELECT path, image_stats(path).mean, image_stats(path).percentiles FROM demo_images LIMIT 3",
+    bounds={"bins": HISTOGRAM_BINS},
 )
 def image_stats(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
     """n (values), min, max, mean, std (population), the 1st 5th 25th 50th 75th 95th 99th
     percentiles, and a histogram (``bins`` equal bins, default 64, with their edges) of an
     image's values."""
     for chunk in _in_chunks(batches):
-        bins = int(constant(_argument(chunk, 1), 64))
-        if bins < 1:
-            raise FunctionArgumentError("image_stats", "bins", "a positive number of bins", str(bins))
+        bins = bounded("image_stats", "bins", constant(_argument(chunk, 1), 64))
         found = images_of("image_stats", chunk[0], dtype=np.float64)
         yield struct_array([None if i is None else images.summary(i.data, bins) for i in found], images.STATS_FIELDS)
 
@@ -329,14 +357,13 @@ def image_stats(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
     "image, rows INT, columns INT",
     returns=IMAGE,
     example="SELECT image_resize(path, 64, 64).data FROM demo_images LIMIT 2",
+    bounds={"rows": IMAGE_SIDE, "columns": IMAGE_SIDE},
 )
 def image_resize(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
     """An image resampled (bilinear) to rows x columns, e.g. to bring a cohort to one size
     for ``pca_fit``; the pixel spacing is scaled to match."""
     for chunk in _in_chunks(batches):
-        rows, columns = int(constant(chunk[1], 0)), int(constant(chunk[2], 0))
-        if rows < 1 or columns < 1:
-            raise FunctionArgumentError("image_resize", "rows, columns", "positive sizes", f"{rows} x {columns}")
+        rows, columns = bounded("image_resize", "rows", constant(chunk[1])), bounded("image_resize", "columns", constant(chunk[2]))
         out = []
         for image in images_of("image_resize", chunk[0]):
             if image is None:
@@ -367,8 +394,11 @@ def _moments(function: str, batches: Iterator[Tuple[pa.Array, ...]]) -> tuple[pc
     moments, last = pca.Moments(), None
     for batch in batches:
         batch = batch if isinstance(batch, tuple) else (batch,)
+        vectors = _vectors(function, batch[0])
+        if vectors.size:
+            bounded(function, "vector", vectors.shape[1])  # a d x d matrix follows
         try:
-            moments.add(_vectors(function, batch[0]))
+            moments.add(vectors)
         except ValueError as exc:
             raise FunctionArgumentError.because(function, "vector", str(exc)) from None
         last = batch
@@ -386,6 +416,7 @@ def _covariance(moments: pca.Moments) -> dict[str, Any]:
     returns=struct_ddl(pca.COV_FIELDS),
     kind="aggregate",
     example="SELECT Modality, cov_fit(image_resize(path, 8, 8).data).n FROM demo_images WHERE _corrupt_record IS NULL GROUP BY Modality",
+    bounds={"vector": VECTOR_VALUES},
 )
 def cov_fit(batches: Iterator[pa.Array]) -> pa.Scalar:
     """Mean and sample covariance (n - 1, as ``np.cov``) of the vectors of a group, streamed
@@ -400,6 +431,8 @@ def cov_fit(batches: Iterator[pa.Array]) -> pa.Scalar:
     returns=struct_ddl(pca.MODEL_FIELDS),
     kind="aggregate",
     example="SELECT pca_fit(image_resize(path, 16, 16).data, 4) FROM demo_images WHERE Modality = 'CT'",
+    bounds={"k": COMPONENTS},
+    options=pca.OPTIONS,
 )
 def pca_fit(batches: Iterator[Tuple[pa.Array, ...]]) -> pa.Scalar:
     """Principal components of the vectors of a group ("eigen-images" when the vectors are
@@ -407,15 +440,16 @@ def pca_fit(batches: Iterator[Tuple[pa.Array, ...]]) -> pa.Scalar:
     ``method``. Streams batch by batch keeping O(d^2) state (``covariance``); for d above
     ``max_dimension`` (option, default 4096) it keeps the vectors and uses the Gram matrix
     (n <= d) or a randomized SVD (n > d, approximate). Options: ``max_dimension``,
-    ``method`` (auto, covariance, gram, randomized), ``seed``."""
+    ``method`` (auto, covariance: refuses vectors longer than ``max_dimension``, gram,
+    randomized), ``seed``."""
     accumulator = None
     for batch in batches:
         if accumulator is None:
-            k = int(constant(batch[1], 0))
+            k = bounded("pca_fit", "k", constant(batch[1]))
             try:
                 accumulator = pca.PcaAccumulator.create(k, first_map(_argument(batch, 2)))
             except ValueError as exc:
-                raise FunctionArgumentError.because("pca_fit", "k" if "k must" in str(exc) else "options", str(exc)) from None
+                raise FunctionArgumentError.because("pca_fit", "options", str(exc)) from None
         try:
             accumulator.add(_vectors("pca_fit", batch[0]))
         except ValueError as exc:
@@ -478,6 +512,7 @@ def pca_reconstruct(model: pa.Array, scores: pa.Array) -> pa.Array:
     kind="table",
     example="SELECT cov_merge(n, mean, scatter).n FROM cov_partials(TABLE(SELECT image_resize(path, 8, 8).data FROM demo_images))",
     name="cov_partials",
+    bounds={"vector": VECTOR_VALUES},
 )
 class CovPartials:
     """The distributed one-pass path: one row per input partition with that partition's
@@ -497,6 +532,7 @@ class CovPartials:
     def eval(self, row: Any) -> Iterator[tuple]:
         vector = row[0]
         if vector is not None:
+            bounded("cov_partials", "vector", len(vector))  # a d x d matrix follows
             self.pending.append(vector)
             if len(self.pending) >= 256:
                 self._flush()
@@ -529,12 +565,11 @@ def cov_merge(n: pa.Array, mean: pa.Array, scatter: pa.Array) -> pa.Scalar:
     returns=struct_ddl(pca.MODEL_FIELDS),
     example="SELECT pca_from_cov(c, 3).explained_variance_ratio FROM (SELECT cov_merge(n, mean, scatter) AS c "
             "FROM cov_partials(TABLE(SELECT image_resize(path, 8, 8).data FROM demo_images)))",
+    bounds={"k": COMPONENTS},
 )
 def pca_from_cov(covariance: pa.Array, k: pa.Array) -> pa.Array:
     """A ``pca_fit`` model from a ``cov_fit`` or ``cov_merge`` result."""
-    count = int(constant(k, 0))
-    if count < 1:
-        raise FunctionArgumentError("pca_from_cov", "k", "a positive number of components", str(count))
+    count = bounded("pca_from_cov", "k", constant(k))
     out = []
     for row in covariance.to_pylist():
         if row is None or row.get("covariance") is None:
@@ -552,6 +587,7 @@ def pca_from_cov(covariance: pa.Array, k: pa.Array) -> pa.Array:
     kind="aggregate",
     example="SELECT SeriesInstanceUID, series_volume(dicom_image(path), ImagePositionPatient, ImageOrientationPatient).shape "
             "FROM demo_images WHERE Modality = 'CT' AND _corrupt_record IS NULL GROUP BY SeriesInstanceUID",
+    bounds={"image": VOLUME_SLICES},
 )
 def series_volume(image: pa.Array, position: pa.Array, orientation: pa.Array) -> pa.Scalar:
     """A series' slices stacked into a volume, sorted along the slice normal: shape (slices,
@@ -560,6 +596,7 @@ def series_volume(image: pa.Array, position: pa.Array, orientation: pa.Array) ->
     orientations or image sizes, missing geometry, repeated positions or uneven spacing is
     refused with the reason in ``error``. (Spark does not mix Python aggregates with its own
     in one aggregation: compute ``min(...)`` and the like in another query.)"""
+    bounded("series_volume", "image", len(image) - image.null_count)  # every slice is decoded, then stacked
     found = images_of("series_volume", image)
     slices = [
         Slice(i.data, p, o, i.pixel_spacing)

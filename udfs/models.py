@@ -21,12 +21,13 @@ import pyarrow as pa
 
 from dicomsql.errors import FunctionArgumentError
 from dicomsql.stats import als, bayes, forest, linear, logistic, metrics
+from dicomsql.stats.options import Bound
 
 from .arrow import (
     ModelSummary, columns_ddl, constant, first_map, fitted_model, labels, numbers, predict_rows, struct_ddl,
     struct_features, struct_scalar,
 )
-from .registry import sql_function
+from .registry import bounded, sql_function
 
 FEATURES = "features STRUCT"
 OPTIONS = "[, options MAP<STRING,STRING>]"
@@ -54,6 +55,7 @@ def _classifier_predictions(function: str, module: Any, model: pa.Array, feature
     returns=struct_ddl(linear.MODEL_FIELDS),
     kind="aggregate",
     example="SELECT site, linreg_fit(tumor_mm, struct(age, smoker, sex)) AS model FROM demo_patients GROUP BY site",
+    options=linear.OPTIONS,
 )
 def linreg_fit(batches: Iterator[Tuple[pa.Array, ...]]) -> pa.Scalar:
     """Fit a linear regression (ordinary least squares) per group, streamed in one pass from
@@ -115,6 +117,7 @@ class LinregSummary(ModelSummary):
     returns=struct_ddl(logistic.MODEL_FIELDS),
     kind="aggregate",
     example="SELECT logreg_fit(died, struct(age, smoker, tumor_mm, sex)) AS model FROM demo_patients",
+    options=logistic.OPTIONS,
 )
 def logreg_fit(label: pa.Array, features: pa.Array, options: pa.Array = None) -> pa.Scalar:
     """Fit a logistic regression per group: binary for a label with two classes (the model
@@ -172,6 +175,7 @@ class LogregSummary(ModelSummary):
     kind="aggregate",
     example="SELECT naive_bayes_fit(ProtocolName, struct(KVP, XRayTubeCurrent, SliceThickness, ConvolutionKernel[0] AS kernel)) "
             "FROM demo_images WHERE Modality = 'CT'",
+    options=bayes.OPTIONS,
 )
 def naive_bayes_fit(label: pa.Array, features: pa.Array, options: pa.Array = None) -> pa.Scalar:
     """Fit a naive Bayes classifier per group: Gaussian for number fields (as scikit-learn's
@@ -218,6 +222,7 @@ class NaiveBayesSummary(ModelSummary):
     returns=struct_ddl(forest.MODEL_FIELDS),
     kind="aggregate",
     example="SELECT random_forest_fit(died, struct(age, smoker, tumor_mm, sex), map('trees', '50')) FROM demo_patients",
+    options=forest.OPTIONS,
 )
 def random_forest_fit(label: pa.Array, features: pa.Array, options: pa.Array = None) -> pa.Scalar:
     """Grow a random forest per group (scikit-learn's CART trees, stored as plain arrays:
@@ -265,6 +270,7 @@ class RandomForestSummary(ModelSummary):
     returns=struct_ddl(als.MODEL_FIELDS),
     kind="aggregate",
     example="SELECT als_fit(reader, capture, quality, map('rank', '3')) FROM demo_reads",
+    options=als.OPTIONS,
 )
 def als_fit(user: pa.Array, item: pa.Array, rating: pa.Array, options: pa.Array = None) -> pa.Scalar:
     """Factorise user x item ratings by alternating least squares, as Spark ML's ALS
@@ -296,6 +302,7 @@ def als_predict(model: pa.Array, user: pa.Array, item: pa.Array) -> pa.Array:
     example="SELECT r.* FROM (SELECT als_fit(reader, capture, quality) AS model FROM demo_reads) m, "
             "LATERAL als_recommend(m.model, 'R01', 3) r",
     name="als_recommend",
+    bounds={"k": Bound(1, 10_000)},
 )
 class AlsRecommend:
     """The ``k`` items with the highest predicted score for ``user``, best first (rank 1);
@@ -303,11 +310,10 @@ class AlsRecommend:
     to leave them out."""
 
     def eval(self, model: Any, user: Any, k: Any) -> Iterator[tuple]:
+        count = bounded("als_recommend", "k", k)
         if model is None or user is None:
             return
-        if k is None or int(k) < 1:
-            raise FunctionArgumentError("als_recommend", "k", "a positive number of items", repr(k))
-        yield from als.recommend(model.asDict(recursive=True), user, int(k))
+        yield from als.recommend(model.asDict(recursive=True), user, count)
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -318,6 +324,7 @@ class AlsRecommend:
     kind="aggregate",
     example="SELECT binary_metrics(p.died, logreg_predict(m.model, struct(p.age, p.smoker, p.tumor_mm, p.sex))).auc "
             "FROM demo_patients p CROSS JOIN (SELECT logreg_fit(died, struct(age, smoker, tumor_mm, sex)) AS model FROM demo_patients) m",
+    options=metrics.BINARY_OPTIONS,
 )
 def binary_metrics(label: pa.Array, score: pa.Array, options: pa.Array = None) -> pa.Scalar:
     """Evaluate scores against 0/1 (or boolean) labels, as scikit-learn's metrics: auc,

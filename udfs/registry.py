@@ -6,6 +6,12 @@ SQL name, signature and an example; its docstring is its SQL documentation::
         '''Twice ``x``.'''
         return 2 * x
 
+Every integer argument that sizes memory or work is declared with its bound
+(``bounds={"size": Bound(1, 4096)}``) and read through :func:`bounded`, and a function
+taking an options map declares its options table (``options=forest.OPTIONS``), whose integer
+options are bounds too: one call cannot make a worker run out of memory. The bounds are the
+functions' documented limits (:attr:`SqlFunction.limits`).
+
 :func:`register_functions` makes every declared function callable from SQL in a session.
 """
 
@@ -13,18 +19,22 @@ from __future__ import annotations
 
 import inspect
 import typing
-from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping
 
-__all__ = ["FUNCTIONS", "SqlFunction", "sql_function", "register_functions"]
+from dicomsql.errors import FunctionArgumentError
+from dicomsql.stats.options import Bound, Option
+
+__all__ = ["FUNCTIONS", "SqlFunction", "sql_function", "bounded", "register_functions"]
 
 Kind = Literal["scalar", "aggregate", "table"]
 
 
 @dataclass(frozen=True)
 class SqlFunction:
-    """A SQL function: its name, kind, argument and result types (Spark DDL), an example and
-    the Python implementation (a function for scalars and aggregates, a class for tables)."""
+    """A SQL function: its name, kind, argument and result types (Spark DDL), an example, the
+    Python implementation (a function for scalars and aggregates, a class for tables), the
+    bounds of its sizing arguments and the table of its options."""
 
     name: str
     kind: Kind
@@ -32,6 +42,8 @@ class SqlFunction:
     returns: str
     example: str
     implementation: Any
+    bounds: Mapping[str, Bound] = field(default_factory=dict)
+    options: tuple[Option, ...] = ()
 
     @property
     def doc(self) -> str:
@@ -41,6 +53,25 @@ class SqlFunction:
     def description(self) -> str:
         """The first paragraph of the docstring, on one line."""
         return " ".join(self.doc.split("\n\n")[0].split())
+
+    @property
+    def limits(self) -> str:
+        """The bounds of the arguments and options, as a sentence ("" when there are none)."""
+        arguments = [f"``{name}`` {bound}" for name, bound in self.bounds.items()]
+        options = [f"``{o.name}`` {o.parse}" for o in self.options if isinstance(o.parse, Bound)]
+        parts = ([", ".join(arguments)] if arguments else []) + ([f"option {', '.join(options)}"] if options else [])
+        return f"Limits: {'; '.join(parts)}." if parts else ""
+
+    def bounded(self, argument: str, value: Any) -> int:
+        """``value`` of ``argument`` as an int within its declared bound; else an error naming
+        the function, the argument and the bound."""
+        bound = self.bounds[argument]
+        try:
+            return bound.check(value)
+        except ValueError:
+            shown = int(value) if isinstance(value, float) and value.is_integer() else value  # a SQL number as float
+            got = "NULL" if value is None else f"{shown} {bound.unit}".strip()
+            raise FunctionArgumentError(self.name, argument, str(bound), got) from None
 
     @property
     def signature(self) -> str:
@@ -75,19 +106,22 @@ FUNCTIONS: dict[str, SqlFunction] = {}
 
 
 def sql_function(
-    args: str, *, returns: str, example: str, kind: Kind = "scalar", name: str | None = None
+    args: str, *, returns: str, example: str, kind: Kind = "scalar", name: str | None = None,
+    bounds: Mapping[str, Bound] | None = None, options: tuple[Option, ...] = (),
 ) -> Callable[[Any], Any]:
     """Declare a SQL function (decorator). The SQL name defaults to the Python name.
 
     ``args`` and ``returns`` are Spark DDL (``returns`` lists the columns of a table
     function). Scalars are pandas UDFs (``pd.Series`` in and out) or Arrow UDFs
     (``pa.Array`` in and out); aggregates are Arrow grouped-aggregate UDFs (``pa.Array`` in,
-    ``pa.Scalar`` out, so they can return structs); tables are UDTF classes.
+    ``pa.Scalar`` out, so they can return structs); tables are UDTF classes. ``bounds``
+    bounds the arguments that size memory or work (by name; read them with
+    :func:`bounded`); ``options`` is the table of the ``options`` map's entries.
     """
 
     def declare(implementation: Any) -> Any:
         function = SqlFunction(
-            name or implementation.__name__, kind, args, returns, example, implementation
+            name or implementation.__name__, kind, args, returns, example, implementation, dict(bounds or {}), options
         )
         if function.name in FUNCTIONS:
             raise ValueError(f"SQL function {function.name} is declared twice")
@@ -95,6 +129,16 @@ def sql_function(
         return implementation
 
     return declare
+
+
+def bounded(function: str, argument: str, value: Any) -> int:
+    """``value`` of a declared function's ``argument``, checked against its bound.
+
+    >>> bounded("image_resize", "rows", 100000)
+    Traceback (most recent call last):
+    dicomsql.errors.FunctionArgumentError: image_resize: argument rows must be between 1 and 8192, got 100000
+    """
+    return FUNCTIONS[function].bounded(argument, value)
 
 
 def register_functions(spark: Any) -> None:

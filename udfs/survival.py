@@ -44,6 +44,7 @@ def _cox_fit(function: str, duration: pa.Array, event: pa.Array, covariates: pa.
     kind="aggregate",
     example="SELECT site, coxph_fit(months, died, struct(age, smoker, tumor_mm, treated)) AS model "
             "FROM demo_patients GROUP BY site",
+    options=cox.OPTIONS,
 )
 def coxph_fit(duration: pa.Array, event: pa.Array, covariates: pa.Array, options: pa.Array = None) -> pa.Scalar:
     """Fit a Cox proportional hazards model per group: coefficients with their inference and
@@ -64,6 +65,7 @@ def coxph_fit(duration: pa.Array, event: pa.Array, covariates: pa.Array, options
     returns=COX_MODEL,
     kind="aggregate",
     example="SELECT coxph_fit_weighted(months, died, IF(treated = 1, 2.0, 1.0), struct(age, smoker)) FROM demo_patients",
+    options=cox.OPTIONS,
 )
 def coxph_fit_weighted(duration: pa.Array, event: pa.Array, weight: pa.Array, covariates: pa.Array,
                        options: pa.Array = None) -> pa.Scalar:
@@ -78,6 +80,7 @@ def coxph_fit_weighted(duration: pa.Array, event: pa.Array, weight: pa.Array, co
     returns=COX_MODEL,
     kind="aggregate",
     example="SELECT coxph_fit_stratified(months, died, site, struct(age, smoker, tumor_mm, treated)) FROM demo_patients",
+    options=cox.OPTIONS,
 )
 def coxph_fit_stratified(duration: pa.Array, event: pa.Array, stratum: pa.Array, covariates: pa.Array,
                          options: pa.Array = None) -> pa.Scalar:
@@ -162,6 +165,7 @@ CHECK_RESULT = struct_ddl(cox.CHECK_FIELDS)
     example="SELECT coxph_check(p.months, p.died, struct(p.age, p.smoker, p.tumor_mm, p.treated), m.model) "
             "FROM demo_patients p CROSS JOIN (SELECT coxph_fit(months, died, struct(age, smoker, tumor_mm, treated)) AS model "
             "FROM demo_patients) m",
+    options=cox.CHECK_OPTIONS,
 )
 def coxph_check(duration: pa.Array, event: pa.Array, covariates: pa.Array, model: pa.Array,
                 options: pa.Array = None) -> pa.Scalar:
@@ -185,6 +189,7 @@ def coxph_check(duration: pa.Array, event: pa.Array, covariates: pa.Array, model
     returns=KM_MODEL,
     kind="aggregate",
     example="SELECT treated, km_fit(months, died).median AS median_months FROM demo_patients GROUP BY treated",
+    options=km.OPTIONS,
 )
 def km_fit(duration: pa.Array, event: pa.Array, options: pa.Array = None) -> pa.Scalar:
     """The Kaplan-Meier survival curve per group: times, survival with its confidence band
@@ -232,6 +237,7 @@ def logrank_test(duration: pa.Array, event: pa.Array, group: pa.Array) -> pa.Sca
     returns=AFT_MODEL,
     kind="aggregate",
     example="SELECT aft_fit(months, died, struct(age, smoker, tumor_mm, treated), map('distribution', 'lognormal')) FROM demo_patients",
+    options=aft.OPTIONS,
 )
 def aft_fit(duration: pa.Array, event: pa.Array, covariates: pa.Array, options: pa.Array = None) -> pa.Scalar:
     """Fit an accelerated failure time model per group. ``options``: ``distribution``

@@ -10,6 +10,7 @@ NOSASL; :mod:`.service` answers the protocol; :mod:`.catalog` the JDBC metadata 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -17,11 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DicomsqlError
 from ..settings import DEFAULTS
+from .access import Access
 
 if TYPE_CHECKING:
     import pyspark
 
-__all__ = ["Server", "serve", "free_port", "check_port_free"]
+__all__ = ["Access", "Server", "serve", "free_port", "check_port_free"]
+
+#: pyspark's loggers of failing SQL: each line holds the statement's names and values.
+_QUERY_ERROR_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
 
 
 @dataclass
@@ -34,9 +39,14 @@ class Server:
     _listener: Any
 
     @property
+    def tls(self) -> bool:
+        """Whether connections are TLS."""
+        return self.engine.access.tls is not None
+
+    @property
     def jdbc_url(self) -> str:
-        """``jdbc:hive2://host:port/default``: for beeline and JDBC tools."""
-        return f"jdbc:hive2://{self.host}:{self.port}/default"
+        """``jdbc:hive2://host:port/default`` (``;ssl=true`` with TLS): for beeline and JDBC tools."""
+        return f"jdbc:hive2://{self.host}:{self.port}/default" + (";ssl=true" if self.tls else "")
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -86,21 +96,28 @@ def serve(
     host: str = DEFAULTS["host"],
     port: int = DEFAULTS["port"],
     max_concurrent_queries: int | None = None,
+    access: Access | None = None,
 ) -> Server:
     """Serve ``spark`` over the HiveServer2 protocol on ``host:port`` and return once it
     listens. Every client session is a clone of ``spark`` as it is when the client connects.
     At most ``max_concurrent_queries`` statements run at once (default twice the driver's
-    cores); more wait in a queue."""
+    cores); more wait in a queue. ``access`` (default: no login, every client an analyst)
+    says who may log in, what analysts may do, and where it is audited; a non-loopback
+    ``host`` needs logins and TLS."""
     from .engine import Engine
     from .service import serve_connection
     from .transport import Listener
 
+    access = access or Access()
+    access.check_host(host)
     check_port_free(host, port)
+    for name in _QUERY_ERROR_LOGGERS:  # a client's failing query is its own (and the audit's), not the log's
+        logging.getLogger(name).disabled = True
     # the metastore starts on first use (seconds, with the embedded Derby): not in a client's time
     spark.sql("SHOW DATABASES").collect()
-    engine = Engine(spark, max_concurrent_queries or 2 * (os.cpu_count() or 1))
+    engine = Engine(spark, max_concurrent_queries or 2 * (os.cpu_count() or 1), access)
     try:
-        listener = Listener(host, port, serve_connection(engine)).start()
+        listener = Listener(host, port, serve_connection(engine), access).start()
     except OSError as exc:
         engine.shutdown()
         raise DicomsqlError(f"cannot listen on {host}:{port}: {exc.strerror}") from None

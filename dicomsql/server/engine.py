@@ -14,6 +14,7 @@ in driver memory.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -21,10 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence
 
 import pyarrow as pa
-from TCLIService.ttypes import TOperationState
+from TCLIService.ttypes import TOperationState, TOperationType
 
 from ..errors import INTERNAL_SQLSTATE, client_error
 from ..jobs import JobGroup
+from ..storage import check_paths
+from . import policy
+from .access import Access
+from .auth import Account
 from .rowsets import Column, arrow_table, column_for
 
 __all__ = ["Engine", "ClientSession", "Operation", "OperationError"]
@@ -42,9 +47,15 @@ _CATALOGUE_PLANS = {"SetCommand", "ResetCommand", "SetCatalogAndNamespace", "Set
 _TIMEOUT_CHECK_SECONDS = 0.25
 #: Client sessions share this many FAIR scheduler pools, assigned in turn.
 SCHEDULER_POOLS = 16
+#: Operations a session may hold open at once (a client that never closes them leaks memory).
+MAX_OPEN_OPERATIONS = 1000
+_ERROR_CLASS = re.compile(r"\[([A-Z][A-Z0-9_.]*)\]")
 #: States an operation ends in (FINISHED: its result can be fetched).
 ENDED = frozenset({S.FINISHED_STATE, S.CANCELED_STATE, S.CLOSED_STATE, S.ERROR_STATE, S.TIMEDOUT_STATE})
 FAILED = frozenset({S.ERROR_STATE, S.TIMEDOUT_STATE})
+#: How a statement's end is audited, by the state it ended in.
+_OUTCOMES = {S.FINISHED_STATE: "ok", S.ERROR_STATE: "error", S.CANCELED_STATE: "cancelled", S.TIMEDOUT_STATE: "timed out"}
+_STATEMENT = TOperationType.EXECUTE_STATEMENT
 
 
 class OperationError(Exception):
@@ -89,6 +100,10 @@ class Operation:
         self._ended = False
         self._cancelled = threading.Event()
         self._job_group = JobGroup(session.spark, description, pool=session.pool)
+        self.max_rows: int | None = None  # the most rows the client gets (--max-result-rows)
+        self.rows_sent = 0
+        self.error_class: str | None = None
+        self._audited = False
 
     # --- state ----------------------------------------------------------------------------
 
@@ -124,23 +139,30 @@ class Operation:
             self.cancel(S.TIMEDOUT_STATE, OperationError(message, "HYT00"))
 
     def close(self) -> None:
-        """Cancel what still runs and release the result."""
+        """Cancel what still runs, release the result and audit the statement."""
         if not self._ended:
             self._cancelled.set()
             self._job_group.cancel()
+        ended_as = self.state
         self.set_state(S.CLOSED_STATE)
         self._pending, self._kept = [], None
+        if self.kind == _STATEMENT and not self._audited:
+            self._audited = True
+            outcome = _OUTCOMES.get(ended_as, "closed before it ended")
+            seconds = ((self.completed_ms or int(time.time() * 1000)) - self.started_ms) / 1000
+            self.session.audit(self.description, outcome, self.error_class, self.rows_sent, seconds)
 
     # --- running --------------------------------------------------------------------------
 
-    def run_statement(self, statement: str) -> None:
-        """Run ``statement`` in the session (on a pool thread) until its first rows are there."""
+    def run_statement(self, statement: str, plan: Any = None) -> None:
+        """Run ``statement`` in the session (on a pool thread) until its first rows are there:
+        its parsed ``plan`` when there is one (what the policy checked is what runs)."""
         if self._cancelled.is_set():
             return
         self.set_state(S.RUNNING_STATE)
         try:
             with self._job_group.active():
-                frame = self.session.spark.sql(statement)
+                frame = self.session.frame(statement, plan)
                 columns = [column_for(f.name, f.dataType) for f in frame.schema.fields]
                 if columns:
                     self._groups = _arrow_partitions(frame, columns, self._cancelled)
@@ -151,6 +173,12 @@ class Operation:
             self.set_state(S.FINISHED_STATE)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes the client's error
             self._fail(exc)
+
+    def set_done(self) -> None:
+        """A statement that had nothing to do: FINISHED without a result."""
+        self._ended = True
+        self.columns = []
+        self.set_state(S.FINISHED_STATE)
 
     def set_rows(self, columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> None:
         """A result computed at once (catalogue listings)."""
@@ -164,7 +192,9 @@ class Operation:
         if self._cancelled.is_set():
             return  # cancelled, closed or timed out: that state stays
         message, sqlstate = client_error(exc)
-        log.info("statement failed (SQLSTATE %s)", sqlstate)  # the message may hold data: not logged
+        found = _ERROR_CLASS.search(message)
+        self.error_class = found.group(1) if found else type(exc).__name__
+        log.info("statement failed (SQLSTATE %s, %s)", sqlstate, self.error_class)  # the message may hold data: not logged
         if sqlstate == INTERNAL_SQLSTATE:
             log.error("internal error in a statement", exc_info=exc)
         self.set_state(S.ERROR_STATE, OperationError(message, sqlstate))
@@ -195,6 +225,11 @@ class Operation:
                 return None, 0, False
             if from_start:
                 self._rewind()
+            if self.max_rows is not None:
+                max_rows = max(0, min(max_rows, self.max_rows - self._offset))
+                if not max_rows:
+                    self._truncate()
+                    return None, self._offset, False
             taken: list[pa.RecordBatch] = []
             count = size = 0
             while count < max_rows and size < FETCH_BYTES:
@@ -213,7 +248,22 @@ class Operation:
                 self._pending[0:1] = [rest] if rest.num_rows else []
             offset = self._offset
             self._offset += count
-            return (pa.Table.from_batches(taken) if taken else None), offset, bool(self._pending) or not self._ended
+            self.rows_sent = max(self.rows_sent, self._offset)
+            more = bool(self._pending) or not self._ended
+            if more and self.max_rows is not None and self._offset >= self.max_rows:
+                self._truncate()
+                more = False
+            return (pa.Table.from_batches(taken) if taken else None), offset, more
+
+    def _truncate(self) -> None:
+        """The client has its --max-result-rows: the rest of the result is dropped."""
+        if not self._ended:
+            self._cancelled.set()
+            self._job_group.cancel()
+            self._ended = True
+            self._pending = []
+            with self._changed:
+                self._log.append(f"{time.strftime('%H:%M:%S')} result cut at {self.max_rows} rows (the server's --max-result-rows)")
 
     def check_result(self) -> None:
         """Raise the client's error unless the result can be read (FINISHED)."""
@@ -303,48 +353,135 @@ def serving_frame(frame: Any, columns: Sequence[Column]) -> Any:
 
 
 class ClientSession:
-    """One client's Spark session and its operations."""
+    """One client's Spark session and its operations. An analyst's statements are checked by
+    the policy (:mod:`.policy`) before they run, in the scope of its own database."""
 
-    def __init__(self, engine: "Engine", spark: Any, user: str, protocol: int, pool: str):
+    def __init__(self, engine: "Engine", spark: Any, account: Account, address: str, protocol: int, pool: str):
         self.engine = engine
         self.spark = spark
         self.pool = pool
-        self.user = user
+        self.account = account
+        self.user = account.name
+        self.address = address
         self.protocol = protocol
         self.id = uuid.uuid4().bytes
         self.secret = uuid.uuid4().bytes
         self.operations: dict[bytes, Operation] = {}
         self.caches = False  # whether the client ran CACHE TABLE
+        self.last_used = time.monotonic()
+        self._started = False  # whether a statement ran
+        self.scope = None if account.admin else policy.Scope(
+            own_database=account.database, shared_databases=frozenset(engine.access.shared_databases),
+            functions=engine.functions, session=spark, served_views=engine.served_views, check_paths=check_paths,
+        )
         self._lock = threading.Lock()
 
     def new_operation(self, kind: int, description: str) -> Operation:
         """A new operation of this session (INITIALIZED)."""
-        operation = Operation(self, kind, description)
+        self.last_used = time.monotonic()
         with self._lock:
+            if len(self.operations) >= MAX_OPEN_OPERATIONS:
+                raise OperationError(f"this session has {MAX_OPEN_OPERATIONS} operations open: close some first", "54000")
+            operation = Operation(self, kind, description)
             self.operations[operation.id] = operation
         return operation
 
     def execute(self, statement: str, kind: int, timeout: float | None = None) -> Operation:
         """Queue ``statement`` on the engine's pool; returns its operation (PENDING). After
-        ``timeout`` seconds (the client's query timeout) it is cancelled, TIMEDOUT."""
+        ``timeout`` seconds (the client's query timeout, for analysts at most the server's)
+        it is cancelled, TIMEDOUT. A statement the policy refuses raises
+        :class:`OperationError` (SQLSTATE 42501) naming the rule, and is audited as denied."""
+        plan = self._parsed_plan(statement)
+        try:
+            self._check(plan)
+        except policy.PolicyViolation as violation:
+            self.audit(statement, "denied", violation.rule)
+            raise OperationError(str(violation), violation.sqlstate) from None
         operation = self.new_operation(kind, statement)
+        if self._keeps_own_database(plan):
+            operation.set_done()
+            return operation
         operation.set_state(S.PENDING_STATE)
+        if self.scope is not None:
+            limit = self.engine.access.query_timeout
+            timeout = min(timeout or limit, limit) if limit else timeout
+            operation.max_rows = self.engine.access.max_result_rows
         if timeout and timeout > 0:
             operation.timeout, operation.deadline = timeout, time.monotonic() + timeout
-        plan = self._parsed_plan_name(statement)
-        self.caches = self.caches or plan.startswith("Cache")
-        light = plan.startswith(("Show", "Describe")) or plan in _CATALOGUE_PLANS
-        self.engine.submit(lambda: operation.run_statement(statement), light=light)
+        name = plan.getClass().getSimpleName() if plan is not None else ""
+        self.caches = self.caches or name.startswith("Cache")
+        light = name.startswith(("Show", "Describe")) or name in _CATALOGUE_PLANS
+        runnable = None if name == "CompoundBody" else plan  # a script runs through spark.sql
+        self.engine.submit(lambda: operation.run_statement(statement, runnable), light=light)
         return operation
 
-    def _parsed_plan_name(self, statement: str) -> str:
-        """The class of the plan Spark's parser makes of ``statement`` ("" when it does not
-        parse: its run says why). SHOW, DESCRIBE, SET, USE, EXPLAIN start no Spark job and
-        need not wait behind queries."""
+    def _keeps_own_database(self, plan: Any) -> bool:
+        """Whether ``plan`` is PyHive's ``USE default`` as an analyst session's first
+        statement (``connect()`` runs it whatever the URL): the session stays in its own
+        database, as a JDBC client's that asks for ``default`` does."""
+        first, self._started = not self._started, True
+        if not first or self.scope is None or plan is None or plan.getClass().getSimpleName() != "SetCatalogAndNamespace":
+            return False
+        return [part.lower() for part in policy.names_of(plan.child())] == ["default"]
+
+    def _check(self, plan: Any) -> None:
+        """The policy, for an analyst; for an admin only the settings fixed for everyone."""
+        if plan is None:
+            return
+        if self.scope is not None:
+            policy.check(plan, self.scope)
+        elif plan.getClass().getSimpleName() == "SetCommand" and plan.kv().isDefined():
+            pair = plan.kv().get()
+            policy.check_setting(pair._1(), pair._2().get() if pair._2().isDefined() else None, admin=True)
+
+    def _parsed_plan(self, statement: str) -> Any:
+        """The plan Spark's parser makes of ``statement``, or None when it does not parse (then
+        its run reports the syntax error, before anything runs)."""
+        session = self.spark._jsparkSession
+        # the parser reads its settings (substitution, ANSI keywords) from the thread's active session
+        self.spark.sparkContext._jvm.org.apache.spark.sql.SparkSession.setActiveSession(session)
         try:
-            return self.spark._jsparkSession.sessionState().sqlParser().parsePlan(statement).getClass().getSimpleName()
+            return session.sessionState().sqlParser().parsePlan(statement)
         except Exception:  # noqa: BLE001 - a parse error, reported by the statement's run
-            return ""
+            return None
+
+    def frame(self, statement: str, plan: Any) -> Any:
+        """The DataFrame of ``statement``: of its parsed ``plan`` when given (not parsed again),
+        else as ``spark.sql`` makes it."""
+        if plan is None:
+            return self.spark.sql(statement)
+        from pyspark.sql import DataFrame
+
+        jvm = self.spark.sparkContext._jvm
+        return DataFrame(jvm.org.apache.spark.sql.classic.Dataset.ofRows(self.spark._jsparkSession, plan), self.spark)
+
+    def configure(self, configuration: dict[str, str]) -> None:
+        """Apply a client's OpenSession ``configuration`` (``use:database``,
+        ``set:hiveconf:KEY``/``set:hivevar:KEY``, plain ``KEY``), as the policy allows. An
+        analyst's session stays in its own database when a client asks for ``default``, which
+        every JDBC URL without a database does."""
+        for key, value in configuration.items():
+            if key == "use:database":
+                if value and not (self.scope is not None and value.lower() == "default"):
+                    if self.scope is not None and value.lower() not in self.scope.readable:
+                        raise policy.PolicyViolation("read_allowed_databases", f"use:database={value}")
+                    self.spark.catalog.setCurrentDatabase(value)
+            elif not key.startswith(("set:", "use:")) or key.startswith(("set:hiveconf:", "set:hivevar:")):
+                name = key.split(":", 2)[2] if key.startswith("set:") else key
+                policy.check_setting(name, value, admin=self.scope is None)
+                self.spark.conf.set(name, value)
+
+    def audit(self, statement: str, outcome: str, detail: str | None = None, rows: int | None = None, seconds: float | None = None) -> None:
+        """Record a statement of this session in the audit log (if there is one)."""
+        log_ = self.engine.access.audit
+        if log_ is not None:
+            log_.statement(self.user, self.address, self.id.hex(), statement, outcome, detail, rows, seconds)
+
+    def idle_for(self, now: float) -> float:
+        """Seconds since the last request, 0 while a statement runs or waits."""
+        if any(op.state in (S.PENDING_STATE, S.RUNNING_STATE) for op in list(self.operations.values())):
+            return 0.0
+        return now - self.last_used
 
     def close_operation(self, operation_id: bytes) -> None:
         """Close one operation (cancelling it if it runs)."""
@@ -361,46 +498,62 @@ class ClientSession:
         for operation in operations:
             operation.close()
         if self.caches:
-            served = {t.name for t in self.engine.spark.catalog.listTables() if t.isTemporary}
             for table in self.spark.catalog.listTables():
-                if table.isTemporary and table.name not in served and self.spark.catalog.isCached(table.name):
+                if table.isTemporary and table.name not in self.engine.served_views and self.spark.catalog.isCached(table.name):
                     self.spark.catalog.uncacheTable(table.name)
 
 
 class Engine:
     """The served Spark session, the client sessions cloned from it, and the pool their
-    statements run on (``max_concurrent`` at once; beyond that they queue as PENDING)."""
+    statements run on (``max_concurrent`` at once; beyond that they queue as PENDING).
+    ``access`` says what analysts may do and records what everyone did."""
 
-    def __init__(self, spark: Any, max_concurrent: int):
+    def __init__(self, spark: Any, max_concurrent: int, access: Access):
         self.spark = spark
+        self.access = access
+        # what analysts may call and which views are the server's: as the served session is now
+        self.functions = policy.Functions.of(spark)
+        self.served_views = frozenset(t.name.lower() for t in spark.catalog.listTables() if t.isTemporary)
         self._pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="dicomsql-query")
         self._light_pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="dicomsql-catalogue")
         self.sessions: dict[bytes, ClientSession] = {}
         self._opened = 0
+        self._databases: set[str] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._watcher = threading.Thread(target=self._watch_timeouts, name="dicomsql-timeouts", daemon=True)
+        self._watcher = threading.Thread(target=self._watch, name="dicomsql-timeouts", daemon=True)
         self._watcher.start()
 
-    def open_session(self, user: str, protocol: int, configuration: dict[str, str]) -> ClientSession:
-        """A new client session: a clone of the served session with ``configuration``
-        (``use:database``, ``set:hiveconf:KEY``/``set:hivevar:KEY``, plain ``KEY``) applied."""
+    def open_session(self, account: Account, address: str, protocol: int, configuration: dict[str, str]) -> ClientSession:
+        """A new client session: a clone of the served session with ``configuration`` applied
+        (see :meth:`ClientSession.configure`). An analyst's starts in its own database
+        (created at its first login) and counts against ``--max-sessions-per-user``."""
         from pyspark.sql import SparkSession
 
+        limit = self.access.max_sessions_per_user
+        if not account.admin and limit and sum(s.user == account.name for s in list(self.sessions.values())) >= limit:
+            raise OperationError(f"{account.name} has {limit} sessions open, the most allowed (--max-sessions-per-user): close one", "08004")
         spark = SparkSession(self.spark.sparkContext, self.spark._jsparkSession.cloneSession())
-        for key, value in configuration.items():
-            if key == "use:database":
-                if value:
-                    spark.catalog.setCurrentDatabase(value)
-            elif key.startswith(("set:hiveconf:", "set:hivevar:")):
-                spark.conf.set(key.split(":", 2)[2], value)
-            elif not key.startswith(("set:", "use:")):
-                spark.conf.set(key, value)
         with self._lock:
             self._opened += 1
-            session = ClientSession(self, spark, user, protocol, pool=f"dicomsql-{self._opened % SCHEDULER_POOLS}")
+            pool = f"dicomsql-{self._opened % SCHEDULER_POOLS}"
+        session = ClientSession(self, spark, account, address, protocol, pool)
+        if not account.admin:
+            self._create_database(account.database)
+            spark.catalog.setCurrentDatabase(account.database)
+        try:
+            session.configure(configuration)
+        except policy.PolicyViolation as violation:
+            raise OperationError(str(violation), violation.sqlstate) from None
+        with self._lock:
             self.sessions[session.id] = session
         return session
+
+    def _create_database(self, name: str) -> None:
+        """The analyst's own database (``user_<name>``: letters, digits and ``_`` only)."""
+        if name not in self._databases:
+            self.spark.sql(f"CREATE DATABASE IF NOT EXISTS `{name}` COMMENT 'dicomsql: the tables of one analyst'")
+            self._databases.add(name)
 
     def close_session(self, session_id: bytes) -> None:
         """Close a client session (see :meth:`ClientSession.close`)."""
@@ -414,8 +567,10 @@ class Engine:
         on a pool of their own)."""
         (self._light_pool if light else self._pool).submit(_logged(work))
 
-    def _watch_timeouts(self) -> None:
-        """Time out the statements whose client's query timeout has passed."""
+    def _watch(self) -> None:
+        """Time out the statements whose query timeout has passed, and close the analysts'
+        sessions idle for longer than ``--idle-timeout``."""
+        idle_limit = self.access.idle_timeout
         while not self._stopping.wait(_TIMEOUT_CHECK_SECONDS):
             now = time.monotonic()
             with self._lock:
@@ -425,6 +580,9 @@ class Engine:
                     if operation.deadline is not None and operation.deadline <= now:
                         operation.deadline = None
                         operation.time_out()
+                if idle_limit and not session.account.admin and session.idle_for(now) > idle_limit:
+                    log.info("session of %s closed after %gs idle", session.user, idle_limit)
+                    self.close_session(session.id)
 
     def shutdown(self) -> None:
         """Close every session (cancelling their statements) and stop the pool."""

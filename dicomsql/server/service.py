@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from typing import Any, Callable
 
 from ..errors import INTERNAL_SQLSTATE, client_error
@@ -92,10 +93,11 @@ class Service(TCLIService.Iface):
     @_answers(t.TOpenSessionResp, serverProtocolVersion=SERVER_PROTOCOL)
     def OpenSession(self, req: t.TOpenSessionReq) -> t.TOpenSessionResp:
         protocol = min(req.client_protocol, SERVER_PROTOCOL)
-        user = self.peer.user or req.username or "anonymous"
-        session = self.engine.open_session(user, protocol, dict(req.configuration or {}))
+        # NOSASL (only without passwords): the session names its user
+        account = self.peer.account or self.engine.access.authenticator.authenticate(req.username or "", "")
+        session = self.engine.open_session(account, self.peer.address, protocol, dict(req.configuration or {}))
         self._sessions[session.id] = session
-        log.info("session opened for %s from %s (protocol V%d)", user, self.peer.address, protocol + 1)
+        log.info("session opened for %s (%s) from %s (protocol V%d)", account.name, account.role, self.peer.address, protocol + 1)
         return t.TOpenSessionResp(
             status=_OK,
             serverProtocolVersion=protocol,
@@ -105,7 +107,7 @@ class Service(TCLIService.Iface):
 
     @_answers(t.TCloseSessionResp)
     def CloseSession(self, req: t.TCloseSessionReq) -> t.TCloseSessionResp:
-        session = self._session(req.sessionHandle)
+        session = self._own_session(req.sessionHandle)  # one closed for idleness closes quietly
         del self._sessions[session.id]
         self.engine.close_session(session.id)
         return t.TCloseSessionResp(status=_OK)
@@ -116,12 +118,26 @@ class Service(TCLIService.Iface):
             self.engine.close_session(session_id)
         self._sessions.clear()
 
-    def _session(self, handle: t.TSessionHandle) -> ClientSession:
+    def _own_session(self, handle: t.TSessionHandle) -> ClientSession:
+        """The session of ``handle`` if this connection opened it (open or not)."""
         identifier = handle.sessionId if handle else None
         session = self._sessions.get(identifier.guid) if identifier else None
         if session is None or session.secret != identifier.secret:
             raise OperationError("invalid session handle (closed, or not opened on this connection)", "08003")
         return session
+
+    def _session(self, handle: t.TSessionHandle) -> ClientSession:
+        """The open session of ``handle`` (its use counts as activity)."""
+        session = self._own_session(handle)
+        if session.id not in self.engine.sessions:
+            raise self._closed_for_idleness()
+        session.last_used = time.monotonic()
+        return session
+
+    def _closed_for_idleness(self) -> OperationError:
+        return OperationError(
+            f"the session was closed after {self.engine.access.idle_timeout:g}s without a request (--idle-timeout): open a new one", "08003"
+        )
 
     def _operation(self, handle: t.TOperationHandle) -> Operation:
         identifier = handle.operationId if handle else None
@@ -129,6 +145,8 @@ class Service(TCLIService.Iface):
             operation = session.operations.get(identifier.guid) if identifier else None
             if operation is not None and operation.secret == identifier.secret:
                 return operation
+        if any(session_id not in self.engine.sessions for session_id in self._sessions):
+            raise self._closed_for_idleness()
         raise OperationError("invalid operation handle (closed, or not of this connection)", "HY010")
 
     @staticmethod
@@ -213,7 +231,7 @@ class Service(TCLIService.Iface):
         session = self._session(handle)
         operation = session.new_operation(kind, name)
         try:
-            operation.set_rows(catalog.COLUMNS[name], rows(session.spark))
+            operation.set_rows(catalog.COLUMNS[name], _visible(session, name, rows(session.spark)))
         except Exception as exc:  # noqa: BLE001 - a Spark error in a listing is the client's error
             session.close_operation(operation.id)
             raise _client_error(exc) from None
@@ -278,6 +296,19 @@ class Service(TCLIService.Iface):
 
     def GetLog(self, req: Any) -> t.TGetLogResp:
         return t.TGetLogResp(status=_error("GetLog is gone since HiveServer2 0.14: use FetchResults with fetchType 1", "HYC00"))
+
+
+#: The column holding the database of each catalogue listing's rows.
+_SCHEMA_COLUMN = {"schemas": 0, "tables": 1, "columns": 1}
+
+
+def _visible(session: ClientSession, name: str, rows: list) -> list:
+    """The rows of a catalogue listing a session may see: for an analyst, only of the
+    databases it may read (and of temporary views, which have none)."""
+    if session.scope is None or name not in _SCHEMA_COLUMN:
+        return rows
+    readable, column = session.scope.readable, _SCHEMA_COLUMN[name]
+    return [row for row in rows if row[column] is None or row[column].lower() in readable]
 
 
 def serve_connection(engine: Engine) -> Callable[[Any, Any, Peer], None]:

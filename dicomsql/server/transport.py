@@ -5,13 +5,18 @@ two transports Hive clients speak, told apart by the first byte a client sends.
   PyHive and JayDeBeApi send by default. Mechanism PLAIN; after it, every message travels in a
   frame (4-byte length, then the bytes), which is Thrift's framed transport.
 - NOSASL (``0x80``, a strict binary-protocol message): ``auth=noSasl`` / ``auth='NOSASL'``,
-  a plain buffered transport.
+  a plain buffered transport; refused when the server checks passwords (it carries none).
+
+With TLS (``Access.tls``) the connection is first a TLS server socket; a client speaking plain
+TCP to it fails the TLS handshake and is closed. The login (the SASL PLAIN user and password)
+is checked by :meth:`Access.login`.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -21,6 +26,8 @@ from typing import Callable
 from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import TBufferedTransport, TFramedTransport, TTransportException
 
+from .access import Access
+from .auth import Account, AuthenticationFailed
 from .bindings import Protocol
 
 __all__ = ["Listener", "Peer", "SaslError"]
@@ -35,6 +42,8 @@ _MAX_SASL_MESSAGE = 64 * 1024
 _HANDSHAKE_TIMEOUT_SECONDS = 30.0
 #: Connections served at once; more are closed at once (each holds a thread).
 MAX_CONNECTIONS = 256
+#: The first byte of a TLS alert record (a client closing a TLS connection sends one).
+_TLS_ALERT = b"\x15"
 
 
 class SaslError(Exception):
@@ -43,20 +52,24 @@ class SaslError(Exception):
 
 @dataclass
 class Peer:
-    """Who is on the other end of a connection: address, the user named at login, and its socket."""
+    """Who is on the other end of a connection: address, the account it logged in as (None
+    for NOSASL: the session names its user) and its socket."""
 
     address: str
     connection: socket.socket
-    user: str | None = None
+    account: Account | None = None
 
     def gone(self) -> bool:
-        """Whether the client has closed the connection (checked without blocking or reading)."""
+        """Whether the client has closed the connection (checked without blocking or reading;
+        over TLS, a pending alert record, e.g. close_notify, counts as closing)."""
         try:
-            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            # the socket's own recv, below TLS: peeking needs no decryption
+            waiting = socket.socket.recv(self.connection, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
             return False
         except OSError:
             return True
+        return waiting == b"" or (isinstance(self.connection, ssl.SSLSocket) and waiting == _TLS_ALERT)
 
 
 #: Serves one connection: (input protocol, output protocol, peer) -> returns when it ends.
@@ -66,9 +79,10 @@ Handler = Callable[[Protocol, Protocol, Peer], None]
 class Listener:
     """Accepts connections on ``host:port`` and serves each in its own thread."""
 
-    def __init__(self, host: str, port: int, serve_connection: Handler):
+    def __init__(self, host: str, port: int, serve_connection: Handler, access: Access):
         self.host, self.port = host, port
         self._serve_connection = serve_connection
+        self._access = access
         self._socket = socket.create_server((host, port), family=_family(host), reuse_port=False)
         self._socket.settimeout(0.2)
         self._stopping = threading.Event()
@@ -116,7 +130,11 @@ class Listener:
 
     def _serve(self, connection: socket.socket, peer: Peer) -> None:
         try:
-            transport = _open_transport(connection, peer)
+            if self._access.tls is not None:
+                peer.connection = _tls(self._access.tls, connection, peer)
+                if peer.connection is None:
+                    return
+            transport = _open_transport(peer.connection, peer, self._access)
             if transport is not None:
                 protocol = Protocol(transport)
                 self._serve_connection(protocol, protocol, peer)
@@ -127,7 +145,7 @@ class Listener:
         finally:
             with self._lock:
                 self._connections.discard(connection)
-            _close_quietly(connection)
+            _close_quietly(peer.connection or connection)
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -153,9 +171,20 @@ def _close_quietly(connection: socket.socket) -> None:
     connection.close()
 
 
-def _open_transport(connection: socket.socket, peer: Peer):
-    """The Thrift transport for a new connection, after the SASL negotiation when there is
-    one; None when the client sent something else (it is closed)."""
+def _tls(context: ssl.SSLContext, connection: socket.socket, peer: Peer) -> ssl.SSLSocket | None:
+    """The connection after the TLS handshake; None (closed) when the client does not speak TLS."""
+    connection.settimeout(_HANDSHAKE_TIMEOUT_SECONDS)
+    try:
+        return context.wrap_socket(connection, server_side=True)
+    except (ssl.SSLError, OSError) as exc:
+        log.info("connection from %s: no TLS handshake (%s), closed", peer.address, type(exc).__name__)
+        _close_quietly(connection)
+        return None
+
+
+def _open_transport(connection: socket.socket, peer: Peer, access: Access):
+    """The Thrift transport for a new connection, after the SASL negotiation and login when
+    there is one; None when the client sent something else or failed to log in (it is closed)."""
     deadline = time.monotonic() + _HANDSHAKE_TIMEOUT_SECONDS
     connection.settimeout(_HANDSHAKE_TIMEOUT_SECONDS)
     first = connection.recv(1, socket.MSG_PEEK)
@@ -165,13 +194,20 @@ def _open_transport(connection: socket.socket, peer: Peer):
     raw.setHandle(connection)
     if first[0] == _SASL_START:
         try:
-            peer.user, _password = _sasl_plain(connection, deadline)  # --auth none: any password
-        except SaslError as exc:
+            user, password = _sasl_plain(connection, deadline)
+            peer.account = access.login(user, password, peer.address)
+        except (SaslError, AuthenticationFailed) as exc:
             _send_sasl(connection, _SASL_BAD, str(exc).encode())
             return None
+        _send_sasl(connection, _SASL_COMPLETE, b"")
         connection.settimeout(None)
         return TFramedTransport(raw)
     if first[0] == _BINARY_MESSAGE:
+        if access.checks_passwords:
+            log.info("connection from %s: NOSASL carries no password, closed", peer.address)
+            if access.audit:
+                access.audit.login("", peer.address, ok=False, reason="NOSASL connection: no password")
+            return None
         connection.settimeout(None)
         return TBufferedTransport(raw)
     log.info("connection from %s: neither SASL nor the binary protocol, closed", peer.address)
@@ -180,7 +216,8 @@ def _open_transport(connection: socket.socket, peer: Peer):
 
 def _sasl_plain(connection: socket.socket, deadline: float) -> tuple[str, str]:
     """Thrift's SASL server handshake for mechanism PLAIN: START "PLAIN", then the client's
-    response ``authzid NUL authcid NUL password``; answered COMPLETE. Returns (user, password).
+    response ``authzid NUL authcid NUL password``. Returns (user, password), to be answered
+    COMPLETE once they are checked.
     The whole handshake must be over by ``deadline`` (time.monotonic())."""
     status, mechanism = _read_sasl(connection, deadline)
     if status != _SASL_START:
@@ -194,7 +231,6 @@ def _sasl_plain(connection: socket.socket, deadline: float) -> tuple[str, str]:
     if len(parts) != 3:
         raise SaslError("malformed PLAIN response")
     _, user, password = (part.decode("utf-8", errors="replace") for part in parts)
-    _send_sasl(connection, _SASL_COMPLETE, b"")
     return user, password
 
 

@@ -24,7 +24,7 @@ from pyspark.sql.types import StructType
 
 from ..dicom.dicomjson import dataset_model
 from ..dicom.header import HeaderColumns, HeaderRecord, read_dataset, read_header
-from ..errors import DicomsqlError, InvalidDicomFileError
+from ..errors import DicomsqlError, FileTooLargeError, InvalidDicomFileError
 from ..storage import FileEntry, check_paths, list_files, open_file
 from .filters import file_values, matches, pushable
 from .options import DicomOptions, parse_options
@@ -231,14 +231,17 @@ def _microseconds(entry: FileEntry) -> int | None:
 
 
 def _read_file(entry: FileEntry, layout: TableLayout, path: str) -> tuple[bytes | None, HeaderRecord]:
-    """The file's bytes (when the layout has ``content``) and its header record."""
+    """The file's bytes (when the layout has ``content``: not for a file larger than the size
+    limit) and its header record."""
     if entry.error:
         return None, HeaderRecord.failed(layout.columns, entry.error)
     try:
-        with open_file(entry.path) as fp:
+        with open_file(entry.path, limited=layout.content) as fp:
             if not layout.content:
                 return None, read_header(fp, layout.columns, source_uri=path, size=entry.size)
             content = fp.read()
+    except FileTooLargeError as exc:
+        return None, HeaderRecord.failed(layout.columns, str(exc))
     except (OSError, DicomsqlError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return None, HeaderRecord.failed(layout.columns, f"cannot open: {reason}")

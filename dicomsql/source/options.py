@@ -123,7 +123,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "pixels", "none",
         "none: headers only, pixel data never read; bytes: also a content BINARY column "
-        "holding the whole file, for pixel functions where executors cannot open the path.",
+        "holding the whole file, for pixel functions where executors cannot open the path "
+        "(a file larger than the server's --max-file-size is a row with the error instead).",
         _choice(PIXELS, str.lower),
     ),
     Option(

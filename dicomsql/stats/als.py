@@ -19,17 +19,17 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .features import class_name
-from .options import Option, boolean, integer, number, parse
+from .options import SEED, Option, boolean, integer, number, parse
 
 __all__ = ["OPTIONS", "MODEL_FIELDS", "initial_factors", "fit", "predict", "recommend"]
 
 OPTIONS: tuple[Option, ...] = (
-    Option("rank", 10, integer(1), "Number of latent factors."),
+    Option("rank", 10, integer(1, 200), "Number of latent factors."),
     Option("reg", 0.1, number(0.0), "Regularisation, weighted by each user's and item's number of ratings."),
-    Option("iterations", 10, integer(1), "Alternating sweeps (users then items)."),
+    Option("iterations", 10, integer(1, 1000), "Alternating sweeps (users then items)."),
     Option("implicit", False, boolean, "Implicit feedback (ratings are interaction strengths)."),
     Option("alpha", 1.0, number(0.0), "Implicit feedback: confidence per unit of rating."),
-    Option("seed", 0, integer(0), "Seed of the initial factors."),
+    Option("seed", 0, SEED, "Seed of the initial factors."),
 )
 
 MODEL_FIELDS: tuple[tuple[str, str], ...] = (

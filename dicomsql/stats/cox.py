@@ -32,7 +32,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("penalizer", 0.0, number(0.0), "Strength of the coefficient penalty (0: none)."),
     Option("l1_ratio", 0.0, number(0.0, 1.0), "Share of L1 in the penalty (0: ridge, 1: lasso); Efron ties only."),
     Option("alpha", 0.05, number(0.0, 0.5, open_low=True), "1 - confidence level of the intervals."),
-    Option("max_iter", 50, integer(1), "At most this many Newton-Raphson steps."),
+    Option("max_iter", 50, integer(1, 1000), "At most this many Newton-Raphson steps."),
     Option("tol", 1e-7, number(0.0, open_low=True), "Convergence tolerance of the Newton-Raphson steps."),
 )
 

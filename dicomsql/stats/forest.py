@@ -17,7 +17,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from .features import Encoding, class_output, complete_rows, encode, labelled_rows
-from .options import ArgumentError, Option, boolean, choice, integer, parse
+from .options import SEED, ArgumentError, Option, boolean, choice, integer, parse
 
 __all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "TASKS", "fit", "predict", "summary"]
 
@@ -39,13 +39,13 @@ def _max_features(text: str) -> str | float:
 
 OPTIONS: tuple[Option, ...] = (
     Option("task", None, choice(*TASKS), "classification or regression (default: from the label's type)."),
-    Option("trees", 100, integer(1), "Number of trees."),
-    Option("max_depth", 10, integer(1), "Largest depth of a tree (bounds the model's size)."),
-    Option("min_samples_leaf", 1, integer(1), "Fewest training rows in a leaf."),
+    Option("trees", 100, integer(1, 2000), "Number of trees."),
+    Option("max_depth", 10, integer(1, 32), "Largest depth of a tree (bounds the model's size)."),
+    Option("min_samples_leaf", 1, integer(1, 1_000_000), "Fewest training rows in a leaf."),
     Option("max_features", None, _max_features,
            "Features tried per split: sqrt (classification default), log2, all (regression default) or a share."),
     Option("bootstrap", True, boolean, "Grow each tree on a bootstrap sample."),
-    Option("seed", 0, integer(0), "Random seed: the same data and seed give the same forest."),
+    Option("seed", 0, SEED, "Random seed: the same data and seed give the same forest."),
 )
 
 #: (field, SQL type) of a model. Per tree: ``tree_feature`` (the column of ``features`` a node

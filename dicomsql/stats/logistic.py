@@ -33,7 +33,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("l2", 0.0, number(0.0), "Ridge penalty on the summed log-likelihood (1/C of scikit-learn)."),
     Option("l1", 0.0, number(0.0), "Lasso penalty on the summed log-likelihood (statsmodels' alpha)."),
     Option("alpha", 0.05, number(0.0, 0.5, open_low=True), "1 - confidence level of the intervals."),
-    Option("max_iter", 100, integer(1), "At most this many Newton-Raphson steps."),
+    Option("max_iter", 100, integer(1, 1000), "At most this many Newton-Raphson steps."),
     Option("tol", 1e-8, number(0.0, open_low=True), "Convergence: the largest change of a coefficient."),
 )
 

@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Moments"]
+__all__ = ["Moments", "MAX_DIMENSION"]
+
+#: The largest d whose d x d matrix (512 MiB of float64) a covariance or PCA accumulates.
+MAX_DIMENSION = 8192
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 Each function declares its options once, as :class:`Option` rows (name, default, parser,
 help); :func:`parse` validates a map against them and raises ``ValueError`` naming the
-option, the value and what was expected.
+option, the value and what was expected. Integer options are parsed by a :class:`Bound`: what
+sizes memory or work (trees, ranks, iterations...) has an upper bound as well as a lower one,
+so that no call can make a worker run out of memory or time.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-__all__ = ["Option", "ArgumentError", "parse", "choice", "number", "integer", "boolean", "match_fields"]
+__all__ = ["Option", "Bound", "ArgumentError", "parse", "choice", "number", "integer", "SEED", "boolean", "match_fields"]
 
 
 class ArgumentError(ValueError):
@@ -63,17 +65,52 @@ def number(low: float | None = None, high: float | None = None, *, open_low: boo
     return parse
 
 
-def integer(low: int = 1) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError("an integer") from None
-        if value < low:
-            raise ValueError(f"an integer >= {low}")
-        return value
+@dataclass(frozen=True)
+class Bound:
+    """The inclusive range an integer must lie in; ``unit`` names what is counted when the
+    bound is on a size (the ``columns`` of an image, the ``values`` of a vector) rather than
+    on a value.
 
-    return parse
+    >>> Bound(1, 8192).check(100000)
+    Traceback (most recent call last):
+    ValueError: between 1 and 8192
+    >>> Bound(1, 2000)("5000")  # as the parser of an option
+    Traceback (most recent call last):
+    ValueError: an integer between 1 and 2000
+    """
+
+    low: int
+    high: int
+    unit: str = ""
+
+    def __str__(self) -> str:
+        return f"between {self.low} and {self.high}" + (f" {self.unit}" if self.unit else "")
+
+    def check(self, value: Any) -> int:
+        """``value`` as an int; ``ValueError`` (the bound, as text) when it is no integer
+        within the bound."""
+        try:
+            number = int(value)
+        except (TypeError, ValueError, OverflowError):  # None, NaN, infinity, text
+            raise ValueError(str(self)) from None
+        if not self.low <= number <= self.high:
+            raise ValueError(str(self))
+        return number
+
+    def __call__(self, text: str) -> int:
+        try:
+            return self.check(int(text))
+        except ValueError:
+            raise ValueError(f"an integer {self}") from None
+
+
+def integer(low: int, high: int) -> Bound:
+    """The parser of an integer option from ``low`` to ``high``."""
+    return Bound(low, high)
+
+
+#: The seeds numpy and scikit-learn accept.
+SEED = integer(0, 2**32 - 1)
 
 
 def boolean(text: str) -> bool:

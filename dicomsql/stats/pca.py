@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from .images import orient
-from .moments import Moments
-from .options import Option, choice, integer, parse
+from .moments import MAX_DIMENSION, Moments
+from .options import SEED, Option, choice, integer, parse
 
 __all__ = ["Moments", "COV_FIELDS", "MODEL_FIELDS", "OPTIONS", "PcaAccumulator", "from_moments", "project", "reconstruct"]
 
@@ -32,9 +32,9 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("explained_variance_ratio", "array<double>"), ("total_variance", "double"), ("error", "string"),
 )
 OPTIONS: tuple[Option, ...] = (
-    Option("max_dimension", 4096, integer(1), "Largest d for which the d x d covariance is accumulated."),
+    Option("max_dimension", 4096, integer(1, MAX_DIMENSION), "Largest d for which the d x d covariance is accumulated."),
     Option("method", "auto", choice("auto", "covariance", "gram", "randomized"), "How the components are found."),
-    Option("seed", 0, integer(0), "Seed of the randomized SVD."),
+    Option("seed", 0, SEED, "Seed of the randomized SVD."),
 )
 
 
@@ -96,8 +96,11 @@ class PcaAccumulator:
         return cls(k, parse(options, OPTIONS))
 
     def _streams(self, dimension: int) -> bool:
-        method = self.options["method"]
-        return method == "covariance" or (method == "auto" and dimension <= self.options["max_dimension"])
+        method, largest = self.options["method"], self.options["max_dimension"]
+        if method == "covariance" and dimension > largest:
+            raise ValueError(f"method covariance accumulates a d x d matrix: vectors must have at most "
+                             f"max_dimension ({largest}) values, got {dimension}")
+        return method == "covariance" or (method == "auto" and dimension <= largest)
 
     def add(self, vectors: np.ndarray) -> None:
         if len(vectors) == 0:

@@ -1,0 +1,445 @@
+"""The analyst policy: what a statement of a user in the ``analyst`` role may do, checked
+before anything runs, on the plan Spark's own parser makes of it (a second parser's reading
+could differ from Spark's, and the difference would be a way around the policy).
+
+Default deny. A statement passes only if every node of its parsed plan, of every plan nested
+in it (subqueries, CTEs, the statements of a SQL-scripting block, the plan of an EXPLAIN) is
+in :data:`NODES`, every function it calls is allowed (:class:`Functions`) and every setting
+it changes is in :data:`SETTINGS`. Well-known dangerous statements are refused by a rule of
+their own (:data:`DENIED`), so that the message says what was wrong; anything else not
+allowed by the default-deny rule. The error names the rule
+(:class:`PolicyViolation`, SQLSTATE 42501).
+
+In short, an analyst may: query (SELECT, WITH, VALUES, TABLE, EXPLAIN, table functions); SHOW
+and DESCRIBE; create temporary views over queries or ``USING dicom`` within the data roots;
+CACHE/UNCACHE its own temporary views; CREATE TABLE AS SELECT, INSERT INTO and DROP TABLE of
+managed Parquet tables in its own database ``user_<name>``; read the shared databases; SET a
+few session settings; declare and set SQL variables; run SQL-scripting blocks of all that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+from ..errors import DicomsqlError
+
+__all__ = ["PolicyViolation", "Functions", "Scope", "check", "check_setting", "NODES", "DENIED", "SETTINGS", "RULES"]
+
+#: Every rule a statement can break, with what it protects. The policy's errors name these.
+RULES: dict[str, str] = {
+    "default_deny": "only the statements of the analyst policy are allowed",
+    "no_file_access": "no reading or writing of files except DICOM files under the data roots and tables in the warehouse",
+    "no_code": "no JARs, files, scripts, Java methods or functions of one's own",
+    "no_dynamic_sql": "no SQL built at run time (EXECUTE IMMEDIATE): it cannot be checked before it runs",
+    "read_allowed_databases": "read only the own database, the shared databases and temporary views",
+    "write_own_database": "create, fill and drop managed Parquet tables only in the own database",
+    "temporary_views_only": "views are temporary and local to the session",
+    "own_views_only": "CACHE, UNCACHE and DROP VIEW only for the session's own temporary views",
+    "function_not_allowed": "call only Spark's built-in functions (but not reflect, java_method, protobuf) and the served ones",
+    "setting_not_allowed": "SET only the settings of the allow-list",
+    "no_use_in_scripts": "no USE inside a SQL-scripting block (its writes are checked against the database it starts in)",
+}
+
+#: Settings an analyst may change (anyone may read settings; secrets read back redacted).
+SETTINGS: dict[str, str] = {
+    "spark.sql.session.timeZone": "time zone of timestamps",
+    "spark.sql.ansi.enabled": "ANSI SQL semantics (errors instead of NULL on overflow)",
+    "spark.sql.shuffle.partitions": "partitions of joins and aggregations",
+    "spark.sql.adaptive.enabled": "adaptive query execution",
+    "spark.sql.autoBroadcastJoinThreshold": "largest table broadcast in a join",
+    "spark.sql.caseSensitive": "case-sensitive column names",
+    "spark.sql.legacy.timeParserPolicy": "date and time parsing rules",
+    "spark.sql.datetime.java8API.enabled": "java.time values for dates and timestamps",
+    "spark.sql.decimalOperations.allowPrecisionLoss": "decimal arithmetic precision",
+    "spark.sql.storeAssignmentPolicy": "casting on INSERT",
+    "spark.sql.parquet.compression.codec": "compression of the tables one creates",
+    "spark.sql.files.maxPartitionBytes": "bytes per partition when reading files",
+}
+
+#: Settings nobody changes through the server, admins included: ``${...}`` substitution
+#: would let a statement read the server's environment (``${env:...}``) and change after the
+#: policy read it; RPC authentication and the file-query switch are the server's.
+FIXED_SETTINGS = ("spark.sql.variable.substitute", "spark.sql.runSQLOnFiles", "spark.authenticate")
+
+#: Built-in functions an analyst may not call: the rule each breaks, and why.
+DENIED_FUNCTIONS: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(("reflect", "java_method", "try_reflect"), ("no_code", "calls any Java method in the server (System.exit, getenv...)")),
+    **dict.fromkeys(("from_protobuf", "to_protobuf"), ("no_file_access", "reads a descriptor file from the server's disk")),
+}
+
+#: Statements refused by a rule of their own (the default-deny rule would refuse them too;
+#: this names why).
+DENIED: dict[str, str] = {
+    "AddJarsCommand": "no_code", "AddFilesCommand": "no_code", "AddArchivesCommand": "no_code",
+    "AddArtifactsCommand": "no_code", "ScriptTransformation": "no_code", "CreateFunction": "no_code",
+    "CreateSQLFunctionCommand": "no_code", "CreateUserDefinedFunction": "no_code",
+    "InsertIntoDir": "no_file_access", "LoadData": "no_file_access",
+    "UnresolvedExecuteImmediate": "no_dynamic_sql", "ExecuteImmediateQuery": "no_dynamic_sql",
+    "CreateView": "temporary_views_only", "AlterViewAs": "temporary_views_only",
+}
+
+
+class PolicyViolation(DicomsqlError):
+    """A statement the policy refuses; names the rule (SQLSTATE 42501, insufficient privilege)."""
+
+    sqlstate = "42501"
+
+    def __init__(self, rule: str, what: str) -> None:
+        self.rule = rule
+        super().__init__(f"refused by the analyst policy, rule {rule} ({RULES[rule]}): {what}")
+
+
+@dataclass(frozen=True)
+class Functions:
+    """The functions an analyst may call: the scalar and table functions of the served
+    session (Spark's built-ins and the served ones) when the server started, less
+    :data:`DENIED_FUNCTIONS`."""
+
+    scalar: frozenset[str]
+    table: frozenset[str]
+
+    @classmethod
+    def of(cls, spark: Any) -> "Functions":
+        state = spark._jsparkSession.sessionState()
+        names = [_names(state.functionRegistry().listFunction()), _names(state.tableFunctionRegistry().listFunction())]
+        return cls(*(frozenset(n for n in group if n not in DENIED_FUNCTIONS) for group in names))
+
+    def check(self, name_parts: list[str], table: bool = False) -> None:
+        """Raise :class:`PolicyViolation` unless the function so named may be called."""
+        *qualifier, name = [part.lower() for part in name_parts]
+        allowed = self.table if table else self.scalar
+        if name in DENIED_FUNCTIONS:
+            rule, why = DENIED_FUNCTIONS[name]
+            raise PolicyViolation(rule, f"{name} {why}")
+        if qualifier not in ([], ["builtin"], ["system", "builtin"], ["session"], ["system", "session"]) or name not in allowed:
+            raise PolicyViolation("function_not_allowed", ".".join(name_parts))
+
+
+def _names(identifiers: Any) -> Iterator[str]:
+    for identifier in _seq(identifiers):
+        yield identifier.funcName().lower()
+
+
+@dataclass
+class Scope:
+    """What a statement is checked against: the user's own database, the shared databases,
+    the session (its current database and temporary views), the functions and the data
+    roots check of the ``dicom`` source's paths."""
+
+    own_database: str
+    shared_databases: frozenset[str]
+    functions: Functions
+    session: Any  # the client's SparkSession
+    served_views: frozenset[str] = frozenset()  # the served session's temporary views (not the client's own)
+    check_paths: Callable[[list[str]], None] = lambda paths: None
+    in_script: bool = field(default=False, init=False)
+
+    @property
+    def readable(self) -> frozenset[str]:
+        return self.shared_databases | {self.own_database}
+
+    def current_database(self) -> str:
+        return self.session.catalog.currentDatabase()
+
+    def is_temp_view(self, name: str) -> bool:
+        return bool(self.session._jsparkSession.sessionState().catalog().isTempView(_scala_seq(self.session, [name])))
+
+
+def check(plan: Any, scope: Scope) -> None:
+    """Raise :class:`PolicyViolation` unless the parsed ``plan`` (a py4j LogicalPlan) of an
+    analyst's statement is allowed in ``scope``."""
+    scope.in_script = False
+    _check_plan(plan, scope)
+
+
+def _check_plan(plan: Any, scope: Scope) -> None:
+    for node in _nodes(plan):
+        name = node.getClass().getSimpleName()
+        if name in DENIED:
+            raise PolicyViolation(DENIED[name], _statement_name(name))
+        rule = NODES.get(name)
+        if rule is None:
+            raise PolicyViolation("default_deny", f"{_statement_name(name)} is not an analyst statement")
+        rule(node, scope)
+        for expression in _expressions(node):
+            _check_expression(expression, scope)
+
+
+def check_setting(key: str, value: str | None, admin: bool = False) -> None:
+    """Raise :class:`PolicyViolation` unless ``key`` may be set to ``value`` (reading any
+    key, and RESET, are allowed)."""
+    if value is None:
+        return
+    if key in FIXED_SETTINGS:
+        raise PolicyViolation("setting_not_allowed", f"{key} is fixed by the server")
+    if not admin and key not in SETTINGS:
+        raise PolicyViolation("setting_not_allowed", f"{key} (allowed: {', '.join(SETTINGS)})")
+
+
+# --- walking the plan ---------------------------------------------------------------------
+
+
+def _seq(scala_seq: Any) -> Iterator[Any]:
+    iterator = scala_seq.iterator()
+    while iterator.hasNext():
+        yield iterator.next()
+
+
+def _scala_seq(spark: Any, items: list[str]) -> Any:
+    jvm = spark.sparkContext._jvm
+    return jvm.scala.jdk.javaapi.CollectionConverters.asScala(jvm.java.util.ArrayList(items)).toSeq()
+
+
+def _option(scala_option: Any) -> Any:
+    return scala_option.get() if scala_option.isDefined() else None
+
+
+def _nodes(plan: Any) -> Iterator[Any]:
+    """``plan`` and every plan node in it, parents first: children, and inner plans
+    (subqueries, CTEs)."""
+    logical_plan = plan.getClass().getClassLoader().loadClass("org.apache.spark.sql.catalyst.plans.logical.LogicalPlan")
+    pending = [plan]
+    while pending:
+        node = pending.pop()
+        yield node
+        if node.getClass().getSimpleName() == "SingleStatement":  # a script's statement: its children are its plan's
+            pending.append(node.parsedPlan())
+            continue
+        inner = [tree for tree in _seq(node.innerChildren()) if logical_plan.isInstance(tree)]
+        pending.extend(reversed([*_seq(node.children()), *inner]))
+
+
+def _expressions(node: Any) -> Iterator[Any]:
+    pending = list(_seq(node.expressions()))
+    while pending:
+        expression = pending.pop()
+        yield expression
+        pending.extend(_seq(expression.children()))
+
+
+def _check_expression(expression: Any, scope: Scope) -> None:
+    kind = expression.getClass().getSimpleName()
+    if kind == "UnresolvedFunction":
+        scope.functions.check(list(_seq(expression.nameParts())))
+    elif kind == "UnresolvedGenerator":
+        identifier = expression.name()
+        scope.functions.check([*([_option(identifier.database())] if identifier.database().isDefined() else []), identifier.funcName()])
+
+
+def _statement_name(node_class: str) -> str:
+    """``CreateTempViewUsing`` -> ``CreateTempViewUsing`` (the plan node names the statement)."""
+    return node_class.rstrip("$")
+
+
+# --- the checks of allowed nodes ----------------------------------------------------------
+
+
+def _allowed(node: Any, scope: Scope) -> None:
+    """A node whose children and expressions are checked, nothing more."""
+
+
+def _parts(node: Any, getter: str = "multipartIdentifier") -> list[str]:
+    return list(_seq(getattr(node, getter)()))
+
+
+def names_of(node: Any) -> list[str]:
+    """The parts of the name an UnresolvedNamespace, UnresolvedRelation and the like hold."""
+    return _parts(node)
+
+
+def _database_of(parts: list[str], scope: Scope) -> str | None:
+    """The database a multi-part table name is in (None: a one-part name, which is a temporary
+    view, a CTE or a table of the current database)."""
+    if len(parts) == 1:
+        return None
+    if len(parts) == 3 and parts[0].lower() == "spark_catalog":
+        return parts[1].lower()
+    if len(parts) == 2:
+        return parts[0].lower()
+    raise PolicyViolation("read_allowed_databases", ".".join(parts))
+
+
+def _read(parts: list[str], scope: Scope) -> None:
+    database = _database_of(parts, scope)
+    if database is not None and database not in scope.readable:
+        raise PolicyViolation("read_allowed_databases", f"{'.'.join(parts)} is in {database}")
+
+
+def _relation(node: Any, scope: Scope) -> None:
+    _read(_parts(node), scope)
+    if not node.options().isEmpty():
+        raise PolicyViolation("no_file_access", f"{'.'.join(_parts(node))} read WITH options")
+
+
+def _read_target(node: Any, scope: Scope) -> None:
+    _read(_parts(node), scope)
+
+
+def _namespace(node: Any, scope: Scope) -> None:
+    parts = [p.lower() for p in _parts(node)]
+    if parts and parts[-1] not in scope.readable:
+        raise PolicyViolation("read_allowed_databases", ".".join(parts))
+
+
+def _write_target(parts: list[str], scope: Scope) -> None:
+    """``parts`` names a table of the user's own database."""
+    database = _database_of(parts, scope) or scope.current_database().lower()
+    if database != scope.own_database:
+        raise PolicyViolation("write_own_database", f"{'.'.join(parts)} is in {database}, not {scope.own_database}")
+
+
+def _managed_parquet(node: Any, scope: Scope) -> None:
+    """CREATE TABLE [AS SELECT]: a managed Parquet table (no LOCATION, path, other format
+    or Hive serde) in the own database."""
+    _write_target(list(_seq(node.name().nameParts())), scope)
+    spec = node.tableSpec()
+    provider = _option(spec.provider())
+    if provider is not None and provider.lower() != "parquet":
+        raise PolicyViolation("write_own_database", f"tables are Parquet, not {provider}")
+    if spec.location().isDefined() or spec.external() or _option(spec.serde()) is not None:
+        raise PolicyViolation("no_file_access", "CREATE TABLE with a LOCATION, EXTERNAL or a Hive format")
+    if not spec.optionExpression().options().isEmpty():
+        raise PolicyViolation("no_file_access", "CREATE TABLE with OPTIONS")
+
+
+def _insert(node: Any, scope: Scope) -> None:
+    table = node.table()
+    if table.getClass().getSimpleName() != "UnresolvedRelation":
+        raise PolicyViolation("default_deny", "INSERT into something other than a table")
+    _write_target(_parts(table), scope)
+    if not node.partitionSpec().isEmpty():
+        raise PolicyViolation("write_own_database", "INSERT with a PARTITION clause")
+
+
+def _drop_table(node: Any, scope: Scope) -> None:
+    _write_target(list(_seq(node.child().nameParts())), scope)
+
+
+def _temp_view(node: Any, scope: Scope) -> None:
+    if node.viewType().toString() != "LocalTempView":
+        raise PolicyViolation("temporary_views_only", f"{node.viewType().toString()} views")
+
+
+def _dicom_view(node: Any, scope: Scope) -> None:
+    """CREATE TEMPORARY VIEW ... USING dicom OPTIONS (path ...) under the data roots (the
+    source checks them again when it lists and opens files)."""
+    if getattr(node, "global")():
+        raise PolicyViolation("temporary_views_only", "global temporary views")
+    provider = node.provider()
+    if provider.lower() != "dicom":
+        raise PolicyViolation("no_file_access", f"USING {provider}: only USING dicom reads files")
+    from ..source.options import parse_options
+
+    try:
+        options = parse_options({pair._1(): pair._2() for pair in _seq(node.options().toSeq())})
+        scope.check_paths([*options.paths, *options.files])
+    except DicomsqlError as refused:
+        raise PolicyViolation("no_file_access", str(refused)) from None
+
+
+def _own_view(parts: list[str], scope: Scope) -> None:
+    name = parts[-1]
+    if len(parts) != 1 or not scope.is_temp_view(name) or name.lower() in scope.served_views:
+        raise PolicyViolation("own_views_only", ".".join(parts))
+
+
+def _cache(node: Any, scope: Scope) -> None:
+    _own_view(_parts(node.table()), scope)
+
+
+def _drop_view(node: Any, scope: Scope) -> None:
+    _own_view(list(_seq(node.child().nameParts())), scope)
+
+
+def _set(node: Any, scope: Scope) -> None:
+    pair = _option(node.kv())
+    if pair is not None:
+        check_setting(pair._1(), _option(pair._2()))
+
+
+def _use(node: Any, scope: Scope) -> None:
+    if scope.in_script:
+        raise PolicyViolation("no_use_in_scripts", "USE")
+
+
+def _script(node: Any, scope: Scope) -> None:
+    scope.in_script = True
+    if not node.handlers().isEmpty():
+        raise PolicyViolation("default_deny", "exception handlers in SQL scripts")
+
+
+def _inner_plan(getter: str) -> Callable[[Any, Scope], None]:
+    """The check of a node holding a plan of its own (not a child): EXPLAIN, DESCRIBE QUERY."""
+
+    def check_inner(node: Any, scope: Scope) -> None:
+        _check_plan(getattr(node, getter)(), scope)
+
+    return check_inner
+
+
+def _table_function(node: Any, scope: Scope) -> None:
+    scope.functions.check(list(_seq(node.name())), table=True)
+
+
+#: Every plan node an analyst's statement may contain, with what is checked of it (its
+#: children and expressions are always checked too).
+NODES: dict[str, Callable[[Any, Scope], None]] = {
+    # queries
+    **dict.fromkeys(
+        (
+            "Project", "Filter", "Aggregate", "Join", "LateralJoin", "Union", "Intersect", "Except",
+            "Distinct", "Deduplicate", "Sort", "GlobalLimit", "LocalLimit", "Offset", "Tail",
+            "SubqueryAlias", "UnresolvedWith", "OneRowRelation", "LocalRelation", "UnresolvedInlineTable",
+            "UnresolvedHaving", "Generate", "Pivot", "Unpivot", "Sample", "RepartitionByExpression",
+            "Repartition", "RebalancePartitions", "UnresolvedHint", "WithWindowDefinition", "Window",
+            "PipeOperator", "Expand", "UnresolvedTVFAliases", "UnresolvedSubqueryColumnAliases",
+            "Range", "CurrentNamespace$", "UnresolvedFunctionName", "DescribeQuery",
+        ),
+        _allowed,
+    ),
+    "UnresolvedRelation": _relation,
+    "UnresolvedTableValuedFunction": _table_function,
+    "ExplainCommand": _inner_plan("logicalPlan"),
+    "DescribeQueryCommand": _inner_plan("plan"),
+    # SHOW and DESCRIBE (what they name is read)
+    **dict.fromkeys(
+        (
+            "ShowTables", "ShowTablesExtended", "ShowTableExtended", "ShowViews", "ShowColumns",
+            "ShowFunctions", "ShowNamespaces", "ShowCreateTable", "ShowTableProperties",
+            "ShowPartitions", "ShowCatalogsCommand", "ShowNamespacesCommand", "ShowCurrentNamespaceCommand", "DescribeRelation",
+            "DescribeColumn", "DescribeNamespace", "DescribeFunction",
+        ),
+        _allowed,
+    ),
+    "UnresolvedTableOrView": _read_target,
+    "UnresolvedTable": _read_target,
+    "UnresolvedView": _read_target,
+    "UnresolvedNamespace": _namespace,
+    # the session
+    "SetCommand": _set,
+    "ResetCommand": _allowed,
+    "SetCatalogAndNamespace": _use,
+    "CreateViewCommand": _temp_view,
+    "CreateTempViewUsing": _dicom_view,
+    "CacheTable": _cache,
+    "CacheTableAsSelect": _allowed,
+    "UncacheTable": _cache,
+    "DropView": _drop_view,
+    # the own database
+    "CreateTableAsSelect": _managed_parquet,
+    "CreateTable": _managed_parquet,
+    "UnresolvedIdentifier": _allowed,  # what it names is checked by the statement holding it
+    "InsertIntoStatement": _insert,
+    "DropTable": _drop_table,
+    # SQL scripting
+    "CompoundBody": _script,
+    **dict.fromkeys(
+        (
+            "SingleStatement", "IfElseStatement", "WhileStatement", "RepeatStatement", "LoopStatement",
+            "LeaveStatement", "IterateStatement", "CaseStatement", "SimpleCaseStatement", "ForStatement",
+            "CreateVariable", "SetVariable", "DropVariable",
+        ),
+        _allowed,
+    ),
+}
