@@ -9,13 +9,14 @@ ARGS ?=
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS="-k pixels -x"
 PYTEST_ARGS ?=
 
-.PHONY: serve test unit install java beeline clean
+.PHONY: serve test unit install java services beeline clean
 
 serve: install
 	$(BIN)/dicomsql serve --bootstrap sql/bootstrap.sql $(ARGS)
 
-test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# the suite starts real services: OpenLDAP's slapd (tests/test_ldap.py) and openssl's test certificates
+test: install services
+	DICOMSQL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # the fast tier: pure tests and doctests, no JVM
 unit: install
@@ -39,6 +40,17 @@ java:
 	else \
 	  echo "Spark needs Java 17 or 21. Install it (Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless)" \
 	       "or set JAVA_HOME to a JDK/JRE 17+." >&2; exit 1; \
+	fi
+
+# Debian's slapd and ldap-utils for the LDAP tests (installed as root when missing; the
+# package's own server is not started: the tests start theirs)
+services:
+	@if command -v /usr/sbin/slapd >/dev/null 2>&1 && command -v ldapadd >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's slapd, ldap-utils and openssl for the tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils openssl; \
+	else \
+	  echo "The tests need OpenLDAP's slapd and ldap-utils, and openssl (Debian/Ubuntu: sudo apt-get install slapd ldap-utils openssl)." >&2; exit 1; \
 	fi
 
 # beeline from the pyspark wheel, connected to a running `make serve`

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from thrift.transport.TSSLSocket import TSSLSocket
+
 from .errors import INTERNAL_SQLSTATE, DicomsqlError, QueryCancelled, QueryError, client_error, concise_message
 from .jobs import JobGroup
 
@@ -27,18 +29,23 @@ class JdbcUrl:
     host: str
     port: int
     database: str
+    ssl: bool = False
 
     @classmethod
     def parse(cls, url: str) -> "JdbcUrl":
-        """Parse ``jdbc:hive2://host[:port][/database]``.
+        """Parse ``jdbc:hive2://host[:port][/database][;ssl=true]``.
 
         >>> JdbcUrl.parse("jdbc:hive2://127.0.0.1:10001/default")
-        JdbcUrl(host='127.0.0.1', port=10001, database='default')
+        JdbcUrl(host='127.0.0.1', port=10001, database='default', ssl=False)
+        >>> JdbcUrl.parse("jdbc:hive2://db.example.org:10000/default;SSL=true").ssl
+        True
         """
         match = _JDBC_URL.match(url.strip())
         if not match:
             raise DicomsqlError(f"not a HiveServer2 JDBC URL: {url!r} (expected jdbc:hive2://HOST:PORT/DATABASE)")
-        return cls(match["host"], int(match["port"] or 10000), match["database"] or "default")
+        settings = dict(part.partition("=")[::2] for part in url[match.end():].split(";") if part)
+        ssl = any(key.strip().lower() == "ssl" and value.strip().lower() == "true" for key, value in settings.items())
+        return cls(match["host"], int(match["port"] or 10000), match["database"] or "default", ssl)
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,8 @@ class JdbcClient(_Client):
         super().__init__()
         self.url = JdbcUrl.parse(url)
         try:
-            self._connection = hive_connection(self.url.host, self.url.port, self.url.database, user, password, tls_ca)
+            self._connection = hive_connection(self.url.host, self.url.port, self.url.database, user, password, tls_ca,
+                                               tls=self.url.ssl or tls_ca is not None)
         except Exception as exc:  # noqa: BLE001 - thrift raises transport errors of many types
             raise DicomsqlError(f"cannot connect to {url}: {_server_message(exc)}") from None
 
@@ -173,30 +181,49 @@ class JdbcClient(_Client):
 
 
 def hive_connection(host: str, port: int, database: str = "default", user: str | None = None, password: str | None = None,
-                    tls_ca: str | os.PathLike[str] | None = None) -> Any:
+                    tls_ca: str | os.PathLike[str] | None = None, tls: bool | None = None) -> Any:
     """A PyHive connection logging in with SASL PLAIN as ``user`` (default: the operating-system
-    user) with ``password``; over TLS, verifying the server against the CA certificates in
-    ``tls_ca``, when given."""
+    user) with ``password``. With ``tls`` (default: when ``tls_ca`` is given) it is TLS,
+    verifying the server against the CA certificates in ``tls_ca`` (default: the system's)."""
     import getpass
 
     from pyhive import hive
 
     user = user or getpass.getuser()
-    if tls_ca is None:
+    if not (tls if tls is not None else tls_ca is not None):
         return hive.connect(host=host, port=port, database=database, username=user, password=password,
                             auth="CUSTOM" if password else "NONE")
     import ssl
 
     import thrift_sasl
     from pyhive.hive import get_installed_sasl
-    from thrift.transport.TSSLSocket import TSSLSocket
 
-    context = ssl.create_default_context(cafile=str(tls_ca))
-    socket = TSSLSocket(host, port, ssl_context=context)
+    try:
+        context = ssl.create_default_context(cafile=str(tls_ca) if tls_ca else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise DicomsqlError(f"--tls-ca {tls_ca}: not a file of PEM CA certificates ({exc})") from None
     transport = thrift_sasl.TSaslClientTransport(
-        lambda: get_installed_sasl(host=host, sasl_auth="PLAIN", username=user, password=password or "x"), "PLAIN", socket
+        lambda: get_installed_sasl(host=host, sasl_auth="PLAIN", username=user, password=password or "x"),
+        "PLAIN", _TlsSocket(host, port, ssl_context=context),
     )
     return hive.connect(thrift_transport=transport, database=database)
+
+
+class _TlsSocket(TSSLSocket):
+    """Thrift's TLS socket, whose failed open says why (its close after a failed handshake
+    would raise AttributeError and hide the certificate error)."""
+
+    def open(self) -> None:
+        try:
+            super().open()
+        except Exception as exc:  # noqa: BLE001 - thrift wraps the ssl error
+            cause = exc.__cause__ or getattr(exc, "inner", None) or exc
+            reason = getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or str(cause)
+            raise DicomsqlError(f"TLS connection to {self.host}:{self.port} failed: {reason} (check --tls-ca)") from None
+
+    def close(self) -> None:
+        if self.handle is not None:
+            super().close()
 
 
 def _server_message(exc: Exception) -> str:

@@ -47,6 +47,9 @@ _CATALOGUE_PLANS = {"SetCommand", "ResetCommand", "SetCatalogAndNamespace", "Set
 _TIMEOUT_CHECK_SECONDS = 0.25
 #: Client sessions share this many FAIR scheduler pools, assigned in turn.
 SCHEDULER_POOLS = 16
+#: OpenSession settings that tell the server about the client and change nothing in Spark
+#: (the Hive JDBC driver always sends its fetch size): ignored.
+_CLIENT_HINTS = frozenset({"hive.server2.thrift.resultset.default.fetch.size"})
 #: Operations a session may hold open at once (a client that never closes them leaks memory).
 MAX_OPEN_OPERATIONS = 1000
 _ERROR_CLASS = re.compile(r"\[([A-Z][A-Z0-9_.]*)\]")
@@ -468,6 +471,8 @@ class ClientSession:
                     self.spark.catalog.setCurrentDatabase(value)
             elif not key.startswith(("set:", "use:")) or key.startswith(("set:hiveconf:", "set:hivevar:")):
                 name = key.split(":", 2)[2] if key.startswith("set:") else key
+                if name in _CLIENT_HINTS:
+                    continue
                 policy.check_setting(name, value, admin=self.scope is None)
                 self.spark.conf.set(name, value)
 
@@ -519,6 +524,7 @@ class Engine:
         self.sessions: dict[bytes, ClientSession] = {}
         self._opened = 0
         self._databases: set[str] = set()
+        self._database_lock = threading.Lock()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="dicomsql-timeouts", daemon=True)
@@ -551,9 +557,11 @@ class Engine:
 
     def _create_database(self, name: str) -> None:
         """The analyst's own database (``user_<name>``: letters, digits and ``_`` only)."""
-        if name not in self._databases:
-            self.spark.sql(f"CREATE DATABASE IF NOT EXISTS `{name}` COMMENT 'dicomsql: the tables of one analyst'")
-            self._databases.add(name)
+        with self._database_lock:  # two first logins at once: one CREATE
+            if name not in self._databases:
+                if not self.spark.catalog.databaseExists(name):
+                    self.spark.sql(f"CREATE DATABASE `{name}` COMMENT 'dicomsql: the tables of one analyst'")
+                self._databases.add(name)
 
     def close_session(self, session_id: bytes) -> None:
         """Close a client session (see :meth:`ClientSession.close`)."""

@@ -72,10 +72,9 @@ DENIED_FUNCTIONS: dict[str, tuple[str, str]] = {
 #: this names why).
 DENIED: dict[str, str] = {
     "AddJarsCommand": "no_code", "AddFilesCommand": "no_code", "AddArchivesCommand": "no_code",
-    "AddArtifactsCommand": "no_code", "ScriptTransformation": "no_code", "CreateFunction": "no_code",
-    "CreateSQLFunctionCommand": "no_code", "CreateUserDefinedFunction": "no_code",
+    "ScriptTransformation": "no_code", "CreateFunction": "no_code", "CreateSQLFunctionCommand": "no_code",
     "InsertIntoDir": "no_file_access", "LoadData": "no_file_access",
-    "UnresolvedExecuteImmediate": "no_dynamic_sql", "ExecuteImmediateQuery": "no_dynamic_sql",
+    "UnresolvedExecuteImmediate": "no_dynamic_sql",
     "CreateView": "temporary_views_only", "AlterViewAs": "temporary_views_only",
 }
 
@@ -389,12 +388,11 @@ NODES: dict[str, Callable[[Any, Scope], None]] = {
     **dict.fromkeys(
         (
             "Project", "Filter", "Aggregate", "Join", "LateralJoin", "Union", "Intersect", "Except",
-            "Distinct", "Deduplicate", "Sort", "GlobalLimit", "LocalLimit", "Offset", "Tail",
-            "SubqueryAlias", "UnresolvedWith", "OneRowRelation", "LocalRelation", "UnresolvedInlineTable",
-            "UnresolvedHaving", "Generate", "Pivot", "Unpivot", "Sample", "RepartitionByExpression",
-            "Repartition", "RebalancePartitions", "UnresolvedHint", "WithWindowDefinition", "Window",
-            "PipeOperator", "Expand", "UnresolvedTVFAliases", "UnresolvedSubqueryColumnAliases",
-            "Range", "CurrentNamespace$", "UnresolvedFunctionName", "DescribeQuery",
+            "Distinct", "Sort", "GlobalLimit", "LocalLimit", "Offset", "SubqueryAlias", "UnresolvedWith",
+            "OneRowRelation", "LocalRelation", "UnresolvedInlineTable", "UnresolvedHaving", "Generate",
+            "Pivot", "Unpivot", "Sample", "RepartitionByExpression", "UnresolvedHint",
+            "WithWindowDefinition", "PipeOperator", "UnresolvedTVFAliases",
+            "UnresolvedSubqueryColumnAliases", "CurrentNamespace$", "UnresolvedFunctionName",
         ),
         _allowed,
     ),
@@ -405,16 +403,15 @@ NODES: dict[str, Callable[[Any, Scope], None]] = {
     # SHOW and DESCRIBE (what they name is read)
     **dict.fromkeys(
         (
-            "ShowTables", "ShowTablesExtended", "ShowTableExtended", "ShowViews", "ShowColumns",
-            "ShowFunctions", "ShowNamespaces", "ShowCreateTable", "ShowTableProperties",
-            "ShowPartitions", "ShowCatalogsCommand", "ShowNamespacesCommand", "ShowCurrentNamespaceCommand", "DescribeRelation",
-            "DescribeColumn", "DescribeNamespace", "DescribeFunction",
+            "ShowTables", "ShowTablesExtended", "ShowViews", "ShowColumns", "ShowFunctions",
+            "ShowCreateTable", "ShowTableProperties", "ShowPartitions", "ShowCatalogsCommand",
+            "ShowNamespacesCommand", "ShowCurrentNamespaceCommand", "DescribeRelation", "DescribeColumn",
+            "DescribeNamespace", "DescribeFunction",
         ),
         _allowed,
     ),
     "UnresolvedTableOrView": _read_target,
     "UnresolvedTable": _read_target,
-    "UnresolvedView": _read_target,
     "UnresolvedNamespace": _namespace,
     # the session
     "SetCommand": _set,
@@ -437,7 +434,7 @@ NODES: dict[str, Callable[[Any, Scope], None]] = {
     **dict.fromkeys(
         (
             "SingleStatement", "IfElseStatement", "WhileStatement", "RepeatStatement", "LoopStatement",
-            "LeaveStatement", "IterateStatement", "CaseStatement", "SimpleCaseStatement", "ForStatement",
+            "LeaveStatement", "IterateStatement", "SearchedCaseStatement", "SimpleCaseStatement", "ForStatement",
             "CreateVariable", "SetVariable", "DropVariable",
         ),
         _allowed,

@@ -187,9 +187,10 @@ def _open_transport(connection: socket.socket, peer: Peer, access: Access):
     there is one; None when the client sent something else or failed to log in (it is closed)."""
     deadline = time.monotonic() + _HANDSHAKE_TIMEOUT_SECONDS
     connection.settimeout(_HANDSHAKE_TIMEOUT_SECONDS)
-    first = connection.recv(1, socket.MSG_PEEK)
+    first = connection.recv(1)  # not peeked: a TLS socket cannot peek
     if not first:
         return None
+    connection = _Unread(connection, first)
     raw = TSocket()
     raw.setHandle(connection)
     if first[0] == _SASL_START:
@@ -212,6 +213,22 @@ def _open_transport(connection: socket.socket, peer: Peer, access: Access):
         return TBufferedTransport(raw)
     log.info("connection from %s: neither SASL nor the binary protocol, closed", peer.address)
     return None
+
+
+class _Unread:
+    """A connection whose first byte, read to tell the transports apart, is read again."""
+
+    def __init__(self, connection: socket.socket, first: bytes) -> None:
+        self._connection, self._first = connection, first
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        if self._first:
+            first, self._first = self._first, b""
+            return first
+        return self._connection.recv(size, *flags)
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - the socket's other methods
+        return getattr(self._connection, name)
 
 
 def _sasl_plain(connection: socket.socket, deadline: float) -> tuple[str, str]:
