@@ -13,7 +13,7 @@ allowed by the default-deny rule. The error names the rule
 In short, an analyst may: query (SELECT, WITH, VALUES, TABLE, EXPLAIN, table functions); SHOW
 and DESCRIBE; create temporary views over queries or ``USING dicom`` within the data roots;
 CACHE/UNCACHE its own temporary views; CREATE TABLE AS SELECT, INSERT INTO and DROP TABLE of
-managed Parquet tables in its own database ``user_<name>``; read the shared databases; SET a
+managed Parquet tables in its own database ``user_<name>`` (and rename them there); read the shared databases; SET a
 few session settings; declare and set SQL variables; run SQL-scripting blocks of all that.
 """
 
@@ -348,7 +348,20 @@ def _cache(node: Any, scope: Scope) -> None:
 
 
 def _drop_view(node: Any, scope: Scope) -> None:
-    _own_view(list(_seq(node.child().nameParts())), scope)
+    """DROP VIEW of the session's own temporary view, or (not one) of a view in the own database."""
+    parts = list(_seq(node.child().nameParts()))
+    if len(parts) == 1 and not scope.is_temp_view(parts[0]) and parts[0].lower() not in scope.served_views:
+        _write_target(parts, scope)  # DROP VIEW [IF EXISTS] of no temporary view: a view of the current database
+    else:
+        _own_view(parts, scope)
+
+
+def _rename(node: Any, scope: Scope) -> None:
+    """ALTER TABLE a RENAME TO b within the own database (``dicomsql ingest`` swaps tables so)."""
+    if node.isView():
+        raise PolicyViolation("temporary_views_only", "ALTER VIEW ... RENAME")
+    _write_target(_parts(node.child()), scope)
+    _write_target(list(_seq(node.newName())), scope)
 
 
 def _set(node: Any, scope: Scope) -> None:
@@ -429,6 +442,7 @@ NODES: dict[str, Callable[[Any, Scope], None]] = {
     "UnresolvedIdentifier": _allowed,  # what it names is checked by the statement holding it
     "InsertIntoStatement": _insert,
     "DropTable": _drop_table,
+    "RenameTable": _rename,
     # SQL scripting
     "CompoundBody": _script,
     **dict.fromkeys(
