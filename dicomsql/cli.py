@@ -300,11 +300,10 @@ def _serve(args: argparse.Namespace) -> int:
     if not tables:
         roots.append(str(Home(args.home).demo))
     conf = dict(args.conf)
-    if access.checks_passwords:  # the driver's RPC (and a cluster's executors) authenticate too
-        import secrets
-
+    if access.checks_passwords and args.master.startswith("local"):
+        # Spark's RPC authenticates too, with a secret Spark makes for this process (never on
+        # a command line); a cluster needs its own (spark.authenticate on its nodes)
         conf.setdefault("spark.authenticate", "true")
-        conf.setdefault("spark.authenticate.secret", secrets.token_hex(32))
     spark = session(master=args.master, home=args.home, conf=conf, data_roots=roots, max_file_size=args.max_file_size)
     stop = _Stop()  # after session(): pyspark installs a SIGINT handler of its own
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -430,12 +429,21 @@ def _shut_down(server, spark) -> None:
     import logging
 
     logging.getLogger("py4j").setLevel(logging.CRITICAL)
-    for stop in (server.stop if server else None, spark.stop):
+    for stop in (server.stop if server else None, lambda: _wait_for_idle(spark), spark.stop):
         try:
             if stop:
                 stop()
         except Exception:  # noqa: BLE001 - JVM already gone
             return
+
+
+def _wait_for_idle(spark, seconds: float = 10.0) -> None:
+    """Wait (a while at most) until the statements the server cancelled have left Spark: a
+    Python worker still starting for a cancelled task when the JVM stops prints a traceback."""
+    tracker = spark.sparkContext.statusTracker()
+    deadline = time.monotonic() + seconds
+    while (tracker.getActiveJobsIds() or tracker.getActiveStageIds()) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _print_banner(spark, home: Home, server, views: list[str], seconds: float, demo: bool, auth: str) -> None:

@@ -101,8 +101,8 @@ def client_error(exc: BaseException) -> tuple[str, str]:
     >>> client_error(FunctionArgumentError("dicom_tag", "key", "a DICOM keyword", "'x'"))
     ("dicom_tag: argument key must be a DICOM keyword, got 'x'", '22023')
     """
-    if isinstance(exc, DicomsqlError):
-        return str(exc), _OWN_ERRORS.get(type(exc).__name__, "HY000")
+    if isinstance(exc, DicomsqlError):  # a class may name its SQLSTATE (the policy's: 42501)
+        return str(exc), getattr(exc, "sqlstate", None) or _OWN_ERRORS.get(type(exc).__name__, "HY000")
     sqlstate = _spark_sqlstate(exc)
     java_exception = getattr(exc, "java_exception", None)  # a JVM error pyspark did not convert
     if sqlstate is None and java_exception is not None:

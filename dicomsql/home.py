@@ -104,6 +104,8 @@ class Home:
                     f"the dicomsql home {self.path} is writable by other users (mode {stat.filemode(mode)}): "
                     f"it holds the metastore, the warehouse and the accounts; chmod 700 it, or use another --home"
                 )
+            if mode & 0o077:  # readable by others (a home of an older dicomsql): the owner's alone from now on
+                self.path.chmod(0o700)
             self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
             lock_file = open(os.open(self.lock_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8")
         except OSError as exc:

@@ -271,7 +271,7 @@ def test_plain_tcp_clients_are_refused_fast_and_the_server_keeps_serving(tls_ser
 
 # --- --auth ldap -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("user, database", [("alice", "user_alice"), ("smith, j", "user_smith__j")])
+@pytest.mark.parametrize("user, database", [("alice", "user_alice"), ("smith, j", "user_smith__j_18848ac3")])
 def test_ldap_analyst(ldap_server, ldap_directory, certificates, user, database):
     with closing(_connect(ldap_server, user, ldap_directory.passwords[user], certificates.ca)) as connection:
         cursor = connection.cursor()

@@ -21,6 +21,8 @@ __all__ = ["AuditLog", "STATEMENT_MODES"]
 
 #: How statements are recorded: their text, or only its SHA-256.
 STATEMENT_MODES = ("text", "hash")
+#: Longer statement texts are recorded cut, with the SHA-256 of the whole.
+_LONGEST_STATEMENT = 64 * 1024
 
 
 class AuditLog:
@@ -47,9 +49,15 @@ class AuditLog:
 
     def statement(self, user: str, address: str, session: str, text: str, outcome: str, detail: str | None = None,
                   rows: int | None = None, seconds: float | None = None) -> None:
-        """A statement that ended: its outcome (ok, denied, error, cancelled, timed out),
+        """A statement that starts (outcome ``started``) or ended: its outcome (ok, denied, error, cancelled, timed out),
         ``detail`` (the rule that denied it or the error class), rows sent and duration."""
-        recorded = {"statement": text} if self.statements == "text" else {"statement_sha256": hashlib.sha256(text.encode()).hexdigest()}
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if self.statements == "hash":
+            recorded = {"statement_sha256": digest}
+        elif len(text) > _LONGEST_STATEMENT:  # a huge statement must not rotate the evidence away
+            recorded = {"statement": text[:_LONGEST_STATEMENT] + "...", "statement_sha256": digest}
+        else:
+            recorded = {"statement": text}
         self.write("statement", user=user, address=address, session=session, **recorded, outcome=outcome,
                    detail=detail, rows=rows, seconds=None if seconds is None else round(seconds, 3))
 

@@ -97,14 +97,19 @@ def check_user_name(name: str) -> str:
 
 
 def database_of(user: str) -> str:
-    """The database of ``user``: ``user_`` and the name, anything outside [a-z0-9_] as ``_``.
+    """The database of ``user``: ``user_`` and the name; a name that is not already lower-case
+    letters, digits and ``_`` gets those (others as ``_``) and a hash of the exact name, so
+    that two users never share a database.
 
     >>> database_of("alice")
     'user_alice'
-    >>> database_of("Dr. Who")
-    'user_dr__who'
+    >>> database_of("Dr. Who"), database_of("dr__who")
+    ('user_dr__who_cb838f39', 'user_dr__who')
     """
-    return "user_" + re.sub(r"[^a-z0-9_]", "_", user.lower())[:63]
+    if _USER_NAME.fullmatch(user):
+        return f"user_{user}"
+    cleaned = re.sub(r"[^a-z0-9_]", "_", user.lower())[:40]
+    return f"user_{cleaned}_{hashlib.sha256(user.encode()).hexdigest()[:8]}"
 
 
 @dataclass

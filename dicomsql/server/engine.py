@@ -52,6 +52,7 @@ SCHEDULER_POOLS = 16
 _CLIENT_HINTS = frozenset({"hive.server2.thrift.resultset.default.fetch.size"})
 #: Operations a session may hold open at once (a client that never closes them leaks memory).
 MAX_OPEN_OPERATIONS = 1000
+MAX_OPEN_OPERATIONS_ANALYST = 100
 _ERROR_CLASS = re.compile(r"\[([A-Z][A-Z0-9_.]*)\]")
 #: States an operation ends in (FINISHED: its result can be fetched).
 ENDED = frozenset({S.FINISHED_STATE, S.CANCELED_STATE, S.CLOSED_STATE, S.ERROR_STATE, S.TIMEDOUT_STATE})
@@ -165,7 +166,7 @@ class Operation:
         self.set_state(S.RUNNING_STATE)
         try:
             with self._job_group.active():
-                frame = self.session.frame(statement, plan)
+                frame = self.session.checked_frame(statement, plan)
                 columns = [column_for(f.name, f.dataType) for f in frame.schema.fields]
                 if columns:
                     self._groups = _arrow_partitions(frame, columns, self._cancelled)
@@ -196,10 +197,10 @@ class Operation:
             return  # cancelled, closed or timed out: that state stays
         message, sqlstate = client_error(exc)
         found = _ERROR_CLASS.search(message)
-        self.error_class = found.group(1) if found else type(exc).__name__
+        self.error_class = getattr(exc, "rule", None) or (found.group(1) if found else type(exc).__name__)
         log.info("statement failed (SQLSTATE %s, %s)", sqlstate, self.error_class)  # the message may hold data: not logged
         if sqlstate == INTERNAL_SQLSTATE:
-            log.error("internal error in a statement", exc_info=exc)
+            log_internal_error(exc)
         self.set_state(S.ERROR_STATE, OperationError(message, sqlstate))
 
     def _add(self, group: list[pa.RecordBatch] | None) -> None:
@@ -378,13 +379,15 @@ class ClientSession:
             functions=engine.functions, session=spark, served_views=engine.served_views, check_paths=check_paths,
         )
         self._lock = threading.Lock()
+        self._checking = threading.Lock()  # an analyst's check + analysis, one statement at a time
 
     def new_operation(self, kind: int, description: str) -> Operation:
         """A new operation of this session (INITIALIZED)."""
         self.last_used = time.monotonic()
         with self._lock:
-            if len(self.operations) >= MAX_OPEN_OPERATIONS:
-                raise OperationError(f"this session has {MAX_OPEN_OPERATIONS} operations open: close some first", "54000")
+            most = MAX_OPEN_OPERATIONS if self.scope is None else MAX_OPEN_OPERATIONS_ANALYST
+            if len(self.operations) >= most:
+                raise OperationError(f"this session has {most} operations open: close some first", "54000")
             operation = Operation(self, kind, description)
             self.operations[operation.id] = operation
         return operation
@@ -394,12 +397,19 @@ class ClientSession:
         ``timeout`` seconds (the client's query timeout, for analysts at most the server's)
         it is cancelled, TIMEDOUT. A statement the policy refuses raises
         :class:`OperationError` (SQLSTATE 42501) naming the rule, and is audited as denied."""
-        plan = self._parsed_plan(statement)
+        plan, parse_error = self._parsed_plan(statement)
         try:
+            if plan is None and self.scope is not None:  # nothing unchecked runs
+                raise parse_error
             self._check(plan)
         except policy.PolicyViolation as violation:
             self.audit(statement, "denied", violation.rule)
             raise OperationError(str(violation), violation.sqlstate) from None
+        except Exception as exc:  # noqa: BLE001 - a syntax error (or a failing check): nothing ran
+            message, sqlstate = client_error(exc)
+            self.audit(statement, "error", "PARSE_SYNTAX_ERROR" if plan is None else type(exc).__name__)
+            raise OperationError(message, sqlstate) from None
+        self.audit(statement, "started")
         operation = self.new_operation(kind, statement)
         if self._keeps_own_database(plan):
             operation.set_done()
@@ -433,24 +443,38 @@ class ClientSession:
             return
         if self.scope is not None:
             policy.check(plan, self.scope)
-        elif plan.getClass().getSimpleName() == "SetCommand" and plan.kv().isDefined():
-            pair = plan.kv().get()
-            policy.check_setting(pair._1(), pair._2().get() if pair._2().isDefined() else None, admin=True)
+            return
+        for node in policy.nodes_named(plan, "SetCommand"):
+            if node.kv().isDefined():
+                pair = node.kv().get()
+                policy.check_setting(pair._1(), pair._2().get() if pair._2().isDefined() else None, admin=True)
 
-    def _parsed_plan(self, statement: str) -> Any:
-        """The plan Spark's parser makes of ``statement``, or None when it does not parse (then
-        its run reports the syntax error, before anything runs)."""
+    def _parsed_plan(self, statement: str) -> tuple[Any, Exception | None]:
+        """The plan Spark's parser makes of ``statement``, or (None, the syntax error)."""
         session = self.spark._jsparkSession
         # the parser reads its settings (substitution, ANSI keywords) from the thread's active session
         self.spark.sparkContext._jvm.org.apache.spark.sql.SparkSession.setActiveSession(session)
         try:
-            return session.sessionState().sqlParser().parsePlan(statement)
-        except Exception:  # noqa: BLE001 - a parse error, reported by the statement's run
-            return None
+            return session.sessionState().sqlParser().parsePlan(statement), None
+        except Exception as exc:  # noqa: BLE001 - a syntax error: an admin's run reports it, an analyst's is refused
+            from pyspark.errors.exceptions.captured import convert_exception
 
-    def frame(self, statement: str, plan: Any) -> Any:
-        """The DataFrame of ``statement``: of its parsed ``plan`` when given (not parsed again),
-        else as ``spark.sql`` makes it."""
+            java = getattr(exc, "java_exception", None)
+            return None, convert_exception(java) if java is not None else exc
+
+    def checked_frame(self, statement: str, plan: Any) -> Any:
+        """The DataFrame of ``statement``, of its parsed ``plan`` when given (not parsed again),
+        else as ``spark.sql`` makes it. An analyst's statements are checked again and
+        analysed one at a time: what a statement's names resolve to (the current database,
+        the temporary views) is what the policy saw, whatever the session ran meanwhile."""
+        if self.scope is None:
+            return self._frame(statement, plan)
+        with self._checking:
+            if plan is not None:
+                policy.check(plan, self.scope)
+            return self._frame(statement, plan)
+
+    def _frame(self, statement: str, plan: Any) -> Any:
         if plan is None:
             return self.spark.sql(statement)
         from pyspark.sql import DataFrame
@@ -600,6 +624,13 @@ class Engine:
             self.close_session(session_id)
         for pool in (self._pool, self._light_pool):
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def log_internal_error(exc: BaseException) -> None:
+    """Log an error no client caused: its class at ERROR, the traceback (which may hold
+    values and paths of the data) only at DEBUG."""
+    log.error("internal error (%s); set the dicomsql.server logger to DEBUG for its traceback", type(exc).__name__)
+    log.debug("internal error", exc_info=exc)
 
 
 def _logged(work: Callable[[], None]) -> Callable[[], None]:

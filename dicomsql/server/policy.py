@@ -14,7 +14,8 @@ In short, an analyst may: query (SELECT, WITH, VALUES, TABLE, EXPLAIN, table fun
 and DESCRIBE; create temporary views over queries or ``USING dicom`` within the data roots;
 CACHE/UNCACHE its own temporary views; CREATE TABLE AS SELECT, INSERT INTO and DROP TABLE of
 managed Parquet tables in its own database ``user_<name>`` (and rename them there); read the shared databases; SET a
-few session settings; declare and set SQL variables; run SQL-scripting blocks of all that.
+few session settings; declare and set SQL variables; run SQL-scripting blocks of all that
+(without loops, which no query timeout could stop).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ RULES: dict[str, str] = {
     "function_not_allowed": "call only Spark's built-in functions (but not reflect, java_method, protobuf) and the served ones",
     "setting_not_allowed": "SET only the settings of the allow-list",
     "no_use_in_scripts": "no USE inside a SQL-scripting block (its writes are checked against the database it starts in)",
+    "no_loops_in_scripts": "no WHILE, REPEAT, LOOP or FOR in SQL scripts: a loop runs no Spark job the query timeout could cancel",
 }
 
 #: Settings an analyst may change (anyone may read settings; secrets read back redacted).
@@ -57,6 +59,14 @@ SETTINGS: dict[str, str] = {
     "spark.sql.files.maxPartitionBytes": "bytes per partition when reading files",
 }
 
+#: The values an allowed numeric setting may take (too many partitions or too small ones
+#: exhaust the driver).
+SETTING_BOUNDS: dict[str, tuple[int, int]] = {
+    "spark.sql.shuffle.partitions": (1, 10_000),
+    "spark.sql.autoBroadcastJoinThreshold": (-1, 1 << 30),
+    "spark.sql.files.maxPartitionBytes": (1 << 20, 1 << 34),
+}
+
 #: Settings nobody changes through the server, admins included: ``${...}`` substitution
 #: would let a statement read the server's environment (``${env:...}``) and change after the
 #: policy read it; RPC authentication and the file-query switch are the server's.
@@ -66,6 +76,7 @@ FIXED_SETTINGS = ("spark.sql.variable.substitute", "spark.sql.runSQLOnFiles", "s
 DENIED_FUNCTIONS: dict[str, tuple[str, str]] = {
     **dict.fromkeys(("reflect", "java_method", "try_reflect"), ("no_code", "calls any Java method in the server (System.exit, getenv...)")),
     **dict.fromkeys(("from_protobuf", "to_protobuf"), ("no_file_access", "reads a descriptor file from the server's disk")),
+    "from_xml": ("no_file_access", "reads the XSD file or URL its rowValidationXSDPath option names"),
 }
 
 #: Statements refused by a rule of their own (the default-deny rule would refuse them too;
@@ -74,6 +85,8 @@ DENIED: dict[str, str] = {
     "AddJarsCommand": "no_code", "AddFilesCommand": "no_code", "AddArchivesCommand": "no_code",
     "ScriptTransformation": "no_code", "CreateFunction": "no_code", "CreateSQLFunctionCommand": "no_code",
     "InsertIntoDir": "no_file_access", "LoadData": "no_file_access",
+    "WhileStatement": "no_loops_in_scripts", "RepeatStatement": "no_loops_in_scripts",
+    "LoopStatement": "no_loops_in_scripts", "ForStatement": "no_loops_in_scripts",
     "UnresolvedExecuteImmediate": "no_dynamic_sql",
     "CreateView": "temporary_views_only", "AlterViewAs": "temporary_views_only",
 }
@@ -174,6 +187,10 @@ def check_setting(key: str, value: str | None, admin: bool = False) -> None:
         raise PolicyViolation("setting_not_allowed", f"{key} is fixed by the server")
     if not admin and key not in SETTINGS:
         raise PolicyViolation("setting_not_allowed", f"{key} (allowed: {', '.join(SETTINGS)})")
+    if not admin and key in SETTING_BOUNDS:
+        low, high = SETTING_BOUNDS[key]
+        if not value.strip().lstrip("-").isdigit() or not low <= int(value) <= high:
+            raise PolicyViolation("setting_not_allowed", f"{key} must be a whole number from {low} to {high}, got {value!r}")
 
 
 # --- walking the plan ---------------------------------------------------------------------
@@ -219,6 +236,8 @@ def _expressions(node: Any) -> Iterator[Any]:
 
 def _check_expression(expression: Any, scope: Scope) -> None:
     kind = expression.getClass().getSimpleName()
+    if kind == "ExpressionWithUnresolvedIdentifier":
+        raise PolicyViolation("function_not_allowed", "IDENTIFIER(...) as a function name (the function is known only when it runs)")
     if kind == "UnresolvedFunction":
         scope.functions.check(list(_seq(expression.nameParts())))
     elif kind == "UnresolvedGenerator":
@@ -240,6 +259,11 @@ def _allowed(node: Any, scope: Scope) -> None:
 
 def _parts(node: Any, getter: str = "multipartIdentifier") -> list[str]:
     return list(_seq(getattr(node, getter)()))
+
+
+def nodes_named(plan: Any, name: str) -> list[Any]:
+    """The nodes of class ``name`` anywhere in ``plan`` (scripts and subqueries included)."""
+    return [node for node in _nodes(plan) if node.getClass().getSimpleName() == name]
 
 
 def names_of(node: Any) -> list[str]:
@@ -306,9 +330,18 @@ def _insert(node: Any, scope: Scope) -> None:
     table = node.table()
     if table.getClass().getSimpleName() != "UnresolvedRelation":
         raise PolicyViolation("default_deny", "INSERT into something other than a table")
-    _write_target(_parts(table), scope)
+    parts = _parts(table)
+    if len(parts) == 1 and scope.is_temp_view(parts[0]):  # a view over files would write them
+        raise PolicyViolation("write_own_database", f"INSERT into the temporary view {parts[0]}")
+    _write_target(parts, scope)
     if not node.partitionSpec().isEmpty():
         raise PolicyViolation("write_own_database", "INSERT with a PARTITION clause")
+    if any(key != _WRITE_PRIVILEGES for key in table.options().keySet()):
+        raise PolicyViolation("no_file_access", "INSERT ... WITH options")
+
+
+#: The option Spark's parser itself gives an INSERT's target.
+_WRITE_PRIVILEGES = "__required_write_privileges__"
 
 
 def _drop_table(node: Any, scope: Scope) -> None:
@@ -348,12 +381,13 @@ def _cache(node: Any, scope: Scope) -> None:
 
 
 def _drop_view(node: Any, scope: Scope) -> None:
-    """DROP VIEW of the session's own temporary view, or (not one) of a view in the own database."""
+    """DROP VIEW of the session's own temporary view, while in the own database (where a name
+    that is no temporary view, or no longer one later in a script, names a view of the own
+    database)."""
     parts = list(_seq(node.child().nameParts()))
-    if len(parts) == 1 and not scope.is_temp_view(parts[0]) and parts[0].lower() not in scope.served_views:
-        _write_target(parts, scope)  # DROP VIEW [IF EXISTS] of no temporary view: a view of the current database
-    else:
-        _own_view(parts, scope)
+    if len(parts) != 1 or parts[0].lower() in scope.served_views:
+        raise PolicyViolation("own_views_only", ".".join(parts))
+    _write_target(parts, scope)
 
 
 def _rename(node: Any, scope: Scope) -> None:
@@ -418,7 +452,7 @@ NODES: dict[str, Callable[[Any, Scope], None]] = {
         (
             "ShowTables", "ShowTablesExtended", "ShowViews", "ShowColumns", "ShowFunctions",
             "ShowCreateTable", "ShowTableProperties", "ShowPartitions", "ShowCatalogsCommand",
-            "ShowNamespacesCommand", "ShowCurrentNamespaceCommand", "DescribeRelation", "DescribeColumn",
+            "ShowCurrentNamespaceCommand", "DescribeRelation", "DescribeColumn",
             "DescribeNamespace", "DescribeFunction",
         ),
         _allowed,
@@ -446,11 +480,8 @@ NODES: dict[str, Callable[[Any, Scope], None]] = {
     # SQL scripting
     "CompoundBody": _script,
     **dict.fromkeys(
-        (
-            "SingleStatement", "IfElseStatement", "WhileStatement", "RepeatStatement", "LoopStatement",
-            "LeaveStatement", "IterateStatement", "SearchedCaseStatement", "SimpleCaseStatement", "ForStatement",
-            "CreateVariable", "SetVariable", "DropVariable",
-        ),
+        ("SingleStatement", "IfElseStatement", "LeaveStatement", "SearchedCaseStatement", "SimpleCaseStatement",
+         "CreateVariable", "SetVariable", "DropVariable"),
         _allowed,
     ),
 }

@@ -16,7 +16,7 @@ from ..errors import INTERNAL_SQLSTATE, client_error
 from . import catalog
 from .bindings import TCLIService, accelerate
 from .bindings import ttypes as t
-from .engine import ENDED, FAILED, ClientSession, Engine, Operation, OperationError
+from .engine import ENDED, FAILED, ClientSession, Engine, Operation, OperationError, log_internal_error
 from .rowsets import Column, arrow_table, empty_row_set, table_schema, to_row_set
 from .transport import Peer
 
@@ -44,10 +44,10 @@ def _error(message: str, sqlstate: str = "HY000") -> t.TStatus:
 
 
 def _client_error(exc: Exception) -> OperationError:
-    """What the client is told of ``exc``; an internal error is logged with its traceback."""
+    """What the client is told of ``exc``; an internal error is logged (see :func:`log_internal_error`)."""
     message, sqlstate = client_error(exc)
     if sqlstate == INTERNAL_SQLSTATE:
-        log.error("internal error", exc_info=exc)
+        log_internal_error(exc)
     return OperationError(message, sqlstate)
 
 
