@@ -438,12 +438,16 @@ def _shut_down(server, spark) -> None:
 
 
 def _wait_for_idle(spark, seconds: float = 10.0) -> None:
-    """Wait (a while at most) until the statements the server cancelled have left Spark: a
-    Python worker still starting for a cancelled task when the JVM stops prints a traceback."""
+    """Wait (a while at most) until the statements the server cancelled have left Spark, and
+    let the JVM end its connection to pyspark's accumulator server without pyspark printing
+    that as an error (socketserver's traceback of the EOF)."""
     tracker = spark.sparkContext.statusTracker()
     deadline = time.monotonic() + seconds
     while (tracker.getActiveJobsIds() or tracker.getActiveStageIds()) and time.monotonic() < deadline:
         time.sleep(0.1)
+    accumulators = getattr(spark.sparkContext, "_accumulatorServer", None)
+    if accumulators is not None:
+        accumulators.handle_error = lambda request, client_address: None
 
 
 def _print_banner(spark, home: Home, server, views: list[str], seconds: float, demo: bool, auth: str) -> None:

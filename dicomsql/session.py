@@ -101,6 +101,8 @@ def spark_conf(home: Home, master: str, conf: Mapping[str, str] | None = None) -
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # PySpark's worker daemon, without the traceback of a worker whose task was killed
+        "spark.python.daemon.module": "dicomsql.worker_daemon",
     }
     if _is_local(master):
         settings["spark.driver.host"] = "127.0.0.1"
