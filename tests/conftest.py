@@ -306,3 +306,29 @@ def ldap_directory(tmp_path_factory, certificates) -> Iterator[Directory]:
         )
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="session")
+def stranger_ca(tmp_path_factory) -> Path:
+    """A self-signed CA certificate that signed neither the server's nor the directory's."""
+    folder = tmp_path_factory.mktemp("stranger ca")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=stranger CA",
+                    "-keyout", str(folder / "ca.key"), "-out", str(folder / "ca.pem")], check=True, capture_output=True)
+    return folder / "ca.pem"
+
+
+def rows_of(cursor, statement: str) -> list[tuple]:
+    """The rows of ``statement`` run with a PyHive cursor (none for a command)."""
+    cursor.execute(statement)
+    return cursor.fetchall() if cursor.description else []
+
+
+def refused_by_policy(cursor, statement: str) -> str:
+    """The analyst policy's message for ``statement``, which must be refused with SQLSTATE 42501."""
+    from pyhive.exc import OperationalError
+
+    with pytest.raises(OperationalError) as refused:
+        cursor.execute(statement)
+    status = refused.value.args[0].status
+    assert status.sqlState == "42501", status.errorMessage
+    return status.errorMessage

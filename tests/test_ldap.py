@@ -5,11 +5,9 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -19,15 +17,6 @@ from dicomsql.server.auth import AuthenticationFailed
 from dicomsql.server.ldap import LdapDirectory
 
 from .conftest import HIDDEN_ADMIN_GROUP, SUFFIX, UNIQUE_ADMIN_GROUP, USER_DN, USERS, Directory, require_command, run
-
-
-@pytest.fixture(scope="session")
-def stranger_ca(tmp_path_factory) -> Path:
-    """A CA certificate that did not sign the directory's certificate."""
-    folder = tmp_path_factory.mktemp("stranger")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=stranger CA",
-                    "-keyout", str(folder / "ca.key"), "-out", str(folder / "ca.pem")], check=True, capture_output=True)
-    return folder / "ca.pem"
 
 
 def connect(directory: Directory, tls: str, **options) -> LdapDirectory:

@@ -22,7 +22,7 @@ from pyhive.exc import OperationalError
 
 from dicomsql.client import hive_connection
 
-from .conftest import dicomsql_command
+from .conftest import dicomsql_command, refused_by_policy, rows_of
 from .test_cli import Server, run
 
 pytestmark = [pytest.mark.server, pytest.mark.jvm]
@@ -57,19 +57,6 @@ def secured(tmp_path_factory, demo):
 
 def _cursor(server, user: str, password: str | None = None):
     return hive_connection("127.0.0.1", server.port, user=user, password=password or PASSWORDS[user]).cursor()
-
-
-def _rows(cursor, statement: str) -> list[tuple]:
-    cursor.execute(statement)
-    return cursor.fetchall() if cursor.description else []
-
-
-def _refused(cursor, statement: str) -> str:
-    with pytest.raises(OperationalError) as refused:
-        cursor.execute(statement)
-    message = refused.value.args[0].status.errorMessage
-    assert refused.value.args[0].status.sqlState == "42501", message
-    return message
 
 
 def _audit(server) -> list[dict]:
@@ -121,18 +108,18 @@ def _probes(outside: Path, home: Path) -> dict[str, tuple[str, str]]:
 def test_every_probe_is_refused_for_an_analyst_with_its_rule_and_touches_no_file(secured):
     before = sorted(p.name for p in secured.outside.iterdir())
     admin = _cursor(secured, "root_admin")
-    _rows(admin, "CREATE TABLE IF NOT EXISTS default.shared_facts AS SELECT 1 AS a")
+    rows_of(admin, "CREATE TABLE IF NOT EXISTS default.shared_facts AS SELECT 1 AS a")
     carol = _cursor(secured, "carol")
-    _rows(carol, "CREATE TABLE IF NOT EXISTS private AS SELECT 'carol only' AS note")
+    rows_of(carol, "CREATE TABLE IF NOT EXISTS private AS SELECT 'carol only' AS note")
     alice = _cursor(secured, "alice")
     for name, (statement, rule) in _probes(secured.outside, secured.home).items():
-        message = _refused(alice, statement)
+        message = refused_by_policy(alice, statement)
         assert f"rule {rule}" in message, (name, message)
         assert "Traceback" not in message and str(secured.home) not in message, name
     assert sorted(p.name for p in secured.outside.iterdir()) == before  # nothing written or deleted
     assert (secured.outside / "kept.txt").read_text() == "this must survive\n"
-    assert _rows(alice, "SELECT 1") == [(1,)]  # still serving
-    assert _rows(_cursor(secured, "carol"), "SELECT note FROM private") == [("carol only",)]
+    assert rows_of(alice, "SELECT 1") == [(1,)]  # still serving
+    assert rows_of(_cursor(secured, "carol"), "SELECT note FROM private") == [("carol only",)]
     denied = {entry["statement"]: entry for entry in _audit(secured) if entry.get("outcome") == "denied"}
     for name, (statement, rule) in _probes(secured.outside, secured.home).items():
         assert denied[statement]["detail"] == rule and denied[statement]["user"] == "alice", name
@@ -140,36 +127,36 @@ def test_every_probe_is_refused_for_an_analyst_with_its_rule_and_touches_no_file
 
 def test_what_an_analyst_may_do(secured, demo):
     alice = _cursor(secured, "alice")
-    assert _rows(alice, "SELECT current_database()") == [("user_alice",)]
-    _rows(alice, "CREATE TABLE counts AS SELECT Modality, count(*) AS n FROM images GROUP BY Modality")
-    _rows(alice, "INSERT INTO counts SELECT 'XX', 0")
-    assert ("XX", 0) in _rows(alice, "SELECT * FROM user_alice.counts")
+    assert rows_of(alice, "SELECT current_database()") == [("user_alice",)]
+    rows_of(alice, "CREATE TABLE counts AS SELECT Modality, count(*) AS n FROM images GROUP BY Modality")
+    rows_of(alice, "INSERT INTO counts SELECT 'XX', 0")
+    assert ("XX", 0) in rows_of(alice, "SELECT * FROM user_alice.counts")
     assert (secured.home / "warehouse" / "user_alice.db" / "counts").is_dir()
-    _rows(alice, f"CREATE OR REPLACE TEMPORARY VIEW mine USING dicom OPTIONS (path '{demo / 'images'}')")
-    _rows(alice, "CACHE TABLE mine")
-    assert _rows(alice, "SELECT count(*) > 0 FROM mine") == [(True,)]
-    _rows(alice, "UNCACHE TABLE mine")
-    assert _rows(alice, "SELECT a FROM default.shared_facts") == [(1,)]
-    _rows(alice, "SET spark.sql.shuffle.partitions=3")
-    assert _rows(alice, "SET spark.sql.shuffle.partitions") == [("spark.sql.shuffle.partitions", "3")]
-    assert _rows(alice, "SELECT '${env:HOME}'") == [("${env:HOME}",)]  # no substitution
-    assert _rows(alice, "BEGIN DECLARE n INT = 2; SET n = n + 1; SELECT n; END") == [(3,)]
-    assert len(_rows(alice, "SELECT id FROM range(100000)")) == 500  # --max-result-rows
-    tables = {row[1] for row in _rows(alice, "SHOW TABLES")}
+    rows_of(alice, f"CREATE OR REPLACE TEMPORARY VIEW mine USING dicom OPTIONS (path '{demo / 'images'}')")
+    rows_of(alice, "CACHE TABLE mine")
+    assert rows_of(alice, "SELECT count(*) > 0 FROM mine") == [(True,)]
+    rows_of(alice, "UNCACHE TABLE mine")
+    assert rows_of(alice, "SELECT a FROM default.shared_facts") == [(1,)]
+    rows_of(alice, "SET spark.sql.shuffle.partitions=3")
+    assert rows_of(alice, "SET spark.sql.shuffle.partitions") == [("spark.sql.shuffle.partitions", "3")]
+    assert rows_of(alice, "SELECT '${env:HOME}'") == [("${env:HOME}",)]  # no substitution
+    assert rows_of(alice, "BEGIN DECLARE n INT = 2; SET n = n + 1; SELECT n; END") == [(3,)]
+    assert len(rows_of(alice, "SELECT id FROM range(100000)")) == 500  # --max-result-rows
+    tables = {row[1] for row in rows_of(alice, "SHOW TABLES")}
     assert "counts" in tables and "private" not in tables
-    _rows(alice, "DROP TABLE counts")
+    rows_of(alice, "DROP TABLE counts")
     assert not (secured.home / "warehouse" / "user_alice.db" / "counts").exists()
 
 
 def test_an_admin_may_do_what_spark_allows(secured):
     admin = _cursor(secured, "root_admin")
-    assert _rows(admin, "SELECT reflect('java.lang.String', 'valueOf', 'ok')") == [("ok",)]
-    _rows(admin, f"INSERT OVERWRITE DIRECTORY '{secured.outside}/written' USING text SELECT 'hello'")
+    assert rows_of(admin, "SELECT reflect('java.lang.String', 'valueOf', 'ok')") == [("ok",)]
+    rows_of(admin, f"INSERT OVERWRITE DIRECTORY '{secured.outside}/written' USING text SELECT 'hello'")
     assert any(p.read_text() == "hello\n" for p in (secured.outside / "written").glob("part-*"))
-    _rows(admin, "CREATE TABLE IF NOT EXISTS default.for_everyone AS SELECT 2 AS b")
-    assert _rows(_cursor(secured, "alice"), "SELECT b FROM default.for_everyone") == [(2,)]
+    rows_of(admin, "CREATE TABLE IF NOT EXISTS default.for_everyone AS SELECT 2 AS b")
+    assert rows_of(_cursor(secured, "alice"), "SELECT b FROM default.for_everyone") == [(2,)]
     # ${...} substitution stays off for everyone
-    assert "rule setting_not_allowed" in _refused(admin, "SET spark.sql.variable.substitute=true")
+    assert "rule setting_not_allowed" in refused_by_policy(admin, "SET spark.sql.variable.substitute=true")
 
 
 def test_logins_accounts_changed_while_serving_and_files_private(secured):
@@ -181,7 +168,7 @@ def test_logins_accounts_changed_while_serving_and_files_private(secured):
     added = subprocess.run([dicomsql_command(), "user", "add", "dave", "--password-stdin"], input="dave-pw-4\n",
                            capture_output=True, text=True, env=env, timeout=60)
     assert added.returncode == 0, added.stderr
-    assert _rows(_cursor(secured, "dave", "dave-pw-4"), "SELECT current_database()") == [("user_dave",)]
+    assert rows_of(_cursor(secured, "dave", "dave-pw-4"), "SELECT current_database()") == [("user_dave",)]
     listed = run("user", "list", env=env)
     assert "dave\tanalyst" in listed.stdout and "root_admin\tadmin" in listed.stdout
     assert run("user", "remove", "dave", env=env).returncode == 0
@@ -213,18 +200,18 @@ def test_a_login_storm_is_slowed_and_leaves_the_server_answering(secured):
         thread.start()
     time.sleep(2)
     during = time.monotonic()
-    assert _rows(_cursor(secured, "carol"), "SELECT 1") == [(1,)]  # a login from the same host still gets in
+    assert rows_of(_cursor(secured, "carol"), "SELECT 1") == [(1,)]  # a login from the same host still gets in
     assert time.monotonic() - during < 15
     for thread in attackers:
         thread.join(timeout=180)
     assert len(failures) == 200 and time.monotonic() - started < 120
     assert max(failures) >= 1.0  # repeated failures were slowed
-    assert _rows(_cursor(secured, "alice"), "SELECT 2") == [(2,)]
+    assert rows_of(_cursor(secured, "alice"), "SELECT 2") == [(2,)]
 
 
 def test_no_statement_or_value_in_the_server_output(secured):
     alice = _cursor(secured, "alice")
-    _rows(alice, f"SELECT '{PHI_MARKER}' AS name")
+    rows_of(alice, f"SELECT '{PHI_MARKER}' AS name")
     with pytest.raises(OperationalError):
         alice.execute(f"SELECT assert_true(false, '{PHI_MARKER} in an error')")
     with pytest.raises(OperationalError):
@@ -265,14 +252,14 @@ def test_an_analysts_statement_is_cut_at_the_query_timeout_and_its_rows_at_the_l
 
     connection = _login(limited, "erin", "erin-pw-5")
     cursor = connection.cursor()
-    assert len(_rows(cursor, "SELECT id FROM range(1000)")) == 10
+    assert len(rows_of(cursor, "SELECT id FROM range(1000)")) == 10
     started = time.monotonic()
     with pytest.raises(OperationalError) as timed_out:
         cursor.execute("SELECT sum(id % 7) FROM range(0, 100000000000, 1, 2)")
     assert "timeout of 3s" in str(timed_out.value) and time.monotonic() - started < 20
     assert no_active_jobs(spark, 15)
     admin = _login(limited, "boss", "boss-pw-6").cursor()
-    assert len(_rows(admin, "SELECT id FROM range(1000)")) == 1000  # admins have no such limits
+    assert len(rows_of(admin, "SELECT id FROM range(1000)")) == 1000  # admins have no such limits
     connection.close()
     entries = [json.loads(line) for line in limited.audit_path.read_text().splitlines()]
     statements = [e for e in entries if e["event"] == "statement" and e["user"] == "erin"]
@@ -286,12 +273,12 @@ def test_sessions_per_user_are_bounded_and_idle_ones_closed(limited):
     with pytest.raises(Exception, match="max-sessions-per-user"):
         _login(limited, "erin", "erin-pw-5")
     cursor = first.cursor()
-    assert _rows(cursor, "SELECT 1") == [(1,)]
+    assert rows_of(cursor, "SELECT 1") == [(1,)]
     time.sleep(4)  # longer than --idle-timeout
     with pytest.raises(OperationalError, match="idle-timeout"):
         cursor.execute("SELECT 2")
     third = _login(limited, "erin", "erin-pw-5")  # the idle sessions no longer count
-    assert _rows(third.cursor(), "SELECT 3") == [(3,)]
+    assert rows_of(third.cursor(), "SELECT 3") == [(3,)]
     for connection in (first, second, third):
         connection.close()
 

@@ -20,7 +20,6 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from pyhive.exc import OperationalError
 
 from dicomsql.client import hive_connection
 from dicomsql.server import Access, free_port, serve
@@ -29,7 +28,7 @@ from dicomsql.server.audit import AuditLog
 from dicomsql.server.auth import PasswordFile
 from dicomsql.server.ldap import LdapDirectory
 
-from .conftest import dicomsql_command
+from .conftest import dicomsql_command, refused_by_policy, rows_of
 
 pytestmark = pytest.mark.server
 
@@ -81,31 +80,8 @@ def truststore(certificates, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def stranger_ca(tmp_path_factory) -> Path:
-    """A self-signed CA that did not sign the server's certificate."""
-    folder = tmp_path_factory.mktemp("stranger ca")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=stranger CA",
-                    "-keyout", str(folder / "ca.key"), "-out", str(folder / "ca.pem")], check=True, capture_output=True)
-    return folder / "ca.pem"
-
-
 def _connect(server, user: str, password: str, ca: Path):
     return hive_connection(server.host, server.port, user=user, password=password, tls_ca=ca)
-
-
-def _rows(cursor, statement: str) -> list[tuple]:
-    cursor.execute(statement)
-    return cursor.fetchall() if cursor.description else []
-
-
-def _refused(cursor, statement: str) -> str:
-    """The analyst policy's message for ``statement`` (which must be refused with 42501)."""
-    with pytest.raises(OperationalError) as refused:
-        cursor.execute(statement)
-    status = refused.value.args[0].status
-    assert status.sqlState == "42501", status.errorMessage
-    return status.errorMessage
 
 
 def _login_fails(connect) -> tuple[str, float]:
@@ -160,14 +136,14 @@ def test_beeline_wrong_password(tls_server, beeline, truststore):
 def test_pyhive_over_tls_as_an_analyst(tls_server, certificates):
     with closing(_connect(tls_server, "alice", PASSWORDS["alice"], certificates.ca)) as connection:
         cursor = connection.cursor()
-        assert _rows(cursor, "SELECT 40 + 2, current_database()") == [(42, "user_alice")]
-        assert "rule no_code" in _refused(cursor, REFLECT)
-        assert _rows(cursor, "SELECT 1") == [(1,)]  # the session goes on after a refusal
+        assert rows_of(cursor, "SELECT 40 + 2, current_database()") == [(42, "user_alice")]
+        assert "rule no_code" in refused_by_policy(cursor, REFLECT)
+        assert rows_of(cursor, "SELECT 1") == [(1,)]  # the session goes on after a refusal
 
 
 def test_pyhive_over_tls_as_an_admin(tls_server, certificates):
     with closing(_connect(tls_server, "root_admin", PASSWORDS["root_admin"], certificates.ca)) as connection:
-        assert _rows(connection.cursor(), REFLECT) == [("ok",)]
+        assert rows_of(connection.cursor(), REFLECT) == [("ok",)]
 
 
 def test_pyhive_wrong_password_over_tls(tls_server, certificates):
@@ -180,7 +156,7 @@ def test_a_server_certificate_of_another_ca_is_refused_without_hanging(tls_serve
     message, seconds = _login_fails(lambda: _connect(tls_server, "alice", PASSWORDS["alice"], stranger_ca))
     assert seconds < FAST_SECONDS, message
     with closing(_connect(tls_server, "alice", PASSWORDS["alice"], certificates.ca)) as connection:
-        assert _rows(connection.cursor(), "SELECT 1") == [(1,)]
+        assert rows_of(connection.cursor(), "SELECT 1") == [(1,)]
 
 
 # --- dicomsql sql --jdbc ---------------------------------------------------------------------
@@ -246,7 +222,7 @@ def test_plain_tcp_clients_are_refused_fast_and_the_server_keeps_serving(tls_ser
     assert seconds < FAST_SECONDS, message
     _, seconds = _login_fails(lambda: hive.connect(host=tls_server.host, port=tls_server.port, auth="NOSASL"))
     assert seconds < FAST_SECONDS
-    with socket.create_connection((tls_server.host, tls_server.port)) as silent:  # says nothing (for 30 s)
+    with socket.create_connection((tls_server.host, tls_server.port)):  # a client that says nothing (for 30 s)
         for garbage in (b"GET / HTTP/1.0\r\n\r\n", b"\x16\x03\x01\x00\x05hello", b"\x00" * 100_000, b""):
             with socket.create_connection((tls_server.host, tls_server.port)) as raw:
                 try:
@@ -265,7 +241,7 @@ def test_plain_tcp_clients_are_refused_fast_and_the_server_keeps_serving(tls_ser
                 pass
         started = time.monotonic()
         with closing(_connect(tls_server, "alice", PASSWORDS["alice"], certificates.ca)) as connection:
-            assert _rows(connection.cursor(), "SELECT 2") == [(2,)]
+            assert rows_of(connection.cursor(), "SELECT 2") == [(2,)]
         assert time.monotonic() - started < FAST_SECONDS
 
 
@@ -275,13 +251,13 @@ def test_plain_tcp_clients_are_refused_fast_and_the_server_keeps_serving(tls_ser
 def test_ldap_analyst(ldap_server, ldap_directory, certificates, user, database):
     with closing(_connect(ldap_server, user, ldap_directory.passwords[user], certificates.ca)) as connection:
         cursor = connection.cursor()
-        assert _rows(cursor, "SELECT current_database()") == [(database,)]
-        assert "rule no_code" in _refused(cursor, REFLECT)
+        assert rows_of(cursor, "SELECT current_database()") == [(database,)]
+        assert "rule no_code" in refused_by_policy(cursor, REFLECT)
 
 
 def test_ldap_admin(ldap_server, ldap_directory, certificates):
     with closing(_connect(ldap_server, "bob", ldap_directory.passwords["bob"], certificates.ca)) as connection:
-        assert _rows(connection.cursor(), REFLECT) == [("ok",)]
+        assert rows_of(connection.cursor(), REFLECT) == [("ok",)]
 
 
 @pytest.mark.parametrize("user, password", [("alice", WRONG_PASSWORD), ("nobody", WRONG_PASSWORD), ("bob", "alice's password")])
@@ -296,7 +272,7 @@ def test_ldap_wrong_logins(ldap_server, certificates, user, password):
 def test_the_audit_log_records_logins_without_passwords(tls_server, certificates, caplog):
     caplog.set_level("DEBUG")
     with closing(_connect(tls_server, "alice", PASSWORDS["alice"], certificates.ca)) as connection:
-        _rows(connection.cursor(), "SELECT 'audited' AS marker")
+        rows_of(connection.cursor(), "SELECT 'audited' AS marker")
     _login_fails(lambda: _connect(tls_server, "alice", WRONG_PASSWORD, certificates.ca))
     _login_fails(lambda: _connect(tls_server, "mallory", WRONG_PASSWORD, certificates.ca))
     text = tls_server.audit_path.read_text(encoding="utf-8")

@@ -158,15 +158,16 @@ class Operation:
 
     # --- running --------------------------------------------------------------------------
 
-    def run_statement(self, statement: str, plan: Any = None) -> None:
+    def run_statement(self, statement: str, plan: Any = None, analysed: int = 0) -> None:
         """Run ``statement`` in the session (on a pool thread) until its first rows are there:
-        its parsed ``plan`` when there is one (what the policy checked is what runs)."""
+        its parsed ``plan`` when there is one (what the policy checked is what runs; see
+        :meth:`ClientSession.checked_frame` for ``analysed``)."""
         if self._cancelled.is_set():
             return
         self.set_state(S.RUNNING_STATE)
         try:
             with self._job_group.active():
-                frame = self.session.checked_frame(statement, plan)
+                frame = self.session.checked_frame(statement, plan, analysed)
                 columns = [column_for(f.name, f.dataType) for f in frame.schema.fields]
                 if columns:
                     self._groups = _arrow_partitions(frame, columns, self._cancelled)
@@ -380,6 +381,7 @@ class ClientSession:
         )
         self._lock = threading.Lock()
         self._checking = threading.Lock()  # an analyst's check + analysis, one statement at a time
+        self._analysed = 0  # statements analysed so far
 
     def new_operation(self, kind: int, description: str) -> Operation:
         """A new operation of this session (INITIALIZED)."""
@@ -397,6 +399,7 @@ class ClientSession:
         ``timeout`` seconds (the client's query timeout, for analysts at most the server's)
         it is cancelled, TIMEDOUT. A statement the policy refuses raises
         :class:`OperationError` (SQLSTATE 42501) naming the rule, and is audited as denied."""
+        analysed = self._analysed  # what the session had analysed when the check began
         plan, parse_error = self._parsed_plan(statement)
         try:
             if plan is None and self.scope is not None:  # nothing unchecked runs
@@ -425,7 +428,7 @@ class ClientSession:
         self.caches = self.caches or name.startswith("Cache")
         light = name.startswith(("Show", "Describe")) or name in _CATALOGUE_PLANS
         runnable = None if name == "CompoundBody" else plan  # a script runs through spark.sql
-        self.engine.submit(lambda: operation.run_statement(statement, runnable), light=light)
+        self.engine.submit(lambda: operation.run_statement(statement, runnable, analysed), light=light)
         return operation
 
     def _keeps_own_database(self, plan: Any) -> bool:
@@ -462,17 +465,21 @@ class ClientSession:
             java = getattr(exc, "java_exception", None)
             return None, convert_exception(java) if java is not None else exc
 
-    def checked_frame(self, statement: str, plan: Any) -> Any:
+    def checked_frame(self, statement: str, plan: Any, analysed: int) -> Any:
         """The DataFrame of ``statement``, of its parsed ``plan`` when given (not parsed again),
-        else as ``spark.sql`` makes it. An analyst's statements are checked again and
-        analysed one at a time: what a statement's names resolve to (the current database,
-        the temporary views) is what the policy saw, whatever the session ran meanwhile."""
+        else as ``spark.sql`` makes it. An analyst's statements are analysed one at a time,
+        and checked again when the session analysed another statement since ``analysed``:
+        what a statement's names resolve to (the current database, the temporary views) is
+        what the policy saw, whatever the session ran meanwhile."""
         if self.scope is None:
             return self._frame(statement, plan)
         with self._checking:
-            if plan is not None:
+            if plan is not None and self._analysed != analysed:
                 policy.check(plan, self.scope)
-            return self._frame(statement, plan)
+            try:
+                return self._frame(statement, plan)
+            finally:
+                self._analysed += 1
 
     def _frame(self, statement: str, plan: Any) -> Any:
         if plan is None:

@@ -21,7 +21,7 @@ few session settings; declare and set SQL variables; run SQL-scripting blocks of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 from ..errors import DicomsqlError
 
