@@ -20,7 +20,7 @@ few session settings; declare and set SQL variables; run SQL-scripting blocks of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 from ..errors import DicomsqlError
@@ -160,9 +160,8 @@ class Scope:
 
 def check(plan: Any, scope: Scope) -> None:
     """Raise :class:`PolicyViolation` unless the parsed ``plan`` (a py4j LogicalPlan) of an
-    analyst's statement is allowed in ``scope``."""
-    scope.in_script = False
-    _check_plan(plan, scope)
+    analyst's statement is allowed in ``scope`` (checks may run at once: each on its own copy)."""
+    _check_plan(plan, replace(scope))
 
 
 def _check_plan(plan: Any, scope: Scope) -> None:
