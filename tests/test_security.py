@@ -168,12 +168,15 @@ def test_logins_accounts_changed_while_serving_and_files_private(secured):
     added = subprocess.run([dicomsql_command(), "user", "add", "dave", "--password-stdin"], input="dave-pw-4\n",
                            capture_output=True, text=True, env=env, timeout=60)
     assert added.returncode == 0, added.stderr
-    assert rows_of(_cursor(secured, "dave", "dave-pw-4"), "SELECT current_database()") == [("user_dave",)]
+    dave = _cursor(secured, "dave", "dave-pw-4")
+    assert rows_of(dave, "SELECT current_database()") == [("user_dave",)]
     listed = run("user", "list", env=env)
     assert "dave\tanalyst" in listed.stdout and "root_admin\tadmin" in listed.stdout
     assert run("user", "remove", "dave", env=env).returncode == 0
     with pytest.raises(Exception, match="authentication failed"):
         _cursor(secured, "dave", "dave-pw-4")
+    with pytest.raises(OperationalError, match="account was removed"):  # and the open session is gone
+        dave.execute("SELECT 1")
     stored = (secured.home / "users").read_text()
     assert all(password not in stored for password in PASSWORDS.values())
     for path in (secured.home, secured.home / "users", secured.home / "audit.log", secured.home / "warehouse"):

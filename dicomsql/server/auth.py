@@ -189,6 +189,12 @@ class PasswordFile:
             raise AuthenticationFailed("wrong password")
         return Account(user, account["role"])
 
+    def still_valid(self, account: Account) -> bool:
+        """Whether ``account`` still exists with its role (an account removed or given another
+        role while its sessions are open loses them at their next request)."""
+        stored = self.accounts().get(account.name)
+        return stored is not None and stored["role"] == account.role
+
     def add(self, name: str, password: str, role: str = "analyst") -> None:
         """Add ``name`` (or set its password and role)."""
         check_user_name(name)

@@ -131,6 +131,10 @@ class Service(TCLIService.Iface):
         session = self._own_session(handle)
         if session.id not in self.engine.sessions:
             raise self._closed_for_idleness()
+        still_valid = getattr(self.engine.access.authenticator, "still_valid", None)
+        if still_valid is not None and not still_valid(session.account):
+            self.engine.close_session(session.id)
+            raise OperationError("the account was removed or its role changed: log in again", "28000")
         session.last_used = time.monotonic()
         return session
 
