@@ -8,12 +8,12 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import pydicom
 import pytest
 
 import dicomsql
@@ -22,8 +22,7 @@ from dicomsql.server import Access, free_port
 from dicomsql.server.auth import NoLogin
 from dicomsql.views import demo_views_sql
 
-#: pydicom's own test files, read from the wheel (never get_testdata_files: it downloads).
-PYDICOM_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+from .reference import PYDICOM_TEST_FILES  # pydicom's own test files: tests/reference.py catalogues them
 DEMO_PATIENTS = 6
 
 
@@ -332,3 +331,60 @@ def refused_by_policy(cursor, statement: str) -> str:
     status = refused.value.args[0].status
     assert status.sqlState == "42501", status.errorMessage
     return status.errorMessage
+
+
+# --- the dicomsql command in a subprocess (tests/test_cli.py, tests/test_security.py) ---
+
+def run_dicomsql(*args: str, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``dicomsql *args`` run to its end, its output captured, no stdin."""
+    return subprocess.run(
+        [dicomsql_command(), *args], capture_output=True, text=True, env=env, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+class Server:
+    """``dicomsql serve`` in its own process group, its output collected as it comes."""
+
+    READY = "Press Ctrl-C to stop."
+
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [dicomsql_command(), "serve", "--port", str(self.port), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        threading.Thread(target=self._collect, daemon=True).start()
+        self.started = time.monotonic()
+        if not self._ready.wait(timeout=240):
+            self.process.kill()
+            raise AssertionError("dicomsql serve did not become ready:\n" + self.output)
+        self.ready_after = time.monotonic() - self.started
+
+    def _collect(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if line.strip() == self.READY:
+                self._ready.set()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def shutdown_output(self) -> str:
+        return self.output[self.output.index("Stopping ("):]
+
+    def cursor(self):
+        from pyhive import hive
+
+        return hive.connect(host="127.0.0.1", port=self.port).cursor()
+
+    def stop(self, signum: int) -> int:
+        self.process.send_signal(signum)
+        code = self.process.wait(timeout=120)
+        time.sleep(0.2)  # let the collector thread read the last lines
+        return code

@@ -6,76 +6,20 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from pyhive import hive
 from pyhive.exc import OperationalError
 
 from dicomsql.demo import TRUE_COEFFICIENTS
 from dicomsql.server import free_port
 from dicomsql.udfs import FUNCTIONS
 
-from .conftest import DEMO_PATIENTS, dicomsql_command
+from .conftest import DEMO_PATIENTS, Server, run_dicomsql
 
 pytestmark = pytest.mark.server
 
 BOOTSTRAP = Path(__file__).parent.parent / "sql" / "bootstrap.sql"
-
-
-def run(*args: str, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [dicomsql_command(), *args], capture_output=True, text=True, env=env, timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-class Server:
-    """``dicomsql serve`` in its own process group, its output collected as it comes."""
-
-    READY = "Press Ctrl-C to stop."
-
-    def __init__(self, *args: str, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [dicomsql_command(), "serve", "--port", str(self.port), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        threading.Thread(target=self._collect, daemon=True).start()
-        self.started = time.monotonic()
-        if not self._ready.wait(timeout=240):
-            self.process.kill()
-            raise AssertionError("dicomsql serve did not become ready:\n" + self.output)
-        self.ready_after = time.monotonic() - self.started
-
-    def _collect(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line)
-            if line.strip() == self.READY:
-                self._ready.set()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    @property
-    def shutdown_output(self) -> str:
-        return self.output[self.output.index("Stopping ("):]
-
-    def cursor(self):
-        return hive.connect(host="127.0.0.1", port=self.port).cursor()
-
-    def stop(self, signum: int) -> int:
-        self.process.send_signal(signum)
-        code = self.process.wait(timeout=120)
-        time.sleep(0.2)  # let the collector thread read the last lines
-        return code
 
 
 @pytest.fixture
@@ -116,7 +60,7 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_s
     cursor.close()
 
     # a second process on the same home goes through the running server
-    through = run("sql", "-e", "SELECT sum(patients) AS patients FROM kept", env=cli_env)
+    through = run_dicomsql("sql", "-e", "SELECT sum(patients) AS patients FROM kept", env=cli_env)
     assert through.returncode == 0, through.stderr
     assert "running through jdbc:hive2://" in through.stderr
     assert "| 100" in through.stdout
@@ -141,7 +85,7 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_s
     cursor.close()
 
     home = Path(cli_env["DICOMSQL_HOME"])
-    ingested = run("ingest", "catalog", str(home / "demo" / "images"), "--tags", "all", env=cli_env)
+    ingested = run_dicomsql("ingest", "catalog", str(home / "demo" / "images"), "--tags", "all", env=cli_env)
     assert ingested.returncode == 0, ingested.stderr
     assert "ingest catalog: 1,200/1,200 files (100%)" in ingested.stderr
     assert "ingested catalog: read 1,200 files (1,200 new, 0 changed)" in ingested.stdout
@@ -149,7 +93,7 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_s
     cursor.execute("SELECT count(*), count(DISTINCT PatientID), max(KVP) FROM catalog")
     assert cursor.fetchone() == (1200, 100, 140.0)
     cursor.close()
-    failing = run("sql", "-e", "SELECT dicom_tag(meta, 'Nope') FROM demo_images", env=cli_env)
+    failing = run_dicomsql("sql", "-e", "SELECT dicom_tag(meta, 'Nope') FROM demo_images", env=cli_env)
     assert failing.returncode == 1
     assert "query failed: dicom_tag: argument key must be" in failing.stderr
 
@@ -176,14 +120,14 @@ def test_serve_tables_a_busy_port_data_roots_and_bootstrap(cli_env, pydicom_file
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        refused = run("serve", "--port", str(port), "--table", f"t={pydicom_files}", env=cli_env)
+        refused = run_dicomsql("serve", "--port", str(port), "--table", f"t={pydicom_files}", env=cli_env)
     assert refused.returncode == 2
     assert f"port {port} on 127.0.0.1 is in use" in refused.stderr
     assert "Traceback" not in refused.stderr
 
     broken = tmp_path / "broken.sql"
     broken.write_text("CREATE TEMPORARY VIEW fine AS SELECT 1;\n\nSELECT * FROM no_such_table;\n")
-    failed = run("serve", "--port", str(free_port()), "--table", f"t={pydicom_files}", "--bootstrap", str(broken), env=cli_env)
+    failed = run_dicomsql("serve", "--port", str(free_port()), "--table", f"t={pydicom_files}", "--bootstrap", str(broken), env=cli_env)
     assert failed.returncode == 2 and "broken.sql: statement 2 (line 3) failed" in failed.stderr
 
     server = start_server("--table", f"shipped={pydicom_files}", "--bootstrap", str(BOOTSTRAP), env=cli_env)
@@ -211,7 +155,7 @@ def test_serve_tables_a_busy_port_data_roots_and_bootstrap(cli_env, pydicom_file
 
 
 def test_a_home_held_by_another_process_gets_a_clear_message(spark, spark_home):
-    result = run("sql", "--home", str(spark_home), "-e", "SELECT 1")
+    result = run_dicomsql("sql", "--home", str(spark_home), "-e", "SELECT 1")
     assert result.returncode == 2
     assert f"is in use by process {os.getpid()}" in result.stderr
     assert "use another --home" in result.stderr
@@ -223,12 +167,12 @@ def test_sql_embedded_runs_statements_and_reports_the_failing_one(cli_env, pydic
         "SELECT Modality, count(*) AS files FROM shipped WHERE Modality IN ('CT', 'MR') GROUP BY Modality ORDER BY Modality;\n"
         "SELECT dicom_tag(meta, 'PatientID') AS id FROM shipped WHERE path LIKE '%/CT_small.dcm';\n"
     )
-    result = run("sql", "--table", f"shipped={pydicom_files}", "-e", script, env=cli_env)
+    result = run_dicomsql("sql", "--table", f"shipped={pydicom_files}", "-e", script, env=cli_env)
     assert result.returncode == 0, result.stderr
     assert "| CT       |" in result.stdout and "| MR       |" in result.stdout
     assert "| 1CT1 |" in result.stdout
 
-    failing = run("sql", "--table", f"shipped={pydicom_files}", "-e",
+    failing = run_dicomsql("sql", "--table", f"shipped={pydicom_files}", "-e",
                   "SELECT 1;\nSELECT dicom_tag(meta, 'Nope') FROM shipped", env=cli_env)
     assert failing.returncode == 1
     assert "statement 2 (line 2) failed: dicom_tag: argument key" in failing.stderr
@@ -236,30 +180,30 @@ def test_sql_embedded_runs_statements_and_reports_the_failing_one(cli_env, pydic
     assert not (Path(cli_env["DICOMSQL_HOME"]) / "demo").exists()  # sql never writes the demo
 
     on_files = f"SELECT count(*) AS patients FROM parquet.`{demo / 'patients.parquet'}`"
-    refused = run("sql", "-e", on_files, env=cli_env)
+    refused = run_dicomsql("sql", "-e", on_files, env=cli_env)
     assert refused.returncode == 1 and "TABLE_OR_VIEW_NOT_FOUND" in refused.stderr
-    allowed = run("sql", "--conf", "spark.sql.runSQLOnFiles=true", "-e", on_files, env=cli_env)
+    allowed = run_dicomsql("sql", "--conf", "spark.sql.runSQLOnFiles=true", "-e", on_files, env=cli_env)
     assert allowed.returncode == 0, allowed.stderr
     assert f"| {DEMO_PATIENTS}" in allowed.stdout
 
 
 def test_sql_reports_bad_sql_text_without_a_traceback(cli_env):
-    result = run("sql", "-e", "SELECT 'unterminated", env=cli_env)
+    result = run_dicomsql("sql", "-e", "SELECT 'unterminated", env=cli_env)
     assert result.returncode == 2
     assert "cannot split the SQL into statements" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_demo_command(tmp_path):
     out = tmp_path / "cohort"
-    result = run("demo", "--out", str(out), "--patients", "2", "--size", "32")
+    result = run_dicomsql("demo", "--out", str(out), "--patients", "2", "--size", "32")
     assert result.returncode == 0, result.stderr
     assert len(list(out.rglob("*.dcm"))) == 2 * 12
-    again = run("demo", "--out", str(out), "--patients", "2")
+    again = run_dicomsql("demo", "--out", str(out), "--patients", "2")
     assert again.returncode == 2 and "exists already" in again.stderr
 
 
 def test_functions_command():
-    result = run("functions")
+    result = run_dicomsql("functions")
     assert result.returncode == 0
     for name in FUNCTIONS:
         assert name in result.stdout
@@ -277,25 +221,25 @@ def test_sql_script_with_variables_dialects_and_formats_through_a_server(thrift_
         "END;\n"
         "SELECT PatientID, age FROM ${table} WHERE sex = :sex AND age >= ${min_age} ORDER BY PatientID;\n"
     )
-    bound = run("sql", *jdbc, "-f", str(script), "--var", "table=demo_patients", "--var", "sex=F",
+    bound = run_dicomsql("sql", *jdbc, "-f", str(script), "--var", "table=demo_patients", "--var", "sex=F",
                 "--var", "min_age=0", "--format", "csv")
     assert bound.returncode == 0, bound.stderr
     lines = bound.stdout.splitlines()
     assert lines[:2] == ["loops", "2"]  # the scripting block ran whole
     assert lines[2] == "PatientID,age" and len(lines) > 3
 
-    injected = run("sql", *jdbc, "-f", str(script), "--var", "table=demo_patients", "--var", "sex=F' OR '1'='1",
+    injected = run_dicomsql("sql", *jdbc, "-f", str(script), "--var", "table=demo_patients", "--var", "sex=F' OR '1'='1",
                    "--var", "min_age=0", "--format", "json")
     assert injected.returncode == 0, injected.stderr
     assert injected.stdout.splitlines() == ['{"loops": 2}']  # the value stayed one literal: no patient matches
-    refused = run("sql", *jdbc, "-f", str(script), "--var", "table=demo_patients; DROP TABLE x", "--var", "sex=F",
+    refused = run_dicomsql("sql", *jdbc, "-f", str(script), "--var", "table=demo_patients; DROP TABLE x", "--var", "sex=F",
                   "--var", "min_age=0")
     assert refused.returncode == 2 and "--var table" in refused.stderr
 
     postgres = "SELECT sex, COUNT(*)::BIGINT AS n FROM demo_patients WHERE age > :age GROUP BY sex ORDER BY sex LIMIT 5"
-    translated = run("sql", "--transpile-only", "--dialect", "postgres", "--var", "age=1", "-e", postgres)
+    translated = run_dicomsql("sql", "--transpile-only", "--dialect", "postgres", "--var", "age=1", "-e", postgres)
     assert translated.returncode == 0, translated.stderr
     assert "CAST(COUNT(*) AS BIGINT)" in translated.stdout and "age > 1" in translated.stdout
-    ran = run("sql", *jdbc, "--dialect", "postgres", "--var", "age=1", "--format", "json", "-e", postgres)
+    ran = run_dicomsql("sql", *jdbc, "--dialect", "postgres", "--var", "age=1", "--format", "json", "-e", postgres)
     assert ran.returncode == 0, ran.stderr
     assert sum(json.loads(line)["n"] for line in ran.stdout.splitlines()) == DEMO_PATIENTS

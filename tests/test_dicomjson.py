@@ -10,35 +10,20 @@ import pydicom
 from pydicom.datadict import keyword_for_tag
 import pytest
 
-from dicomsql.dicom.dicomjson import BULK_DATA_THRESHOLD, dataset_model, model_json, parse_tag, tag_text
+from dicomsql.dicom.dicomjson import dataset_model, model_json, parse_tag, tag_text
 from dicomsql.dicom.header import HeaderColumns, read_header
 
-from .conftest import PYDICOM_TEST_FILES
-from .test_header import READABLE
+from .reference import CHARSET_FILES, READABLE, reference_model
 
-
-CHARSET_FILES = sorted((PYDICOM_TEST_FILES.parent / "charset_files").glob("*.dcm"))
-
-
-def _reference_model(path) -> tuple[dict, set[str]]:
-    """pydicom's to_json_dict, element by element (file meta first); and the elements it
-    cannot encode."""
-    dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-    model, failing = {}, set()
-    for part in (dataset.file_meta, dataset):
-        for tag in part.keys():
-            try:
-                model[f"{tag:08X}"] = part[tag].to_json_dict(lambda element: str(path), BULK_DATA_THRESHOLD)
-            except Exception:  # noqa: BLE001 - whatever pydicom raises for a bad value
-                failing.add(f"{tag:08X}")
-    return model, failing
+#: test_generated.py imports this name; it goes once that module imports from tests/reference.py.
+_reference_model = reference_model
 
 
 @pytest.mark.parametrize("path", READABLE + CHARSET_FILES, ids=lambda p: p.name)
 def test_meta_equals_pydicom_to_json_dict(path):
     with open(path, "rb") as fp:
         record = read_header(fp, HeaderColumns.core(), source_uri=str(path))
-    expected, failing = _reference_model(path)
+    expected, failing = reference_model(path)
     meta = json.loads(record.meta)
     assert meta == expected
     assert "7FE00010" not in meta, "pixel data is never in meta"
@@ -183,7 +168,7 @@ def test_crafted_elements_equal_pydicom(tmp_path, case, syntax):
     path.write_bytes(_file(elements, syntax))
     with open(path, "rb") as fp:
         record = read_header(fp, HeaderColumns.core(), source_uri=str(path))
-    expected, failing = _reference_model(path)
+    expected, failing = reference_model(path)
     meta = json.loads(record.meta)
     assert meta == expected
     for tag in failing:  # left out, and said so

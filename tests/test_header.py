@@ -13,67 +13,15 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from dicomsql.dicom.header import CORE_KEYWORDS, HeaderColumns, age_in_years, read_header
-from dicomsql.dicom.vr import attribute
 
-from .conftest import PYDICOM_TEST_FILES
+from .reference import BROKEN, PYDICOM_TEST_FILES, READABLE, expected_value
 
-#: Shipped files that are not readable DICOM images, and why (substring of the reason).
-BROKEN = {
-    "MR_truncated.dcm": "truncated: pixel data",
-    "rtplan_truncated.dcm": "truncated: element (300A,00B0)",
-    "no_meta.dcm": "not a DICOM file",  # pydicom itself reads a single garbage element from it
-    "README.txt": "not a DICOM file",
-    "crayons.icc": "not a DICOM file",
-    "rtplan.dump": "not a DICOM file",
-    "rtstruct.dump": "not a DICOM file",
-    "test1.json": "not a DICOM file",
-    "test_PN.json": "not a DICOM file",
-    "zipMR.gz": "not a DICOM file",
-}
-
-SHIPPED = sorted(p for p in PYDICOM_TEST_FILES.iterdir() if p.is_file())
-READABLE = [p for p in SHIPPED if p.name not in BROKEN]
 COLUMNS = HeaderColumns.core()
 
 
 def _read(path: Path):
     with open(path, "rb") as fp:
         return read_header(fp, COLUMNS, source_uri=str(path))
-
-
-def keyword_for_tag_group(keyword: str) -> int:
-    return pydicom.datadict.tag_for_keyword(keyword) >> 16
-
-
-def _expected(dataset: Dataset, keyword: str):
-    """The typed value of ``keyword`` derived directly from pydicom's element value."""
-    source = dataset.file_meta if keyword_for_tag_group(keyword) == 0x0002 else dataset
-    if keyword not in source:
-        return None
-    element = source[keyword]
-    if element.value is None or element.value == "":
-        return None
-    values = list(element.value) if element.VM > 1 or isinstance(element.value, (list, pydicom.multival.MultiValue)) else [element.value]
-    vr = element.VR
-    if any(v == "" for v in values):
-        multi = attribute(keyword).multi
-        return [None if v == "" else _expected_values([v], vr)[0] for v in values] if multi else None
-    values = _expected_values(values, vr)
-    return values if attribute(keyword).multi else values[0]
-
-
-def _expected_values(values: list, vr: str) -> list:
-    if vr == "DA":  # the ACR-NEMA form YYYY.MM.DD is read too
-        values = [datetime.datetime.strptime(str(v).replace(".", ""), "%Y%m%d").date() for v in values]
-    elif vr in ("DS", "FD", "FL"):
-        values = [float(v) for v in values]
-    elif vr in ("IS", "US", "SS", "UL", "SL", "SV", "UV"):
-        values = [int(v) for v in values]
-    elif vr == "AT":
-        values = [f"{int(v):08X}" for v in values]
-    else:
-        values = [str(v) for v in values]
-    return values
 
 
 def test_core_columns_have_the_spine_contract():
@@ -102,7 +50,7 @@ def test_typed_values_equal_pydicom(path):
         if keyword == "PatientAgeYears":
             continue
         try:
-            expected = _expected(dataset, keyword)
+            expected = expected_value(dataset, keyword)
         except ValueError:  # a value that does not parse must be NULL with a warning
             assert value is None
             assert any(w.startswith(f"{keyword}:") for w in record.warnings)

@@ -15,9 +15,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_windowing
 from dicomsql.dicom import pixels
 from dicomsql.dicom.volume import Slice, stack
 
-from .conftest import PYDICOM_TEST_FILES
-
-SHIPPED = sorted(PYDICOM_TEST_FILES.glob("*.dcm"))
+from .reference import PYDICOM_TEST_FILES, by_transfer_syntax
 
 
 def _reference(path, frame: int) -> np.ndarray:
@@ -43,7 +41,9 @@ def _decodable(path) -> bool:
         return False
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [
+    pytest.param(path, id=f"{syntax}/{path.name}") for syntax, paths in sorted(by_transfer_syntax().items()) for path in paths
+])
 def test_every_frame_equals_pydicom(path):
     if not _decodable(path):
         with pytest.raises((pixels.DecodeError, IndexError, ValueError)):

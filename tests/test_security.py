@@ -22,8 +22,7 @@ from pyhive.exc import OperationalError
 
 from dicomsql.client import hive_connection
 
-from .conftest import dicomsql_command, refused_by_policy, rows_of
-from .test_cli import Server, run
+from .conftest import Server, dicomsql_command, refused_by_policy, rows_of, run_dicomsql
 
 pytestmark = [pytest.mark.server, pytest.mark.jvm]
 
@@ -170,9 +169,9 @@ def test_logins_accounts_changed_while_serving_and_files_private(secured):
     assert added.returncode == 0, added.stderr
     dave = _cursor(secured, "dave", "dave-pw-4")
     assert rows_of(dave, "SELECT current_database()") == [("user_dave",)]
-    listed = run("user", "list", env=env)
+    listed = run_dicomsql("user", "list", env=env)
     assert "dave\tanalyst" in listed.stdout and "root_admin\tadmin" in listed.stdout
-    assert run("user", "remove", "dave", env=env).returncode == 0
+    assert run_dicomsql("user", "remove", "dave", env=env).returncode == 0
     with pytest.raises(Exception, match="authentication failed"):
         _cursor(secured, "dave", "dave-pw-4")
     with pytest.raises(OperationalError, match="account was removed"):  # and the open session is gone

@@ -18,7 +18,7 @@ from dicomsql.storage import list_files
 from dicomsql.source.options import parse_options
 from dicomsql.views import dicom_view_sql
 
-from .test_header import BROKEN
+from .reference import BROKEN, READABLE, expected_value
 
 
 def _all_files(folder):
@@ -154,8 +154,6 @@ def test_user_schema_and_corrupt_column_name_are_checked(spark, pydicom_files):
 
 
 def test_tags_all_types_every_attribute_present_and_equals_pydicom(spark, pydicom_files):
-    from .test_header import READABLE, _expected
-
     frame = spark.read.format("dicom").option("tags", "all").load(str(pydicom_files))
     typed = frame.columns[3:-3]
     assert typed[-1] == "PatientAgeYears" and typed[:-1] == sorted(typed[:-1])  # derived column last
@@ -173,7 +171,7 @@ def test_tags_all_types_every_attribute_present_and_equals_pydicom(spark, pydico
             if keyword == "PatientAgeYears" or attribute(keyword).vr in ("SQ", "DT"):
                 continue
             try:
-                expected = _expected(ds, keyword)
+                expected = expected_value(ds, keyword)
             except ValueError:
                 assert row[keyword] is None
                 continue
