@@ -9,6 +9,7 @@ import datetime
 import io
 import json
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,32 +24,109 @@ from dicomsql.sqltools import DIALECTS, Statement, parse_statement, split_statem
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def texts(script: str, dialect: str = "spark") -> list[str]:
-    return [statement.text for statement in split_statements(script, dialect)]
-
-
 def spark_sql(text: str, dialect: str = "spark", **variables: str) -> str:
     return to_spark(Statement(text, 1), variables, dialect).text
 
 
-# Splitting ---------------------------------------------------------------------------------
+# Golden cases (tests/fixtures/*.sql, format in tests/fixtures/README.md) ----------------------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+_META = re.compile(r"# (title|dialect|error): ?(.*)")
+_VAR = re.compile(r"# var ([^=]+)=(.*)")
+_STATEMENT_AT = re.compile(r"# statement at line (\d+)")
 
 
-def test_semicolons_in_strings_quoted_names_and_comments_do_not_split():
-    script = """
-    SELECT 'a;b', "c;d", `e;f` FROM t; -- a comment; with a semicolon
-    /* a block comment;
-       over lines; */
-    SELECT 'it\\'s;' AS x;;
-    """
-    assert texts(script) == ["SELECT 'a;b', \"c;d\", `e;f` FROM t", "SELECT 'it\\'s;' AS x"]
+@dataclass(frozen=True)
+class Case:
+    """One golden case: its file and title, the dialect and vars, the input text, and the
+    expected text (statements with their lines for split.sql) or error message."""
+
+    file: str
+    title: str
+    dialect: str
+    variables: dict
+    input: str
+    expected: tuple
+    error: str | None
 
 
-def test_statements_keep_their_first_line_and_drop_comments_around_them():
-    script = "SELECT 1;\n\n-- about the next one\nSELECT\n  2 -- inline\n;\n/* only a comment */"
-    assert split_statements(script) == [Statement("SELECT 1", 1), Statement("SELECT\n  2", 4)]
-    assert split_statements("-- nothing to run\n") == []
+def _text(lines: list[str]) -> str:
+    return "\n".join(lines).strip("\n")
 
+
+def _statements(lines: list[str]) -> tuple:
+    """``(line, text)`` pairs of an expected list of statements."""
+    found, current = [], None
+    for line in lines:
+        marker = _STATEMENT_AT.fullmatch(line)
+        if marker:
+            current = [int(marker.group(1)), []]
+            found.append(current)
+        elif current is not None:
+            current[1].append(line)
+        elif line.strip():
+            raise ValueError(f"text before '# statement at line N': {line!r}")
+    return tuple((number, _text(text)) for number, text in found)
+
+
+def _case(file: str, lines: list[str]) -> Case:
+    fields, variables, body = {"dialect": "spark", "error": None}, {}, []
+    for line in lines:
+        meta, var = _META.fullmatch(line), _VAR.fullmatch(line)
+        if var:
+            variables[var.group(1)] = var.group(2)
+        elif meta:
+            fields[meta.group(1)] = meta.group(2)
+        else:
+            body.append(line)
+    arrow = body.index("# =>")
+    source, expected = body[:arrow], body[arrow + 1 :]
+    if file == "split.sql":
+        return Case(file, fields["title"], fields["dialect"], variables, _text(source), _statements(expected), fields["error"])
+    return Case(file, fields["title"], fields["dialect"], variables, _text(source).removesuffix(";"),
+                ((1, _text(expected).removesuffix(";")),) if expected and not fields["error"] else (), fields["error"])
+
+
+def load_cases(path: Path) -> list[Case]:
+    """The cases of one fixture file: each starts at a ``# title:`` line."""
+    cases, lines = [], None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# title:"):
+            lines = []
+            cases.append(lines)
+        if lines is None:
+            raise ValueError(f"{path.name}: text before the first '# title:' line: {line!r}")
+        lines.append(line)
+    return [_case(path.name, case) for case in cases]
+
+
+CASES = [case for path in sorted(FIXTURES.glob("*.sql")) for case in load_cases(path)]
+
+
+def test_every_fixture_file_has_cases():
+    assert {case.file for case in CASES} == {"split.sql", "bind.sql", "dialects.sql"}
+    assert len({(case.file, case.title) for case in CASES}) == len(CASES), "titles are test ids: one per case"
+
+
+def _outcome(case: Case) -> tuple:
+    """What dicomsql makes of ``case.input``, as ``(line, text)`` pairs."""
+    if case.file == "split.sql":
+        return tuple((statement.line, statement.text) for statement in split_statements(case.input, case.dialect))
+    return ((1, to_spark(Statement(case.input, 1), case.variables, case.dialect).text),)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: f"{case.file}: {case.title}")
+def test_golden_case(case):
+    assert case.dialect in DIALECTS
+    if case.error is None:
+        assert _outcome(case) == case.expected
+    else:
+        with pytest.raises(DicomsqlError) as raised:
+            _outcome(case)
+        assert str(raised.value) == case.error
+
+
+# Splitting (more in tests/fixtures/split.sql) ----------------------------------------------
 
 SCRIPT_BLOCK = """\
 count_up: BEGIN
@@ -79,23 +157,6 @@ def test_sql_scripting_blocks_are_one_statement():
     ]
 
 
-def test_begin_and_end_as_column_names_outside_blocks_do_not_open_one():
-    assert texts("SELECT begin, `end` FROM spans; SELECT end FROM spans; SELECT 2") == [
-        "SELECT begin, `end` FROM spans", "SELECT end FROM spans", "SELECT 2",
-    ]
-
-
-def test_transactions_of_other_dialects_are_not_blocks():
-    assert texts("BEGIN; SELECT 1; COMMIT", "postgres") == ["BEGIN", "SELECT 1", "COMMIT"]
-    assert texts("BEGIN TRANSACTION; SELECT 1", "postgres") == ["BEGIN TRANSACTION", "SELECT 1"]
-
-
-def test_splitting_reads_the_source_dialect():
-    # postgres dollar-quoted strings and mysql '#' comments hide semicolons
-    assert texts("SELECT $$a;b$$; SELECT 2", "postgres") == ["SELECT $$a;b$$", "SELECT 2"]
-    assert texts("SELECT 1 # not; a statement\n; SELECT 2", "mysql") == ["SELECT 1", "SELECT 2"]
-
-
 def test_bad_sql_text_and_unknown_dialects_are_clear_errors():
     with pytest.raises(DicomsqlError, match="cannot split the SQL into statements"):
         split_statements("SELECT 'unterminated")
@@ -103,26 +164,7 @@ def test_bad_sql_text_and_unknown_dialects_are_clear_errors():
         split_statements("SELECT 1", "oracle")
 
 
-# Binding -----------------------------------------------------------------------------------
-
-
-def test_values_bind_as_literals_and_names_as_quoted_identifiers():
-    statement = "SELECT * FROM ${table} WHERE PatientID = ${patient} AND SliceThickness < :thickness LIMIT ${n}"
-    bound = spark_sql(statement, table="ct", patient="P 01", thickness="2.5", n="10")
-    assert bound == "SELECT * FROM `ct` WHERE PatientID = 'P 01' AND SliceThickness < 2.5 LIMIT 10"
-
-
-def test_numbers_with_leading_zeros_or_exponents_stay_strings():
-    assert spark_sql("SELECT ${a}, ${b}, ${c}, ${d}", a="-3", b="007", c="1e5", d="") == "SELECT -3, '007', '1e5', ''"
-
-
-def test_dotted_table_names_and_other_name_positions():
-    assert spark_sql("SELECT * FROM ${t}", t="warehouse.ct") == "SELECT * FROM `warehouse`.`ct`"
-    assert spark_sql("SELECT * FROM ${t}", t="spark_catalog.warehouse.ct") == "SELECT * FROM `spark_catalog`.`warehouse`.`ct`"
-    assert spark_sql("SELECT * FROM dicom.${t}", t="ct") == "SELECT * FROM dicom.`ct`"
-    bound = spark_sql("SELECT i.${column} AS ${alias} FROM images AS ${i}", column="PatientID", alias="id", i="i")
-    assert bound == "SELECT i.`PatientID` AS `id` FROM images AS `i`"
-    assert spark_sql("INSERT INTO ${t} VALUES (:v)", t="notes", v="ok") == "INSERT INTO `notes` VALUES ('ok')"
+# Binding (more in tests/fixtures/bind.sql; dialects in tests/fixtures/dialects.sql) ----------
 
 
 @pytest.mark.parametrize("attack", ["x'; DROP TABLE ct; --", "a') OR ('1'='1", "1 OR 1=1", "${other}", "`ct`"])
@@ -133,87 +175,10 @@ def test_injection_attempts_become_one_string_literal(attack):
     assert len(list(tree.find_all(type(where)))) == 1  # still one comparison, nothing else added
 
 
-@pytest.mark.parametrize("value", ["ct; DROP TABLE ct", "a) OR (1=1", "ct`", "a.b.c.d", "a..b", ""])
-def test_a_name_placeholder_refuses_what_is_not_a_plain_name(value):
-    with pytest.raises(DicomsqlError, match=r"statement at line 1: \$\{t\} stands for a name, so --var t must be a name or db.table"):
-        spark_sql("SELECT * FROM ${t}", t=value)
-
-
-def test_only_a_whole_table_name_takes_a_dotted_name():
-    with pytest.raises(DicomsqlError, match=r"--var t must be a plain name \(letters, digits and _\), got 'a.b'"):
-        spark_sql("SELECT * FROM dicom.${t}", t="a.b")
-    with pytest.raises(DicomsqlError, match="--var c must be a plain name"):
-        spark_sql("SELECT t.${c} FROM t", c="a.b")
-
-
 def test_an_unbound_placeholder_is_an_error_naming_it_and_the_line():
     statements = split_statements("SELECT 1;\n\nSELECT * FROM ct WHERE PatientID = :patient")
     with pytest.raises(DicomsqlError, match=r"statement at line 3: no value for :patient: give one with --var patient=VALUE"):
         [to_spark(statement, {"unused": "x"}) for statement in statements]
-
-
-def test_statements_without_placeholders_are_kept_exactly():
-    for text in ["select   Modality ,count(*)  from ct group by 1", SCRIPT_BLOCK, "SHOW TABLES", "SELECT '${in_a_string}', `${x}`",
-                 "SELECT '${env:HOME}', ${spark.app.name}", "SELECT CAST(s AS STRUCT<a:INT>) FROM t"]:
-        assert spark_sql(text, unused="1") == text
-
-
-def test_placeholders_sqlglot_cannot_parse_are_errors():
-    with pytest.raises(DicomsqlError, match=r"statement at line 1: sqlglot cannot parse it as spark: .* at line 1, column 12"):
-        spark_sql("BEGIN SELECT ${x}; END", x="1")
-    with pytest.raises(DicomsqlError, match="reads it only as an opaque SHOW command"):
-        spark_sql("SHOW TABLES IN ${db}", db="dicom")
-
-
-def test_positional_markers_are_left_to_spark():
-    assert spark_sql("SELECT * FROM t WHERE a = :a AND b = ?", a="1") == "SELECT * FROM t WHERE a = 1 AND b = ?"
-
-
-# Dialects ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("dialect", "source", "spark"),
-    [
-        ("postgres", "SELECT a::INT, b ILIKE 'x%' FROM t WHERE c ~ '^1'", "SELECT CAST(a AS INT), b ILIKE 'x%' FROM t WHERE c RLIKE '^1'"),
-        ("postgres", "SELECT * FROM generate_series(1, 3)", "SELECT * FROM EXPLODE(SEQUENCE(1, 3))"),
-        ("duckdb", "SELECT * EXCLUDE (meta) FROM images", "SELECT * EXCEPT (meta) FROM images"),
-        ("duckdb", "SELECT list_value(1, 2), x // 2 FROM t", "SELECT ARRAY(1, 2), x DIV 2 FROM t"),
-        ("trino", "SELECT approx_distinct(PatientID) FROM ct", "SELECT APPROX_COUNT_DISTINCT(PatientID) FROM ct"),
-        ("bigquery", "SELECT SAFE_CAST(x AS INT64) FROM `proj.ds.t`", "SELECT TRY_CAST(x AS BIGINT) FROM `proj`.`ds`.`t`"),
-        ("snowflake", "SELECT IFF(a > 1, 'x', 'y') FROM t SAMPLE (10)", "SELECT IF(a > 1, 'x', 'y') FROM t TABLESAMPLE (10 PERCENT)"),
-        ("mysql", "SELECT IFNULL(a, 0) FROM t LIMIT 2, 5", "SELECT COALESCE(a, 0) FROM t LIMIT 5 OFFSET 2"),
-    ],
-)
-def test_dialects_translate_to_spark(dialect, source, spark):
-    assert dialect in DIALECTS
-    assert spark_sql(source, dialect) == spark
-
-
-def test_an_untranslatable_construct_is_an_error_naming_it():
-    statements = split_statements("SELECT 1;\nSELECT PatientID FROM ct FOR UPDATE", "postgres")
-    with pytest.raises(DicomsqlError, match=r"statement at line 2: sqlglot cannot write it as Spark SQL: .*'FOR UPDATE/SHARE'"):
-        [to_spark(statement, {}, "postgres") for statement in statements]
-
-
-def test_what_a_dialect_cannot_parse_is_an_error_with_its_place():
-    with pytest.raises(DicomsqlError, match=r"statement at line 1: sqlglot cannot parse it as trino: .*line 2"):
-        spark_sql("SELECT a\nFROM t WHERE (", "trino")
-    with pytest.raises(DicomsqlError, match="reads it only as an opaque SHOW command"):
-        spark_sql("SHOW search_path", "postgres")
-
-
-def test_placeholders_bind_in_the_source_dialect_then_translate():
-    source = "SELECT a::INT FROM :table WHERE d = :day AND b ILIKE $1"
-    assert spark_sql(source, "postgres", table="dicom.ct", day="2024-01-31", **{"1": "x%"}) == (
-        "SELECT CAST(a AS INT) FROM `dicom`.`ct` WHERE d = '2024-01-31' AND b ILIKE 'x%'"
-    )
-    assert spark_sql("SELECT SAFE_CAST(x AS INT64) FROM t WHERE d = @day", "bigquery", day="2024-01-31") == (
-        "SELECT TRY_CAST(x AS BIGINT) FROM t WHERE d = '2024-01-31'"
-    )
-    # ${name} is Spark's syntax: other dialects do not read it as a placeholder
-    with pytest.raises(DicomsqlError, match="sqlglot cannot parse it as postgres"):
-        spark_sql("SELECT * FROM ${t}", "postgres", t="ct")
 
 
 # Output formats ----------------------------------------------------------------------------
