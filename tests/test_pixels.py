@@ -78,6 +78,23 @@ def test_errors_say_why():
         pixels.decode(buffer.getvalue())
 
 
+def test_a_missing_decoder_plugin_is_told_in_pydicoms_words(monkeypatch):
+    lacking = ("Unable to decompress 'JPEG Baseline (Process 1)' pixel data because all plugins are missing dependencies:"
+               "\n\tgdcm - requires gdcm>=3.0.10\n\tpylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1")
+
+    def no_plugin(*_args, **_kwargs):
+        raise RuntimeError(lacking)  # what pydicom raises when no JPEG plugin is installed
+
+    monkeypatch.setattr(pixels, "pixel_array", no_plugin)
+    with pytest.raises(pixels.DecodeError) as raised:
+        pixels.decode(str(PYDICOM_TEST_FILES / "SC_rgb_jpeg_dcmtk.dcm"))
+    assert str(raised.value) == (
+        "JPEG Baseline (Process 1) (1.2.840.10008.1.2.4.50): RuntimeError: Unable to decompress 'JPEG Baseline (Process 1)' "
+        "pixel data because all plugins are missing dependencies: gdcm - requires gdcm>=3.0.10; "
+        "pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1"
+    )
+
+
 def test_window_is_pydicoms_linear_voi_scaled_to_unit():
     ds = pydicom.dcmread(PYDICOM_TEST_FILES / "CT_small.dcm")
     hu = apply_modality_lut(ds.pixel_array, ds)

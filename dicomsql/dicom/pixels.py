@@ -21,7 +21,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
 from .header import looks_like_dicom
 
 __all__ = [
-    "PixelSource", "Image", "DecodeError", "WINDOW_PRESETS", "DECODER_PLUGINS", "decode", "modality_frame",
+    "PixelSource", "Image", "DecodeError", "WINDOW_PRESETS", "decode",
     "window", "file_window", "display_window", "to_8bit", "to_png",
 ]
 
@@ -38,25 +38,9 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "liver": (60.0, 160.0),
 }
 
-#: The plugins that decode each compressed transfer syntax (pip package names).
-DECODER_PLUGINS: dict[str, str] = {
-    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg",
-    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg",
-    "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg",
-    "1.2.840.10008.1.2.4.70": "pylibjpeg-libjpeg",
-    "1.2.840.10008.1.2.4.80": "pylibjpeg-libjpeg or pyjpegls",
-    "1.2.840.10008.1.2.4.81": "pylibjpeg-libjpeg or pyjpegls",
-    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.201": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.202": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.5": "pylibjpeg-rle (or none: pydicom decodes RLE itself)",
-}
-
-
 class DecodeError(ValueError):
-    """The pixel data cannot be decoded; the message says why (and what to install)."""
+    """The pixel data cannot be decoded; the message says why (pydicom's own, which lists
+    what each decoder plugin would need)."""
 
 
 @dataclass
@@ -95,10 +79,18 @@ def _decode_error(dataset: Dataset, exc: Exception) -> DecodeError:
     if syntax is None:
         return DecodeError(f"{type(exc).__name__}: {exc}")
     name = getattr(syntax, "name", str(syntax))
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, (NotImplementedError, RuntimeError)) and syntax in DECODER_PLUGINS:
-        return DecodeError(f"{name} ({syntax}) cannot be decoded here: install {DECODER_PLUGINS[syntax]} ({message})")
-    return DecodeError(f"{name} ({syntax}): {type(exc).__name__}: {message}")
+    return DecodeError(f"{name} ({syntax}): {type(exc).__name__}: {_one_line(str(exc)) or type(exc).__name__}")
+
+
+def _one_line(message: str) -> str:
+    """pydicom's message on one line: the lines after the first (one per decoder plugin and
+    what it lacks) joined with "; ".
+
+    >>> _one_line("Unable to decompress: all plugins are missing dependencies:\\n\\tgdcm - requires gdcm\\n\\tpillow - requires pillow")
+    'Unable to decompress: all plugins are missing dependencies: gdcm - requires gdcm; pillow - requires pillow'
+    """
+    first, *rest = [line.strip() for line in message.strip().splitlines() if line.strip()] or [""]
+    return " ".join([first, "; ".join(rest)]) if rest else first
 
 
 def decode(source: PixelSource, frame: int = 0, *, invert: bool = False, dtype: type = np.float32) -> Image:
@@ -201,8 +193,3 @@ def to_png(image: Image, size: int = 256, preset: str | None = None) -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
-
-
-def modality_frame(source: PixelSource, frame: int = 0) -> np.ndarray:
-    """Frame ``frame`` of a DICOM file in modality units (float32); see :func:`decode`."""
-    return decode(source, frame).data
