@@ -11,8 +11,10 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.valuerep import BYTES_VR, VR
 
 from dicomsql.dicom.header import CORE_KEYWORDS, HeaderColumns, age_in_years, read_header
+from dicomsql.dicom.vr import VR_TYPES, column_vr
 
 from .reference import BROKEN, PYDICOM_TEST_FILES, READABLE, expected_value
 
@@ -39,6 +41,12 @@ def test_core_columns_have_the_spine_contract():
     assert types["Rows"] == types["NumberOfFrames"] == "BIGINT"
     assert types["SliceThickness"] == "DOUBLE"
     assert types["PatientAgeYears"] == "DOUBLE"
+
+
+@pytest.mark.parametrize("vr", list(VR), ids=str)
+def test_every_vr_pydicom_knows_is_typed_or_binary(vr):
+    typed = column_vr(vr)  # an ambiguous VR ('US or SS or OW') types its column by the first
+    assert (typed in VR_TYPES) != (typed in BYTES_VR), f"VR {vr}: a SQL type in VR_TYPES, or bytes kept in meta"
 
 
 @pytest.mark.parametrize("path", READABLE, ids=lambda p: p.name)

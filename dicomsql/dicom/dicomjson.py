@@ -27,6 +27,7 @@ from typing import Any, Callable
 from pydicom import datadict
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.valuerep import BYTES_VR, VR
 
 __all__ = ["BULK_DATA_THRESHOLD", "dataset_model", "model_json", "parse_tag", "tag_text"]
 
@@ -37,7 +38,9 @@ _BULK_BYTES = (BULK_DATA_THRESHOLD // 4) * 3
 _SPECIFIC_CHARACTER_SET = 0x00080005
 #: Character sets whose text decodes with one Python codec (no ISO 2022 code extensions).
 _SIMPLE_CHARSETS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
-_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW"})
+#: VRs whose bytes are written as InlineBinary / BulkDataURI here; UN goes to pydicom, which
+#: may know the element's real VR.
+_BINARY_VRS = frozenset(BYTES_VR - {VR.UN})
 _NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
 _INTEGER = re.compile(r"[+-]?\d+\Z")
 #: LUT descriptors: pydicom reads their first value as unsigned whatever the VR says.

@@ -20,6 +20,7 @@ from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, MediaStorageDirectoryStorage
+from pydicom.valuerep import BYTES_VR
 
 from ..errors import InvalidDicomFileError
 from .dicomjson import dataset_model, model_json, parse_tag
@@ -198,7 +199,8 @@ _PREAMBLE = 128
 _KNOWN_FIRST_GROUPS = (0x0002, 0x0008)
 _ITEM, _SEQUENCE_DELIMITER = 0xFFFEE000, 0xFFFEE0DD
 _UNDEFINED_LENGTH = 0xFFFFFFFF
-_PIXEL_DATA_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN")
+#: The VRs a pixel data element may be written with, as they appear in the file.
+_PIXEL_DATA_VRS = frozenset(vr.encode() for vr in BYTES_VR)
 
 
 def looks_like_dicom(head: bytes) -> bool:

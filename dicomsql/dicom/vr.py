@@ -2,8 +2,9 @@
 
 One table, :data:`VR_TYPES`, maps each VR to its SQL type (Spark DDL) and a converter from
 a value of the DICOM JSON model (:mod:`dicomsql.dicom.dicomjson`) to the value stored in the
-column. Binary VRs (:data:`BINARY_VRS`) have no typed column: their values live only in the
-DICOM JSON ``meta`` column.
+column. Binary VRs (pydicom's ``valuerep.BYTES_VR``) have no typed column: their values live
+only in the DICOM JSON ``meta`` column; an ambiguous dictionary VR (``US or SS``) types its
+column by its first choice.
 
 =========================================  ===========  ===============================
 VR                                         SQL type     value
@@ -37,7 +38,7 @@ from pydicom.valuerep import DT
 
 from .dicomjson import model_json
 
-__all__ = ["VR_TYPES", "BINARY_VRS", "SqlType", "Attribute", "attribute"]
+__all__ = ["VR_TYPES", "SqlType", "Attribute", "attribute", "column_vr"]
 
 
 def _to_date(value: str) -> datetime.date:
@@ -109,12 +110,13 @@ VR_TYPES: dict[str, SqlType] = {
     **{vr: _STRING for vr in ("AE", "AS", "CS", "LO", "LT", "SH", "ST", "UC", "UI", "UR", "UT")},
 }
 
-#: VRs whose values are bytes: kept in ``meta`` only.
-BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 
+def column_vr(vr: str) -> str:
+    """The VR used for a typed column; ambiguous dictionary VRs pick their first.
 
-def _dictionary_vr(vr: str) -> str:
-    """The VR used for a typed column; ambiguous dictionary VRs ('US or SS') pick their first."""
+    >>> column_vr("US or SS"), column_vr("DS")
+    ('US', 'DS')
+    """
     return vr.split(" or ")[0]
 
 
@@ -168,13 +170,13 @@ def attribute(keyword: str) -> Attribute:
     'DATE'
 
     Raises ``KeyError`` for an unknown keyword and ``ValueError`` for a binary VR
-    (:data:`BINARY_VRS`).
+    (pydicom's ``valuerep.BYTES_VR``).
     """
     tag = datadict.tag_for_keyword(keyword)
     if tag is None:
         raise KeyError(f"unknown DICOM keyword {keyword!r}")
     vr, vm = datadict.dictionary_VR(tag), datadict.dictionary_VM(tag)
-    column_vr = _dictionary_vr(vr)
-    if column_vr not in VR_TYPES:  # binary VRs, and item delimiters (VR NONE)
+    typed = column_vr(vr)
+    if typed not in VR_TYPES:  # binary VRs, and item delimiters (VR NONE)
         raise ValueError(f"{keyword} (VR {vr}) has no typed column; its value is only in meta")
-    return Attribute(keyword, tag, column_vr, multi=vm != "1")
+    return Attribute(keyword, tag, typed, multi=vm != "1")
