@@ -26,10 +26,20 @@ _JDBC_URL = re.compile(r"^jdbc:hive2://(?P<host>[^:/;]+)(?::(?P<port>\d+))?(?:/(
 
 @dataclass(frozen=True)
 class JdbcUrl:
+    """A HiveServer2 JDBC URL: the one place such URLs are parsed and written."""
+
     host: str
     port: int
-    database: str
+    database: str = "default"
     ssl: bool = False
+
+    def __str__(self) -> str:
+        """``jdbc:hive2://host:port/database``, with ``;ssl=true`` for TLS.
+
+        >>> str(JdbcUrl("127.0.0.1", 10000)), str(JdbcUrl("db.example.org", 10001, ssl=True))
+        ('jdbc:hive2://127.0.0.1:10000/default', 'jdbc:hive2://db.example.org:10001/default;ssl=true')
+        """
+        return f"jdbc:hive2://{self.host}:{self.port}/{self.database}" + (";ssl=true" if self.ssl else "")
 
     @classmethod
     def parse(cls, url: str) -> "JdbcUrl":

@@ -34,7 +34,7 @@ from urllib.parse import unquote, urlsplit
 from .errors import DicomsqlError, FileTooLargeError
 
 __all__ = [
-    "FileEntry", "DATA_ROOTS_VARIABLE", "data_roots", "data_roots_value", "MAX_FILE_SIZE_VARIABLE", "DEFAULT_MAX_FILE_SIZE",
+    "FileEntry", "is_uri", "absolute_path", "DATA_ROOTS_VARIABLE", "data_roots", "data_roots_value", "MAX_FILE_SIZE_VARIABLE", "DEFAULT_MAX_FILE_SIZE",
     "max_file_size", "max_file_size_value", "check_file_size", "check_allowed", "check_paths", "data_root_for",
     "list_files", "open_file",
 ]
@@ -55,9 +55,28 @@ class FileEntry:
     modified: float | None
     error: str | None = None
 
+    @property
+    def modified_micros(self) -> int | None:
+        """The modification time in whole microseconds since the epoch (Spark's TIMESTAMP unit).
 
-def _is_uri(path: str) -> bool:
+        >>> FileEntry("a.dcm", 10, 1.5).modified_micros, FileEntry("b.dcm", None, None).modified_micros
+        (1500000, None)
+        """
+        return None if self.modified is None else round(self.modified * 1_000_000)
+
+
+def is_uri(path: str) -> bool:
+    """Whether ``path`` is a URI (``s3://...``, ``file://...``) rather than a local path.
+
+    >>> is_uri("s3://bucket/ct"), is_uri("/data/ct"), is_uri("ct://odd name")
+    (True, False, True)
+    """
     return "://" in path
+
+
+def absolute_path(path: str | os.PathLike[str]) -> str:
+    """A local ``path`` made absolute, ``~`` expanded (symlinks kept: see the data roots)."""
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def data_roots() -> tuple[str, ...] | None:
@@ -123,7 +142,7 @@ def check_file_size(size: int, limit: int | None = None) -> None:
 
 
 def _is_remote(path: str) -> bool:
-    return _is_uri(path) and not path.startswith("file://")
+    return is_uri(path) and not path.startswith("file://")
 
 
 def _local_path(path: str) -> str:
@@ -149,9 +168,9 @@ def _within(path: str, roots: Iterable[str]) -> bool:
     """Whether ``path`` lies under one of ``roots`` (symlinks resolved for local paths)."""
     if _is_remote(path):
         normal = _normal_uri(path)
-        return any(normal == root or normal.startswith(root.rstrip("/") + "/") for root in roots if _is_uri(root))
+        return any(normal == root or normal.startswith(root.rstrip("/") + "/") for root in roots if is_uri(root))
     real = _real(path)
-    return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots if not _is_uri(root))
+    return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots if not is_uri(root))
 
 
 def check_allowed(path: str) -> None:
@@ -210,9 +229,9 @@ def _walk(directory: str, recursive: bool) -> list[str]:
 def data_root_for(path: str) -> str:
     """The root that admits ``path``: itself, or for a local glob the folder before its first
     wildcard."""
-    if _is_uri(path) or os.path.lexists(path) or not glob.has_magic(path):
+    if is_uri(path) or os.path.lexists(path) or not glob.has_magic(path):
         return path
-    return _static_prefix(os.path.abspath(os.path.expanduser(path)))
+    return _static_prefix(absolute_path(path))
 
 
 def _static_prefix(pattern: str) -> str:
@@ -225,7 +244,7 @@ def _static_prefix(pattern: str) -> str:
 def _local_roots(path: str, roots: tuple[str, ...] | None) -> list[str]:
     """The files or folders a local path or glob names, each within the data roots. Paths
     outside the roots are refused before anything is looked up, so nothing about them leaks."""
-    pattern = os.path.abspath(os.path.expanduser(path))
+    pattern = absolute_path(path)
     magic = glob.has_magic(pattern) and not os.path.lexists(pattern)
     if roots is not None and not _within(_static_prefix(pattern) if magic else pattern, roots):
         raise DicomsqlError(f"dicom source: {_outside_message(path, roots)}")
@@ -284,7 +303,7 @@ def check_paths(paths: Iterable[str]) -> None:
     nothing), or a path lies outside the data roots, without listing any folder."""
     roots = data_roots()
     for path in paths:
-        if _is_uri(path):
+        if is_uri(path):
             if roots is not None and not _within(_normal_uri(path), roots):
                 raise DicomsqlError(f"dicom source: {_outside_message(path, roots)}")
         else:
@@ -298,7 +317,7 @@ def _exact_file(path: str, roots: tuple[str, ...] | None) -> FileEntry:
             return FileEntry(path, None, None, "refused: outside the data roots")
     except DicomsqlError as exc:
         return FileEntry(path, None, None, f"refused: {exc}")
-    if not _is_uri(path):
+    if not is_uri(path):
         return _examine(os.path.abspath(path), roots) or FileEntry(path, None, None, "not a regular file")
     from pyarrow import fs
 
@@ -330,7 +349,7 @@ def list_files(
     roots = data_roots()
     found: dict[str, FileEntry] = {}
     for path in paths:
-        listed = _list_uri(path, recursive, roots) if _is_uri(path) else _list_local(path, recursive, roots)
+        listed = _list_uri(path, recursive, roots) if is_uri(path) else _list_local(path, recursive, roots)
         for entry in listed:
             found.setdefault(entry.path, entry)
     for path in files:
@@ -379,7 +398,7 @@ def open_file(path: str, *, limited: bool = False) -> BinaryIO:
     after checking the data roots. ``limited`` (for a reader of the whole file): a file
     larger than :func:`max_file_size` raises :class:`FileTooLargeError`, nothing read."""
     check_allowed(path)
-    if not _is_uri(path):
+    if not is_uri(path):
         fp: BinaryIO = open(path, "rb")
     else:
         from pyarrow import fs
