@@ -18,6 +18,7 @@ from .errors import DicomsqlError, QueryError
 from .home import Home
 from .server.auth import ROLES
 from .settings import DEFAULTS, SETTINGS
+from .storage import absolute_path, is_uri
 from .server import _QUERY_ERROR_LOGGERS
 from .server.audit import AuditLog
 from .storage import data_root_for, data_roots, max_file_size_value
@@ -235,10 +236,10 @@ def _checked_tables(tables: list[tuple[str, str]]) -> list[tuple[str, str]]:
     or glob that names nothing."""
     checked = []
     for name, path in tables:
-        if "://" in path:
+        if is_uri(path):
             checked.append((name, path))
             continue
-        absolute = os.path.abspath(os.path.expanduser(path))
+        absolute = absolute_path(path)
         if not os.path.exists(absolute) and not glob.glob(absolute):
             raise DicomsqlError(f"--table {name}={path}: {absolute} does not exist")
         checked.append((name, absolute))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from .client import JdbcUrl
 from .errors import DicomsqlError, HomeInUseError
 
 __all__ = ["Home", "HomeOwner", "resolve_home"]
@@ -47,7 +48,7 @@ class HomeOwner:
         """The JDBC URL of the server this process runs, if it runs one."""
         if self.jdbc_port is None:
             return None
-        return f"jdbc:hive2://{self.jdbc_host}:{self.jdbc_port}/default"
+        return str(JdbcUrl(self.jdbc_host, self.jdbc_port))
 
 
 class Home:

@@ -87,10 +87,6 @@ class _Table:
         return any(row[1].lower() == name and not row[2] for row in listed)
 
 
-def _micros(entry: FileEntry) -> int | None:
-    return None if entry.modified is None else round(entry.modified * 1_000_000)
-
-
 def _typed_keywords(execute: Execute, relation: str) -> list[str]:
     """The typed DICOM columns of a table or view (what its ``tags`` option must list)."""
     columns = [row[0] for row in execute(f"DESCRIBE {relation}").rows]
@@ -194,7 +190,7 @@ def _ingest(
 ) -> IngestSummary:
     table = run.table.sql()
     existing = run.existing()
-    current = {entry.path: (entry.size, _micros(entry)) for entry in files}
+    current = {entry.path: (entry.size, entry.modified_micros) for entry in files}
     known = existing or {}
     new = [path for path in current if path not in known]
     changed = [path for path in current if path in known and known[path] != current[path]]

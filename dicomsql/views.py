@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .dicom.header import CORE_KEYWORDS
 from .sqltools import identifier, string_literal
+from .storage import absolute_path, is_uri
 
 __all__ = ["DEMO_VIEWS", "DEMO_IMAGE_TAGS", "dicom_view_sql", "parquet_view_sql", "demo_views_sql"]
 
@@ -31,10 +32,6 @@ DEMO_IMAGE_TAGS = CORE_KEYWORDS + (
 )
 
 
-def _absolute(path: str | os.PathLike[str]) -> str:
-    return os.path.abspath(os.path.expanduser(path))
-
-
 def dicom_view_sql(name: str, path: str | os.PathLike[str], **options: object) -> list[str]:
     """SQL creating (or replacing) temporary view ``name`` over the DICOM files under
     ``path``; ``options`` are further options of the ``dicom`` source.
@@ -50,7 +47,7 @@ def dicom_view_sql(name: str, path: str | os.PathLike[str], **options: object) -
     CREATE OR REPLACE TEMPORARY VIEW `ct__files` USING dicom OPTIONS (`path` '/data/it\\'s', `pushdown` 'true', `mode` 'FAILFAST')
     CREATE OR REPLACE TEMPORARY VIEW `ct` AS SELECT * FROM `ct__files` WHERE path IS NOT NULL
     """
-    pairs = {"path": path if "://" in str(path) else _absolute(path), "pushdown": "true", **options}
+    pairs = {"path": path if is_uri(str(path)) else absolute_path(path), "pushdown": "true", **options}
     rendered = ", ".join(f"{identifier(k)} {string_literal(str(v))}" for k, v in pairs.items())
     source = identifier(f"{name}__files")
     return [
@@ -63,7 +60,7 @@ def parquet_view_sql(name: str, path: str | os.PathLike[str]) -> str:
     """SQL creating (or replacing) temporary view ``name`` over Parquet data at ``path``."""
     return (
         f"CREATE OR REPLACE TEMPORARY VIEW {identifier(name)} USING parquet "
-        f"OPTIONS (`path` {string_literal(_absolute(path))})"
+        f"OPTIONS (`path` {string_literal(absolute_path(path))})"
     )
 
 

@@ -16,6 +16,7 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..client import JdbcUrl
 from ..errors import DicomsqlError
 from ..settings import DEFAULTS
 from .access import Access
@@ -46,7 +47,7 @@ class Server:
     @property
     def jdbc_url(self) -> str:
         """``jdbc:hive2://host:port/default`` (``;ssl=true`` with TLS): for beeline and JDBC tools."""
-        return f"jdbc:hive2://{self.host}:{self.port}/default" + (";ssl=true" if self.tls else "")
+        return str(JdbcUrl(self.host, self.port, ssl=self.tls))
 
     @property
     def sqlalchemy_url(self) -> str:

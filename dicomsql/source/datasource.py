@@ -201,7 +201,7 @@ class DicomReader(DataSourceReader):
     def _wanted(self, entry: FileEntry) -> bool:
         if not self.filters:
             return True
-        return matches(self.filters, file_values(_displayable(entry.path)[0], entry.size, _microseconds(entry)))
+        return matches(self.filters, file_values(_displayable(entry.path)[0], entry.size, entry.modified_micros))
 
     def read(self, partition: FilesPartition) -> Iterator["pyarrow.RecordBatch"]:
         from pyspark.sql.pandas.types import to_arrow_schema
@@ -217,17 +217,13 @@ class DicomReader(DataSourceReader):
                     continue
             warnings = path_warnings + record.warnings
             batches.add([
-                path, entry.size, _microseconds(entry), *([content] if self.layout.content else []),
+                path, entry.size, entry.modified_micros, *([content] if self.layout.content else []),
                 *record.values, record.meta, warnings or None, record.error,
             ])
             if batches.rows >= BATCH_ROWS:
                 yield batches.flush()
         if batches.rows:
             yield batches.flush()
-
-
-def _microseconds(entry: FileEntry) -> int | None:
-    return None if entry.modified is None else round(entry.modified * 1_000_000)
 
 
 def _read_file(entry: FileEntry, layout: TableLayout, path: str) -> tuple[bytes | None, HeaderRecord]:
