@@ -15,9 +15,6 @@ from dicomsql.dicom.header import HeaderColumns, read_header
 
 from .reference import CHARSET_FILES, READABLE, reference_model
 
-#: test_generated.py imports this name; it goes once that module imports from tests/reference.py.
-_reference_model = reference_model
-
 
 @pytest.mark.parametrize("path", READABLE + CHARSET_FILES, ids=lambda p: p.name)
 def test_meta_equals_pydicom_to_json_dict(path):

@@ -14,7 +14,7 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 
 from dicomsql.dicom.header import HeaderColumns, read_header
 
-from .test_dicomjson import _reference_model
+from .reference import reference_model
 
 #: keyword -> (value written, value expected in the typed column), one or more per VR.
 EVERY_VR = {
@@ -122,7 +122,7 @@ def test_every_vr_typed_and_in_meta(generated, encoding):
     assert sequence[0]["0040A170"]["Value"][0]["00080104"]["Value"] == ["Localizer"]  # nested twice
     assert values["OtherPatientIDsSequence"] is None
     meta = json.loads(record.meta)
-    assert meta == _reference_model(path)[0]
+    assert meta == reference_model(path)[0]
     if encoding.startswith("implicit"):  # an unknown private creator: no VR to know the value by
         assert meta["00291001"] == {"vr": "UN", "InlineBinary": "cHJpdmF0ZSB0ZXh0"}
     else:
@@ -171,4 +171,4 @@ def test_character_sets(tmp_path, charset, name):
         record = read_header(fp, columns, source_uri=str(path))
     assert record.values == [name, name.replace("^", " ")]
     assert json.loads(record.meta)["00100010"]["Value"] == [{"Alphabetic": name}]
-    assert json.loads(record.meta) == _reference_model(path)[0]
+    assert json.loads(record.meta) == reference_model(path)[0]
