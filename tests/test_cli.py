@@ -163,28 +163,26 @@ def test_a_home_held_by_another_process_gets_a_clear_message(spark, spark_home):
 
 
 def test_sql_embedded_runs_statements_and_reports_the_failing_one(cli_env, pydicom_files, demo):
+    # two runs (each starts Spark): the statements before a failing one print their rows
+    on_files = f"SELECT count(*) AS patients FROM parquet.`{demo / 'patients.parquet'}`"
     script = (
         "SELECT Modality, count(*) AS files FROM shipped WHERE Modality IN ('CT', 'MR') GROUP BY Modality ORDER BY Modality;\n"
         "SELECT dicom_tag(meta, 'PatientID') AS id FROM shipped WHERE path LIKE '%/CT_small.dcm';\n"
+        f"{on_files}\n"
     )
-    result = run_dicomsql("sql", "--table", f"shipped={pydicom_files}", "-e", script, env=cli_env)
-    assert result.returncode == 0, result.stderr
-    assert "| CT       |" in result.stdout and "| MR       |" in result.stdout
-    assert "| 1CT1 |" in result.stdout
-
-    failing = run_dicomsql("sql", "--table", f"shipped={pydicom_files}", "-e",
-                  "SELECT 1;\nSELECT dicom_tag(meta, 'Nope') FROM shipped", env=cli_env)
-    assert failing.returncode == 1
-    assert "statement 2 (line 2) failed: dicom_tag: argument key" in failing.stderr
-    assert "Traceback" not in failing.stderr
+    refused = run_dicomsql("sql", "--table", f"shipped={pydicom_files}", "-e", script, env=cli_env)
+    assert refused.returncode == 1, refused.stderr
+    assert "| CT       |" in refused.stdout and "| MR       |" in refused.stdout
+    assert "| 1CT1 |" in refused.stdout
+    assert "statement 3 (line 3) failed: " in refused.stderr and "TABLE_OR_VIEW_NOT_FOUND" in refused.stderr
     assert not (Path(cli_env["DICOMSQL_HOME"]) / "demo").exists()  # sql never writes the demo
 
-    on_files = f"SELECT count(*) AS patients FROM parquet.`{demo / 'patients.parquet'}`"
-    refused = run_dicomsql("sql", "-e", on_files, env=cli_env)
-    assert refused.returncode == 1 and "TABLE_OR_VIEW_NOT_FOUND" in refused.stderr
-    allowed = run_dicomsql("sql", "--conf", "spark.sql.runSQLOnFiles=true", "-e", on_files, env=cli_env)
-    assert allowed.returncode == 0, allowed.stderr
+    allowed = run_dicomsql("sql", "--table", f"shipped={pydicom_files}", "--conf", "spark.sql.runSQLOnFiles=true", "-e",
+                           f"{on_files};\nSELECT dicom_tag(meta, 'Nope') FROM shipped", env=cli_env)
+    assert allowed.returncode == 1
     assert f"| {DEMO_PATIENTS}" in allowed.stdout
+    assert "statement 2 (line 2) failed: dicom_tag: argument key" in allowed.stderr
+    assert "Traceback" not in allowed.stderr
 
 
 def test_sql_reports_bad_sql_text_without_a_traceback(cli_env):
