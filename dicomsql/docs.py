@@ -1,5 +1,9 @@
-"""The SQL function reference (``docs/functions.md``), generated from the function registry:
-``dicomsql functions --markdown > docs/functions.md``.
+"""Documentation generated from the declarations: the SQL function reference
+(``docs/functions.md``, from the function registry, with each function's options table) and
+README.md's tables of the ``dicom`` source's options and of the settings (from their
+:class:`~dicomsql.options.Option` tables, between ``<!-- generated: NAME -->`` and
+``<!-- end generated: NAME -->`` lines). ``python -m dicomsql.docs`` rewrites both in the
+current directory (``dicomsql functions --markdown`` prints the reference).
 
 Functions are grouped by family, the :mod:`dicomsql.udfs` module that declares them; a
 family's introduction is the first paragraph of its module's docstring.
@@ -8,12 +12,17 @@ family's introduction is the first paragraph of its module's docstring.
 from __future__ import annotations
 
 import inspect
+import re
 import sys
-from typing import Iterable
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
+from .options import Option
+from .settings import SETTINGS
+from .source.options import OPTIONS
 from .udfs import FUNCTIONS, SqlFunction
 
-__all__ = ["functions_markdown"]
+__all__ = ["functions_markdown", "options_table", "README_TABLES", "with_generated_tables"]
 
 _KINDS = {"scalar": "scalar function", "aggregate": "aggregate function", "table": "table function"}
 
@@ -35,6 +44,32 @@ def _first_paragraph(text: str) -> str:
     return " ".join(inspect.cleandoc(text).split("\n\n")[0].split())
 
 
+def _default(value: Any) -> str:
+    """An option's default as a table cell: empty when there is none (the help says what
+    happens), SQL's spelling of booleans."""
+    if value is None or value == ():
+        return ""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return f"`{text}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;")
+
+
+def options_table(options: Iterable[Option], heading: str = "option") -> str:
+    """A Markdown table of options (``heading`` names the first column): name, default and
+    help.
+
+    >>> print(options_table([Option("ties", "efron", "How tied event times are handled.")]))
+    | option | default | |
+    |---|---|---|
+    | `ties` | `efron` | How tied event times are handled. |
+    """
+    rows = [f"| `{o.name}` | {_default(o.default)} | {_cell(o.help)} |" for o in options]
+    return "\n".join([f"| {heading} | default | |", "|---|---|---|", *rows])
+
+
 def _function_section(function: SqlFunction) -> str:
     return "\n\n".join(
         [
@@ -43,6 +78,7 @@ def _function_section(function: SqlFunction) -> str:
             f"```\n{function.signature}\n```",
             function.doc,
             *([function.limits] if function.limits else []),
+            *([f"Options (the `options` map):\n\n{options_table(function.options)}"] if function.options else []),
             f"```sql\n{function.example}\n```",
         ]
     )
@@ -51,7 +87,8 @@ def _function_section(function: SqlFunction) -> str:
 def functions_markdown() -> str:
     """Every SQL function of :data:`dicomsql.udfs.FUNCTIONS` as a Markdown reference: a
     contents list by family, then per family its introduction and per function its kind,
-    signature, documentation (the docstring), limits (the declared bounds) and example."""
+    signature, documentation (the docstring), limits (the declared bounds), options table and
+    example."""
     families = _families(FUNCTIONS.values())
     contents = [
         f"- [{_title(module)}](#{_title(module).lower()}): " + ", ".join(f"[{f.name}](#{f.name})" for f in functions)
@@ -71,3 +108,41 @@ def functions_markdown() -> str:
         parts += [f"## {_title(module)}", _first_paragraph(sys.modules[module].__doc__ or "")]
         parts += [_function_section(function) for function in functions]
     return "\n\n".join(parts) + "\n"
+
+
+#: The tables README.md shows between its ``<!-- generated: NAME -->`` markers.
+README_TABLES: dict[str, Callable[[], str]] = {
+    "dicom source options": lambda: options_table(OPTIONS),
+    "settings": lambda: options_table(SETTINGS, "setting"),
+}
+
+
+def with_generated_tables(text: str) -> str:
+    """``text`` (README.md) with each marked table replaced by the one generated now; a
+    missing marker is an error.
+
+    >>> with_generated_tables("<!-- generated: x -->")
+    Traceback (most recent call last):
+    ValueError: unknown generated table 'x' in README.md (known: dicom source options, settings)
+    """
+    found = re.findall(r"^<!-- generated: (.+?) -->$", text, flags=re.M)
+    for name in found:
+        if name not in README_TABLES:
+            raise ValueError(f"unknown generated table {name!r} in README.md (known: {', '.join(README_TABLES)})")
+    for name, table in README_TABLES.items():
+        pattern = re.compile(rf"^(<!-- generated: {re.escape(name)} -->\n).*?(^<!-- end generated: {re.escape(name)} -->)$", re.M | re.S)
+        text, count = pattern.subn(lambda match: f"{match.group(1)}{table()}\n{match.group(2)}", text)
+        if count != 1:
+            raise ValueError(f"README.md needs one '<!-- generated: {name} -->' ... '<!-- end generated: {name} -->' section")
+    return text
+
+
+def main() -> None:
+    """Rewrite docs/functions.md and README.md's generated tables in the current directory."""
+    Path("docs/functions.md").write_text(functions_markdown(), encoding="utf-8")
+    readme = Path("README.md")
+    readme.write_text(with_generated_tables(readme.read_text(encoding="utf-8")), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

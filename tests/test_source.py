@@ -97,7 +97,7 @@ def test_path_options(spark, pydicom_files):
 def test_bad_options_name_the_option(spark, pydicom_files):
     with pytest.raises(PySparkException, match="unknown option 'mdoe'"):
         spark.read.format("dicom").option("mdoe", "FAILFAST").load(str(pydicom_files)).schema
-    with pytest.raises(PySparkException, match="option mode='sometimes'"):
+    with pytest.raises(PySparkException, match="option mode must be one of PERMISSIVE, DROPMALFORMED, FAILFAST, got 'sometimes'"):
         spark.read.format("dicom").option("mode", "sometimes").load(str(pydicom_files)).schema
     with pytest.raises(PySparkException, match="does not exist"):
         spark.read.format("dicom").load("/no/such/folder").collect()

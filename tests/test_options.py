@@ -1,0 +1,155 @@
+"""The one option type and parser (dicomsql.options), its tables (settings, the dicom source,
+dicom_image and every function's options map), and the documentation generated from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dicomsql import settings
+from dicomsql.docs import functions_markdown, options_table, with_generated_tables
+from dicomsql.errors import DicomsqlError
+from dicomsql.options import Bound, Option, OptionError, boolean, choice, integer, number, parse
+from dicomsql.server import audit, auth
+from dicomsql.source.options import IMAGE_OPTIONS, OPTIONS, image_options, parse_options
+from dicomsql.udfs import FUNCTIONS
+
+README = Path(__file__).parent.parent / "README.md"
+
+TIES = Option("ties", "efron", "How tied event times are handled.", choice("efron", "breslow"))
+TRIES = Option("max_iter", 50, "At most this many steps.", integer(1, 1000))
+
+#: Every table of options, by where it is declared.
+TABLES: dict[str, tuple[Option, ...]] = {
+    "settings": settings.SETTINGS,
+    "dicom source": OPTIONS,
+    "dicom_image": IMAGE_OPTIONS,
+    **{name: function.options for name, function in FUNCTIONS.items() if function.options},
+}
+EVERY_OPTION = [(table, option) for table, options in TABLES.items() for option in options]
+
+
+def _ids(case) -> str:
+    return f"{case[0]}.{case[1].name}"
+
+
+def test_parse_gives_defaults_overridden_by_case_insensitive_keys():
+    assert parse(None, (TIES, TRIES)) == {"ties": "efron", "max_iter": 50}
+    assert parse({" Max_Iter ": "7", "TIES": "Breslow"}, (TIES, TRIES)) == {"ties": "breslow", "max_iter": 7}
+
+
+def test_parse_rejects_unknown_keys_listing_the_known_ones():
+    with pytest.raises(OptionError, match=r"^unknown option 'tie' \(known: ties, max_iter\)$") as caught:
+        parse({"tie": "efron"}, (TIES, TRIES))
+    assert caught.value.option is None
+
+
+def test_parse_errors_name_the_option_the_value_and_what_was_expected():
+    with pytest.raises(OptionError, match=r"^coxph_fit: option max_iter must be an integer between 1 and 1000, got '1e9'$") as caught:
+        parse({"max_iter": "1e9"}, (TIES, TRIES), where="coxph_fit")
+    assert caught.value.option == "max_iter"
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, DicomsqlError)
+
+
+@pytest.mark.parametrize(
+    "parser, text, expected",
+    [
+        (choice("PERMISSIVE", "FAILFAST", normalise=str.upper), " failFast ", "FAILFAST"),
+        (boolean, "TRUE", True),
+        (number(0.0), "0", 0.0),
+        (integer(0), "123456789", 123456789),
+        (settings.size, "512MiB", 512 * 1024**2),
+    ],
+)
+def test_parsers(parser, text, expected):
+    assert parser(text) == expected
+
+
+@pytest.mark.parametrize(
+    "parser, text, expected",
+    [
+        (choice("efron", "breslow"), "exact", "one of efron, breslow"),
+        (boolean, "yes", "true or false"),
+        (number(0.0, 0.5, open_low=True), "0", "a number > 0.0 and <= 0.5"),
+        (integer(1), "0", "an integer 1 or more"),
+        (Bound(1, 10), "x", "an integer between 1 and 10"),
+        (settings.size, "-1", "a positive number of bytes, optionally with a unit (512MiB, 2g)"),
+    ],
+)
+def test_parsers_say_what_they_expected(parser, text, expected):
+    with pytest.raises(ValueError) as caught:
+        parser(text)
+    assert str(caught.value) == expected
+
+
+def test_the_stats_field_order_builds_the_same_option():
+    from dicomsql.stats.options import Option as StatsOption
+
+    option = StatsOption("ties", "efron", TIES.parse, TIES.help)
+    assert isinstance(option, Option)
+    assert (option.name, option.default, option.help, option.parse) == (TIES.name, TIES.default, TIES.help, TIES.parse)
+
+
+def test_the_settings_choices_are_the_servers():
+    assert settings.ROLES == auth.ROLES
+    assert settings.STATEMENT_MODES == audit.STATEMENT_MODES
+
+
+def test_the_source_takes_sparks_own_keys_and_rejects_unknown_ones():
+    assert parse_options({"path": "/a", "paths": '["/b", "/c"]'}).paths == ("/a", "/b", "/c")
+    with pytest.raises(DicomsqlError, match=r"^dicom source: unknown option 'mdoe' \(known: path, paths, files, tags"):
+        parse_options({"path": "/a", "mdoe": "FAILFAST"})
+    with pytest.raises(DicomsqlError, match=r"^dicom source: option files must be a JSON list of paths, got 'a.dcm'$"):
+        parse_options({"files": "a.dcm"})
+
+
+def test_image_options_reject_unknown_keys_and_values():
+    assert image_options(None) == {"invert": False, "mode": "PERMISSIVE"}
+    assert image_options({"INVERT": "true", "mode": "failfast"}) == {"invert": True, "mode": "FAILFAST"}
+    with pytest.raises(ValueError, match=r"^unknown option 'inverse' \(known: invert, mode\)$"):
+        image_options({"inverse": "true"})
+    with pytest.raises(ValueError, match=r"^option mode must be one of PERMISSIVE, FAILFAST, got 'DROPMALFORMED'$"):
+        image_options({"mode": "DROPMALFORMED"})
+
+
+# -- meta-tests: every option is documented, its default is what its parser reads, and the
+# generated documentation shows it
+
+
+def _text(value) -> str:
+    """A default as the text an option map would hold."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@pytest.mark.parametrize("case", EVERY_OPTION, ids=_ids)
+def test_every_option_has_help(case):
+    _, option = case
+    assert option.help.strip() and option.help.rstrip().endswith((".", ")")), option.name
+
+
+@pytest.mark.parametrize("case", [c for c in EVERY_OPTION if c[1].default not in (None, ())], ids=_ids)
+def test_every_default_is_what_its_parser_reads(case):
+    _, option = case
+    assert option.parse(_text(option.default)) == option.default
+
+
+def test_option_names_are_unique_per_table_ignoring_case():
+    for name, table in TABLES.items():
+        names = [option.name.lower() for option in table]
+        assert len(names) == len(set(names)), name
+
+
+def test_readme_tables_are_generated_and_up_to_date():
+    text = README.read_text(encoding="utf-8")
+    assert with_generated_tables(text) == text, "README.md's option tables are stale: run python -m dicomsql.docs"
+    for option in (*settings.SETTINGS, *OPTIONS):
+        assert f"| `{option.name}` |" in text
+
+
+def test_every_function_option_is_in_its_reference_section():
+    markdown = functions_markdown()
+    for name, function in FUNCTIONS.items():
+        section = markdown.split(f"\n### {name}\n", 1)[1].split("\n### ", 1)[0]
+        if function.options:
+            assert options_table(function.options) in section, name
