@@ -138,7 +138,7 @@ def test_protocol_classified_from_device_metadata_with_naive_bayes_and_a_forest(
 
 def test_device_time_to_failure_recovers_the_demo_truth(spark):
     model = spark.sql("SELECT coxph_fit(months, failed, struct(age_years, daily_scans)) AS m FROM demo_devices").first().m
-    for name, lower, upper in zip(model.covariates, model.ci_lower, model.ci_upper):
+    for name, lower, upper in zip(model.features, model.ci_lower, model.ci_upper):
         assert lower < DEVICE_TRUE_COEFFICIENTS[name] < upper
 
 
