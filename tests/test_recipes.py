@@ -95,7 +95,7 @@ def test_condition_classifiers_are_evaluated_on_held_out_patients(run_recipe, fu
 def test_capture_technique_is_told_from_device_metadata(run_recipe):
     results = run_recipe("03_capture_technique.sql")
     importances, confusion, accuracy = frame(results[-4]), frame(results[-2]), frame(results[-1]).iloc[0]
-    assert importances.importance.sum() == pytest.approx(1.0)
+    assert importances.feature_importance.sum() == pytest.approx(1.0)
     assert accuracy.accuracy >= 0.9 and accuracy.series == confusion["count"].sum()
     assert sorted(json.loads(accuracy.classes)) == ["HIGH RES CHEST", "LOW DOSE CHEST", "STANDARD CHEST"]  # arrays arrive as JSON
 
