@@ -70,7 +70,7 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_s
         "CREATE TABLE demo_cox AS SELECT coxph_fit(months, died, struct(age, smoker, tumor_mm, treated)) AS model "
         "FROM demo_patients"
     )
-    cursor.execute("SELECT s.covariate, s.ci_lower, s.ci_upper FROM demo_cox m, LATERAL coxph_summary(m.model) s")
+    cursor.execute("SELECT s.feature, s.ci_lower, s.ci_upper FROM demo_cox m, LATERAL coxph_summary(m.model) s")
     intervals = {name: (low, high) for name, low, high in cursor.fetchall()}
     assert set(intervals) == set(TRUE_COEFFICIENTS)
     for name, beta in TRUE_COEFFICIENTS.items():

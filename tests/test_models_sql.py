@@ -132,13 +132,13 @@ def test_protocol_classified_from_device_metadata_with_naive_bayes_and_a_forest(
     np.testing.assert_allclose(np.sort(guesses.forest_p), np.sort(forest.predict(local, columns, "probability", frame.ProtocolName.to_numpy(dtype=object))))
     assert (guesses.by_bayes == guesses.truth).mean() == 1.0 and (guesses.by_forest == guesses.truth).mean() == 1.0
     summaries = spark.sql("SELECT s.* FROM protocol_models m, LATERAL random_forest_summary(m.forest) s").collect()
-    assert sum(row.importance for row in summaries) == pytest.approx(1.0)
+    assert sum(row.feature_importance for row in summaries) == pytest.approx(1.0)
     assert spark.sql("SELECT count(*) FROM protocol_models m, LATERAL naive_bayes_summary(m.bayes) s").first()[0] > 0
 
 
 def test_device_time_to_failure_recovers_the_demo_truth(spark):
     model = spark.sql("SELECT coxph_fit(months, failed, struct(age_years, daily_scans)) AS m FROM demo_devices").first().m
-    for name, lower, upper in zip(model.covariates, model.ci_lower, model.ci_upper):
+    for name, lower, upper in zip(model.features, model.ci_lower, model.ci_upper):
         assert lower < DEVICE_TRUE_COEFFICIENTS[name] < upper
 
 
@@ -159,6 +159,12 @@ def test_capture_recommendations_with_als(spark):
                                       FROM demo_reads) m""").toPandas()
     np.testing.assert_allclose(predicted.known, als.predict(local, reads.reader.tolist(), reads.capture.tolist()), rtol=1e-9)
     assert predicted.unknown.isna().all()
+    summary = spark.sql("""
+        SELECT s.* FROM (SELECT als_fit(reader, capture, quality, map('rank', '2', 'iterations', '8')) AS model FROM demo_reads) m,
+        LATERAL als_summary(m.model) s""").collect()
+    assert [(row.kind, row.id) for row in summary] == [("user", user) for user in local["users"]] + [("item", item) for item in local["items"]]
+    np.testing.assert_allclose([row.norm for row in summary], [norm for _, _, norm, _ in als.summary(local)], rtol=1e-9)
+    np.testing.assert_allclose(summary[0].factors, local["user_factors"][0], rtol=1e-9)
 
 
 def test_split_fraction_is_the_pure_hash(spark, patients):

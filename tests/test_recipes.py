@@ -95,14 +95,14 @@ def test_condition_classifiers_are_evaluated_on_held_out_patients(run_recipe, fu
 def test_capture_technique_is_told_from_device_metadata(run_recipe):
     results = run_recipe("03_capture_technique.sql")
     importances, confusion, accuracy = frame(results[-4]), frame(results[-2]), frame(results[-1]).iloc[0]
-    assert importances.importance.sum() == pytest.approx(1.0)
+    assert importances.feature_importance.sum() == pytest.approx(1.0)
     assert accuracy.accuracy >= 0.9 and accuracy.series == confusion["count"].sum()
     assert sorted(json.loads(accuracy.classes)) == ["HIGH RES CHEST", "LOW DOSE CHEST", "STANDARD CHEST"]  # arrays arrive as JSON
 
 
 def test_tumour_measured_from_pixels_predicts_survival(run_recipe):
     results = run_recipe("04_image_features_survival.sql")
-    agreement, summary = frame(results[-4]).iloc[0], frame(results[-1]).set_index("covariate")
+    agreement, summary = frame(results[-4]).iloc[0], frame(results[-1]).set_index("feature")
     assert agreement.patients == FULL_DEMO_PATIENTS and agreement.correlation > 0.9
     assert abs(agreement.mean_difference_mm) < 3
     for name, truth in (("age", TRUE_COEFFICIENTS["age"]), ("tumour_diameter_mm", TRUE_COEFFICIENTS["tumor_mm"]),
@@ -112,7 +112,7 @@ def test_tumour_measured_from_pixels_predicts_survival(run_recipe):
 
 def test_device_failure_recovers_the_true_model(run_recipe):
     results = run_recipe("05_device_failure.sql")
-    urgent, summary = frame(results[-2]), frame(results[-1]).set_index("covariate")
+    urgent, summary = frame(results[-2]), frame(results[-1]).set_index("feature")
     for name, truth in DEVICE_TRUE_COEFFICIENTS.items():
         assert summary.loc[name, "ci_lower"] < truth < summary.loc[name, "ci_upper"], name
     assert len(urgent) == 10 and urgent.median_months_to_failure.is_monotonic_increasing

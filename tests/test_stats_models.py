@@ -314,6 +314,11 @@ def test_explicit_als_equals_direct_alternating_least_squares():
     best = als.recommend(model, "u03", 3)
     assert [item for item, _, _ in best] == [f"i{i}" for i in np.argsort(-(x @ y.T)[3])[:3]]
     assert als.recommend(model, "nobody", 3) == []
+    rows = list(als.summary(model))
+    assert [(kind, name) for kind, name, _, _ in rows] == [("user", f"u{u:02d}") for u in range(users)] + [("item", f"i{i}") for i in range(items)]
+    np.testing.assert_allclose([norm for _, _, norm, _ in rows], np.linalg.norm(np.vstack([x, y]), axis=1))
+    np.testing.assert_allclose(rows[0][3], x[0])
+    assert list(als.summary(als.fit([None], ["i"], [1.0]))) == []  # no complete rows: no factors
 
 
 def test_implicit_als_solves_the_confidence_weighted_normal_equations():

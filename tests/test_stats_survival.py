@@ -54,9 +54,19 @@ DATASETS = {
 }
 
 
+def _columns(frame: pd.DataFrame, names: list[str]) -> dict[str, np.ndarray]:
+    """Feature columns by name, as the fits take them."""
+    return {name: frame[name].to_numpy(dtype=float) for name in names}
+
+
+def _named(matrix: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """The columns of a matrix, by name."""
+    return dict(zip(names, np.asarray(matrix, dtype=float).T))
+
+
 def _fit(frame: pd.DataFrame, duration: str, event: str, **kwargs):
     names = [c for c in frame.columns if c not in (duration, event)]
-    return names, cox.fit(frame[duration], frame[event], frame[names].to_numpy(), names, **kwargs)
+    return names, cox.fit(frame[duration], frame[event], _columns(frame, names), **kwargs)
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
@@ -103,7 +113,7 @@ def test_coxph_strata_weights_and_penalties_against_lifelines():
         ({}, {}, {"alpha": "0.1"}),
     ]
     for ours, theirs, options in cases:
-        model = cox.fit(frame["time"], frame["event"], frame[names].to_numpy(), names, options=options, **ours)
+        model = cox.fit(frame["time"], frame["event"], _columns(frame, names), options=options, **ours)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             columns = names + ["time", "event"] + [c for c in ("group", "weight") if c in theirs.values() or [c] in theirs.values()]
@@ -116,7 +126,7 @@ def test_coxph_strata_weights_and_penalties_against_lifelines():
         assert model["log_likelihood"] == pytest.approx(reference.log_likelihood_, abs=1e-6)
         if "alpha" in options:
             np.testing.assert_allclose(model["ci_upper"], reference.summary.loc[names].iloc[:, 4], **TOLERANCE)
-    stratified = cox.fit(frame["time"], frame["event"], frame[names].to_numpy(), names, strata=frame["group"].to_numpy())
+    stratified = cox.fit(frame["time"], frame["event"], _columns(frame, names), strata=frame["group"].to_numpy())
     covariates = {name: frame[name].to_numpy() for name in names}
     reference = CoxPHFitter().fit(frame[names + ["time", "event", "group"]], "time", "event", strata=["group"])
     mine = np.array([cox.predict(stratified, {k: v[i:i + 1] for k, v in covariates.items()}, "survival",
@@ -130,7 +140,7 @@ def test_coxph_breslow_against_statsmodels(stratified):
     frame = _ties()
     names = ["a", "b", "c"]
     strata = frame["group"].to_numpy() if stratified else None
-    model = cox.fit(frame["time"], frame["event"], frame[names].to_numpy(), names, strata=strata,
+    model = cox.fit(frame["time"], frame["event"], _columns(frame, names), strata=strata,
                     options={"ties": "breslow"})
     # statsmodels: PHReg(time, X, status=event, ties="breslow", strata=group).fit()
     reference = sm.PHReg(frame["time"], frame[names], status=frame["event"], ties="breslow",
@@ -146,8 +156,8 @@ def test_coxph_breslow_weights_equal_efron_without_ties():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(300, 2))
     time, event, weight = rng.exponential(1 / np.exp(x @ [0.5, -0.3])), rng.uniform(size=300) < 0.7, rng.uniform(0.5, 2, 300)
-    breslow = cox.fit(time, event, x, ["a", "b"], weights=weight, options={"ties": "breslow", "tol": "1e-10"})
-    efron = cox.fit(time, event, x, ["a", "b"], weights=weight, options={"tol": "1e-10"})
+    breslow = cox.fit(time, event, _named(x, ["a", "b"]), weights=weight, options={"ties": "breslow", "tol": "1e-10"})
+    efron = cox.fit(time, event, _named(x, ["a", "b"]), weights=weight, options={"tol": "1e-10"})
     np.testing.assert_allclose(breslow["coef"], efron["coef"], **TOLERANCE)
     np.testing.assert_allclose(breslow["se"], efron["se"], **TOLERANCE)
     np.testing.assert_allclose(breslow["baseline_cumhaz"], efron["baseline_cumhaz"], **TOLERANCE)
@@ -155,17 +165,17 @@ def test_coxph_breslow_weights_equal_efron_without_ties():
 
 def test_coxph_bad_groups_give_a_reason_not_an_exception():
     x = np.array([[1.0], [2.0], [3.0], [4.0]])
-    assert "negative durations" in cox.fit([1, -2, 3, 4], [1, 1, 0, 1], x, ["a"])["error"]
-    assert "no events" in cox.fit([1, 2, 3, 4], [0, 0, 0, 0], x, ["a"])["error"]
-    assert "constant covariate(s) a" in cox.fit([1, 2, 3, 4], [1, 0, 1, 1], np.ones((4, 1)), ["a"])["error"]
-    dropped = cox.fit([1, 2, np.nan, 4, 5, 6], [1, 0, 1, 1, 0, 1], np.array([[1.0], [3], [2], [np.nan], [5], [4]]), ["a"])
+    assert "negative durations" in cox.fit([1, -2, 3, 4], [1, 1, 0, 1], _named(x, ["a"]))["error"]
+    assert "no events" in cox.fit([1, 2, 3, 4], [0, 0, 0, 0], _named(x, ["a"]))["error"]
+    assert "constant feature(s) a" in cox.fit([1, 2, 3, 4], [1, 0, 1, 1], _named(np.ones((4, 1)), ["a"]))["error"]
+    dropped = cox.fit([1, 2, np.nan, 4, 5, 6], [1, 0, 1, 1, 0, 1], _named(np.array([[1.0], [3], [2], [np.nan], [5], [4]]), ["a"]))
     assert dropped["n_dropped"] == 2 and dropped["n"] == 4
-    collinear = cox.fit(np.arange(1, 41), np.tile([1, 0], 20), np.column_stack([np.arange(40), 2 * np.arange(40)]), ["a", "b"])
+    collinear = cox.fit(np.arange(1, 41), np.tile([1, 0], 20), _named(np.column_stack([np.arange(40), 2 * np.arange(40)]), ["a", "b"]))
     assert collinear["error"] is not None or not collinear["converged"]
     with pytest.raises(ValueError, match="option ties must be one of efron, breslow, got 'exact'"):
-        cox.fit([1, 2], [1, 1], x[:2], ["a"], options={"ties": "exact"})
+        cox.fit([1, 2], [1, 1], _named(x[:2], ["a"]), options={"ties": "exact"})
     with pytest.raises(ValueError, match="unknown option 'tie'"):
-        cox.fit([1, 2], [1, 1], x[:2], ["a"], options={"tie": "efron"})
+        cox.fit([1, 2], [1, 1], _named(x[:2], ["a"]), options={"tie": "efron"})
 
 
 def test_coxph_predict_names_missing_and_extra_covariates():
@@ -181,7 +191,7 @@ def test_coxph_predict_names_missing_and_extra_covariates():
 def test_coxph_check_against_lifelines():
     frame, duration, event = DATASETS["rossi"]
     names, model = _fit(frame, duration, event)
-    result = cox.check(frame[duration], frame[event], frame[names].to_numpy(), names, model)
+    result = cox.check(frame[duration], frame[event], _columns(frame, names), model)
     reference_model = CoxPHFitter().fit(frame, duration, event)
     # lifelines: proportional_hazard_test(cph, rossi, time_transform="rank")
     reference = proportional_hazard_test(reference_model, frame, time_transform="rank").summary
@@ -219,7 +229,7 @@ def test_kaplan_meier_and_logrank_against_lifelines():
 def test_aft_against_lifelines(distribution, fitter):
     frame = load_rossi()[["week", "arrest", "age", "fin", "prio"]]
     names = ["age", "fin", "prio"]
-    model = aft.fit(frame["week"], frame["arrest"], frame[names].to_numpy(), names, {"distribution": distribution})
+    model = aft.fit(frame["week"], frame["arrest"], _columns(frame, names), {"distribution": distribution})
     reference = fitter().fit(frame, "week", "arrest")
     np.testing.assert_allclose(model["coef"], reference.params_, **TOLERANCE)
     np.testing.assert_allclose(model["se"], reference.standard_errors_, **TOLERANCE)
@@ -257,11 +267,11 @@ def test_breslow_penalty_and_convergence_follow_lifelines():
     time, event = rng.exponential(1 / np.exp(x @ [0.5, -0.0003])), (rng.uniform(size=300) < 0.7).astype(float)
     for penalizer in ("0", "0.1"):
         options = {"penalizer": penalizer, "tol": "1e-10"}
-        breslow = cox.fit(time, event, x, ["a", "b"], options={**options, "ties": "breslow"})
-        efron = cox.fit(time, event, x, ["a", "b"], options=options)
+        breslow = cox.fit(time, event, _named(x, ["a", "b"]), options={**options, "ties": "breslow"})
+        efron = cox.fit(time, event, _named(x, ["a", "b"]), options=options)
         np.testing.assert_allclose(breslow["coef"], efron["coef"], **TOLERANCE)
         assert breslow["log_likelihood"] == pytest.approx(efron["log_likelihood"], abs=1e-6)
-    separated = cox.fit(np.arange(1, 21), np.ones(20), (np.arange(20) < 10).astype(float)[:, None], ["x"],
+    separated = cox.fit(np.arange(1, 21), np.ones(20), _named((np.arange(20) < 10).astype(float)[:, None], ["x"]),
                         options={"ties": "breslow"})
     assert not separated["converged"] and "separation" in separated["warning"]
 
@@ -269,7 +279,7 @@ def test_breslow_penalty_and_convergence_follow_lifelines():
 def test_predictions_for_strata_and_edge_cases():
     frame = _ties()
     names = ["a", "b", "c"]
-    model = cox.fit(frame["time"], frame["event"], frame[names].to_numpy(), names, strata=frame["group"].to_numpy())
+    model = cox.fit(frame["time"], frame["event"], _columns(frame, names), strata=frame["group"].to_numpy())
     covariates = {name: frame[name].to_numpy()[:3] for name in names}
     reference = CoxPHFitter().fit(frame[names + ["time", "event", "group"]], "time", "event", strata=["group"])
     for stratum in ("x", "y"):
@@ -290,14 +300,95 @@ def test_predictions_for_strata_and_edge_cases():
 def test_aft_checks_its_input_like_cox():
     frame = load_rossi()
     names = ["age", "fin"]
-    doubled = aft.fit(frame["week"], frame["arrest"] * 2, frame[names].to_numpy(), names)
+    doubled = aft.fit(frame["week"], frame["arrest"] * 2, _columns(frame, names))
     assert doubled["error"] == "event must be 0/1 or boolean"
-    constant = aft.fit(frame["week"], frame["arrest"], np.column_stack([frame["age"], np.ones(len(frame))]), ["age", "one"])
-    assert constant["error"].startswith("constant covariate(s) one")
-    assert aft.fit([0, 1, 2], [1, 1, 0], np.array([[1.0], [2.0], [3.0]]), ["x"])["error"].startswith("non-positive durations")
+    constant = aft.fit(frame["week"], frame["arrest"], _named(np.column_stack([frame["age"], np.ones(len(frame))]), ["age", "one"]))
+    assert constant["error"].startswith("constant feature(s) one")
+    assert aft.fit([0, 1, 2], [1, 1, 0], _named(np.array([[1.0], [2.0], [3.0]]), ["x"]))["error"].startswith("non-positive durations")
 
 
 def test_concordance_of_nan_scores_is_nan():
     from dicomsql.stats.concordance import concordance_index
 
     assert np.isnan(concordance_index([1, 2, 3], [1, np.nan, 3], [1, 1, 1]))
+
+
+def _rossi_with_strings() -> pd.DataFrame:
+    """Rossi with a string and a boolean covariate: ``site`` (3 categories, not in sorted
+    order of appearance) and ``paroled`` (True/False)."""
+    frame = load_rossi()[["week", "arrest", "age", "prio", "paro"]].rename(columns={"paro": "paroled"})
+    frame["paroled"] = frame["paroled"] == 1
+    frame["site"] = np.random.default_rng(4).choice(["West", "East", "North"], len(frame))
+    return frame
+
+
+def _string_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The columns as SQL gives them: numbers and booleans as floats, strings as objects."""
+    return {"age": frame["age"].to_numpy(float), "prio": frame["prio"].to_numpy(float),
+            "paroled": frame["paroled"].to_numpy(float), "site": frame["site"].to_numpy(dtype=object)}
+
+
+def _dummies(frame: pd.DataFrame) -> pd.DataFrame:
+    # pandas: get_dummies(frame, columns=["site"], drop_first=True, prefix_sep="=")
+    return pd.get_dummies(frame.astype({"paroled": float}), columns=["site"], drop_first=True, prefix_sep="=", dtype=float)
+
+
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_coxph_one_hot_encodes_strings_as_lifelines_on_dummies(ties):
+    frame = _rossi_with_strings()
+    dummies = _dummies(frame)
+    model = cox.fit(frame["week"], frame["arrest"], _string_columns(frame), options={"ties": ties, "tol": "1e-10"})
+    names = ["age", "prio", "paroled", "site=North", "site=West"]  # East, first in sorted order, is the reference
+    assert model["error"] is None and model["features"] == names
+    assert model["fields"] == ["age", "prio", "paroled", "site"] and model["categories"][3] == ["East", "North", "West"]
+    if ties == "efron":  # lifelines: CoxPHFitter().fit(dummies, "week", "arrest")
+        reference = CoxPHFitter().fit(dummies, "week", "arrest")
+        params, errors = reference.params_[names], reference.standard_errors_[names]
+    else:  # statsmodels: PHReg(week, dummies[names], status=arrest, ties="breslow").fit()
+        reference = sm.PHReg(dummies["week"], dummies[names], status=dummies["arrest"], ties="breslow").fit()
+        params, errors = reference.params, reference.bse
+    np.testing.assert_allclose(model["coef"], params, **TOLERANCE)
+    np.testing.assert_allclose(model["se"], errors, **TOLERANCE)
+    if ties == "efron":
+        np.testing.assert_allclose(cox.predict(model, _string_columns(frame)), reference.predict_partial_hazard(dummies), **TOLERANCE)
+    unseen = {**_string_columns(frame), "site": np.full(len(frame), "Mars", dtype=object)}
+    as_reference = {**_string_columns(frame), "site": np.full(len(frame), "East", dtype=object)}
+    np.testing.assert_array_equal(cox.predict(model, unseen), cox.predict(model, as_reference))
+    with_null = {**_string_columns(frame), "site": np.array([None] + ["East"] * (len(frame) - 1), dtype=object)}
+    assert np.isnan(cox.predict(model, with_null)[0])
+    assert [row[0] for row in cox.summary(model)] == names
+    assert [row[2] for row in cox.summary(model)] == pytest.approx(np.exp(model["coef"]))
+
+
+def test_aft_one_hot_encodes_strings_as_lifelines_on_dummies():
+    frame = _rossi_with_strings()
+    dummies = _dummies(frame)
+    model = aft.fit(frame["week"], frame["arrest"], _string_columns(frame))
+    # lifelines: WeibullAFTFitter().fit(dummies, "week", "arrest")
+    reference = WeibullAFTFitter().fit(dummies, "week", "arrest")
+    assert model["features"] == ["age", "prio", "paroled", "site=North", "site=West"]
+    assert model["parameters"] == [f"{group.rstrip('_').replace('lambda', 'location').replace('rho', 'shape')}:{name}"
+                                   for group, name in reference.params_.index]
+    np.testing.assert_allclose(model["coef"], reference.params_, **TOLERANCE)
+    np.testing.assert_allclose(model["se"], reference.standard_errors_, **TOLERANCE)
+    np.testing.assert_allclose(aft.predict(model, _string_columns(frame), "median"), reference.predict_median(dummies), **TOLERANCE)
+    rows = aft.summary(model)
+    assert [(row[0], row[1]) for row in rows] == [tuple(name.split(":")) for name in model["parameters"]]
+    np.testing.assert_allclose([row[2] for row in rows], reference.summary["coef"], **TOLERANCE)
+    np.testing.assert_allclose([row[7] for row in rows], reference.summary["coef upper 95%"], **TOLERANCE)
+    assert aft.summary({"coef": None}) == []
+
+
+def test_models_stored_with_covariates_still_predict():
+    """A model of the release before names its (numeric) fields in ``covariates`` and has
+    no ``features``, ``fields`` or ``categories``: it still predicts and summarises."""
+    frame, duration, event = DATASETS["rossi"]
+    names, model = _fit(frame, duration, event)
+    stored = {key: value for key, value in model.items() if key not in ("features", "fields", "categories")}
+    stored["covariates"] = names
+    columns = _columns(frame, names)
+    np.testing.assert_array_equal(cox.predict(stored, columns), cox.predict(model, columns))
+    assert cox.summary(stored) == cox.summary(model)
+    fitted = aft.fit(frame[duration], frame[event], columns)
+    old = {key: value for key, value in fitted.items() if key not in ("features", "fields", "categories")}
+    np.testing.assert_array_equal(aft.predict({**old, "covariates": names}, columns), aft.predict(fitted, columns))

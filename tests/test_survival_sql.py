@@ -38,7 +38,7 @@ def test_one_model_per_group_equal_to_lifelines(spark, cohort):
     assert models["Tiny"].error == "no events: every row is censored" and models["Tiny"].coef is None
     for site, rows in cohort[cohort.site != "Tiny"].groupby("site"):
         model, reference = models[site], _lifelines(rows)
-        assert model.covariates == COVARIATES and model.error is None
+        assert model.features == COVARIATES and model.fields == COVARIATES and model.error is None
         np.testing.assert_allclose(model.coef, reference.params_[COVARIATES], rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(model.se, reference.standard_errors_[COVARIATES], rtol=1e-6, atol=1e-6)
         assert model.concordance == pytest.approx(reference.concordance_index_, abs=1e-9)
@@ -64,9 +64,9 @@ def test_models_round_trip_through_a_table_and_predict_like_lifelines(spark, coh
         np.testing.assert_allclose(got["survival"], reference.predict_survival_function(rows, times=[24.0]).to_numpy()[0], rtol=1e-6, atol=1e-9)
         np.testing.assert_array_equal(got["median"], reference.predict_median(rows).to_numpy())
     summary = spark.sql("SELECT m.site, s.* FROM cox_models m, LATERAL coxph_summary(m.model) s WHERE m.site = 'North'").toPandas()
-    assert summary["covariate"].tolist() == COVARIATES
+    assert summary["feature"].tolist() == COVARIATES
     reference = _lifelines(cohort[cohort.site == "North"]).summary
-    np.testing.assert_allclose(summary["exp_coef"], reference.loc[COVARIATES, "exp(coef)"], rtol=1e-6)
+    np.testing.assert_allclose(summary["hazard_ratio"], reference.loc[COVARIATES, "exp(coef)"], rtol=1e-6)
     spark.sql("DROP TABLE cox_models")
 
 
@@ -139,7 +139,7 @@ def test_kaplan_meier_logrank_aft_and_check(spark, cohort):
 
     check = spark.sql(f"""SELECT coxph_check(c.months, c.died, {STRUCT.replace('struct(', 'struct(c.').replace(', ', ', c.')}, m.m) AS r
                           FROM cohort c CROSS JOIN (SELECT coxph_fit(months, died, {STRUCT}) AS m FROM cohort) m""").first().r
-    assert check.covariates == COVARIATES and check.error is None and all(0 <= p <= 1 for p in check.p)
+    assert check.features == COVARIATES and check.error is None and all(0 <= p <= 1 for p in check.p)
 
 
 def test_models_with_equal_coefficients_keep_their_own_baselines(spark, cohort):
@@ -169,3 +169,63 @@ def test_stratified_predictions_with_null_or_unknown_strata_are_null(spark, coho
     assert rows[0].p is None and rows[1].p is None and 0 < rows[2].p < 1  # NULL, Atlantis, North
     with pytest.raises(Exception, match="coxph_predict: argument stratum: a stratified model needs the stratum"):
         spark.sql(f"SELECT coxph_predict(m, {STRUCT.replace('struct(', 'struct(c.').replace(', ', ', c.')}, 'survival', 12.0) FROM cohort c CROSS JOIN {fitted}").collect()
+
+
+def test_string_covariates_are_one_hot_encoded_as_lifelines_on_dummies(spark, cohort):
+    """``sex`` is a string: one column ``sex=M`` (F, first in sorted order, is the
+    reference), as lifelines fitted on pandas' dummies; predictions encode the same way."""
+    rows = cohort[cohort.site != "Tiny"]
+    names = COVARIATES + ["sex=M"]
+    dummies = pd.get_dummies(rows[COVARIATES + ["sex", "months", "died"]], columns=["sex"], drop_first=True,
+                             prefix_sep="=", dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cox_reference = CoxPHFitter().fit(dummies, "months", "died")
+        aft_reference = WeibullAFTFitter().fit(dummies, "months", "died")
+    fitted = spark.sql("""SELECT coxph_fit(months, died, struct(age, smoker, tumor_mm, treated, sex)) AS cox,
+                                 aft_fit(months, died, struct(age, smoker, tumor_mm, treated, sex)) AS aft
+                          FROM cohort WHERE site != 'Tiny'""")
+    fitted.createOrReplaceTempView("string_models")
+    models = fitted.first()
+    assert models.cox.features == names and models.cox.fields == COVARIATES + ["sex"] and models.cox.categories[-1] == ["F", "M"]
+    np.testing.assert_allclose(models.cox.coef, cox_reference.params_[names], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(models.aft.coef, aft_reference.params_, rtol=1e-6, atol=1e-6)
+    predicted = spark.sql("""
+        SELECT c.PatientID, coxph_predict(m.cox, struct(c.age, c.smoker, c.tumor_mm, c.treated, c.sex)) AS hazard,
+               aft_predict(m.aft, struct(c.age, c.smoker, c.tumor_mm, c.treated, c.sex)) AS median,
+               coxph_predict(m.cox, struct(c.age, c.smoker, c.tumor_mm, c.treated, 'X' AS sex)) AS unseen,
+               coxph_predict(m.cox, struct(c.age, c.smoker, c.tumor_mm, c.treated, 'F' AS sex)) AS reference
+        FROM cohort c CROSS JOIN string_models m WHERE c.site != 'Tiny'""").toPandas().set_index("PatientID")
+    got = predicted.loc[rows["PatientID"]]
+    np.testing.assert_allclose(got["hazard"], cox_reference.predict_partial_hazard(dummies), rtol=1e-6)
+    np.testing.assert_allclose(got["median"], aft_reference.predict_median(dummies), rtol=1e-6)
+    np.testing.assert_array_equal(got["unseen"], got["reference"])  # an unseen category is the reference
+
+
+def test_aft_summary_is_lifelines_summary(spark, cohort):
+    rows = spark.sql(f"""SELECT s.* FROM (SELECT aft_fit(months, died, {STRUCT}) AS model FROM cohort) m,
+                         LATERAL aft_summary(m.model) s""").toPandas()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = WeibullAFTFitter().fit(cohort[COVARIATES + ["months", "died"]], "months", "died").summary
+    assert list(rows.columns) == ["parameter", "feature", "coef", "se", "z", "p", "ci_lower", "ci_upper"]
+    assert list(zip(rows.parameter, rows.feature)) == [("location" if group == "lambda_" else "shape", name) for group, name in reference.index]
+    assert set(rows.feature) == set(COVARIATES + ["Intercept"])
+    np.testing.assert_allclose(rows.coef, reference["coef"], rtol=1e-6)
+    np.testing.assert_allclose(rows.ci_lower, reference["coef lower 95%"], rtol=1e-6)
+
+
+def test_a_model_stored_with_covariates_still_predicts(spark, cohort):
+    """Models stored by the release before name their fields ``covariates`` (alias for one
+    release): prediction and summary still read them."""
+    spark.sql(f"SELECT coxph_fit(months, died, {STRUCT}) AS m FROM cohort").createOrReplaceTempView("new_model")
+    spark.sql("""SELECT named_struct('covariates', m.features, 'coef', m.coef, 'hazard_ratio', m.hazard_ratio, 'se', m.se,
+                                     'z', m.z, 'p', m.p, 'ci_lower', m.ci_lower, 'ci_upper', m.ci_upper, 'means', m.means,
+                                     'strata', m.strata, 'baseline_times', m.baseline_times,
+                                     'baseline_cumhaz', m.baseline_cumhaz, 'error', m.error) AS m
+                 FROM new_model""").createOrReplaceTempView("old_model")
+    predict = "coxph_predict(m, struct(60.0 AS age, 1 AS smoker, 15.0 AS tumor_mm, 0 AS treated), 'survival', 12.0)"
+    old, new = (spark.sql(f"SELECT {predict} AS p FROM {view}").first().p for view in ("old_model", "new_model"))
+    assert old == pytest.approx(new, rel=1e-12) and 0 < old < 1
+    summary = spark.sql("SELECT s.feature FROM old_model o, LATERAL coxph_summary(o.m) s").toPandas()
+    assert summary.feature.tolist() == COVARIATES

@@ -258,7 +258,8 @@ def random_forest_predict(model: pa.Array, features: pa.Array, kind: pa.Array = 
     name="random_forest_summary",
 )
 class RandomForestSummary(ModelSummary):
-    """One row per feature with its impurity-based importance and rank, most important first."""
+    """One row per feature with its impurity-based ``feature_importance`` (as the model's
+    ``feature_importances``, summing to 1) and rank, most important first."""
 
     summarise = staticmethod(forest.summary)
 
@@ -314,6 +315,24 @@ class AlsRecommend:
         if model is None or user is None:
             return
         yield from als.recommend(model.asDict(recursive=True), user, count)
+
+
+@sql_function(
+    "model ALS_MODEL",
+    returns=columns_ddl(als.SUMMARY_FIELDS),
+    kind="table",
+    example="SELECT s.kind, s.id, s.norm FROM (SELECT als_fit(reader, capture, quality, map('rank', '3')) AS model "
+            "FROM demo_reads) m, LATERAL als_summary(m.model) s",
+    name="als_summary",
+)
+class AlsSummary(ModelSummary):
+    """One row per user (``kind`` ``user``), then per item (``item``) of an ``als_fit``
+    model: its ``id``, its latent ``factors`` and their length (``norm``; near 0 for a user
+    or item the model knows little about). Dot products of factors divided by the norms
+    are cosine similarities between users, or between items. The fit's diagnostics (rmse,
+    n) are fields of the model itself."""
+
+    summarise = staticmethod(als.summary)
 
 
 # --- evaluation -----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pyarrow as pa
 from dicomsql.errors import FunctionArgumentError
 from dicomsql.stats import aft, cox, km
 
-from .arrow import Models, ModelSummary, columns_ddl, constant, first_map, fitted_model, labels, numbers, predict_rows, struct_ddl, struct_numbers, struct_scalar
+from .arrow import Models, ModelSummary, columns_ddl, constant, first_map, fitted_model, labels, numbers, predict_rows, struct_ddl, struct_features, struct_scalar
 from .registry import sql_function
 
 COX_MODEL = struct_ddl(cox.MODEL_FIELDS)
@@ -29,12 +29,10 @@ AFT_MODEL = struct_ddl(aft.MODEL_FIELDS)
 
 def _cox_fit(function: str, duration: pa.Array, event: pa.Array, covariates: pa.Array,
              options: pa.Array | None, **extra: Any) -> pa.Scalar:
-    columns = struct_numbers(covariates, function, "covariates")
-    matrix = np.column_stack(list(columns.values())) if columns else np.empty((len(duration), 0))
     return fitted_model(
         function, cox.fit, cox.MODEL_FIELDS,
-        numbers(duration, function, "duration"), numbers(event, function, "event"), matrix, list(columns),
-        options=first_map(options), **extra,
+        numbers(duration, function, "duration"), numbers(event, function, "event"),
+        struct_features(covariates, function, "covariates"), options=first_map(options), **extra,
     )
 
 
@@ -50,12 +48,14 @@ def coxph_fit(duration: pa.Array, event: pa.Array, covariates: pa.Array, options
     """Fit a Cox proportional hazards model per group: coefficients with their inference and
     everything needed to predict.
 
-    ``covariates`` is a STRUCT whose field names become the model's covariate names;
-    ``event`` is boolean or 0/1. ``options``: ``ties`` (``efron`` default, as lifelines, or
-    ``breslow``), ``penalizer`` (default 0), ``l1_ratio`` (0 ridge .. 1 lasso), ``alpha``
+    ``covariates`` is a STRUCT of numbers, booleans and strings, encoded as the regressions
+    encode their features: a string field is one-hot encoded, its first category (in sorted
+    order) the reference. The model keeps the field names in ``fields`` and the design's
+    columns (``age``, ``sex=M``...) in ``features``. ``event`` is boolean or 0/1.
+    ``options``: ``ties`` (``efron`` default, as lifelines, or ``breslow``), ``penalizer`` (default 0), ``l1_ratio`` (0 ridge .. 1 lasso), ``alpha``
     (0.05: 95% intervals), ``max_iter``, ``tol``. Rows with a NULL are left out
     (``n_dropped``). A group that cannot be fitted (negative durations, no events, a
-    constant covariate...) gives NULL estimates and the reason in ``error``.
+    constant feature...) gives NULL estimates and the reason in ``error``.
     """
     return _cox_fit("coxph_fit", duration, event, covariates, options)
 
@@ -93,7 +93,7 @@ def _predictions(function: str, model: pa.Array, covariates: pa.Array, kind: pa.
                  predict: Any, **per_row: pa.Array | None) -> pa.Array:
     """Apply ``predict(model, covariates, kind, **per_row)`` to each distinct model's rows."""
     kind_value = constant(kind, default_kind)
-    columns = struct_numbers(covariates, function, "covariates")
+    columns = struct_features(covariates, function, "covariates")
     rows = {name: (numbers(array, function, name) if name == "time" else np.asarray(labels(array), dtype=object))
             for name, array in per_row.items() if array is not None}
 
@@ -116,7 +116,8 @@ def _predictions(function: str, model: pa.Array, covariates: pa.Array, kind: pa.
 def coxph_predict(model: pa.Array, covariates: pa.Array, kind: pa.Array = None, time: pa.Array = None,
                   stratum: pa.Array = None) -> pa.Array:
     """Predict from a ``coxph_fit`` model, with covariates matched to the model by field name
-    (a missing or unknown field is an error naming it).
+    (a missing or unknown field is an error naming it) and encoded as at fit time (an
+    unseen category counts as the reference, a NULL gives NULL).
 
     ``type``: ``partial_hazard`` (default: exp((x - means) . coef), as lifelines),
     ``log_partial_hazard``, ``survival`` or ``cumulative_hazard`` at ``time`` (the baseline
@@ -149,7 +150,7 @@ def coxph_predict(model: pa.Array, covariates: pa.Array, kind: pa.Array = None, 
     name="coxph_summary",
 )
 class CoxSummary(ModelSummary):
-    """One row per covariate of a Cox model (covariate, coef, exp_coef, se, z, p, ci_lower,
+    """One row per feature of a Cox model (feature, coef, hazard_ratio, se, z, p, ci_lower,
     ci_upper), like lifelines' ``summary``. Use it with ``LATERAL`` on a table of models."""
 
     summarise = staticmethod(cox.summary)
@@ -169,19 +170,18 @@ CHECK_RESULT = struct_ddl(cox.CHECK_FIELDS)
 )
 def coxph_check(duration: pa.Array, event: pa.Array, covariates: pa.Array, model: pa.Array,
                 options: pa.Array = None) -> pa.Scalar:
-    """Test the proportional hazards assumption of a fitted model, per covariate: scaled
+    """Test the proportional hazards assumption of a fitted model, per feature: scaled
     Schoenfeld residuals against transformed time (lifelines' ``proportional_hazard_test``,
-    R's ``cox.zph``). A small ``p`` says the covariate's effect changes over time.
+    R's ``cox.zph``). A small ``p`` says the feature's effect changes over time.
     ``options``: ``time_transform`` (``rank`` default, ``km``, ``identity``, ``log``)."""
-    columns = struct_numbers(covariates, "coxph_check", "covariates")
+    columns = struct_features(covariates, "coxph_check", "covariates")
     if not columns:
         raise FunctionArgumentError("coxph_check", "covariates", "a STRUCT of the model's covariates", "an empty struct")
     fitted = constant(model)
     if fitted is None:
         return struct_scalar({"error": "no model"}, cox.CHECK_FIELDS)
-    matrix = np.column_stack(list(columns.values()))
     return fitted_model("coxph_check", cox.check, cox.CHECK_FIELDS, numbers(duration, "coxph_check", "duration"),
-                numbers(event, "coxph_check", "event"), matrix, list(columns), fitted, first_map(options))
+                numbers(event, "coxph_check", "event"), columns, fitted, first_map(options))
 
 
 @sql_function(
@@ -243,11 +243,11 @@ def aft_fit(duration: pa.Array, event: pa.Array, covariates: pa.Array, options: 
     """Fit an accelerated failure time model per group. ``options``: ``distribution``
     (``weibull`` default, ``lognormal``, ``loglogistic``), ``penalizer``, ``alpha``. The
     model names each estimate in ``parameters`` (``location:age``, ``location:Intercept``,
-    ``shape:Intercept``) with coef, se, z, p and interval aligned."""
-    columns = struct_numbers(covariates, "aft_fit", "covariates")
-    matrix = np.column_stack(list(columns.values())) if columns else np.empty((len(duration), 0))
+    ``shape:Intercept``) with coef, se, z, p and interval aligned; ``covariates`` are encoded
+    as ``coxph_fit``'s (strings one-hot, the first category the reference)."""
     return fitted_model("aft_fit", aft.fit, aft.MODEL_FIELDS, numbers(duration, "aft_fit", "duration"),
-                numbers(event, "aft_fit", "event"), matrix, list(columns), first_map(options))
+                numbers(event, "aft_fit", "event"), struct_features(covariates, "aft_fit", "covariates"),
+                first_map(options))
 
 
 @sql_function(
@@ -258,6 +258,23 @@ def aft_fit(duration: pa.Array, event: pa.Array, covariates: pa.Array, options: 
 )
 def aft_predict(model: pa.Array, covariates: pa.Array, kind: pa.Array = None, time: pa.Array = None) -> pa.Array:
     """Predict from an ``aft_fit`` model: ``median`` (default) or ``expectation`` of the
-    survival time, or ``survival`` at ``time``; covariates matched by field name."""
+    survival time, or ``survival`` at ``time``; covariates matched by field name and encoded
+    as at fit time."""
 
     return _predictions("aft_predict", model, covariates, kind, "median", aft.predict, time=time)
+
+
+@sql_function(
+    "model AFT_MODEL",
+    returns=columns_ddl(aft.SUMMARY_FIELDS),
+    kind="table",
+    example="SELECT s.* FROM (SELECT aft_fit(months, died, struct(age, smoker, tumor_mm, treated)) AS model "
+            "FROM demo_patients) m, LATERAL aft_summary(m.model) s",
+    name="aft_summary",
+)
+class AftSummary(ModelSummary):
+    """One row per estimate of an AFT model (parameter, feature, coef, se, z, p, ci_lower,
+    ci_upper), like lifelines' ``summary``: ``parameter`` is ``location`` (one row per
+    feature and the ``Intercept``) or ``shape`` (its ``Intercept``, on the log scale)."""
+
+    summarise = staticmethod(aft.summary)

@@ -15,16 +15,18 @@ loglogistic   1 / (1 + (t / alpha)^beta)                  alpha = exp(b.x + b0),
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import special, stats as scipy_stats
 
 from .checks import survival_problem
-from .options import ArgumentError, Option, choice, match_fields, number, parse
+from .family import FITTER_FAILURES, Family, Unfit, complete
+from .features import Encoding, encode
+from .options import ArgumentError, Option, choice, number
 
-__all__ = ["OPTIONS", "MODEL_FIELDS", "PREDICTION_TYPES", "fit", "predict"]
+__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "PREDICTION_TYPES", "fit", "predict", "summary"]
 
 DISTRIBUTIONS = {
     "weibull": ("WeibullAFTFitter", "lambda_", "rho_"),
@@ -36,9 +38,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("penalizer", 0.0, number(0.0), "Strength of the L2 penalty on the coefficients."),
     Option("alpha", 0.05, number(0.0, 0.5, open_low=True), "1 - confidence level of the intervals."),
 )
+#: (field, SQL type) of a model. ``features`` are the design's columns (a number field, or
+#: ``field=value`` for a category after the first); the estimates are aligned with
+#: ``parameters``, each named ``parameter:feature``.
 MODEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("distribution", "string"),
-    ("covariates", "array<string>"),
+    ("features", "array<string>"),
+    ("fields", "array<string>"),
+    ("categories", "array<array<string>>"),
     ("parameters", "array<string>"),
     ("coef", "array<double>"),
     ("se", "array<double>"),
@@ -55,40 +62,50 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("alpha", "double"),
     ("error", "string"),
 )
+#: (column, SQL type) of ``summary``: one row per estimate, as lifelines' ``summary``
+#: (``parameter`` is ``location`` or ``shape``, ``feature`` a feature or ``Intercept``).
+SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
+    ("parameter", "string"), ("feature", "string"), ("coef", "double"), ("se", "double"), ("z", "double"),
+    ("p", "double"), ("ci_lower", "double"), ("ci_upper", "double"),
+)
+FAMILY = Family(OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("distribution", "alpha"))
 PREDICTION_TYPES = ("median", "expectation", "survival")
 _DURATION, _EVENT = "\x00duration", "\x00event"
 
 
-def fit(durations: Sequence[float], events: Sequence[float], covariates: np.ndarray, names: Sequence[str],
-        options: dict[str, str] | None = None) -> dict[str, Any]:
-    """Fit an AFT model; ``parameters`` names every estimate ``location:covariate``,
-    ``location:Intercept`` and ``shape:Intercept`` (shape on the log scale, as lifelines)."""
+def fit(durations: Sequence[float], events: Sequence[float], features: Mapping[str, np.ndarray],
+        options: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Fit an AFT model of ``features`` (columns by name, encoded as :func:`cox.fit`'s);
+    ``parameters`` names every estimate ``location:feature``, ``location:Intercept`` and
+    ``shape:Intercept`` (shape on the log scale, as lifelines). Incomplete rows are left out
+    (``n_dropped``); a group that cannot be fitted gives NULL estimates and ``error``."""
+    settings = FAMILY.settings(options)
+    rows = complete(durations, events, features)
+    encoding, matrix = encode(rows.take(features), reference=True)
+    table = pd.DataFrame(matrix, columns=encoding.names)
+    table[_DURATION] = np.asarray(rows.take(durations), dtype=float)
+    table[_EVENT] = np.asarray(rows.take(events), dtype=float)
+    described = {**encoding.as_model(), **rows.counts()}
+    return FAMILY.model(settings, described, lambda: _estimate(table, encoding.names, settings), failures=FITTER_FAILURES)
+
+
+def _estimate(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) -> dict[str, Any]:
+    """lifelines' fit of a complete table, or :class:`Unfit` saying why there is none."""
     import lifelines
 
-    settings = parse(options, OPTIONS)
-    table = pd.DataFrame(np.asarray(covariates, dtype=float).reshape(len(durations), len(names)), columns=list(names))
-    table[_DURATION], table[_EVENT] = np.asarray(durations, dtype=float), np.asarray(events, dtype=float)
-    complete = np.isfinite(table).all(axis=1)
-    table = table[complete].reset_index(drop=True)
-    model: dict[str, Any] = {name: None for name, _ in MODEL_FIELDS}
-    model.update(distribution=settings["distribution"], n_dropped=int((~complete).sum()), alpha=settings["alpha"])
-    problem = "no covariates" if not names else survival_problem(table, _DURATION, _EVENT, names, positive=True)
+    if not names:
+        raise Unfit("no features")
+    problem = survival_problem(table[_DURATION], table[_EVENT], {name: table[name] for name in names}, positive=True)
     if problem:
-        return {**model, "n": len(table), "error": problem}
-    fitter_name, location, shape = DISTRIBUTIONS[settings["distribution"]]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fitter = getattr(lifelines, fitter_name)(penalizer=settings["penalizer"], alpha=settings["alpha"])
-            fitter.fit(table, _DURATION, _EVENT)
-    except Exception as exc:  # noqa: BLE001 - a reason in the model, never a dead query
-        return {**model, "error": f"could not fit: {type(exc).__name__}: {exc}"}
-    parameters = [f"{'location' if group == location else 'shape'}:{name}" for group, name in fitter.params_.index]
+        raise Unfit(problem)
+    fitter_name, location, _ = DISTRIBUTIONS[settings["distribution"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitter = getattr(lifelines, fitter_name)(penalizer=settings["penalizer"], alpha=settings["alpha"])
+        fitter.fit(table, _DURATION, _EVENT)
     summary = fitter.summary
     return {
-        **model,
-        "covariates": list(names),
-        "parameters": parameters,
+        "parameters": [f"{'location' if group == location else 'shape'}:{name}" for group, name in fitter.params_.index],
         "coef": fitter.params_.to_numpy(dtype=float).tolist(),
         "se": fitter.standard_errors_.to_numpy(dtype=float).tolist(),
         "z": summary["z"].to_numpy(dtype=float).tolist(),
@@ -98,26 +115,28 @@ def fit(durations: Sequence[float], events: Sequence[float], covariates: np.ndar
         "log_likelihood": float(fitter.log_likelihood_),
         "aic": float(fitter.AIC_),
         "concordance": float(fitter.concordance_index_),
-        "n": len(table),
         "events": int(table[_EVENT].sum()),
     }
 
 
-def _location_and_shape(model: dict[str, Any], covariates: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
-    match_fields(model["covariates"], covariates)
+def _location_and_shape(model: Mapping[str, Any], features: Mapping[str, np.ndarray]) -> tuple[np.ndarray, float]:
+    """Per row the location's linear predictor, and the shape. Features are encoded as at
+    fit time (a model with ``covariates`` and no ``fields`` is one of the release before:
+    alias for one release)."""
+    encoding = Encoding.from_model(model, reference=True)
+    matrix = encoding.matrix(features, "covariates")
     coef = dict(zip(model["parameters"], model["coef"]))
-    linear = coef["location:Intercept"] + sum(
-        coef[f"location:{name}"] * np.asarray(covariates[name], dtype=float) for name in model["covariates"]
-    )
-    return np.asarray(linear, dtype=float), float(np.exp(coef["shape:Intercept"]))
+    slopes = np.array([coef[f"location:{name}"] for name in encoding.names], dtype=float)
+    return matrix @ slopes + coef["location:Intercept"], float(np.exp(coef["shape:Intercept"]))
 
 
-def predict(model: dict[str, Any], covariates: dict[str, np.ndarray], kind: str = "median",
+def predict(model: Mapping[str, Any], features: Mapping[str, np.ndarray], kind: str = "median",
             time: np.ndarray | None = None) -> np.ndarray:
-    """``median`` or ``expectation`` of the survival time, or ``survival`` at ``time``."""
+    """``median`` or ``expectation`` of the survival time, or ``survival`` at ``time``;
+    features matched by field name (an unseen category counts as the reference)."""
     if kind not in PREDICTION_TYPES:
         raise ArgumentError("type", f"type must be one of {', '.join(PREDICTION_TYPES)}, got {kind!r}")
-    linear, shape = _location_and_shape(model, covariates)
+    linear, shape = _location_and_shape(model, features)
     distribution = model["distribution"]
     if kind == "survival":
         if time is None:
@@ -139,3 +158,13 @@ def predict(model: dict[str, Any], covariates: dict[str, np.ndarray], kind: str 
     if shape <= 1:
         return np.full_like(scale, np.inf)
     return scale * (np.pi / shape) / np.sin(np.pi / shape)
+
+
+def summary(model: Mapping[str, Any]) -> list[tuple]:
+    """One row per estimate (see :data:`SUMMARY_FIELDS`): parameter, feature, coef, se, z,
+    p, ci_lower, ci_upper, in the model's order."""
+    if model.get("coef") is None:
+        return []
+    names = [name.partition(":") for name in model["parameters"]]
+    return [(parameter, feature, *values) for (parameter, _, feature), *values in zip(
+        names, model["coef"], model["se"], model["z"], model["p"], model["ci_lower"], model["ci_upper"])]

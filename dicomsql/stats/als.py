@@ -14,14 +14,15 @@ Users and items are kept as text (any SQL type; see :func:`class_name`).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from .family import Family, Unfit, complete
 from .features import class_name
-from .options import SEED, Option, boolean, integer, number, parse
+from .options import SEED, Option, boolean, integer, number
 
-__all__ = ["OPTIONS", "MODEL_FIELDS", "initial_factors", "fit", "predict", "recommend"]
+__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "initial_factors", "fit", "predict", "recommend", "summary"]
 
 OPTIONS: tuple[Option, ...] = (
     Option("rank", 10, integer(1, 200), "Number of latent factors."),
@@ -47,6 +48,17 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("n_dropped", "bigint"),
     ("error", "string"),
 )
+
+#: (column, SQL type) of ``summary``: one row per user (``kind`` ``user``), then per item
+#: (``item``), with its latent factors and their length (``norm``). Factors compare users
+#: (or items) with each other: a dot product of two item rows' factors, divided by their
+#: norms, is their cosine similarity; a norm near 0 is a user or item the model says little
+#: about (few ratings, strongly regularised).
+SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
+    ("kind", "string"), ("id", "string"), ("norm", "double"), ("factors", "array<double>"),
+)
+
+FAMILY = Family(OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("rank", "reg", "implicit", "alpha", "iterations"))
 
 
 def initial_factors(users: int, items: int, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,22 +98,25 @@ def fit(users: Sequence[Any], items: Sequence[Any], ratings: Sequence[float],
     """Factorise the (user, item, rating) triples; rows with a NULL are left out
     (``n_dropped``); repeated pairs are summed for implicit feedback and averaged for
     explicit. ``initial`` overrides the seeded starting factors (for testing)."""
-    settings = parse(options, OPTIONS)
-    user_names = [class_name(user) for user in users]
-    item_names = [class_name(item) for item in items]
+    settings = FAMILY.settings(options)
+    user_names = np.array([class_name(user) for user in users], dtype=object)
+    item_names = np.array([class_name(item) for item in items], dtype=object)
     values = np.asarray(ratings, dtype=float)
-    keep = np.isfinite(values) & np.array([u is not None and i is not None for u, i in zip(user_names, item_names)], dtype=bool)
-    model: dict[str, Any] = {
-        "rank": settings["rank"], "reg": settings["reg"], "implicit": settings["implicit"], "alpha": settings["alpha"],
-        "iterations": settings["iterations"], "n": int(keep.sum()), "n_dropped": int((~keep).sum()),
-    }
-    if not keep.any():
-        return {**model, "error": "no complete rows"}
-    known_users, user_index = np.unique(np.array(user_names, dtype=object)[keep], return_inverse=True)
-    known_items, item_index = np.unique(np.array(item_names, dtype=object)[keep], return_inverse=True)
+    rows = complete(user_names, item_names, values)
+    return FAMILY.model(settings, rows.counts(), lambda: _factorise(
+        rows.take(user_names), rows.take(item_names), rows.take(values), settings, initial))
+
+
+def _factorise(user_names: np.ndarray, item_names: np.ndarray, values: np.ndarray, settings: dict[str, Any],
+               initial: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+    """The alternating sweeps over complete (user, item, rating) rows."""
+    if len(values) == 0:
+        raise Unfit("no complete rows")
+    known_users, user_index = np.unique(user_names, return_inverse=True)
+    known_items, item_index = np.unique(item_names, return_inverse=True)
     pairs = user_index * len(known_items) + item_index
     unique_pairs, pair_index = np.unique(pairs, return_inverse=True)
-    totals = np.bincount(pair_index, weights=values[keep])
+    totals = np.bincount(pair_index, weights=values)
     merged = totals if settings["implicit"] else totals / np.bincount(pair_index)
     user_of, item_of = unique_pairs // len(known_items), unique_pairs % len(known_items)
     user_factors, item_factors = initial or initial_factors(len(known_users), len(known_items), settings["rank"], settings["seed"])
@@ -110,7 +125,7 @@ def fit(users: Sequence[Any], items: Sequence[Any], ratings: Sequence[float],
         item_factors = _solve(item_of, user_of, merged, user_factors, len(known_items), settings["reg"], settings["implicit"], settings["alpha"])
     fitted = np.einsum("ij,ij->i", user_factors[user_of], item_factors[item_of])
     rmse = float(np.sqrt(np.mean((merged - fitted) ** 2))) if not settings["implicit"] else None
-    return {**model, "users": list(known_users), "items": list(known_items), "user_factors": list(user_factors),
+    return {"users": list(known_users), "items": list(known_items), "user_factors": list(user_factors),
             "item_factors": list(item_factors), "rmse": rmse}
 
 
@@ -136,3 +151,15 @@ def recommend(model: Mapping[str, Any], user: Any, k: int) -> list[tuple[str, fl
     scores = np.asarray(model["item_factors"], dtype=float) @ np.asarray(model["user_factors"][model["users"].index(name)], dtype=float)
     best = np.argsort(-scores, kind="stable")[:k]
     return [(model["items"][index], float(scores[index]), rank) for rank, index in enumerate(best, start=1)]
+
+
+def summary(model: Mapping[str, Any]) -> Iterator[tuple]:
+    """One row per user, then per item (see :data:`SUMMARY_FIELDS`): kind, id, norm,
+    factors. A model without factors (``error``) has no rows."""
+    for kind in ("user", "item"):
+        names, factors = model.get(f"{kind}s"), model.get(f"{kind}_factors")
+        if names is None or factors is None:
+            return
+        for name, vector in zip(names, factors):
+            values = np.asarray(vector, dtype=float)
+            yield kind, name, float(np.linalg.norm(values)), values.tolist()

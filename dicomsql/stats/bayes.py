@@ -17,10 +17,11 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 from scipy.special import logsumexp
 
+from .family import Family, Rows, Unfit
 from .features import Encoding, class_output, is_categorical, labelled_rows
-from .options import Option, number, parse
+from .options import Option, number
 
-__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "fit", "log_probabilities", "predict", "summary"]
+__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "fit", "log_probabilities", "predict", "summary"]
 
 OPTIONS: tuple[Option, ...] = (
     Option("var_smoothing", 1e-9, number(0.0), "Share of the largest variance added to every variance (GaussianNB)."),
@@ -52,21 +53,27 @@ SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
     ("mean", "double"), ("std", "double"), ("probability", "double"),
 )
 
+FAMILY = Family(OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("var_smoothing", "smoothing"))
+
 
 def fit(labels: Sequence[Any], columns: Mapping[str, np.ndarray], options: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Fit a naive Bayes classifier of ``labels`` (any type) on the feature ``columns``
     (numbers as floats with NaN for NULL, strings as object arrays with None). Rows with a
     NULL are left out (``n_dropped``). Invalid ``options`` raise ``ValueError``."""
-    settings = parse(options, OPTIONS)
+    settings = FAMILY.settings(options)
     keep, classes, target = labelled_rows(labels, columns)
-    fields = list(columns)
-    model: dict[str, Any] = {
-        "features": fields, "fields": fields, "classes": classes, "n": int(keep.sum()), "n_dropped": int((~keep).sum()),
-        "var_smoothing": settings["var_smoothing"], "smoothing": settings["smoothing"],
-    }
+    rows = Rows(keep)
+    described = {"features": list(columns), "fields": list(columns), "classes": classes, **rows.counts()}
+    return FAMILY.model(settings, described, lambda: _estimate(rows.take(columns), classes, target, settings))
+
+
+def _estimate(kept: Mapping[str, np.ndarray], classes: list[str], target: np.ndarray,
+              settings: dict[str, Any]) -> dict[str, Any]:
+    """Per class the means and variances of the numbers and the category counts of the
+    strings of the complete rows ``kept``."""
     if not classes:
-        return {**model, "error": "no complete rows"}
-    kept = {name: values[keep] for name, values in columns.items()}
+        raise Unfit("no complete rows")
+    fields = list(kept)
     numeric = [name for name in fields if not is_categorical(kept[name])]
     epsilon = settings["var_smoothing"] * max((np.var(kept[name]) for name in numeric), default=0.0)
     mean, variance = [], []
@@ -86,7 +93,7 @@ def fit(labels: Sequence[Any], columns: Mapping[str, np.ndarray], options: Mappi
         codes = np.array([position[value] for value in kept[name]], dtype=int)
         for k in range(len(classes)):
             category_count[k][index] = np.bincount(codes[target == k], minlength=len(known)).astype(float).tolist()
-    return {**model, "categories": categories, "class_count": np.bincount(target, minlength=len(classes)).astype(float),
+    return {"categories": categories, "class_count": np.bincount(target, minlength=len(classes)).astype(float),
             "mean": mean, "variance": variance, "category_count": category_count}
 
 

@@ -15,17 +15,20 @@ import contextlib
 import io
 import re
 import warnings
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from .concordance import concordance_index
 from .checks import survival_problem
-from .options import ArgumentError, Option, choice, integer, match_fields, number, parse
+from .concordance import concordance_index
+from .family import FITTER_FAILURES, Family, Unfit, complete
+from .features import Encoding, encode
+from .inference import wald
+from .options import ArgumentError, Option, choice, integer, number, parse
 
-__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "PREDICTION_TYPES", "fit", "predict", "summary", "check"]
+__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "PREDICTION_TYPES", "fit", "predict", "summary", "check"]
 
 OPTIONS: tuple[Option, ...] = (
     Option("ties", "efron", choice("efron", "breslow"), "How tied event times are handled."),
@@ -36,9 +39,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("tol", 1e-7, number(0.0, open_low=True), "Convergence tolerance of the Newton-Raphson steps."),
 )
 
-#: (field, SQL type) of a model, in order; arrays are aligned with ``covariates``.
+#: (field, SQL type) of a model, in order; arrays are aligned with ``features`` (the
+#: design's columns: a number field, or ``field=value`` for a category after the first).
 MODEL_FIELDS: tuple[tuple[str, str], ...] = (
-    ("covariates", "array<string>"),
+    ("features", "array<string>"),
+    ("fields", "array<string>"),
+    ("categories", "array<array<string>>"),
     ("coef", "array<double>"),
     ("hazard_ratio", "array<double>"),
     ("se", "array<double>"),
@@ -72,68 +78,71 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("error", "string"),
 )
 
-#: (column, SQL type) of ``summary``, one row per covariate, as lifelines' ``summary``.
+#: (column, SQL type) of ``summary``, one row per feature, as lifelines' ``summary``.
 SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
-    ("covariate", "string"), ("coef", "double"), ("exp_coef", "double"), ("se", "double"),
+    ("feature", "string"), ("coef", "double"), ("hazard_ratio", "double"), ("se", "double"),
     ("z", "double"), ("p", "double"), ("ci_lower", "double"), ("ci_upper", "double"),
 )
+
+FAMILY = Family(OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("ties", "penalizer", "l1_ratio", "alpha"))
 
 PREDICTION_TYPES = ("partial_hazard", "log_partial_hazard", "survival", "cumulative_hazard", "median")
 
 _DURATION, _EVENT, _WEIGHT, _STRATUM = "\x00duration", "\x00event", "\x00weight", "\x00stratum"
 
 
-def _empty_model(reason: str, options: dict[str, Any], n: int, n_dropped: int = 0) -> dict[str, Any]:
-    model: dict[str, Any] = {name: None for name, _ in MODEL_FIELDS}
-    model.update(error=reason, n=n, n_dropped=n_dropped, ties=options["ties"], penalizer=options["penalizer"],
-                 l1_ratio=options["l1_ratio"], alpha=options["alpha"])
-    return model
-
-
 def fit(
     durations: Sequence[float],
     events: Sequence[float],
-    covariates: np.ndarray,
-    names: Sequence[str],
+    features: Mapping[str, np.ndarray],
     *,
     weights: Sequence[float] | None = None,
     strata: Sequence[Any] | None = None,
-    options: dict[str, str] | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Fit a Cox model; returns the model dict (see :data:`MODEL_FIELDS`).
 
+    ``features`` are columns by name, as the regressions take them: numbers and booleans as
+    floats (NaN for NULL), strings as object arrays (None for NULL), one-hot encoded with
+    the first category (in sorted order) as the reference (:mod:`dicomsql.stats.features`).
     Rows with a missing value anywhere are left out (counted in ``n_dropped``). A group that
-    cannot be fitted (negative durations, no events, no covariates, a singular problem)
+    cannot be fitted (negative durations, no events, no features, a singular problem)
     gives a model with every estimate NULL and ``error`` saying why; it never raises for
     data. Invalid ``options`` raise ``ValueError`` naming the option.
     """
-    settings = parse(options, OPTIONS)
+    settings = FAMILY.settings(options)
     if settings["ties"] == "breslow" and settings["l1_ratio"] > 0:
         raise ValueError("option l1_ratio must be 0 with ties 'breslow' (lifelines' elastic net is Efron's)")
-    table = pd.DataFrame(np.asarray(covariates, dtype=float).reshape(len(durations), len(names)), columns=list(names))
+    rows = complete(durations, events, features, weights, strata)
+    encoding, matrix = encode(rows.take(features), reference=True)
+    table = _table(rows.take(durations), rows.take(events), encoding.names, matrix,
+                   None if weights is None else rows.take(weights), None if strata is None else rows.take(strata))
+    described = {**encoding.as_model(), **rows.counts(), "weighted": weights is not None}
+    return FAMILY.model(settings, described, lambda: _estimate(table, encoding.names, settings), failures=FITTER_FAILURES)
+
+
+def _table(durations: np.ndarray, events: np.ndarray, names: list[str], matrix: np.ndarray,
+           weights: np.ndarray | None = None, strata: np.ndarray | None = None) -> pd.DataFrame:
+    """The frame lifelines fits: one column per feature, then duration, event, weight, stratum."""
+    table = pd.DataFrame(matrix, columns=names)
     table[_DURATION] = np.asarray(durations, dtype=float)
     table[_EVENT] = np.asarray(events, dtype=float)
     if weights is not None:
         table[_WEIGHT] = np.asarray(weights, dtype=float)
     if strata is not None:
         table[_STRATUM] = pd.Series(list(strata), dtype=object)
-    complete = table.notna().all(axis=1) & np.isfinite(table.drop(columns=[_STRATUM], errors="ignore")).all(axis=1)
-    dropped = int((~complete).sum())
-    table = table[complete].reset_index(drop=True)
-    problem = "no covariates" if not names else survival_problem(
-        table, _DURATION, _EVENT, names, weight=_WEIGHT if _WEIGHT in table else None)
+    return table
+
+
+def _estimate(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) -> dict[str, Any]:
+    """The estimates of a complete table, or :class:`Unfit` saying why there are none."""
+    if not names:
+        raise Unfit("no features")
+    problem = survival_problem(table[_DURATION], table[_EVENT], {name: table[name] for name in names},
+                               weights=table[_WEIGHT] if _WEIGHT in table else None)
     if problem:
-        return _empty_model(problem, settings, len(table), dropped)
-    try:
-        if settings["ties"] == "efron":
-            model = _fit_efron(table, list(names), settings)
-        else:
-            model = _fit_breslow(table, list(names), settings)
-    except Exception as exc:  # noqa: BLE001 - singular matrices, overflow: a reason, not a crash
-        return _empty_model(f"could not fit: {type(exc).__name__}: {exc}", settings, len(table), dropped)
-    model.update(n_dropped=dropped, ties=settings["ties"], penalizer=settings["penalizer"],
-                 l1_ratio=settings["l1_ratio"], alpha=settings["alpha"], weighted=weights is not None, error=None)
-    return model
+        raise Unfit(problem)
+    return (_fit_efron if settings["ties"] == "efron" else _fit_breslow)(table, names, settings)
 
 
 _ITERATION = re.compile(r"Iteration (\d+):")
@@ -164,13 +173,13 @@ def _fit_efron(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) 
     se = fitter.standard_errors_[names].to_numpy()
     means = fitter._norm_mean[names].to_numpy()
     baseline = fitter.baseline_cumulative_hazard_
-    model = _inference(coef, se, settings["alpha"], names)
+    model = _inference(coef, se, settings["alpha"])
     partial_hazard = np.exp((table[names].to_numpy() - means) @ coef)
     model.update(
         means=means.tolist(),
         log_likelihood=float(fitter.log_likelihood_),
         concordance=concordance_index(table[_DURATION].to_numpy(), -partial_hazard, table[_EVENT].to_numpy()),
-        n=len(table), events=int(table[_EVENT].sum()),
+        events=int(table[_EVENT].sum()),
         iterations=iterations[-1] if iterations else None, converged=converged,
         warning=f"lifelines: {trouble[0]}" if trouble else None,
     )
@@ -180,19 +189,11 @@ def _fit_efron(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) 
     return model
 
 
-def _inference(coef: np.ndarray, se: np.ndarray, alpha: float, names: list[str]) -> dict[str, Any]:
-    z = coef / se
-    quantile = scipy_stats.norm.ppf(1 - alpha / 2)
-    return {
-        "covariates": names,
-        "coef": coef.tolist(),
-        "hazard_ratio": np.exp(coef).tolist(),
-        "se": se.tolist(),
-        "z": z.tolist(),
-        "p": (2 * scipy_stats.norm.sf(np.abs(z))).tolist(),
-        "ci_lower": (coef - quantile * se).tolist(),
-        "ci_upper": (coef + quantile * se).tolist(),
-    }
+def _inference(coef: np.ndarray, se: np.ndarray, alpha: float) -> dict[str, Any]:
+    """The coefficients with their hazard ratios and Wald inference (z, as lifelines)."""
+    z, p, lower, upper = wald(coef, se, alpha)
+    columns = {"coef": coef, "hazard_ratio": np.exp(coef), "se": se, "z": z, "p": p, "ci_lower": lower, "ci_upper": upper}
+    return {name: np.asarray(values, dtype=float).tolist() for name, values in columns.items()}
 
 
 def _likelihood_ratio(log_likelihood: float, log_likelihood_null: float, df: int) -> dict[str, float]:
@@ -305,12 +306,12 @@ def _fit_breslow(table: pd.DataFrame, names: list[str], settings: dict[str, Any]
         warning = f"did not converge in {settings['max_iter']} iterations (separation, or raise max_iter)"
     coef = beta / scale
     se = np.sqrt(np.diag(np.linalg.inv(-hessian))) / scale
-    model = _inference(coef, se, settings["alpha"], names)
+    model = _inference(coef, se, settings["alpha"])
     partial_hazard = np.exp((x - means) @ coef)
     model.update(
         means=means.tolist(), log_likelihood=loglik,  # penalised, as lifelines reports it
         concordance=concordance_index(time, -partial_hazard, event),
-        n=len(table), events=int(event.sum()), iterations=iterations, converged=converged, warning=warning,
+        events=int(event.sum()), iterations=iterations, converged=converged, warning=warning,
     )
     model.update(_likelihood_ratio(model["log_likelihood"], loglik_null, len(names)))
     model.update(_baseline_fields(_breslow_baseline(time, event, weight, partial_hazard, groups), _STRATUM in table))
@@ -331,10 +332,16 @@ def _breslow_baseline(time: np.ndarray, event: np.ndarray, weight: np.ndarray, p
     return pd.DataFrame(columns).sort_index().fillna(0.0).cumsum()
 
 
-def _by_name(model: dict[str, Any], covariates: dict[str, np.ndarray]) -> np.ndarray:
-    """The covariate matrix in the model's order."""
-    match_fields(model["covariates"], covariates)
-    return np.column_stack([np.asarray(covariates[name], dtype=float) for name in model["covariates"]])
+def _encoding(model: Mapping[str, Any]) -> Encoding:
+    """How the model encodes its features (a model with ``covariates`` and no ``fields``
+    was stored by the release before: alias for one release)."""
+    return Encoding.from_model(model, reference=True)
+
+
+def _feature_names(model: Mapping[str, Any]) -> list[str] | None:
+    """The model's ``features`` (``covariates`` in a model of the release before: alias
+    for one release)."""
+    return model["features"] if model.get("features") is not None else model.get("covariates")
 
 
 _NO_STRATUM = object()  # the stratum argument was not given (None is a NULL stratum)
@@ -353,13 +360,15 @@ def _baseline_of(model: dict[str, Any], stratum: Any, kind: str) -> tuple[list[f
 
 
 def predict(
-    model: dict[str, Any],
-    covariates: dict[str, np.ndarray],
+    model: Mapping[str, Any],
+    features: Mapping[str, np.ndarray],
     kind: str = "partial_hazard",
     time: np.ndarray | None = None,
     stratum: Any = _NO_STRATUM,
 ) -> np.ndarray:
-    """Predictions of a model for rows of covariates (matched by name), as lifelines gives:
+    """Predictions of a model for rows of features (matched by field name and encoded as
+    at fit time: an unseen category counts as the reference, a NULL gives NaN), as
+    lifelines gives:
 
     ``partial_hazard`` exp((x - means) . coef); ``log_partial_hazard``; ``cumulative_hazard``
     and ``survival`` at ``time`` (per row; the baseline is interpolated linearly between its
@@ -370,7 +379,7 @@ def predict(
     """
     if kind not in PREDICTION_TYPES:
         raise ArgumentError("type", f"type must be one of {', '.join(PREDICTION_TYPES)}, got {kind!r}")
-    x = _by_name(model, covariates)
+    x = _encoding(model).matrix(features, "covariates")
     log_hazard = (x - np.asarray(model["means"])) @ np.asarray(model["coef"])
     if kind == "log_partial_hazard":
         return log_hazard
@@ -393,11 +402,13 @@ def predict(
     return cumulative if kind == "cumulative_hazard" else np.exp(-cumulative)
 
 
-def summary(model: dict[str, Any]) -> list[tuple]:
-    """One row per covariate: covariate, coef, exp_coef, se, z, p, ci_lower, ci_upper."""
-    if model.get("covariates") is None:
+def summary(model: Mapping[str, Any]) -> list[tuple]:
+    """One row per feature (see :data:`SUMMARY_FIELDS`): feature, coef, hazard_ratio, se,
+    z, p, ci_lower, ci_upper."""
+    names = _feature_names(model)
+    if names is None or model.get("coef") is None:
         return []
-    return list(zip(model["covariates"], model["coef"], model["hazard_ratio"], model["se"],
+    return list(zip(names, model["coef"], model["hazard_ratio"], model["se"],
                     model["z"], model["p"], model["ci_lower"], model["ci_upper"]))
 
 
@@ -406,32 +417,34 @@ CHECK_OPTIONS: tuple[Option, ...] = (
            "How time enters the scaled Schoenfeld residual test (as lifelines / R's cox.zph)."),
 )
 CHECK_FIELDS: tuple[tuple[str, str], ...] = (
-    ("covariates", "array<string>"), ("statistic", "array<double>"), ("p", "array<double>"),
+    ("features", "array<string>"), ("statistic", "array<double>"), ("p", "array<double>"),
     ("df", "bigint"), ("time_transform", "string"), ("error", "string"),
 )
 
 
-def check(durations: Sequence[float], events: Sequence[float], covariates: np.ndarray, names: Sequence[str],
-          model: dict[str, Any], options: dict[str, str] | None = None) -> dict[str, Any]:
-    """The proportional-hazards test of a fitted model per covariate (scaled Schoenfeld
+def check(durations: Sequence[float], events: Sequence[float], features: Mapping[str, np.ndarray],
+          model: Mapping[str, Any], options: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The proportional-hazards test of a fitted model per feature (scaled Schoenfeld
     residuals against transformed time; lifelines' ``proportional_hazard_test``), on the
-    data the model was fitted to. The data are refitted with lifelines (Efron); a refit that
-    does not reproduce the model's coefficients is reported in ``error``."""
+    data the model was fitted to, encoded as the model encodes them. The data are refitted
+    with lifelines (Efron); a refit that does not reproduce the model's coefficients, or
+    features that are not the model's, are reported in ``error``."""
     from lifelines import CoxPHFitter
     from lifelines.statistics import proportional_hazard_test
 
     settings = parse(options, CHECK_OPTIONS)
-    result = {"covariates": None, "statistic": None, "p": None, "df": 1,
+    result = {"features": None, "statistic": None, "p": None, "df": 1,
               "time_transform": settings["time_transform"], "error": None}
     if model.get("error") or model.get("coef") is None:
         return {**result, "error": f"the model has no estimates: {model.get('error')}"}
     if model.get("strata") or model.get("weighted") or model.get("ties") == "breslow":
         return {**result, "error": "coxph_check tests unweighted, unstratified models with Efron ties"}
-    table = pd.DataFrame(np.asarray(covariates, dtype=float).reshape(len(durations), len(names)), columns=list(names))
-    table[_DURATION], table[_EVENT] = np.asarray(durations, dtype=float), np.asarray(events, dtype=float)
-    table = table.dropna().reset_index(drop=True)
-    if set(names) != set(model["covariates"]):
-        return {**result, "error": f"covariates {list(names)} do not match the model's {model['covariates']}"}
+    names = _feature_names(model)
+    try:
+        matrix = _encoding(model).matrix(features, "covariates")
+    except ArgumentError as exc:
+        return {**result, "error": str(exc)}
+    table = _table(durations, events, names, matrix).dropna().reset_index(drop=True)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -440,10 +453,10 @@ def check(durations: Sequence[float], events: Sequence[float], covariates: np.nd
             test = proportional_hazard_test(fitter, table, time_transform=settings["time_transform"])
     except Exception as exc:  # noqa: BLE001 - a reason, never a dead query
         return {**result, "error": f"could not test: {type(exc).__name__}: {exc}"}
-    refit = fitter.params_[model["covariates"]].to_numpy()
+    refit = fitter.params_[names].to_numpy()
     problem = None
     if not np.allclose(refit, model["coef"], rtol=1e-4, atol=1e-6):
         problem = "these data do not reproduce the model's coefficients (another group, or other ties?)"
-    statistics = test.summary.loc[model["covariates"]]
-    return {**result, "covariates": model["covariates"], "statistic": statistics["test_statistic"].tolist(),
+    statistics = test.summary.loc[names]
+    return {**result, "features": names, "statistic": statistics["test_statistic"].tolist(),
             "p": statistics["p"].tolist(), "error": problem}

@@ -33,7 +33,7 @@ Columns = Mapping[str, np.ndarray]
 
 def is_categorical(values: np.ndarray) -> bool:
     """True for a column of strings (an object array), False for numbers (floats)."""
-    return values.dtype == object
+    return np.asarray(values).dtype.kind in "OUS"
 
 
 def complete_rows(columns: Columns, *others: np.ndarray) -> np.ndarray:
@@ -62,9 +62,13 @@ class Encoding:
 
     @classmethod
     def from_model(cls, model: Mapping[str, Any], reference: bool) -> "Encoding":
-        """The encoding a fitted model was trained with."""
-        categories = model.get("categories") or [None] * len(model["fields"])
-        return cls(tuple(model["fields"]), tuple(None if c is None else tuple(c) for c in categories), reference)
+        """The encoding a fitted model was trained with.
+
+        A Cox or AFT model stored before these models had ``fields`` names its numeric
+        fields in ``covariates`` (alias for one release)."""
+        fields = model["fields"] if model.get("fields") is not None else model["covariates"]
+        categories = model.get("categories") or [None] * len(fields)
+        return cls(tuple(fields), tuple(None if c is None else tuple(c) for c in categories), reference)
 
     def coded(self, index: int) -> tuple[str, ...]:
         """The categories of field ``index`` that get a column."""
@@ -86,27 +90,28 @@ class Encoding:
         """The model fields that describe this encoding."""
         return {"features": self.names, "fields": list(self.fields), "categories": [None if c is None else list(c) for c in self.categories]}
 
-    def check(self, columns: Columns) -> None:
-        """Raise :class:`ArgumentError` (argument ``features``) when ``columns`` are not the
-        fields the model was trained with, or a field changed between number and string."""
+    def check(self, columns: Columns, argument: str = "features") -> None:
+        """Raise :class:`ArgumentError` (naming ``argument``, the SQL argument the columns
+        came from) when ``columns`` are not the fields the model was trained with, or a field
+        changed between number and string."""
         missing = [name for name in self.fields if name not in columns]
         unknown = [name for name in columns if name not in self.fields]
         if missing or unknown:
             parts = ([f"missing field(s) {', '.join(missing)}"] if missing else []) + (
                 [f"unknown field(s) {', '.join(unknown)}"] if unknown else [])
-            raise ArgumentError("features", "; ".join(parts) + f" (the model's features are {', '.join(self.fields)})")
+            raise ArgumentError(argument, "; ".join(parts) + f" (the model's fields are {', '.join(self.fields)})")
         for field, categories in zip(self.fields, self.categories):
             if is_categorical(columns[field]) != (categories is not None):
                 expected = "a string" if categories is not None else "a number"
-                raise ArgumentError("features", f"field {field} must be {expected}, as when the model was fitted")
+                raise ArgumentError(argument, f"field {field} must be {expected}, as when the model was fitted")
 
-    def matrix(self, columns: Columns) -> np.ndarray:
+    def matrix(self, columns: Columns, argument: str = "features") -> np.ndarray:
         """The rows of ``columns`` as a float matrix, one column per name of :attr:`names`.
 
         A NULL makes the row's numeric column NaN, or its field's indicator columns NaN; an
-        unseen category makes them 0.
+        unseen category makes them 0. Bad columns raise as :meth:`check`.
         """
-        self.check(columns)
+        self.check(columns, argument)
         rows = len(next(iter(columns.values()))) if columns else 0
         blocks = []
         for index, field in enumerate(self.fields):

@@ -16,10 +16,11 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .features import Encoding, class_output, complete_rows, encode, labelled_rows
-from .options import SEED, ArgumentError, Option, boolean, choice, integer, parse
+from .family import Family, Rows, Unfit, complete
+from .features import Encoding, class_output, encode, labelled_rows
+from .options import SEED, ArgumentError, Option, boolean, choice, integer
 
-__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "TASKS", "fit", "predict", "summary"]
+__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "TASKS", "fit", "predict", "summary"]
 
 TASKS = ("classification", "regression")
 
@@ -75,7 +76,9 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 #: (column, SQL type) of ``summary``: one row per feature, most important first.
-SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (("feature", "string"), ("importance", "double"), ("rank", "bigint"))
+SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (("feature", "string"), ("feature_importance", "double"), ("rank", "bigint"))
+
+FAMILY = Family(OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("trees", "max_depth", "min_samples_leaf", "seed"))
 
 
 def fit(labels: Sequence[Any], columns: Mapping[str, np.ndarray], options: Mapping[str, str] | None = None,
@@ -84,39 +87,42 @@ def fit(labels: Sequence[Any], columns: Mapping[str, np.ndarray], options: Mappi
     floats with NaN for NULL, strings as object arrays with None). ``default_task`` applies
     when the ``task`` option is not given. Rows with a NULL are left out (``n_dropped``).
     Invalid ``options`` raise ``ValueError`` naming the option."""
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-
-    settings = parse(options, OPTIONS)
+    settings = FAMILY.settings(options)
     task = settings["task"] or default_task
     classification = task == "classification"
+    classes = None
     if classification:
         keep, classes, target = labelled_rows(labels, columns)
+        rows = Rows(keep)
     else:
         values = np.array([np.nan if label is None else float(label) for label in labels], dtype=float)
-        keep = complete_rows(columns, values)
-        target = values[keep]
-    encoding, matrix = encode({name: values[keep] for name, values in columns.items()}, reference=False)
+        rows = complete(values, columns)
+        target = rows.take(values)
+    encoding, matrix = encode(rows.take(columns), reference=False)
     max_features = settings["max_features"] or ("sqrt" if classification else "all")
-    model: dict[str, Any] = {
-        **encoding.as_model(), "task": task, "trees": settings["trees"], "max_depth": settings["max_depth"],
-        "min_samples_leaf": settings["min_samples_leaf"], "max_features": str(max_features), "seed": settings["seed"],
-        "n": int(keep.sum()), "n_dropped": int((~keep).sum()),
-    }
-    if not keep.any():
-        return {**model, "error": "no complete rows"}
+    described = {**encoding.as_model(), "task": task, "max_features": str(max_features), **rows.counts()}
+    return FAMILY.model(settings, described, lambda: _grow(matrix, target, classes, max_features, settings))
+
+
+def _grow(matrix: np.ndarray, target: np.ndarray, classes: list[str] | None, max_features: str | float,
+          settings: dict[str, Any]) -> dict[str, Any]:
+    """The forest's trees as arrays (``classes`` None for a regression)."""
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    if len(matrix) == 0:
+        raise Unfit("no complete rows")
     if matrix.shape[1] == 0:
-        return {**model, "error": "no features"}
+        raise Unfit("no features")
+    classification = classes is not None
     estimator = (RandomForestClassifier if classification else RandomForestRegressor)(
         n_estimators=settings["trees"], max_depth=settings["max_depth"], min_samples_leaf=settings["min_samples_leaf"],
         max_features=None if max_features == "all" else max_features, bootstrap=settings["bootstrap"],
         random_state=settings["seed"], n_jobs=1,
     )
     estimator.fit(matrix, target)
-    if classification:
-        model["classes"] = classes
     trees = [tree.tree_ for tree in estimator.estimators_]
     return {
-        **model,
+        "classes": classes,
         "feature_importances": estimator.feature_importances_,
         "tree_feature": [np.where(tree.children_left < 0, -1, tree.feature) for tree in trees],
         "tree_threshold": [tree.threshold for tree in trees],
@@ -179,7 +185,8 @@ def predict(model: Mapping[str, Any], columns: Mapping[str, np.ndarray], kind: s
 
 
 def summary(model: Mapping[str, Any]) -> Iterator[tuple]:
-    """One row per feature with its impurity-based importance (summing to 1) and rank."""
+    """One row per feature with its impurity-based ``feature_importance`` (summing to 1)
+    and rank."""
     if model.get("feature_importances") is None:
         return
     importances = np.asarray(model["feature_importances"], dtype=float)

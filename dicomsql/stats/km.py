@@ -7,9 +7,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .options import Option, number, parse
+from .checks import survival_problem
+from .family import Family, Unfit, complete
+from .options import Option, number
 
-__all__ = ["OPTIONS", "MODEL_FIELDS", "LOGRANK_FIELDS", "fit", "survival_at", "logrank"]
+__all__ = ["OPTIONS", "MODEL_FIELDS", "LOGRANK_FIELDS", "FAMILY", "fit", "survival_at", "logrank"]
 
 OPTIONS: tuple[Option, ...] = (
     Option("alpha", 0.05, number(0.0, 0.5, open_low=True), "1 - confidence level of the band (exponential Greenwood)."),
@@ -37,44 +39,36 @@ LOGRANK_FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _complete(durations: Sequence[float], events: Sequence[float], *others: Sequence[Any]):
-    d, e = np.asarray(durations, dtype=float), np.asarray(events, dtype=float)
-    keep = np.isfinite(d) & np.isfinite(e)
-    for other in others:
-        keep &= np.array([v is not None for v in other])
-    return keep, d[keep], e[keep]
+FAMILY = Family(OPTIONS, MODEL_FIELDS, recorded=("alpha",))
 
 
-def _problem(d: np.ndarray, e: np.ndarray) -> str | None:
-    if len(d) == 0:
-        return "no complete rows"
-    if (d < 0).any():
-        return f"negative durations in {(d < 0).sum()} row(s); durations must be >= 0"
-    if not set(np.unique(e)) <= {0.0, 1.0}:
-        return "event must be 0/1 or boolean"
-    return None
+def _problem(durations: np.ndarray, events: np.ndarray) -> str | None:
+    """Why complete rows give no curve (a curve may be all censored)."""
+    return survival_problem(durations, events, need_events=False)
 
 
 def fit(durations: Sequence[float], events: Sequence[float], options: dict[str, str] | None = None) -> dict[str, Any]:
     """The Kaplan-Meier estimate: survival at each distinct time with its confidence band,
     the numbers at risk, with events and censored there, and the median survival time
     (+Infinity when the curve never falls to 0.5)."""
+    settings = FAMILY.settings(options)
+    rows = complete(durations, events)
+    d, e = np.asarray(rows.take(durations), dtype=float), np.asarray(rows.take(events), dtype=float)
+    return FAMILY.model(settings, rows.counts(), lambda: _curve(d, e, settings["alpha"]))
+
+
+def _curve(d: np.ndarray, e: np.ndarray, alpha: float) -> dict[str, Any]:
     from lifelines import KaplanMeierFitter
 
-    settings = parse(options, OPTIONS)
-    keep, d, e = _complete(durations, events)
-    model: dict[str, Any] = {name: None for name, _ in MODEL_FIELDS}
-    model.update(n_dropped=int((~keep).sum()), alpha=settings["alpha"])
     problem = _problem(d, e)
     if problem:
-        return {**model, "error": problem}
+        raise Unfit(problem)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitter = KaplanMeierFitter(alpha=settings["alpha"]).fit(d, e)
+        fitter = KaplanMeierFitter(alpha=alpha).fit(d, e)
     table = fitter.event_table
     band = fitter.confidence_interval_
     return {
-        **model,
         "times": fitter.survival_function_.index.to_numpy(dtype=float).tolist(),
         "survival": fitter.survival_function_.iloc[:, 0].to_numpy(dtype=float).tolist(),
         "ci_lower": band.iloc[:, 0].to_numpy(dtype=float).tolist(),
@@ -83,7 +77,6 @@ def fit(durations: Sequence[float], events: Sequence[float], options: dict[str, 
         "events": table["observed"].astype(int).tolist(),
         "censored": table["censored"].astype(int).tolist(),
         "median": float(fitter.median_survival_time_),
-        "n": len(d),
         "n_events": int(e.sum()),
     }
 
@@ -102,8 +95,9 @@ def logrank(durations: Sequence[float], events: Sequence[float], groups: Sequenc
     ``multivariate_logrank_test``)."""
     from lifelines.statistics import multivariate_logrank_test
 
-    keep, d, e = _complete(durations, events, groups)
-    labels = np.array([str(g) for g in groups], dtype=object)[keep]
+    rows = complete(durations, events, groups)
+    d, e = np.asarray(rows.take(durations), dtype=float), np.asarray(rows.take(events), dtype=float)
+    labels = np.array([str(g) for g in groups], dtype=object)[rows.keep]
     result: dict[str, Any] = {name: None for name, _ in LOGRANK_FIELDS}
     problem = _problem(d, e)
     names = sorted(set(labels))

@@ -15,12 +15,13 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 from scipy import stats as scipy_stats
 
-from .features import Encoding, FeatureLearner, complete_rows
+from .family import Family, Unfit, complete
+from .features import Encoding, FeatureLearner
 from .inference import design_problem, wald
 from .moments import Moments
-from .options import Option, boolean, number, parse
+from .options import Option, boolean, number
 
-__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "LinregAccumulator", "fit", "predict", "summary"]
+__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "LinregAccumulator", "fit", "predict", "summary"]
 
 OPTIONS: tuple[Option, ...] = (
     Option("intercept", True, boolean, "Fit an intercept."),
@@ -63,12 +64,14 @@ SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
     ("ci_lower", "double"), ("ci_upper", "double"),
 )
 
+FAMILY = Family(OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("l2", "alpha"))
+
 
 class LinregAccumulator:
     """Accumulates rows batch by batch; :meth:`model` fits from what it has seen."""
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
-        self.settings = parse(options, OPTIONS)
+        self.settings = FAMILY.settings(options)
         self.learner = FeatureLearner()
         self.moments = Moments()
         self.n_dropped = 0
@@ -76,35 +79,35 @@ class LinregAccumulator:
     def add(self, label: np.ndarray, columns: Mapping[str, np.ndarray]) -> None:
         """Add a batch: the label and the feature columns (numbers as floats with NaN for
         NULL, strings as object arrays with None). Incomplete rows are counted and left out."""
-        keep = complete_rows(columns, label)
-        self.n_dropped += int((~keep).sum())
-        if self.learner.fields is None or keep.any():
-            matrix = self.learner.add({name: values[keep] for name, values in columns.items()})
+        rows = complete(label, columns)
+        self.n_dropped += rows.n_dropped
+        if self.learner.fields is None or rows.n:
+            matrix = self.learner.add(rows.take(columns))
             self.moments.widen(matrix.shape[1] + 1)
-            self.moments.add(np.column_stack([label[keep], matrix]))
+            self.moments.add(np.column_stack([rows.take(label), matrix]))
 
     def model(self) -> dict[str, Any]:
         """The fitted model (see :data:`MODEL_FIELDS`); a group that cannot be fitted gives
         NULL estimates and ``error`` saying why."""
         encoding, slots = self.learner.encoding(reference=True)
-        settings, n = self.settings, self.moments.n
-        model: dict[str, Any] = {
-            **encoding.as_model(), "n": n, "n_dropped": self.n_dropped, "fit_intercept": settings["intercept"],
-            "l2": settings["l2"], "alpha": settings["alpha"],
-        }
-        p = len(slots)
+        described = {**encoding.as_model(), "n": self.moments.n, "n_dropped": self.n_dropped,
+                     "fit_intercept": self.settings["intercept"]}
+        return FAMILY.model(self.settings, described, lambda: self._estimate(encoding.names, slots))
+
+    def _estimate(self, names: list[str], slots: np.ndarray) -> dict[str, Any]:
+        settings, n, p = self.settings, self.moments.n, len(slots)
         df = n - p - int(settings["intercept"])
         if df <= 0:
-            return {**model, "error": f"{n} complete row(s) for {p} feature(s){' and an intercept' if settings['intercept'] else ''}: need more rows"}
+            raise Unfit(f"{n} complete row(s) for {p} feature(s){' and an intercept' if settings['intercept'] else ''}: need more rows")
         columns = np.r_[0, slots + 1]
         mean = self.moments.mean[columns]
         scatter = self.moments.scatter[np.ix_(columns, columns)]
         if not settings["intercept"]:  # uncentred second moments
             scatter = scatter + n * np.outer(mean, mean)
-        problem = design_problem(scatter[1:, 1:], model["features"], centred=settings["intercept"])
+        problem = design_problem(scatter[1:, 1:], names, centred=settings["intercept"])
         if problem and settings["l2"] == 0:
-            return {**model, "error": problem}
-        return {**model, **_solve(scatter, mean, n, df, settings)}
+            raise Unfit(problem)
+        return _solve(scatter, mean, n, df, settings)
 
 
 def _solve(scatter: np.ndarray, mean: np.ndarray, n: int, df: int, settings: dict[str, Any]) -> dict[str, Any]:

@@ -22,11 +22,12 @@ from scipy import optimize
 from scipy import stats as scipy_stats
 from scipy.special import log_softmax, logsumexp
 
+from .family import Family, Rows, Unfit
 from .features import Encoding, class_output, encode, labelled_rows
 from .inference import design_problem, wald
-from .options import Option, boolean, integer, number, parse
+from .options import Option, boolean, integer, number
 
-__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "fit", "predict", "summary"]
+__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "fit", "predict", "summary"]
 
 OPTIONS: tuple[Option, ...] = (
     Option("intercept", True, boolean, "Fit an intercept (one per class after the first)."),
@@ -82,6 +83,8 @@ SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
     ("class", "string"), ("feature", "string"), ("coef", "double"), ("odds_ratio", "double"), ("se", "double"),
     ("z", "double"), ("p", "double"), ("ci_lower", "double"), ("ci_upper", "double"),
 )
+
+FAMILY = Family(OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("l1", "l2", "alpha"))
 
 
 class _Problem:
@@ -182,33 +185,29 @@ def fit(labels: Sequence[Any], columns: Mapping[str, np.ndarray], options: Mappi
     too few rows, constant or collinear features, perfect separation without a penalty)
     gives NULL estimates and ``error`` saying why. Invalid ``options`` raise ``ValueError``.
     """
-    settings = parse(options, OPTIONS)
+    settings = FAMILY.settings(options)
     keep, classes, target = labelled_rows(labels, columns)
-    encoding, matrix = encode({name: values[keep] for name, values in columns.items()}, reference=True)
-    model: dict[str, Any] = {
-        **encoding.as_model(), "classes": classes, "n": int(keep.sum()), "n_dropped": int((~keep).sum()),
-        "fit_intercept": settings["intercept"], "l1": settings["l1"], "l2": settings["l2"], "alpha": settings["alpha"],
-    }
-    problem = _fit_problem(matrix, target, classes, model, settings)
-    if isinstance(problem, str):
-        return {**model, "error": problem}
-    return {**model, **_estimate(problem, target, classes, model["features"], settings)}
+    rows = Rows(keep)
+    encoding, matrix = encode(rows.take(columns), reference=True)
+    described = {**encoding.as_model(), "classes": classes, **rows.counts(), "fit_intercept": settings["intercept"]}
+    return FAMILY.model(settings, described, lambda: _estimate(
+        _fit_problem(matrix, target, classes, encoding.names, settings), target, classes, encoding.names, settings))
 
 
-def _fit_problem(matrix: np.ndarray, target: np.ndarray, classes: list[str], model: dict[str, Any],
-                 settings: dict[str, Any]) -> _Problem | str:
-    """The problem to solve, or why there is none."""
+def _fit_problem(matrix: np.ndarray, target: np.ndarray, classes: list[str], features: list[str],
+                 settings: dict[str, Any]) -> _Problem:
+    """The problem to solve; :class:`Unfit` saying why there is none."""
     if len(classes) < 2:
-        return f"the label needs at least 2 classes, got {len(classes)}"
+        raise Unfit(f"the label needs at least 2 classes, got {len(classes)}")
     parameters = (matrix.shape[1] + settings["intercept"]) * (len(classes) - 1)
-    if model["n"] <= parameters:
-        return f"{model['n']} complete row(s) for {parameters} parameter(s): need more rows"
+    if len(matrix) <= parameters:
+        raise Unfit(f"{len(matrix)} complete row(s) for {parameters} parameter(s): need more rows")
     penalised = settings["l1"] > 0 or settings["l2"] > 0
     if not penalised:
         centred = matrix - matrix.mean(axis=0) if settings["intercept"] else matrix
-        problem = design_problem(centred.T @ centred, model["features"], centred=settings["intercept"])
+        problem = design_problem(centred.T @ centred, features, centred=settings["intercept"])
         if problem:
-            return problem
+            raise Unfit(problem)
     design = np.column_stack([np.ones(len(matrix)), matrix]) if settings["intercept"] else matrix
     return _Problem(design, target, len(classes), settings["intercept"], settings["l2"])
 
@@ -226,12 +225,12 @@ def _estimate(problem: _Problem, target: np.ndarray, classes: list[str], feature
         else:
             theta, iterations, converged = _newton(problem, start.ravel(), settings["max_iter"], settings["tol"])
     except np.linalg.LinAlgError:
-        return {"error": "the Hessian became singular: the classes are (quasi-)perfectly separated; add an l2 penalty"}
+        raise Unfit("the Hessian became singular: the classes are (quasi-)perfectly separated; add an l2 penalty") from None
     penalised = settings["l1"] > 0 or settings["l2"] > 0
     fitted = problem.log_probabilities(theta)[np.arange(len(target)), target]
     if not penalised and (not converged or np.all(fitted > -1e-8)):
-        return {"error": "the features separate the classes perfectly: the estimates diverge; add an l2 penalty",
-                "iterations": iterations, "converged": False}
+        raise Unfit("the features separate the classes perfectly: the estimates diverge; add an l2 penalty",
+                    iterations=iterations, converged=False)
     loglik = float(np.sum(fitted))
     null = _null_log_likelihood(target, len(classes))
     statistic = 2 * (loglik - null)

@@ -13,11 +13,11 @@ FROM (SELECT smoker, km_fit(months, died) AS km FROM demo_patients GROUP BY smok
 ORDER BY smoker;
 
 -- Adjusted hazard ratio of treatment at each site.
-SELECT c.site, s.covariate, round(s.exp_coef, 3) AS hazard_ratio, round(s.p, 4) AS p
+SELECT c.site, s.feature, round(s.hazard_ratio, 3) AS hazard_ratio, round(s.p, 4) AS p
 FROM (SELECT site, coxph_fit(months, died, struct(age, smoker, tumor_mm, treated)) AS model
       FROM demo_patients GROUP BY site) c,
      LATERAL coxph_summary(c.model) s
-WHERE s.covariate = 'treated'
+WHERE s.feature = 'treated'
 ORDER BY c.site;
 
 -- The key result: the log-rank test of treated against untreated.
