@@ -3,15 +3,18 @@
 Usage::
 
     import dicomsql
-    spark = dicomsql.session()       # embedded Spark with everything registered
-    spark.sql("CREATE TEMPORARY VIEW ct USING dicom OPTIONS (path '/data/ct')")
+    spark = dicomsql.session(tables={"ct": "/data/ct"})   # embedded Spark, view ct over the files
     server = dicomsql.serve(spark)   # jdbc:hive2://127.0.0.1:10000/default
+
+:class:`dicomsql.App` is what ``dicomsql serve`` builds: the home, tables, data roots,
+bootstrap script, demo policy and server settings in one object.
 """
 
+from .app import App, session
 from .errors import DicomsqlError
 from .server import Server, serve
-from .session import register, session
+from .session import register
 
 __version__ = "0.1.0"
 
-__all__ = ["DicomsqlError", "Server", "__version__", "register", "serve", "session"]
+__all__ = ["App", "DicomsqlError", "Server", "__version__", "register", "serve", "session"]

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
@@ -19,7 +20,7 @@ from .storage import DATA_ROOTS_VARIABLE, MAX_FILE_SIZE_VARIABLE, data_roots_val
 if TYPE_CHECKING:
     import pyspark
 
-__all__ = ["session", "register", "spark_conf", "check_java"]
+__all__ = ["spark_session", "register", "spark_conf", "check_java", "active_home", "spark_alive", "wait_for_idle"]
 
 _LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 _JAVA_INSTALL_HINT = (
@@ -133,14 +134,15 @@ def register(spark: "pyspark.sql.SparkSession") -> "pyspark.sql.SparkSession":
     return spark
 
 
-def session(
+def spark_session(
     master: str = DEFAULTS["master"],
     home: str | os.PathLike[str] | None = None,
     conf: Mapping[str, str] | None = None,
     data_roots: Sequence[str] | None = None,
     max_file_size: int | None = None,
 ) -> "pyspark.sql.SparkSession":
-    """A SparkSession with everything dicomsql registered.
+    """A SparkSession with everything dicomsql registered (no views: :class:`dicomsql.app.App`
+    builds those; :func:`dicomsql.session` is the public way in).
 
     ``home`` (default ``$DICOMSQL_HOME`` or ``~/.dicomsql``) holds the Hive metastore and the
     warehouse, so tables made with ``CREATE TABLE ... AS SELECT`` persist across sessions.
@@ -202,3 +204,24 @@ def session(
 def active_home() -> Home | None:
     """The home this process holds for its dicomsql session, if any."""
     return _active_home
+
+
+def spark_alive(spark: "pyspark.sql.SparkSession") -> bool:
+    """Whether ``spark``'s SparkContext still runs (False once its JVM is gone)."""
+    try:
+        return not spark.sparkContext._jsc.sc().isStopped()
+    except Exception:  # noqa: BLE001 - the JVM is gone: py4j raises network errors
+        return False
+
+
+def wait_for_idle(spark: "pyspark.sql.SparkSession", seconds: float = 10.0) -> None:
+    """Wait (a while at most) until the statements a server cancelled have left Spark, and
+    let the JVM end its connection to pyspark's accumulator server without pyspark printing
+    that as an error (socketserver's traceback of the EOF)."""
+    tracker = spark.sparkContext.statusTracker()
+    deadline = time.monotonic() + seconds
+    while (tracker.getActiveJobsIds() or tracker.getActiveStageIds()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    accumulators = getattr(spark.sparkContext, "_accumulatorServer", None)
+    if accumulators is not None:
+        accumulators.handle_error = lambda request, client_address: None

@@ -16,11 +16,10 @@ from typing import Iterator
 
 import pytest
 
-import dicomsql
+from dicomsql import App
 from dicomsql.demo import write_demo
-from dicomsql.server import Access, free_port
-from dicomsql.server.auth import NoLogin
-from dicomsql.views import demo_views_sql
+from dicomsql.home import Home
+from dicomsql.server import free_port
 
 from .reference import PYDICOM_TEST_FILES  # pydicom's own test files: tests/reference.py catalogues them
 DEMO_PATIENTS = 6
@@ -43,9 +42,10 @@ def pydicom_files() -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo(tmp_path_factory) -> Path:
-    """A small demo cohort, plus a non-DICOM file and a truncated DICOM file among its images."""
-    out = write_demo(tmp_path_factory.mktemp("cohort") / "demo", patients=DEMO_PATIENTS, seed=7, size=64)
+def demo(spark_home) -> Path:
+    """A small demo cohort in the suite's home (where the App serves it from), plus a non-DICOM
+    file and a truncated DICOM file among its images."""
+    out = write_demo(Home(spark_home).demo, patients=DEMO_PATIENTS, seed=7, size=64)
     (out / "images" / "notes.txt").write_text("not a DICOM file\n")
     first_ct = sorted((out / "images").glob("DEMO-0001/CT/*.dcm"))[0]
     (out / "images" / "truncated.dcm").write_bytes(first_ct.read_bytes()[:-500])
@@ -58,13 +58,20 @@ def spark_home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def spark(spark_home, demo):
-    """The suite's SparkSession: dicomsql.session() with the demo views registered."""
-    session = dicomsql.session(master="local[2]", home=spark_home)
-    for statement in demo_views_sql(demo):
-        session.sql(statement)
+def app(spark_home, demo) -> App:
+    """The suite's dicomsql App: local[2] on ``spark_home``, serving the demo there; its server
+    on a free loopback port with no login, every client an admin (the protocol's tests;
+    tests/test_security.py tests the roles)."""
+    settings = {"master": "local[2]", "home": spark_home, "port": free_port(), "anonymous_role": "admin"}
+    return App(settings, demo="existing")
+
+
+@pytest.fixture(scope="session")
+def spark(app):
+    """The suite's SparkSession, with the demo's views."""
+    session = app.session()
     yield session
-    session.stop()
+    app.stop(session)
 
 
 @pytest.fixture(scope="session")
@@ -78,10 +85,9 @@ def shipped(spark, pydicom_files) -> str:
 
 
 @pytest.fixture(scope="session")
-def thrift_server(spark):
-    """A real Thrift server over the suite's session, on a free loopback port; no login, every
-    client an admin (the protocol's tests; tests/test_security.py tests the roles)."""
-    server = dicomsql.serve(spark, host="127.0.0.1", port=free_port(), access=Access(authenticator=NoLogin("admin")))
+def thrift_server(app, spark):
+    """A real Thrift server over the suite's session, as the App serves it."""
+    server = app.start_server(spark)
     yield server
     server.stop()
 

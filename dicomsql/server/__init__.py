@@ -24,7 +24,7 @@ from .access import Access
 if TYPE_CHECKING:
     import pyspark
 
-__all__ = ["Access", "Server", "serve", "free_port", "check_port_free"]
+__all__ = ["Access", "Server", "serve", "free_port", "check_port_free", "silence_query_error_logs"]
 
 #: pyspark's loggers of failing SQL: each line holds the statement's names and values.
 _QUERY_ERROR_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
@@ -70,6 +70,13 @@ class Server:
         self.stop()
 
 
+def silence_query_error_logs() -> None:
+    """Turn pyspark's log of each failing SQL statement off: dicomsql reports the error once
+    (to the client, and in the audit), and each log line holds the statement's names and values."""
+    for name in _QUERY_ERROR_LOGGERS:
+        logging.getLogger(name).disabled = True
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` right now."""
     with socket.socket() as probe:
@@ -112,8 +119,7 @@ def serve(
     access = access or Access()
     access.check_host(host)
     check_port_free(host, port)
-    for name in _QUERY_ERROR_LOGGERS:  # a client's failing query is its own (and the audit's), not the log's
-        logging.getLogger(name).disabled = True
+    silence_query_error_logs()  # a client's failing query is its own (and the audit's), not the log's
     # the metastore starts on first use (seconds, with the embedded Derby): not in a client's time
     spark.sql("SHOW DATABASES").collect()
     engine = Engine(spark, max_concurrent_queries or 2 * (os.cpu_count() or 1), access)
