@@ -57,11 +57,7 @@ def _picture(value: Any, window: str | None) -> np.ndarray:
     """An array to show from an image struct, PNG bytes, or a DICOM path or bytes."""
     value = _structure(value)
     if isinstance(value, dict) and value.get("data") is not None:
-        samples = value.get("samples") or 1
-        shape = (value["rows"], value["columns"]) + ((samples,) if samples > 1 else ())
-        image = pixels.Image(value["rows"], value["columns"], 1, samples, value.get("photometric") or "MONOCHROME2",
-                             None, tuple(value["window"]) if value.get("window") else None,
-                             np.asarray(value["data"], dtype=np.float32).reshape(shape))
+        image = pixels.Image.from_struct(value)
     elif isinstance(value, (bytes, bytearray)) and bytes(value[:8]) == b"\x89PNG\r\n\x1a\n":
         from PIL import Image as PILImage
 

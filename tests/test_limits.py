@@ -17,7 +17,7 @@ from dicomsql.source.options import parse_options
 from dicomsql.stats import forest
 from dicomsql.stats.options import Bound, parse
 from dicomsql.storage import MAX_FILE_SIZE_VARIABLE, list_files
-from dicomsql.udfs import FUNCTIONS, images, models, survival
+from dicomsql.udfs import FUNCTIONS
 
 from .conftest import PYDICOM_TEST_FILES
 
@@ -25,9 +25,21 @@ CT = str(PYDICOM_TEST_FILES / "CT_small.dcm")
 OPTIONS_TYPE = pa.map_(pa.string(), pa.string())
 
 
-def _batches(*columns):
-    """The iterator of one batch an iterator UDF receives."""
-    return iter([tuple(pa.array(c) if not isinstance(c, pa.Array) else c for c in columns)])
+def _arrays(columns):
+    return tuple(c if isinstance(c, pa.Array) else pa.array(c) for c in columns)
+
+
+def call(name, *columns):
+    """What Spark's Python worker does with ``name``'s wrapper for one batch of ``columns``
+    (Python values for a table function)."""
+    function = FUNCTIONS[name]
+    evaluator = function.evaluator
+    if function.kind == "table":
+        table = evaluator()
+        return list(table.eval(*columns)) + list(getattr(table, "terminate", lambda: ())())
+    if function.kind == "aggregate":
+        return evaluator(iter([_arrays(columns)])) if function.streaming else evaluator(*_arrays(columns))
+    return next(evaluator(iter([_arrays(columns)])))
 
 
 def _options(**entries):
@@ -45,43 +57,43 @@ def _features():
 
 #: function -> (a call out of bound, the message it fails with)
 OUT_OF_BOUND = {
-    "dicom_image": (lambda: next(images.dicom_image(_batches([CT], [-1]))),
+    "dicom_image": (lambda: call("dicom_image", [CT], [-1]),
                     "dicom_image: argument frame must be between 0 and 2147483647, got -1"),
-    "dicom_pixels": (lambda: next(images.dicom_pixels(_batches([CT], [2**31]))),
+    "dicom_pixels": (lambda: call("dicom_pixels", [CT], [2**31]),
                      "dicom_pixels: argument frame must be between 0 and 2147483647, got 2147483648"),
-    "dicom_png": (lambda: next(images.dicom_png(_batches([CT], [100000]))),
+    "dicom_png": (lambda: call("dicom_png", [CT], [100000]),
                   "dicom_png: argument size must be between 1 and 4096, got 100000"),
-    "dicom_png_uri": (lambda: next(images.dicom_png_uri(_batches([CT], [0]))),
+    "dicom_png_uri": (lambda: call("dicom_png_uri", [CT], [0]),
                       "dicom_png_uri: argument size must be between 1 and 4096, got 0"),
-    "image_resize": (lambda: next(images.image_resize(_batches([CT], [100000], [64]))),
+    "image_resize": (lambda: call("image_resize", [CT], [100000], [64]),
                      "image_resize: argument rows must be between 1 and 8192, got 100000"),
-    "image_stats": (lambda: next(images.image_stats(_batches([CT], [10**7]))),
+    "image_stats": (lambda: call("image_stats", [CT], [10**7]),
                     "image_stats: argument bins must be between 1 and 100000, got 10000000"),
-    "image_pca": (lambda: images.image_pca(pa.array([CT]), pa.array([0])),
+    "image_pca": (lambda: call("image_pca", pa.array([CT]), pa.array([0])),
                   "image_pca: argument k must be between 1 and 8192, got 0"),
-    "image_covariance": (lambda: images.image_covariance(_wide_image(10000)),
+    "image_covariance": (lambda: call("image_covariance", _wide_image(10000)),
                          "image_covariance: argument image must be between 1 and 8192 columns, got 10000 columns"),
-    "image_eigen": (lambda: images.image_eigen(_wide_image(10000)),
+    "image_eigen": (lambda: call("image_eigen", _wide_image(10000)),
                     "image_eigen: argument image must be between 1 and 8192 columns, got 10000 columns"),
-    "cov_fit": (lambda: images.cov_fit(iter([pa.array([[0.0] * 9000, [1.0] * 9000])])),
+    "cov_fit": (lambda: call("cov_fit", [[0.0] * 9000, [1.0] * 9000]),
                 "cov_fit: argument vector must be between 1 and 8192 values, got 9000 values"),
-    "cov_partials": (lambda: images.CovPartials().eval(([0.0] * 9000,)),
-                     "cov_partials: argument vector must be between 1 and 8192 values, got 9000 values"),
-    "pca_fit": (lambda: images.pca_fit(_batches([[1.0, 2.0]], [10**6])),
+    "cov_partials": (lambda: call("cov_partials", ([0.0] * 9000,)),
+                     "cov_partials: argument vectors must be between 1 and 8192 values, got 9000 values"),
+    "pca_fit": (lambda: call("pca_fit", [[1.0, 2.0]], [10**6]),
                 "pca_fit: argument k must be between 1 and 8192, got 1000000"),
-    "pca_from_cov": (lambda: images.pca_from_cov(pa.array([{"n": 2}]), pa.array([None], type=pa.int32())),
+    "pca_from_cov": (lambda: call("pca_from_cov", pa.array([{"n": 2}]), pa.array([None], type=pa.int32())),
                      "pca_from_cov: argument k must be between 1 and 8192, got NULL"),
-    "series_volume": (lambda: images.series_volume(pa.array([CT] * 4097), pa.array([None] * 4097), pa.array([None] * 4097)),
+    "series_volume": (lambda: call("series_volume", pa.array([CT] * 4097), pa.array([None] * 4097), pa.array([None] * 4097)),
                       "series_volume: argument image must be between 1 and 4096 slices, got 4097 slices"),
-    "als_recommend": (lambda: list(models.AlsRecommend().eval(None, "R01", 10**6)),
+    "als_recommend": (lambda: call("als_recommend", None, "R01", 10**6),
                       "als_recommend: argument k must be between 1 and 10000, got 1000000"),
-    "random_forest_fit": (lambda: models.random_forest_fit(pa.array([0, 1, 0, 1]), _features(), _options(trees="5000")),
+    "random_forest_fit": (lambda: call("random_forest_fit", pa.array([0, 1, 0, 1]), _features(), _options(trees="5000")),
                           "random_forest_fit: argument options: option trees must be an integer between 1 and 2000, got '5000'"),
-    "als_fit": (lambda: models.als_fit(pa.array(["a"]), pa.array(["b"]), pa.array([1.0]), _options(rank="100000")),
+    "als_fit": (lambda: call("als_fit", pa.array(["a"]), pa.array(["b"]), pa.array([1.0]), _options(rank="100000")),
                 "als_fit: argument options: option rank must be an integer between 1 and 200, got '100000'"),
-    "logreg_fit": (lambda: models.logreg_fit(pa.array([0, 1, 0, 1]), _features(), _options(max_iter="1e9")),
+    "logreg_fit": (lambda: call("logreg_fit", pa.array([0, 1, 0, 1]), _features(), _options(max_iter="1e9")),
                    "logreg_fit: argument options: option max_iter must be an integer between 1 and 1000, got '1e9'"),
-    "coxph_fit": (lambda: survival.coxph_fit(pa.array([1.0, 2.0]), pa.array([1, 0]), pa.array([{"x": 1.0}, {"x": 2.0}]),
+    "coxph_fit": (lambda: call("coxph_fit", pa.array([1.0, 2.0]), pa.array([1, 0]), pa.array([{"x": 1.0}, {"x": 2.0}]),
                                              _options(max_iter="5000")),
                   "coxph_fit: argument options: option max_iter must be an integer between 1 and 1000, got '5000'"),
 }
@@ -95,24 +107,23 @@ def test_an_out_of_bound_argument_names_the_function_the_argument_and_the_bound(
 
 
 def test_every_bounded_function_has_an_out_of_bound_case():
-    bounded = {name for name, f in FUNCTIONS.items() if f.bounds or any(isinstance(o.parse, Bound) for o in f.options)}
+    bounded = {name for name, f in FUNCTIONS.items() if f.bounds or any(isinstance(o.parse, Bound) for o in f.option_table)}
     shared = {"coxph_fit_weighted", "coxph_fit_stratified"}  # coxph_fit's options table and code path
     assert bounded - shared - set(OUT_OF_BOUND) == set()
 
 
 def test_values_within_the_bounds_still_work():
-    [image] = next(images.image_resize(_batches([CT], [8], [6]))).to_pylist()
+    [image] = call("image_resize", [CT], [8], [6]).to_pylist()
     assert (image["rows"], image["columns"], len(image["data"])) == (8, 6, 48)
-    assert images.image_pca(pa.array([CT]), pa.array([2])).to_pylist()[0]["components"]
-    model = models.random_forest_fit(pa.array([0, 1, 0, 1]), _features(), _options(trees="2000", max_depth="2")).as_py()
+    assert call("image_pca", pa.array([CT]), pa.array([2])).to_pylist()[0]["components"]
+    model = call("random_forest_fit", pa.array([0, 1, 0, 1]), _features(), _options(trees="2000", max_depth="2")).as_py()
     assert model["trees"] == 2000
 
 
 def test_pca_covariance_method_refuses_vectors_longer_than_max_dimension():
-    batches = _batches([[1.0] * 5, [2.0] * 5], [2], _options(method="covariance", max_dimension="4"))
     message = "pca_fit: argument vector: method covariance accumulates a d x d matrix: vectors must have at most max_dimension (4) values, got 5"
     with pytest.raises(FunctionArgumentError, match=f"^{re.escape(message)}$"):
-        images.pca_fit(batches)
+        call("pca_fit", [[1.0] * 5, [2.0] * 5], [2], _options(method="covariance", max_dimension="4"))
 
 
 def test_bounds_and_bounded_options():
@@ -137,25 +148,25 @@ def small_limit(monkeypatch):
 
 
 def test_pixel_functions_give_a_row_error_for_a_file_over_the_limit(small_limit):
-    [row] = next(images.dicom_image(_batches([CT]))).to_pylist()
+    [row] = call("dicom_image", [CT]).to_pylist()
     assert row["data"] is None and row["error"] == f"cannot decode {CT}: FileTooLargeError: {small_limit}"
-    assert next(images.dicom_pixels(_batches([CT]))).to_pylist() == [None]
-    assert images.image_covariance(pa.array([CT])).to_pylist() == [None]
+    assert call("dicom_pixels", [CT]).to_pylist() == [None]
+    assert call("image_covariance", pa.array([CT])).to_pylist() == [None]
     with pytest.raises(ValueError, match=re.escape(small_limit)):
-        next(images.dicom_image(_batches([CT], [0], _options(mode="FAILFAST"))))
+        call("dicom_image", [CT], [0], _options(mode="FAILFAST"))
     with pytest.raises(ValueError, match=re.escape(small_limit)):
-        list(images.DicomFrames().eval(CT))
+        call("dicom_frames", CT)
 
 
 def test_file_bytes_over_the_limit_are_a_row_error_too(small_limit):
     content = pa.array([(PYDICOM_TEST_FILES / "CT_small.dcm").read_bytes()], type=pa.binary())
-    [row] = next(images.dicom_image(iter([(content,)]))).to_pylist()
+    [row] = call("dicom_image", content).to_pylist()
     assert row["error"] == f"cannot decode <{len(content[0].as_py())} bytes>: FileTooLargeError: {small_limit}"
 
 
 def test_files_within_the_limit_are_decoded(monkeypatch):
     monkeypatch.setenv(MAX_FILE_SIZE_VARIABLE, str(40 * 1024))
-    [row] = next(images.dicom_image(_batches([CT]))).to_pylist()
+    [row] = call("dicom_image", [CT]).to_pylist()
     assert row["error"] is None and len(row["data"]) == 128 * 128
 
 

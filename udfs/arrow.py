@@ -5,18 +5,16 @@ structs out. Model layouts are declared once as ``(field, SQL type)`` pairs in
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dicomsql.errors import FunctionArgumentError
-from dicomsql.stats.options import ArgumentError
 
 __all__ = [
-    "arrow_type", "struct_ddl", "columns_ddl", "column", "struct_array", "struct_scalar", "numbers", "struct_numbers",
-    "struct_features", "first_map", "labels", "constant", "Models", "fitted_model", "predict_rows", "ModelSummary",
+    "arrow_type", "struct_ddl", "columns_ddl", "column", "struct_array", "Expected", "numbers", "struct_numbers",
+    "struct_features", "labels", "first_valid", "Models", "predict_rows",
 ]
 
 _SCALARS = {
@@ -48,6 +46,8 @@ def column(values: Sequence[Any], sql: str) -> pa.Array:
     """An Arrow array of SQL type ``sql`` from Python values; numpy arrays become list
     values without a detour through Python lists, NaN scalars become NULL."""
     match = _ARRAY.match(sql)
+    if sql in ("double", "float") and isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return pa.array(values, type=arrow_type(sql), mask=np.isnan(values))
     if match is None:
         kind = arrow_type(sql)
         if sql == "double":
@@ -78,37 +78,50 @@ def struct_scalar(values: dict[str, Any], fields: Fields) -> pa.Scalar:
     return struct_array([values], fields)[0]
 
 
-def numbers(array: pa.Array, function: str, argument: str) -> np.ndarray:
+class Expected(ValueError):
+    """What a reader expected of an argument and what it got; the registry names the function
+    and the argument (``field`` names a STRUCT field of it)."""
+
+    def __init__(self, expected: str, got: str, field: str | None = None) -> None:
+        super().__init__(f"must be {expected}, got {got}")
+        self.expected, self.got, self.field = expected, got, field
+
+
+def numbers(array: pa.Array) -> np.ndarray:
     """A numeric (or boolean, or DECIMAL) column as float64, NULL as NaN."""
     kind = array.type
     if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         return np.array(pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)  # a writable copy
     if pa.types.is_null(kind):
         return np.full(len(array), np.nan)
-    raise FunctionArgumentError(function, argument, "a number or a boolean", f"a column of type {kind}")
+    raise Expected("a number or a boolean", f"a column of type {kind}")
 
 
-def struct_numbers(array: pa.Array, function: str, argument: str) -> dict[str, np.ndarray]:
-    """The numeric fields of a STRUCT column, by name, in order (``struct(age, dose)``)."""
+def _struct(array: pa.Array, expected: str) -> pa.StructArray:
     if not pa.types.is_struct(array.type):
-        raise FunctionArgumentError(function, argument, "a STRUCT of numbers, e.g. struct(age, dose)", f"{array.type}")
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
+        raise Expected(expected, f"{array.type}")
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def struct_numbers(array: pa.Array) -> dict[str, np.ndarray]:
+    """The numeric fields of a STRUCT column, by name, in order (``struct(age, dose)``)."""
+    array = _struct(array, "a STRUCT of numbers, e.g. struct(age, dose)")
+    missing = ~array.is_valid().to_numpy(zero_copy_only=False)
     columns: dict[str, np.ndarray] = {}
     for index, field in enumerate(array.type):
-        values = numbers(array.field(index), function, f"{argument}.{field.name}")
-        values[~array.is_valid().to_numpy(zero_copy_only=False)] = np.nan  # a NULL struct: all NULL
+        try:
+            values = numbers(array.field(index))
+        except Expected as exc:
+            raise Expected(exc.expected, exc.got, field.name) from None
+        values[missing] = np.nan  # a NULL struct: all NULL
         columns[field.name] = values
     return columns
 
 
-def struct_features(array: pa.Array, function: str, argument: str) -> dict[str, np.ndarray]:
+def struct_features(array: pa.Array) -> dict[str, np.ndarray]:
     """The fields of a STRUCT of model features, by name, in order: numbers and booleans as
     float64 (NULL as NaN), strings as object arrays (NULL as None)."""
-    if not pa.types.is_struct(array.type):
-        raise FunctionArgumentError(function, argument, "a STRUCT of numbers and strings, e.g. struct(age, sex)", f"{array.type}")
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
+    array = _struct(array, "a STRUCT of numbers and strings, e.g. struct(age, sex)")
     missing = ~array.is_valid().to_numpy(zero_copy_only=False)
     columns: dict[str, np.ndarray] = {}
     for index, field in enumerate(array.type):
@@ -116,37 +129,27 @@ def struct_features(array: pa.Array, function: str, argument: str) -> dict[str, 
         if pa.types.is_string(child.type) or pa.types.is_large_string(child.type):
             values = np.array(child.to_pylist(), dtype=object)
             values[missing] = None
-        elif pa.types.is_boolean(child.type) or pa.types.is_integer(child.type) or pa.types.is_floating(child.type) \
-                or pa.types.is_decimal(child.type) or pa.types.is_null(child.type):
-            values = numbers(child, function, f"{argument}.{field.name}")
-            values[missing] = np.nan
         else:
-            raise FunctionArgumentError(function, f"{argument}.{field.name}", "a number, boolean or string", f"a field of type {child.type}")
+            try:
+                values = numbers(child)
+            except Expected:
+                raise Expected("a number, boolean or string", f"a field of type {child.type}", field.name) from None
+            values[missing] = np.nan
         columns[field.name] = values
     return columns
 
 
-def first_map(array: pa.Array | None) -> dict[str, str] | None:
-    """The first non-NULL MAP<STRING,STRING> of a column of options."""
-    if array is None:
-        return None
-    for value in array.to_pylist():
-        if value is not None:
-            return {str(k): str(v) for k, v in value}
-    return None
-
-
 def labels(array: pa.Array) -> list[Any]:
-    """Any column as Python values (group labels, strata keys)."""
+    """Any column as Python values (group labels, strata keys, text)."""
     return array.to_pylist()
 
 
-def constant(array: pa.Array | None, default: Any = None) -> Any:
-    """The first non-NULL value of an argument that should be the same on every row."""
-    if array is None:
-        return default
-    valid = array.drop_null() if len(array) else array
-    return valid[0].as_py() if len(valid) else default
+def first_valid(given: Any) -> Any:
+    """The first non-NULL value of an Arrow column (a table function's Python value as is)."""
+    if not isinstance(given, (pa.Array, pa.ChunkedArray)):
+        return given
+    valid = given.drop_null() if len(given) else given
+    return valid[0].as_py() if len(valid) else None
 
 
 class Models:
@@ -190,38 +193,12 @@ def _field_key(field: pa.Array) -> list[Any]:
     return list(zip(np.diff(bounds).tolist(), (cumulative[bounds[1:]] - cumulative[bounds[:-1]]).tolist()))
 
 
-def fitted_model(function: str, fit: Any, fields: Fields, *args: Any, **kwargs: Any) -> pa.Scalar:
-    """``fit(*args, **kwargs)`` as a struct scalar of ``fields``; an invalid option
-    (``ValueError``) is an error naming the function and its ``options`` argument."""
-    try:
-        model = fit(*args, **kwargs)
-    except ValueError as exc:
-        raise FunctionArgumentError.because(function, "options", str(exc)) from None
-    return struct_scalar(model, fields)
-
-
-def predict_rows(function: str, model: pa.Array, predict: Any) -> pa.Array:
-    """DOUBLE predictions from a column of models: ``predict(model_dict, rows)`` gives the
-    values of the row indexes ``rows`` that hold that model. A NULL model, a model with an
-    ``error`` (no estimates) and a NaN prediction give NULL; an unusable prediction
-    argument is an error naming the function and the argument."""
-    result = np.full(len(model), np.nan)
-    for fitted, rows in Models(model):
-        if fitted.get("error"):
-            continue
-        try:
-            result[rows] = predict(fitted, rows)
-        except ArgumentError as exc:
-            raise FunctionArgumentError.because(function, exc.argument, str(exc)) from None
-    return pa.array(result, type=pa.float64(), mask=np.isnan(result))
-
-
-class ModelSummary:
-    """A ``*_summary`` table function: the rows ``summarise`` makes of a model struct (none
-    for a NULL model). Subclasses set ``summarise`` and document their rows."""
-
-    summarise: Callable[[dict[str, Any]], Iterable[tuple]]
-
-    def eval(self, model: Any) -> Iterator[tuple]:
-        if model is not None:
-            yield from type(self).summarise(model.asDict(recursive=True))
+def predict_rows(models: Models, predict: Callable[[dict[str, Any], np.ndarray], np.ndarray]) -> np.ndarray:
+    """DOUBLE predictions, a row each, from a column of models: ``predict(model_dict, indexes)``
+    gives the values of the rows that hold that model. A NULL model, a model with an
+    ``error`` (no estimates) and a NaN prediction give NULL."""
+    result = np.full(len(models.array), np.nan)
+    for fitted, where in models:
+        if not fitted.get("error"):
+            result[where] = predict(fitted, where)
+    return result

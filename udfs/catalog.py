@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from .registry import FUNCTIONS, sql_function
+from .registry import FUNCTIONS, Table, sql_function
 
 
 @sql_function(
-    "",
-    returns="name STRING, kind STRING, signature STRING, description STRING, example STRING",
-    example="SELECT name, signature FROM dicomsql_functions() ORDER BY name",
+    returns=Table((("name", "string"), ("kind", "string"), ("signature", "string"), ("description", "string"),
+                   ("example", "string"))),
     kind="table",
-    name="dicomsql_functions",
+    example="SELECT name, signature FROM dicomsql_functions() ORDER BY name",
 )
-class FunctionCatalog:
+def dicomsql_functions() -> Iterator[tuple[str, str, str, str, str]]:
     """Every SQL function dicomsql registers: name, kind (scalar, aggregate or table),
     signature, description and an example."""
-
-    def eval(self) -> Iterator[tuple[str, str, str, str, str]]:
-        for function in FUNCTIONS.values():
-            yield function.name, function.kind, function.signature, function.description, function.example
+    for function in FUNCTIONS.values():
+        yield function.name, function.kind, function.signature, function.description, function.example

@@ -1,16 +1,27 @@
-"""The registry of SQL functions: each is declared once, next to its implementation, with its
-SQL name, signature and an example; its docstring is its SQL documentation::
+"""The registry of SQL functions. A function is declared once, as data: its arguments (name, SQL
+type, how Spark's column becomes the Python value the body takes), its result type and an
+example; its docstring is its SQL documentation::
 
-    @sql_function("x DOUBLE", returns="DOUBLE", example="SELECT twice(2.0)")
-    def twice(x: pd.Series) -> pd.Series:
+    @sql_function(column("x", "DOUBLE", numbers), returns="DOUBLE", example="SELECT twice(2.0)")
+    def twice(x: np.ndarray) -> np.ndarray:
         '''Twice ``x``.'''
         return 2 * x
 
-Every integer argument that sizes memory or work is declared with its bound
-(``bounds={"size": Bound(1, 4096)}``) and read through :func:`bounded`, and a function
-taking an options map declares its options table (``options=forest.OPTIONS``), whose integer
-options are bounds too: one call cannot make a worker run out of memory. The bounds are the
-functions' documented limits (:attr:`SqlFunction.limits`).
+The body is a plain Python function of those values; the registry does the rest:
+
+- it renders the signature (``twice(x DOUBLE) -> DOUBLE``) and the limits for the docs;
+- it builds the Spark wrapper for the kind: a scalar Arrow iterator UDF (the body gets a batch
+  of rows and returns one value per row), a grouped aggregate (the body gets the group), a
+  streaming aggregate (the body gets an iterator of batches, O(1) batches in memory), a table
+  function (the body yields rows; a class with ``eval``/``terminate`` keeps state);
+- it converts each argument by its kind: a :func:`column` per row, a :func:`constant` (one
+  value for the call), an :func:`options` map parsed against its options table; an integer
+  that sizes memory or work is checked against its :class:`Bound`;
+- it turns any argument error into :class:`FunctionArgumentError` naming the registered function
+  and the argument: a reader's :class:`Expected`, a bound, a bad option, and
+  :class:`ArgumentError` raised by a body (``ArgumentError("k", "must be ...")``);
+- it converts returned values by the declared type: a :class:`Struct` (model types such as
+  ``COX_MODEL`` are declared once, from their module's fields) rejects undeclared keys.
 
 :func:`register_functions` makes every declared function callable from SQL in a session.
 """
@@ -18,32 +29,174 @@ functions' documented limits (:attr:`SqlFunction.limits`).
 from __future__ import annotations
 
 import inspect
-import typing
-from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping
+import itertools
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence, Tuple
 
-from dicomsql.errors import FunctionArgumentError
-from dicomsql.stats.options import Bound, Option
+import pyarrow as pa
 
-__all__ = ["FUNCTIONS", "SqlFunction", "sql_function", "bounded", "register_functions"]
+from dicomsql.errors import DicomsqlError, FunctionArgumentError
+from dicomsql.stats.options import ArgumentError, Bound, Option, parse
+
+from .arrow import Expected, Fields, column as arrow_column, first_valid, struct_array, struct_ddl
+
+__all__ = [
+    "FUNCTIONS", "SqlFunction", "Argument", "Struct", "Table", "sql_function", "column", "constant", "options",
+    "register_functions", "ArgumentError", "Expected",
+]
 
 Kind = Literal["scalar", "aggregate", "table"]
 
 
 @dataclass(frozen=True)
+class Struct:
+    """A STRUCT type declared once from ``(field, SQL type)`` pairs; the model and result types
+    have a ``name`` (``COX_MODEL``) that signatures show and the docs define."""
+
+    fields: Fields
+    name: str | None = None
+
+    @property
+    def ddl(self) -> str:
+        return struct_ddl(self.fields)
+
+    def __str__(self) -> str:
+        return self.name or self.ddl
+
+    def checked(self, row: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """``row`` when all its keys are declared fields; an undeclared key is a bug, not a NULL."""
+        if row is not None:
+            unknown = set(row) - {name for name, _ in self.fields}
+            if unknown:
+                raise KeyError(f"{self}: undeclared field(s) {', '.join(sorted(unknown))}")
+        return row
+
+    def array(self, rows: Sequence[Mapping[str, Any] | None]) -> pa.StructArray:
+        return struct_array([self.checked(row) for row in rows], self.fields)
+
+
+@dataclass(frozen=True)
+class Table:
+    """The columns of a table function's rows, as ``(column, SQL type)`` pairs."""
+
+    fields: Sequence[tuple[str, str | Struct]]
+
+    @property
+    def ddl(self) -> str:
+        return ", ".join(f"{name} {kind.ddl if isinstance(kind, Struct) else kind.upper()}" for name, kind in self.fields)
+
+    def __str__(self) -> str:
+        return f"TABLE({', '.join(f'{name} {str(kind).upper()}' for name, kind in self.fields)})"
+
+    def row(self, value: tuple | Mapping[str, Any]) -> tuple:
+        """A row as a tuple in column order; a dict by column name (undeclared keys refused)."""
+        if isinstance(value, Mapping):
+            Struct(self.fields, "the row").checked(value)
+            return tuple(value.get(name) for name, _ in self.fields)
+        return tuple(value)
+
+
+Returns = str | Struct | Table
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+#: The default of an argument a call must give.
+REQUIRED = _Required()
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One argument of a SQL function: its name, the SQL type its signature shows, and ``read``,
+    which makes the body's value of Spark's (Arrow column, or for table functions Python)
+    value. A constant is one value for the call (the first non-NULL); an argument with a
+    default may be left out (and those after it); ``bound`` limits an integer that sizes memory
+    or work, ``sizes`` says which integers of the value it limits (default: the value); an
+    options map has its options ``table``."""
+
+    name: str
+    sql: str | Struct
+    read: Callable[[Any], Any] = _same
+    is_constant: bool = False
+    default: Any = REQUIRED
+    bound: Bound | None = None
+    sizes: Callable[[Any], Iterable[Any]] | None = None
+    table: tuple[Option, ...] = ()
+
+    @property
+    def optional(self) -> bool:
+        return self.default is not REQUIRED
+
+    def value(self, given: Any, present: bool = True) -> Any:
+        """The body's value of this argument, from Spark's; ``present`` is False when the call
+        left the argument out."""
+        if self.is_constant:
+            given = first_valid(given) if present else None
+        if not present or (self.is_constant and given is None):
+            if self.table:
+                return parse(None, self.table)
+            if self.default is REQUIRED:
+                raise Expected(str(self.bound) if self.bound else f"a {self.sql} value", "NULL" if present else "nothing")
+            return self.default
+        value = parse(dict(given), self.table) if self.table else self.read(given)
+        if self.bound is not None:
+            for size in (self.sizes(value) if self.sizes else [value]):
+                try:
+                    self.bound.check(size)
+                except ValueError:
+                    raise Expected(str(self.bound), _shown(size, self.bound)) from None
+            if self.sizes is None:
+                value = int(value)
+        return value
+
+
+def _shown(size: Any, bound: Bound) -> str:
+    """A refused size as the error shows it (a SQL number may arrive as a float)."""
+    if size is None:
+        return "NULL"
+    shown = int(size) if isinstance(size, float) and size.is_integer() else size
+    return f"{shown} {bound.unit}".strip()
+
+
+def column(name: str, sql: str | Struct, read: Callable[[Any], Any] = _same, *, default: Any = REQUIRED,
+           bound: Bound | None = None, sizes: Callable[[Any], Iterable[Any]] | None = None) -> Argument:
+    """An argument with a value per row: ``read`` turns Spark's column into the body's value."""
+    return Argument(name, sql, read, default=default, bound=bound, sizes=sizes)
+
+
+def constant(name: str, sql: str, read: Callable[[Any], Any] = _same, *, default: Any = REQUIRED,
+             bound: Bound | None = None) -> Argument:
+    """An argument with one value for the call (``k``, ``size``, ``type``...): the first non-NULL
+    value, read by ``read``; NULL or left out is ``default``."""
+    return Argument(name, sql, read, is_constant=True, default=default, bound=bound)
+
+
+def options(table: tuple[Option, ...]) -> Argument:
+    """The ``options`` map: the body gets every option of ``table``, defaults filled in."""
+    return Argument("options", "MAP<STRING,STRING>", is_constant=True, default=None, table=table)
+
+
+@dataclass(frozen=True)
 class SqlFunction:
-    """A SQL function: its name, kind, argument and result types (Spark DDL), an example, the
-    Python implementation (a function for scalars and aggregates, a class for tables), the
-    bounds of its sizing arguments and the table of its options."""
+    """A SQL function: its name, kind, declared arguments and result, an example and the Python
+    implementation (a function, or for a stateful table function a class with ``eval``)."""
 
     name: str
     kind: Kind
-    args: str
-    returns: str
+    arguments: tuple[Argument, ...]
+    returns: Returns
     example: str
     implementation: Any
-    bounds: Mapping[str, Bound] = field(default_factory=dict)
-    options: tuple[Option, ...] = ()
+    streaming: bool = False
+    rows_per_batch: int | None = None
 
     @property
     def doc(self) -> str:
@@ -55,50 +208,176 @@ class SqlFunction:
         return " ".join(self.doc.split("\n\n")[0].split())
 
     @property
-    def limits(self) -> str:
-        """The bounds of the arguments and options, as a sentence ("" when there are none)."""
-        arguments = [f"``{name}`` {bound}" for name, bound in self.bounds.items()]
-        options = [f"``{o.name}`` {o.parse}" for o in self.options if isinstance(o.parse, Bound)]
-        parts = ([", ".join(arguments)] if arguments else []) + ([f"option {', '.join(options)}"] if options else [])
-        return f"Limits: {'; '.join(parts)}." if parts else ""
-
-    def bounded(self, argument: str, value: Any) -> int:
-        """``value`` of ``argument`` as an int within its declared bound; else an error naming
-        the function, the argument and the bound."""
-        bound = self.bounds[argument]
-        try:
-            return bound.check(value)
-        except ValueError:
-            shown = int(value) if isinstance(value, float) and value.is_integer() else value  # a SQL number as float
-            got = "NULL" if value is None else f"{shown} {bound.unit}".strip()
-            raise FunctionArgumentError(self.name, argument, str(bound), got) from None
+    def args(self) -> str:
+        """The arguments as the signature shows them, optional ones in brackets."""
+        required = [a for a in self.arguments if not a.optional]
+        optional = [a for a in self.arguments if a.optional]
+        text = ", ".join(f"{a.name} {a.sql}" for a in required)
+        for argument in optional:
+            text += f" [{', ' if text else ''}{argument.name} {argument.sql}"
+        return text + "]" * len(optional)
 
     @property
     def signature(self) -> str:
-        returns = f"TABLE({self.returns})" if self.kind == "table" else self.returns
-        return f"{self.name}({self.args}) -> {returns}"
+        return f"{self.name}({self.args}) -> {self.returns}"
+
+    @property
+    def option_table(self) -> tuple[Option, ...]:
+        return next((a.table for a in self.arguments if a.table), ())
+
+    @property
+    def bounds(self) -> dict[str, Bound]:
+        return {a.name: a.bound for a in self.arguments if a.bound is not None}
+
+    @property
+    def limits(self) -> str:
+        """The bounds of the arguments and options, as a sentence ("" when there are none)."""
+        arguments = [f"``{name}`` {bound}" for name, bound in self.bounds.items()]
+        options_ = [f"``{o.name}`` {o.parse}" for o in self.option_table if isinstance(o.parse, Bound)]
+        parts = ([", ".join(arguments)] if arguments else []) + ([f"option {', '.join(options_)}"] if options_ else [])
+        return f"Limits: {'; '.join(parts)}." if parts else ""
+
+    # --- calling the body -------------------------------------------------------------------
+
+    @contextmanager
+    def _naming(self, argument: str | None = None) -> Iterator[None]:
+        """Argument errors raised inside as :class:`FunctionArgumentError` of this function;
+        ``argument`` is the one being read, if any."""
+        try:
+            yield
+        except Expected as exc:
+            name = ".".join(filter(None, (argument, exc.field)))
+            raise FunctionArgumentError(self.name, name, exc.expected, exc.got) from None
+        except ArgumentError as exc:
+            raise FunctionArgumentError.because(self.name, exc.argument, str(exc)) from None
+        except DicomsqlError:
+            raise
+        except ValueError as exc:  # a bad option, or a body's failure: named after the function
+            if argument is None:
+                raise ValueError(f"{self.name}: {exc}") from None
+            raise FunctionArgumentError.because(self.name, argument, str(exc)) from None
+
+    def values(self, given: Sequence[Any], only: Callable[[Argument], bool] = lambda a: True) -> dict[str, Any]:
+        """The body's keyword arguments from Spark's values (fewer when the call left optional
+        ones out)."""
+        if len(given) > len(self.arguments):
+            raise FunctionArgumentError(self.name, "list", f"at most {len(self.arguments)} arguments", str(len(given)))
+        values = {}
+        for index, argument in enumerate(self.arguments):
+            if only(argument):
+                with self._naming(argument.name):
+                    values[argument.name] = argument.value(given[index] if index < len(given) else None, index < len(given))
+        return values
+
+    def call(self, given: Sequence[Any]) -> Any:
+        """The body's result for Spark's argument values."""
+        values = self.values(given)
+        with self._naming():
+            return self.implementation(**values)
+
+    def stream(self, batches: Iterator[Any]) -> Any:
+        """A streaming aggregate's result: the body gets the constants and options as keyword
+        arguments (from the first batch) and an iterator of tuples of the columns' values."""
+        batches = (batch if isinstance(batch, tuple) else (batch,) for batch in batches)
+        first = next(batches, None)
+        if first is None:  # an empty group: the body sees no rows and the constants' defaults
+            constants = {a.name: a.value(None, False) if a.optional else None for a in self.arguments if a.is_constant}
+        else:
+            constants = self.values(first, lambda a: a.is_constant)
+
+        def rows() -> Iterator[tuple]:
+            for batch in itertools.chain([first] if first else [], batches):
+                yield tuple(self.values(batch, lambda a: not a.is_constant).values())
+
+        with self._naming():
+            return self.implementation(rows(), **constants)
+
+    def result(self, value: Any, rows: int | None = None) -> Any:
+        """Arrow of a body's result: an array of ``rows`` values for scalars, a scalar else."""
+        returns = self.returns
+        if rows is None:
+            return (returns.array([value]) if isinstance(returns, Struct) else arrow_column([value], returns.lower()))[0]
+        values = list(value) if not hasattr(value, "dtype") else value
+        if len(values) != rows:
+            raise AssertionError(f"{self.name} returned {len(values)} values for {rows} rows")
+        return returns.array(values) if isinstance(returns, Struct) else arrow_column(values, returns.lower())
+
+    # --- the Spark wrappers -----------------------------------------------------------------
+
+    @property
+    def evaluator(self) -> Any:
+        """The function (class, for tables) Spark calls: Arrow in and out, or a UDTF."""
+        if self.kind == "table":
+            return _table_class(self)
+        if self.kind == "aggregate" and self.streaming:
+
+            def aggregate_stream(batches: Iterator[Tuple[pa.Array, ...]]) -> pa.Scalar:
+                return self.result(self.stream(batches))
+
+            return aggregate_stream
+        if self.kind == "aggregate":
+
+            def aggregate(*columns: pa.Array) -> pa.Scalar:
+                return self.result(self.call(columns))
+
+            return aggregate
+
+        def scalar(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
+            for batch in batches:
+                batch = batch if isinstance(batch, tuple) else (batch,)
+                if not len(batch[0]):
+                    yield self.result([], 0)
+                    continue
+                step = self.rows_per_batch or len(batch[0])
+                for start in range(0, len(batch[0]), step):
+                    chunk = tuple(values.slice(start, step) for values in batch)
+                    yield self.result(self.call(chunk), len(chunk[0]))
+
+        return scalar
 
     def register(self, spark: Any) -> None:
         """Make this function callable from SQL in ``spark``."""
-        from pyspark.sql.functions import arrow_udf, pandas_udf, udtf
+        from pyspark.sql.functions import arrow_udf, udtf
 
         if self.kind == "table":
+            implementation = self.evaluator
             # a UDTF with an ``analyze`` method declares its result (and partitioning) itself
-            returns = None if hasattr(self.implementation, "analyze") else self.returns
-            spark.udtf.register(self.name, udtf(self.implementation, returnType=returns))
-        elif self.kind == "aggregate" or self.uses_arrow:
-            spark.udf.register(self.name, arrow_udf(self.implementation, returnType=self.returns))
+            returns = None if hasattr(implementation, "analyze") else self.returns.ddl
+            spark.udtf.register(self.name, udtf(implementation, returnType=returns))
         else:
-            spark.udf.register(self.name, pandas_udf(self.implementation, returnType=self.returns))
+            returns = self.returns.ddl if isinstance(self.returns, Struct) else self.returns
+            spark.udf.register(self.name, arrow_udf(self.evaluator, returnType=returns))
 
-    @property
-    def uses_arrow(self) -> bool:
-        """True when the implementation takes ``pa.Array`` columns, or an iterator of them
-        (an Arrow UDF), rather than ``pd.Series`` (a pandas UDF); the type hints say which."""
-        import pyarrow as pa
 
-        hints = typing.get_type_hints(self.implementation)
-        return any(hint is pa.Array or pa.Array in typing.get_args(hint) for hint in hints.values())
+def _table_class(function: SqlFunction) -> type:
+    """The UDTF class of a table function: a generator body's rows, or a stateful class whose
+    ``eval`` gets the converted arguments."""
+    implementation = function.implementation
+    if isinstance(implementation, type):
+
+        class Stateful(implementation):
+            def eval(self, *given: Any) -> Iterator[tuple]:
+                values = function.values(given)
+                with function._naming():
+                    yield from (function.returns.row(row) for row in super().eval(**values) or ())
+
+            def terminate(self) -> Iterator[tuple]:
+                with function._naming():
+                    yield from (function.returns.row(row) for row in super().terminate() or ())
+
+        if not hasattr(implementation, "terminate"):
+            del Stateful.terminate
+        Stateful.__name__ = Stateful.__qualname__ = implementation.__name__
+        return Stateful
+
+    class Rows:
+        def eval(self, *given: Any) -> Iterator[tuple]:
+            values = function.values(given)
+            with function._naming():
+                yield from (function.returns.row(row) for row in implementation(**values))
+
+    Rows.__name__ = Rows.__qualname__ = function.name
+    return Rows
 
 
 #: Every declared function by SQL name, in declaration order.
@@ -106,22 +385,21 @@ FUNCTIONS: dict[str, SqlFunction] = {}
 
 
 def sql_function(
-    args: str, *, returns: str, example: str, kind: Kind = "scalar", name: str | None = None,
-    bounds: Mapping[str, Bound] | None = None, options: tuple[Option, ...] = (),
+    *arguments: Argument, returns: Returns, example: str, kind: Kind = "scalar", name: str | None = None,
+    streaming: bool = False, rows_per_batch: int | None = None,
 ) -> Callable[[Any], Any]:
-    """Declare a SQL function (decorator). The SQL name defaults to the Python name.
+    """Declare a SQL function (decorator) from its :class:`Argument`\\ s, result type and example.
+    The SQL name defaults to the Python name.
 
-    ``args`` and ``returns`` are Spark DDL (``returns`` lists the columns of a table
-    function). Scalars are pandas UDFs (``pd.Series`` in and out) or Arrow UDFs
-    (``pa.Array`` in and out); aggregates are Arrow grouped-aggregate UDFs (``pa.Array`` in,
-    ``pa.Scalar`` out, so they can return structs); tables are UDTF classes. ``bounds``
-    bounds the arguments that size memory or work (by name; read them with
-    :func:`bounded`); ``options`` is the table of the ``options`` map's entries.
+    ``returns`` is a Spark SQL type, a :class:`Struct`, or for a table function a
+    :class:`Table`. A scalar body gets a batch of rows (at most ``rows_per_batch``, for bodies
+    whose results are large, such as images) and returns a value per row; an aggregate's body
+    gets the whole group, a ``streaming`` aggregate's an iterator of batches.
     """
 
     def declare(implementation: Any) -> Any:
         function = SqlFunction(
-            name or implementation.__name__, kind, args, returns, example, implementation, dict(bounds or {}), options
+            name or implementation.__name__, kind, arguments, returns, example, implementation, streaming, rows_per_batch
         )
         if function.name in FUNCTIONS:
             raise ValueError(f"SQL function {function.name} is declared twice")
@@ -129,16 +407,6 @@ def sql_function(
         return implementation
 
     return declare
-
-
-def bounded(function: str, argument: str, value: Any) -> int:
-    """``value`` of a declared function's ``argument``, checked against its bound.
-
-    >>> bounded("image_resize", "rows", 100000)
-    Traceback (most recent call last):
-    dicomsql.errors.FunctionArgumentError: image_resize: argument rows must be between 1 and 8192, got 100000
-    """
-    return FUNCTIONS[function].bounded(argument, value)
 
 
 def register_functions(spark: Any) -> None:

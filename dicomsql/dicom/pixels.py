@@ -57,6 +57,30 @@ class Image:
     window: tuple[float, float] | None
     data: np.ndarray
 
+    @classmethod
+    def from_struct(cls, row: dict, dtype: type = np.float32) -> "Image":
+        """The image of an image struct (``dicom_image``'s fields, as a dict).
+
+        >>> Image.from_struct({"rows": 1, "columns": 2, "data": [0.0, 1.0]}).data.shape
+        (1, 2)
+        """
+        samples = row.get("samples") or 1
+        shape = (row["rows"], row["columns"]) + ((samples,) if samples > 1 else ())
+        return cls(
+            rows=row["rows"], columns=row["columns"], frames=row.get("frames") or 1, samples=samples,
+            photometric=row.get("photometric") or "MONOCHROME2", pixel_spacing=row.get("pixel_spacing"),
+            window=tuple(row["window"]) if row.get("window") else None,
+            data=np.asarray(row["data"], dtype=dtype).reshape(shape),
+        )
+
+    def struct(self) -> dict:
+        """This image as an image struct's fields (the values flat, row by row)."""
+        return {
+            "rows": self.rows, "columns": self.columns, "frames": self.frames, "samples": self.samples,
+            "photometric": self.photometric, "pixel_spacing": self.pixel_spacing,
+            "window": list(self.window) if self.window else None, "data": self.data.ravel(),
+        }
+
 
 def _frames(dataset: Dataset) -> int:
     return int(dataset.get("NumberOfFrames") or 1)
