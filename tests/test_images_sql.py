@@ -69,7 +69,7 @@ def test_windows_and_thumbnails(spark):
     assert native.size == (256, 256)  # the default size, scaled up
     with pytest.raises(Exception, match="dicom_png: argument window must be auto or one of lung"):
         spark.sql(f"SELECT dicom_png(path, 32, 'lungs') {GOOD_CT}").collect()
-    with pytest.raises(Exception, match="dicom_window: argument window: unknown window preset 'lungs'"):
+    with pytest.raises(Exception, match="dicom_window: argument window must be a window center or one of lung"):
         spark.sql(f"SELECT dicom_window(path, 'lungs') {GOOD_CT}").collect()
 
 
@@ -123,7 +123,7 @@ def test_resize_and_cohort_pca_against_numpy(spark):
     np.testing.assert_allclose(np.array([p.scores for p in projected]), (vectors - vectors.mean(0)) @ components.T, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(np.array([p.back for p in projected]),
                                vectors.mean(0) + ((vectors - vectors.mean(0)) @ components.T) @ components, rtol=1e-6, atol=1e-4)
-    with pytest.raises(Exception, match="pca_fit: argument vector: .*arrays of one length"):
+    with pytest.raises(Exception, match="pca_fit: argument vector must be arrays of one length"):
         spark.sql("SELECT pca_fit(v, 2) FROM VALUES (array(1.0, 2.0)), (array(1.0, 2.0, 3.0)) AS t(v)").collect()
 
 
