@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 from .errors import DicomsqlError
 
 __all__ = [
-    "Option", "OptionError", "parse", "Choice", "choice", "number", "Bound", "integer", "SEED", "boolean",
+    "Option", "OptionError", "Parsed", "parse", "Choice", "choice", "number", "Bound", "integer", "SEED", "boolean",
 ]
 
 
@@ -50,7 +50,14 @@ class OptionError(DicomsqlError, ValueError):
         self.option = option
 
 
-def parse(given: Mapping[str, Any] | None, table: tuple[Option, ...], *, where: str | None = None) -> dict[str, Any]:
+class Parsed(dict):
+    """What :func:`parse` returns: every option of a table by name, as values. Parsing it
+    again against the same table gives it back, so that a layer that parsed the options (the
+    SQL function registry) can hand them to one that parses what it is given (a model
+    family's ``fit``)."""
+
+
+def parse(given: Mapping[str, Any] | None, table: tuple[Option, ...], *, where: str | None = None) -> Parsed:
     """The options of ``table`` by name, their defaults overridden by the texts ``given``
     (keys are case-insensitive). An unknown key or a bad value raises :class:`OptionError`
     naming the option, the value and what was expected (the known options for a key);
@@ -65,10 +72,15 @@ def parse(given: Mapping[str, Any] | None, table: tuple[Option, ...], *, where: 
     >>> parse({"tie": "efron"}, (ties,))
     Traceback (most recent call last):
     dicomsql.options.OptionError: unknown option 'tie' (known: ties)
+    >>> parsed = parse({"ties": "breslow"}, (ties,))
+    >>> parse(parsed, (ties,)) is parsed
+    True
     """
+    if isinstance(given, Parsed) and given.keys() == {option.name for option in table}:
+        return given
     prefix = f"{where}: " if where else ""
     known = {option.name.lower(): option for option in table}
-    values = {option.name: option.default for option in table}
+    values = Parsed((option.name, option.default) for option in table)
     for key, text in (given or {}).items():
         option = known.get(str(key).strip().lower())
         if option is None:

@@ -185,7 +185,7 @@ def test_coxph_predict_names_missing_and_extra_covariates():
     covariates["height"] = np.zeros(len(frame))
     with pytest.raises(ArgumentError, match="missing field\\(s\\) age; unknown field\\(s\\) height") as caught:
         cox.predict(model, covariates)
-    assert caught.value.argument == "covariates"
+    assert caught.value.argument == "features"
 
 
 def test_coxph_check_against_lifelines():

@@ -124,7 +124,7 @@ def _location_and_shape(model: Mapping[str, Any], features: Mapping[str, np.ndar
     fit time (a model with ``covariates`` and no ``fields`` is one of the release before:
     alias for one release)."""
     encoding = Encoding.from_model(model, reference=True)
-    matrix = encoding.matrix(features, "covariates")
+    matrix = encoding.matrix(features, "features")
     coef = dict(zip(model["parameters"], model["coef"]))
     slopes = np.array([coef[f"location:{name}"] for name in encoding.names], dtype=float)
     return matrix @ slopes + coef["location:Intercept"], float(np.exp(coef["shape:Intercept"]))

@@ -379,7 +379,7 @@ def predict(
     """
     if kind not in PREDICTION_TYPES:
         raise ArgumentError("type", f"type must be one of {', '.join(PREDICTION_TYPES)}, got {kind!r}")
-    x = _encoding(model).matrix(features, "covariates")
+    x = _encoding(model).matrix(features, "features")
     log_hazard = (x - np.asarray(model["means"])) @ np.asarray(model["coef"])
     if kind == "log_partial_hazard":
         return log_hazard
@@ -441,7 +441,7 @@ def check(durations: Sequence[float], events: Sequence[float], features: Mapping
         return {**result, "error": "coxph_check tests unweighted, unstratified models with Efron ties"}
     names = _feature_names(model)
     try:
-        matrix = _encoding(model).matrix(features, "covariates")
+        matrix = _encoding(model).matrix(features, "features")
     except ArgumentError as exc:
         return {**result, "error": str(exc)}
     table = _table(durations, events, names, matrix).dropna().reset_index(drop=True)
