@@ -14,10 +14,11 @@ from . import __version__
 from .app import App, read_script
 from .errors import DicomsqlError, QueryError
 from .home import Home
-from .server.auth import ROLES
-from .settings import DEFAULTS, SETTINGS
-from .storage import data_roots, max_file_size_value
+from .options import Choice, integer
+from .settings import DEFAULTS, ROLES, SETTINGS
+from .storage import data_roots
 
+_SETTINGS = {setting.name: setting for setting in SETTINGS}
 _HELP = {setting.name: setting.help for setting in SETTINGS}
 _FIRST_QUERY = (
     "SELECT Modality, Manufacturer, count(*) AS images, count(DISTINCT PatientID) AS patients "
@@ -32,18 +33,21 @@ def _key_value(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def _bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
-            raise argparse.ArgumentTypeError(f"expected an integer {bounds}, got {value}")
-        return value
+def _typed(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type`` from an option's parser: what the parser expected (its
+    ``ValueError``) is the flag's error, as :func:`dicomsql.options.parse` words it."""
 
-    return parse
+    def typed(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"must be {exc}, got {text!r}") from None
+
+    return typed
+
+
+def _bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    return _typed(integer(low, high))
 
 
 #: The flags several commands take, each declared once: flag -> add_argument's keywords.
@@ -82,38 +86,32 @@ def _add_flags(parser: argparse.ArgumentParser, *flags: str, **override: Any) ->
         parser.add_argument(flag, **declared)
 
 
-def _size(text: str) -> int:
-    """A size in bytes: 1048576, 512MiB, 4g..."""
-    try:
-        return int(max_file_size_value(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _setting_type(name: str) -> dict[str, Any]:
+    """``add_argument``'s keywords parsing a flag with setting ``name``'s parser (and, for a
+    choice, listing its values): none for a setting that is text."""
+    parse = _SETTINGS[name].parse
+    if parse is str:
+        return {}
+    return dict(type=_typed(parse), **({"choices": parse.values} if isinstance(parse, Choice) else {}))
 
 
 def _add_server_settings(serve: argparse.ArgumentParser) -> None:
     """The settings of ``serve`` for its endpoint, logins, TLS, the analysts' limits and the
-    audit log: flags named after :data:`dicomsql.settings.SETTINGS`."""
-    from .server.audit import STATEMENT_MODES
-
+    audit log: flags named after :data:`dicomsql.settings.SETTINGS`, parsed by their parsers."""
     option = {
-        "host": {}, "port": dict(type=_bounded_int(1, 65535)),
-        "max_concurrent_queries": dict(type=_bounded_int(1), metavar="N"),
-        "auth": dict(choices=("none", "password", "ldap")),
-        "anonymous_role": dict(choices=ROLES),
-        "tls_cert": dict(type=Path, metavar="PEM"), "tls_key": dict(type=Path, metavar="PEM"),
+        "host": {}, "port": {}, "max_concurrent_queries": dict(metavar="N"), "auth": {}, "anonymous_role": {},
+        "tls_cert": dict(metavar="PEM"), "tls_key": dict(metavar="PEM"),
         "ldap_url": dict(metavar="URL"), "ldap_user_dn": dict(metavar="DN"), "ldap_admin_group": dict(metavar="DN"),
-        "ldap_start_tls": dict(action="store_true"), "ldap_ca": dict(type=Path, metavar="PEM"),
+        "ldap_start_tls": dict(action="store_true"), "ldap_ca": dict(metavar="PEM"),
         "shared_db": dict(action="append", metavar="NAME"),
-        "query_timeout": dict(type=_bounded_int(0), metavar="SECONDS"),
-        "max_result_rows": dict(type=_bounded_int(1), metavar="N"),
-        "max_sessions_per_user": dict(type=_bounded_int(1), metavar="N"),
-        "idle_timeout": dict(type=_bounded_int(0), metavar="SECONDS"),
-        "max_file_size": dict(type=_size, metavar="SIZE"),
-        "audit_statements": dict(choices=STATEMENT_MODES),
+        "query_timeout": dict(metavar="SECONDS"), "max_result_rows": dict(metavar="N"),
+        "max_sessions_per_user": dict(metavar="N"), "idle_timeout": dict(metavar="SECONDS"),
+        "max_file_size": dict(metavar="SIZE"), "audit_statements": {},
     }
     for name, extra in option.items():
         default = list(DEFAULTS[name]) if extra.get("action") == "append" else DEFAULTS[name]
-        serve.add_argument(f"--{name.replace('_', '-')}", default=default, help=_HELP[name], **extra)
+        typed = {} if "action" in extra else _setting_type(name)
+        serve.add_argument(f"--{name.replace('_', '-')}", default=default, help=_HELP[name], **typed, **extra)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -163,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="Write the synthetic demo cohort (DICOM CT/MR series + clinical Parquet table).")
     demo.add_argument("--out", required=True, type=Path, help="Directory to create.")
-    demo.add_argument("--patients", type=_bounded_int(1), default=DEFAULTS["demo_patients"], help="Number of patients (default %(default)s).")
+    demo.add_argument("--patients", **_setting_type("demo_patients"), default=DEFAULTS["demo_patients"], help="Number of patients (default %(default)s).")
     demo.add_argument("--seed", type=int, default=0, help="Random seed (default %(default)s).")
     demo.add_argument("--size", type=_bounded_int(16, 4096), default=128, help="Image width and height in pixels (default %(default)s).")
 

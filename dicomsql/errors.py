@@ -38,6 +38,14 @@ class FunctionArgumentError(DicomsqlError, ValueError):
         return error
 
 
+class ArgumentError(ValueError):
+    """A prediction argument that cannot be used; ``argument`` names it."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(message)
+        self.argument = argument
+
+
 class InvalidDicomFileError(DicomsqlError):
     """A file is not DICOM, or is damaged (truncated, malformed header)."""
 

@@ -14,10 +14,11 @@ from .storage import DEFAULT_MAX_FILE_SIZE, max_file_size_value
 __all__ = ["SETTINGS", "DEFAULTS", "AUTH_MODES", "ROLES", "STATEMENT_MODES", "size"]
 
 AUTH_MODES = ("none", "password", "ldap")
-#: The roles of :mod:`dicomsql.server.auth` and the statement modes of
-#: :mod:`dicomsql.server.audit`: importing those runs ``dicomsql.server``, which imports this
-#: module, so they are repeated here (a test checks they are equal).
+#: The roles of :mod:`dicomsql.server.auth`: admin may do everything Spark allows, analyst
+#: what the statement policy (:mod:`dicomsql.server.policy`) admits. Declared here (the server
+#: imports this module, not the other way round) so that the settings below can offer them.
 ROLES = ("analyst", "admin")
+#: How :mod:`dicomsql.server.audit` records statements: their text, or only its SHA-256.
 STATEMENT_MODES = ("text", "hash")
 
 

@@ -12,10 +12,10 @@ import pytest
 
 from dicomsql.dicom.header import HeaderColumns
 from dicomsql.errors import FunctionArgumentError, InvalidDicomFileError
+from dicomsql.options import Bound, parse
 from dicomsql.source.datasource import DicomReader, FilesPartition, TableLayout, _read_file
 from dicomsql.source.options import parse_options
 from dicomsql.stats import forest
-from dicomsql.stats.options import Bound, parse
 from dicomsql.storage import MAX_FILE_SIZE_VARIABLE, list_files
 from dicomsql.udfs import FUNCTIONS
 

@@ -25,7 +25,7 @@ TABLES: dict[str, tuple[Option, ...]] = {
     "settings": settings.SETTINGS,
     "dicom source": OPTIONS,
     "dicom_image": IMAGE_OPTIONS,
-    **{name: function.options for name, function in FUNCTIONS.items() if function.options},
+    **{name: function.option_table for name, function in FUNCTIONS.items() if function.option_table},
 }
 EVERY_OPTION = [(table, option) for table, options in TABLES.items() for option in options]
 
@@ -83,17 +83,33 @@ def test_parsers_say_what_they_expected(parser, text, expected):
     assert str(caught.value) == expected
 
 
-def test_the_stats_field_order_builds_the_same_option():
-    from dicomsql.stats.options import Option as StatsOption
-
-    option = StatsOption("ties", "efron", TIES.parse, TIES.help)
-    assert isinstance(option, Option)
-    assert (option.name, option.default, option.help, option.parse) == (TIES.name, TIES.default, TIES.help, TIES.parse)
-
-
 def test_the_settings_choices_are_the_servers():
-    assert settings.ROLES == auth.ROLES
-    assert settings.STATEMENT_MODES == audit.STATEMENT_MODES
+    assert auth.ROLES is settings.ROLES
+    assert audit.STATEMENT_MODES is settings.STATEMENT_MODES
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--port", "0"], "argument --port: must be an integer between 1 and 65535, got '0'"),
+        (["serve", "--auth", "kerberos"], "argument --auth: must be one of none, password, ldap, got 'kerberos'"),
+        (["serve", "--max-file-size", "big"], "argument --max-file-size: must be a positive number of bytes"),
+        (["demo", "--out", "x", "--patients", "0"], "argument --patients: must be an integer 1 or more, got '0'"),
+    ],
+)
+def test_a_settings_flag_is_parsed_by_its_option(argv, message, capsys):
+    from dicomsql.cli import _parser
+
+    with pytest.raises(SystemExit):
+        _parser().parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_settings_flags_take_the_settings_values():
+    from dicomsql.cli import _parser
+
+    args = _parser().parse_args(["serve", "--auth", "Password", "--max-file-size", "512MiB", "--port", "10001"])
+    assert (args.auth, args.max_file_size, args.port, args.audit_statements) == ("password", 512 << 20, 10001, "text")
 
 
 def test_the_source_takes_sparks_own_keys_and_rejects_unknown_ones():
@@ -151,5 +167,5 @@ def test_every_function_option_is_in_its_reference_section():
     markdown = functions_markdown()
     for name, function in FUNCTIONS.items():
         section = markdown.split(f"\n### {name}\n", 1)[1].split("\n### ", 1)[0]
-        if function.options:
-            assert options_table(function.options) in section, name
+        if function.option_table:
+            assert options_table(function.option_table) in section, name

@@ -12,7 +12,7 @@ import pytest
 import sqlglot
 
 import dicomsql.stats
-from dicomsql.stats.options import Bound, Option
+from dicomsql.options import Bound, Option
 from dicomsql.udfs import FUNCTIONS
 
 TESTS = Path(__file__).parent
@@ -49,7 +49,7 @@ def test_every_integer_argument_is_bounded(name):
     assert set(function.bounds) <= set(re.findall(r"\w+", function.args)), f"{name}: a bound names no argument"
     assert all(isinstance(bound, Bound) and bound.low <= bound.high for bound in function.bounds.values())
     if "options MAP" in function.args and name != "dicom_image":  # dicom_image's options are two flags
-        assert function.options, f"{name}: declare options= (its options table)"
+        assert function.option_table, f"{name}: declare its options(table) argument"
 
 
 def _option_tables() -> dict[str, tuple[Option, ...]]:
@@ -65,8 +65,8 @@ def _option_tables() -> dict[str, tuple[Option, ...]]:
 
 def test_every_option_table_is_declared_and_its_integer_options_are_bounded():
     tables = _option_tables()
-    declared = {id(function.options) for function in FUNCTIONS.values()}
-    assert {name for name, table in tables.items() if id(table) not in declared} == set(), "declare options= on their functions"
+    declared = {id(function.option_table) for function in FUNCTIONS.values()}
+    assert {name for name, table in tables.items() if id(table) not in declared} == set(), "declare them as options(table) arguments of their functions"
     for name, table in tables.items():
         for option in table:
             if isinstance(option.default, int) and not isinstance(option.default, bool):

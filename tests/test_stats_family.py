@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dicomsql.options import Option, number
 from dicomsql.stats import aft, als, bayes, cox, forest, km, linear, logistic
 from dicomsql.stats.family import Family, Unfit, complete
-from dicomsql.stats.options import Option, number
 
 FAMILY = Family(
-    (Option("alpha", 0.05, number(0.0, 0.5), "level"), Option("l2", 0.0, number(0.0), "penalty")),
+    (Option("alpha", 0.05, "level", number(0.0, 0.5)), Option("l2", 0.0, "penalty", number(0.0))),
     (("coef", "array<double>"), ("iterations", "bigint"), ("n", "bigint"), ("n_dropped", "bigint"),
      ("alpha", "double"), ("error", "string")),
     recorded=("alpha",),

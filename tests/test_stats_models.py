@@ -13,9 +13,9 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.naive_bayes import CategoricalNB, GaussianNB
 
+from dicomsql.errors import ArgumentError
 from dicomsql.stats import als, bayes, forest, linear, logistic, metrics
 from dicomsql.stats.features import Encoding, FeatureLearner, class_names
-from dicomsql.stats.options import ArgumentError
 
 TIGHT = dict(rtol=1e-6, atol=1e-9)
 

@@ -13,8 +13,8 @@ from lifelines import CoxPHFitter, KaplanMeierFitter, LogLogisticAFTFitter, LogN
 from lifelines.datasets import load_gbsg2, load_larynx, load_lung, load_rossi, load_waltons
 from lifelines.statistics import multivariate_logrank_test, proportional_hazard_test
 
+from dicomsql.errors import ArgumentError
 from dicomsql.stats import aft, cox, km
-from dicomsql.stats.options import ArgumentError
 
 TOLERANCE = dict(rtol=1e-6, atol=1e-6)
 

@@ -9,9 +9,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
+from dicomsql.options import Bound
 from dicomsql.stats import pca
 from dicomsql.stats.moments import MAX_DIMENSION
-from dicomsql.stats.options import Bound
 
 from .arrow import Expected, Models, labels
 from .registry import ArgumentError, Struct, Table, column, constant, options, sql_function

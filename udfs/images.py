@@ -9,9 +9,9 @@ from typing import Any, Callable
 import numpy as np
 
 from dicomsql.dicom import pixels
+from dicomsql.options import Bound
 from dicomsql.stats import images
 from dicomsql.stats.moments import MAX_DIMENSION
-from dicomsql.stats.options import Bound
 
 from .arrow import Expected
 from .pixels import IMAGE, IMAGES_PER_BATCH, images64, images as images32

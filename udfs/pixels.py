@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from dicomsql.dicom import pixels
 from dicomsql.dicom.volume import VOLUME_FIELDS, Slice, stack
-from dicomsql.stats.options import Bound, Option, boolean, choice
+from dicomsql.options import Bound, Option, boolean, choice
 from dicomsql.storage import check_file_size, open_file
 
 from .arrow import Expected, labels, numbers
@@ -46,10 +46,11 @@ THUMBNAIL_SIDE = Bound(1, 4096)
 VOLUME_SLICES = Bound(1, 4096, "slices")
 
 IMAGE_OPTIONS = (
-    Option("invert", False, boolean, "true mirrors values within their range, e.g. to show a MONOCHROME1 image "
-                                     "the usual way."),
-    Option("mode", "permissive", choice("permissive", "failfast"),
-           "permissive: a file that cannot be decoded gives NULL data and the reason in error; failfast fails the query."),
+    Option("invert", False, "true mirrors values within their range, e.g. to show a MONOCHROME1 image "
+                            "the usual way.", boolean),
+    Option("mode", "permissive",
+           "permissive: a file that cannot be decoded gives NULL data and the reason in error; failfast fails the query.",
+           choice("permissive", "failfast")),
 )
 
 

@@ -36,8 +36,8 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 import pyarrow as pa
 
-from dicomsql.errors import DicomsqlError, FunctionArgumentError
-from dicomsql.stats.options import ArgumentError, Bound, Option, parse
+from dicomsql.errors import ArgumentError, DicomsqlError, FunctionArgumentError
+from dicomsql.options import Bound, Option, parse
 
 from .arrow import Expected, Fields, column as arrow_column, first_valid, struct_array, struct_ddl
 

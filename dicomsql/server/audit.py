@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..settings import STATEMENT_MODES
+
 __all__ = ["AuditLog", "STATEMENT_MODES"]
 
-#: How statements are recorded: their text, or only its SHA-256.
-STATEMENT_MODES = ("text", "hash")
 #: Longer statement texts are recorded cut, with the SHA-256 of the whole.
 _LONGEST_STATEMENT = 64 * 1024
 

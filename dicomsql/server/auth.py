@@ -30,14 +30,13 @@ from pathlib import Path
 from typing import Iterator, Protocol
 
 from ..errors import DicomsqlError
+from ..settings import ROLES
 
 __all__ = [
     "ROLES", "Account", "AuthenticationFailed", "Authenticator", "NoLogin", "PasswordFile",
     "Throttle", "check_user_name", "database_of",
 ]
 
-#: admin: everything Spark allows; analyst: the statement policy (dicomsql.server.policy).
-ROLES = ("analyst", "admin")
 _USER_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 #: scrypt cost: 2**15 x 8 x 1 takes ~50 ms and 32 MiB, per OWASP's recommendation.
 _SCRYPT = {"n": 2**15, "r": 8, "p": 1}

@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats as scipy_stats
 
+from ..errors import ArgumentError
+from ..options import Option, choice, number
 from .checks import survival_problem
 from .family import FITTER_FAILURES, Family, Unfit, complete
 from .features import Encoding, encode
-from .options import ArgumentError, Option, choice, number
 
 __all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "PREDICTION_TYPES", "fit", "predict", "summary"]
 
@@ -34,9 +35,9 @@ DISTRIBUTIONS = {
     "loglogistic": ("LogLogisticAFTFitter", "alpha_", "beta_"),
 }
 OPTIONS: tuple[Option, ...] = (
-    Option("distribution", "weibull", choice(*DISTRIBUTIONS), "The distribution of the survival times."),
-    Option("penalizer", 0.0, number(0.0), "Strength of the L2 penalty on the coefficients."),
-    Option("alpha", 0.05, number(0.0, 0.5, open_low=True), "1 - confidence level of the intervals."),
+    Option("distribution", "weibull", "The distribution of the survival times.", choice(*DISTRIBUTIONS)),
+    Option("penalizer", 0.0, "Strength of the L2 penalty on the coefficients.", number(0.0)),
+    Option("alpha", 0.05, "1 - confidence level of the intervals.", number(0.0, 0.5, open_low=True)),
 )
 #: (field, SQL type) of a model. ``features`` are the design's columns (a number field, or
 #: ``field=value`` for a category after the first); the estimates are aligned with

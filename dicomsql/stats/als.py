@@ -18,19 +18,19 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..options import SEED, Option, boolean, integer, number
 from .family import Family, Unfit, complete
 from .features import class_name
-from .options import SEED, Option, boolean, integer, number
 
 __all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "initial_factors", "fit", "predict", "recommend", "summary"]
 
 OPTIONS: tuple[Option, ...] = (
-    Option("rank", 10, integer(1, 200), "Number of latent factors."),
-    Option("reg", 0.1, number(0.0), "Regularisation, weighted by each user's and item's number of ratings."),
-    Option("iterations", 10, integer(1, 1000), "Alternating sweeps (users then items)."),
-    Option("implicit", False, boolean, "Implicit feedback (ratings are interaction strengths)."),
-    Option("alpha", 1.0, number(0.0), "Implicit feedback: confidence per unit of rating."),
-    Option("seed", 0, SEED, "Seed of the initial factors."),
+    Option("rank", 10, "Number of latent factors.", integer(1, 200)),
+    Option("reg", 0.1, "Regularisation, weighted by each user's and item's number of ratings.", number(0.0)),
+    Option("iterations", 10, "Alternating sweeps (users then items).", integer(1, 1000)),
+    Option("implicit", False, "Implicit feedback (ratings are interaction strengths).", boolean),
+    Option("alpha", 1.0, "Implicit feedback: confidence per unit of rating.", number(0.0)),
+    Option("seed", 0, "Seed of the initial factors.", SEED),
 )
 
 MODEL_FIELDS: tuple[tuple[str, str], ...] = (

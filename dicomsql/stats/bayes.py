@@ -17,15 +17,15 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 from scipy.special import logsumexp
 
+from ..options import Option, number
 from .family import Family, Rows, Unfit
 from .features import Encoding, class_output, is_categorical, labelled_rows
-from .options import Option, number
 
 __all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "fit", "log_probabilities", "predict", "summary"]
 
 OPTIONS: tuple[Option, ...] = (
-    Option("var_smoothing", 1e-9, number(0.0), "Share of the largest variance added to every variance (GaussianNB)."),
-    Option("smoothing", 1.0, number(0.0, open_low=True), "Additive (Laplace) smoothing of the category counts (CategoricalNB alpha)."),
+    Option("var_smoothing", 1e-9, "Share of the largest variance added to every variance (GaussianNB).", number(0.0)),
+    Option("smoothing", 1.0, "Additive (Laplace) smoothing of the category counts (CategoricalNB alpha).", number(0.0, open_low=True)),
 )
 
 #: (field, SQL type) of a model. ``mean`` and ``variance`` are classes x fields (NULL for a

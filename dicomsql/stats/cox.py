@@ -21,22 +21,23 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from ..errors import ArgumentError
+from ..options import Option, choice, integer, number, parse
 from .checks import survival_problem
 from .concordance import concordance_index
 from .family import FITTER_FAILURES, Family, Unfit, complete
 from .features import Encoding, encode
 from .inference import wald
-from .options import ArgumentError, Option, choice, integer, number, parse
 
 __all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "PREDICTION_TYPES", "fit", "predict", "summary", "check"]
 
 OPTIONS: tuple[Option, ...] = (
-    Option("ties", "efron", choice("efron", "breslow"), "How tied event times are handled."),
-    Option("penalizer", 0.0, number(0.0), "Strength of the coefficient penalty (0: none)."),
-    Option("l1_ratio", 0.0, number(0.0, 1.0), "Share of L1 in the penalty (0: ridge, 1: lasso); Efron ties only."),
-    Option("alpha", 0.05, number(0.0, 0.5, open_low=True), "1 - confidence level of the intervals."),
-    Option("max_iter", 50, integer(1, 1000), "At most this many Newton-Raphson steps."),
-    Option("tol", 1e-7, number(0.0, open_low=True), "Convergence tolerance of the Newton-Raphson steps."),
+    Option("ties", "efron", "How tied event times are handled.", choice("efron", "breslow")),
+    Option("penalizer", 0.0, "Strength of the coefficient penalty (0: none).", number(0.0)),
+    Option("l1_ratio", 0.0, "Share of L1 in the penalty (0: ridge, 1: lasso); Efron ties only.", number(0.0, 1.0)),
+    Option("alpha", 0.05, "1 - confidence level of the intervals.", number(0.0, 0.5, open_low=True)),
+    Option("max_iter", 50, "At most this many Newton-Raphson steps.", integer(1, 1000)),
+    Option("tol", 1e-7, "Convergence tolerance of the Newton-Raphson steps.", number(0.0, open_low=True)),
 )
 
 #: (field, SQL type) of a model, in order; arrays are aligned with ``features`` (the
@@ -413,8 +414,9 @@ def summary(model: Mapping[str, Any]) -> list[tuple]:
 
 
 CHECK_OPTIONS: tuple[Option, ...] = (
-    Option("time_transform", "rank", choice("rank", "km", "identity", "log"),
-           "How time enters the scaled Schoenfeld residual test (as lifelines / R's cox.zph)."),
+    Option("time_transform", "rank",
+           "How time enters the scaled Schoenfeld residual test (as lifelines / R's cox.zph).",
+           choice("rank", "km", "identity", "log")),
 )
 CHECK_FIELDS: tuple[tuple[str, str], ...] = (
     ("features", "array<string>"), ("statistic", "array<double>"), ("p", "array<double>"),

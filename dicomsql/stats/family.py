@@ -24,8 +24,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..options import Option, parse
 from .features import complete_rows
-from .options import Option, parse
 
 __all__ = ["Fields", "FITTER_FAILURES", "Family", "Unfit", "Rows", "complete", "column"]
 

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .options import ArgumentError
+from ..errors import ArgumentError
 
 __all__ = ["Encoding", "FeatureLearner", "class_name", "class_names", "labelled_rows", "complete_rows", "is_categorical", "encode", "class_output", "CLASS_OUTPUTS"]
 

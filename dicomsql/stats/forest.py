@@ -16,9 +16,10 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import ArgumentError
+from ..options import SEED, Option, boolean, choice, integer
 from .family import Family, Rows, Unfit, complete
 from .features import Encoding, class_output, encode, labelled_rows
-from .options import SEED, ArgumentError, Option, boolean, choice, integer
 
 __all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "TASKS", "fit", "predict", "summary"]
 
@@ -39,14 +40,15 @@ def _max_features(text: str) -> str | float:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("task", None, choice(*TASKS), "classification or regression (default: from the label's type)."),
-    Option("trees", 100, integer(1, 2000), "Number of trees."),
-    Option("max_depth", 10, integer(1, 32), "Largest depth of a tree (bounds the model's size)."),
-    Option("min_samples_leaf", 1, integer(1, 1_000_000), "Fewest training rows in a leaf."),
-    Option("max_features", None, _max_features,
-           "Features tried per split: sqrt (classification default), log2, all (regression default) or a share."),
-    Option("bootstrap", True, boolean, "Grow each tree on a bootstrap sample."),
-    Option("seed", 0, SEED, "Random seed: the same data and seed give the same forest."),
+    Option("task", None, "classification or regression (default: from the label's type).", choice(*TASKS)),
+    Option("trees", 100, "Number of trees.", integer(1, 2000)),
+    Option("max_depth", 10, "Largest depth of a tree (bounds the model's size).", integer(1, 32)),
+    Option("min_samples_leaf", 1, "Fewest training rows in a leaf.", integer(1, 1_000_000)),
+    Option("max_features", None,
+           "Features tried per split: sqrt (classification default), log2, all (regression default) or a share.",
+           _max_features),
+    Option("bootstrap", True, "Grow each tree on a bootstrap sample.", boolean),
+    Option("seed", 0, "Random seed: the same data and seed give the same forest.", SEED),
 )
 
 #: (field, SQL type) of a model. Per tree: ``tree_feature`` (the column of ``features`` a node

@@ -7,14 +7,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..options import Option, number
 from .checks import survival_problem
 from .family import Family, Unfit, complete
-from .options import Option, number
 
 __all__ = ["OPTIONS", "MODEL_FIELDS", "LOGRANK_FIELDS", "FAMILY", "fit", "survival_at", "logrank"]
 
 OPTIONS: tuple[Option, ...] = (
-    Option("alpha", 0.05, number(0.0, 0.5, open_low=True), "1 - confidence level of the band (exponential Greenwood)."),
+    Option("alpha", 0.05, "1 - confidence level of the band (exponential Greenwood).", number(0.0, 0.5, open_low=True)),
 )
 
 MODEL_FIELDS: tuple[tuple[str, str], ...] = (

@@ -15,18 +15,18 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 from scipy import stats as scipy_stats
 
+from ..options import Option, boolean, number
 from .family import Family, Unfit, complete
 from .features import Encoding, FeatureLearner
 from .inference import design_problem, wald
 from .moments import Moments
-from .options import Option, boolean, number
 
 __all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "LinregAccumulator", "fit", "predict", "summary"]
 
 OPTIONS: tuple[Option, ...] = (
-    Option("intercept", True, boolean, "Fit an intercept."),
-    Option("l2", 0.0, number(0.0), "Ridge penalty (0: ordinary least squares)."),
-    Option("alpha", 0.05, number(0.0, 0.5, open_low=True), "1 - confidence level of the intervals."),
+    Option("intercept", True, "Fit an intercept.", boolean),
+    Option("l2", 0.0, "Ridge penalty (0: ordinary least squares).", number(0.0)),
+    Option("alpha", 0.05, "1 - confidence level of the intervals.", number(0.0, 0.5, open_low=True)),
 )
 
 #: (field, SQL type) of a model, in order; arrays are aligned with ``features``.

@@ -22,20 +22,20 @@ from scipy import optimize
 from scipy import stats as scipy_stats
 from scipy.special import log_softmax, logsumexp
 
+from ..options import Option, boolean, integer, number
 from .family import Family, Rows, Unfit
 from .features import Encoding, class_output, encode, labelled_rows
 from .inference import design_problem, wald
-from .options import Option, boolean, integer, number
 
 __all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "fit", "predict", "summary"]
 
 OPTIONS: tuple[Option, ...] = (
-    Option("intercept", True, boolean, "Fit an intercept (one per class after the first)."),
-    Option("l2", 0.0, number(0.0), "Ridge penalty on the summed log-likelihood (1/C of scikit-learn)."),
-    Option("l1", 0.0, number(0.0), "Lasso penalty on the summed log-likelihood (statsmodels' alpha)."),
-    Option("alpha", 0.05, number(0.0, 0.5, open_low=True), "1 - confidence level of the intervals."),
-    Option("max_iter", 100, integer(1, 1000), "At most this many Newton-Raphson steps."),
-    Option("tol", 1e-8, number(0.0, open_low=True), "Convergence: the largest change of a coefficient."),
+    Option("intercept", True, "Fit an intercept (one per class after the first).", boolean),
+    Option("l2", 0.0, "Ridge penalty on the summed log-likelihood (1/C of scikit-learn).", number(0.0)),
+    Option("l1", 0.0, "Lasso penalty on the summed log-likelihood (statsmodels' alpha).", number(0.0)),
+    Option("alpha", 0.05, "1 - confidence level of the intervals.", number(0.0, 0.5, open_low=True)),
+    Option("max_iter", 100, "At most this many Newton-Raphson steps.", integer(1, 1000)),
+    Option("tol", 1e-8, "Convergence: the largest change of a coefficient.", number(0.0, open_low=True)),
 )
 
 #: (field, SQL type) of a model. Binary models fill the arrays aligned with ``features``

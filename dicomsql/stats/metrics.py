@@ -18,14 +18,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..options import Option, number, parse
 from .features import class_name, class_names
-from .options import Option, number, parse
 
 __all__ = ["BINARY_FIELDS", "MULTICLASS_FIELDS", "REGRESSION_FIELDS", "BINARY_OPTIONS",
            "binary", "multiclass", "regression", "confusion", "split_fraction"]
 
 BINARY_OPTIONS: tuple[Option, ...] = (
-    Option("threshold", 0.5, number(), "Scores at or above it predict the positive class."),
+    Option("threshold", 0.5, "Scores at or above it predict the positive class.", number()),
 )
 
 BINARY_FIELDS: tuple[tuple[str, str], ...] = (

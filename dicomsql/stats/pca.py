@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ..options import SEED, Option, choice, integer, parse
 from .images import orient
 from .moments import MAX_DIMENSION, Moments
-from .options import SEED, Option, choice, integer, parse
 
 __all__ = ["Moments", "COV_FIELDS", "MODEL_FIELDS", "OPTIONS", "PcaAccumulator", "from_moments", "project", "reconstruct"]
 
@@ -32,9 +32,9 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("explained_variance_ratio", "array<double>"), ("total_variance", "double"), ("error", "string"),
 )
 OPTIONS: tuple[Option, ...] = (
-    Option("max_dimension", 4096, integer(1, MAX_DIMENSION), "Largest d for which the d x d covariance is accumulated."),
-    Option("method", "auto", choice("auto", "covariance", "gram", "randomized"), "How the components are found."),
-    Option("seed", 0, SEED, "Seed of the randomized SVD."),
+    Option("max_dimension", 4096, "Largest d for which the d x d covariance is accumulated.", integer(1, MAX_DIMENSION)),
+    Option("method", "auto", "How the components are found.", choice("auto", "covariance", "gram", "randomized")),
+    Option("seed", 0, "Seed of the randomized SVD.", SEED),
 )
 
 
