@@ -21,8 +21,9 @@ from .options import Option
 from .settings import SETTINGS
 from .source.options import OPTIONS
 from .udfs import FUNCTIONS, SqlFunction
+from .udfs.registry import Struct, Table
 
-__all__ = ["functions_markdown", "options_table", "README_TABLES", "with_generated_tables"]
+__all__ = ["functions_markdown", "options_table", "fields_table", "named_types", "README_TABLES", "with_generated_tables"]
 
 _KINDS = {"scalar": "scalar function", "aggregate": "aggregate function", "table": "table function"}
 
@@ -70,15 +71,42 @@ def options_table(options: Iterable[Option], heading: str = "option") -> str:
     return "\n".join([f"| {heading} | default | |", "|---|---|---|", *rows])
 
 
+def named_types(function: SqlFunction) -> list[Struct]:
+    """The named STRUCT types (``COX_MODEL``...) a function's signature shows, in order."""
+    kinds = [argument.sql for argument in function.arguments] + [function.returns]
+    if isinstance(function.returns, Table):
+        kinds += [kind for _, kind in function.returns.fields]
+    found: list[Struct] = []
+    for kind in kinds:
+        if isinstance(kind, Struct) and kind.name and kind not in found:
+            found.append(kind)
+    return found
+
+
+def fields_table(struct: Struct) -> str:
+    """A Markdown table of a STRUCT type's fields and their SQL types.
+
+    >>> print(fields_table(Struct((("n", "bigint"), ("coef", "array<double>")), "MODEL")))
+    | field | type |
+    |---|---|
+    | `n` | `BIGINT` |
+    | `coef` | `ARRAY<DOUBLE>` |
+    """
+    rows = [f"| `{name}` | `{sql.upper()}` |" for name, sql in struct.fields]
+    return "\n".join(["| field | type |", "|---|---|", *rows])
+
+
 def _function_section(function: SqlFunction) -> str:
+    types = ", ".join(f"[{struct.name}](#{struct.name.lower()})" for struct in named_types(function))
     return "\n\n".join(
         [
             f"### {function.name}",
             f"*{_KINDS[function.kind]}*",
             f"```\n{function.signature}\n```",
+            *([f"Types: {types}"] if types else []),
             function.doc,
             *([function.limits] if function.limits else []),
-            *([f"Options (the `options` map):\n\n{options_table(function.options)}"] if function.options else []),
+            *([f"Options (the `options` map):\n\n{options_table(function.option_table)}"] if function.option_table else []),
             f"```sql\n{function.example}\n```",
         ]
     )
@@ -102,11 +130,14 @@ def functions_markdown() -> str:
         "Generated from the function registry in `udfs/` (a function's docstring is its "
         "documentation) by `dicomsql functions --markdown > docs/functions.md`: do not edit by hand.",
         "## Contents",
-        "\n".join(contents),
+        "\n".join(contents + ["- [Types](#types)"]),
     ]
     for module, functions in families.items():
         parts += [f"## {_title(module)}", _first_paragraph(sys.modules[module].__doc__ or "")]
         parts += [_function_section(function) for function in functions]
+    types = {struct.name: struct for function in FUNCTIONS.values() for struct in named_types(function)}
+    parts += ["## Types", "The STRUCT types the signatures name: models, fit results and images, field by field."]
+    parts += [f"### {name}\n\n{fields_table(struct)}" for name, struct in types.items()]
     return "\n\n".join(parts) + "\n"
 
 

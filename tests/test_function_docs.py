@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from dicomsql.docs import functions_markdown
+from dicomsql.docs import functions_markdown, named_types
 from dicomsql.udfs import FUNCTIONS
 
 from .conftest import dicomsql_command
@@ -30,12 +30,24 @@ def test_cli_prints_the_reference():
 
 
 def test_reference_has_a_section_and_a_contents_link_per_function():
+    functions, _ = functions_markdown().split("\n## Types\n")
     markdown = functions_markdown()
-    assert re.findall(r"^### (\w+)$", markdown, flags=re.M) == list(FUNCTIONS)
+    assert re.findall(r"^### (\w+)$", functions, flags=re.M) == list(FUNCTIONS)
     for name, function in FUNCTIONS.items():
         assert f"[{name}](#{name})" in markdown
         assert f"```\n{function.signature}\n```" in markdown
         assert f"```sql\n{function.example}\n```" in markdown
+
+
+def test_every_named_type_is_defined_once_field_by_field():
+    _, types = functions_markdown().split("\n## Types\n")
+    named = {struct.name: struct for function in FUNCTIONS.values() for struct in named_types(function)}
+    assert {"COX_MODEL", "LINREG_MODEL", "PCA_MODEL", "IMAGE"} <= set(named)
+    assert re.findall(r"^### (\w+)$", types, flags=re.M) == list(named)
+    for name, struct in named.items():
+        section = types.split(f"### {name}\n")[1].split("\n### ")[0]
+        assert [row.split("`")[1] for row in section.splitlines() if row.startswith("| `")] == [f for f, _ in struct.fields]
+    assert "Types: [COX_MODEL](#cox_model)" in functions_markdown()
 
 
 def test_reference_groups_functions_by_family():

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 __all__ = [
     "arrow_type", "struct_ddl", "columns_ddl", "column", "struct_array", "Expected", "numbers", "struct_numbers",
-    "struct_features", "labels", "first_valid", "Models", "predict_rows",
+    "struct_features", "labels", "objects", "model_row", "first_valid", "Models", "predict_rows",
 ]
 
 _SCALARS = {
@@ -142,6 +142,20 @@ def struct_features(array: pa.Array) -> dict[str, np.ndarray]:
 def labels(array: pa.Array) -> list[Any]:
     """Any column as Python values (group labels, strata keys, text)."""
     return array.to_pylist()
+
+
+def objects(array: pa.Array) -> np.ndarray:
+    """Any column as a 1-d object array of Python values (None for NULL), to index by rows."""
+    values = array.to_pylist()
+    out = np.empty(len(values), dtype=object)
+    for row, value in enumerate(values):  # element by element: list values stay one cell each
+        out[row] = value
+    return out
+
+
+def model_row(value: Any) -> dict[str, Any] | None:
+    """A table function's model argument (a Spark ``Row``, or None) as the model dict."""
+    return None if value is None else value.asDict(recursive=True)
 
 
 def first_valid(given: Any) -> Any:

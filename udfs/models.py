@@ -14,379 +14,374 @@ strings (strings are one-hot encoded, categories kept in the model)::
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Tuple
+from types import ModuleType
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
 
-from dicomsql.errors import FunctionArgumentError
+from dicomsql.options import Bound
 from dicomsql.stats import als, bayes, forest, linear, logistic, metrics
-from dicomsql.stats.options import Bound
 
-from .arrow import (
-    ModelSummary, columns_ddl, constant, first_map, fitted_model, labels, numbers, predict_rows, struct_ddl,
-    struct_features, struct_scalar,
-)
-from .registry import bounded, sql_function
+from .arrow import Expected, Models, labels, model_row, numbers, objects, predict_rows, struct_features
+from .registry import Struct, Table, column, constant, options, sql_function
 
-FEATURES = "features STRUCT"
-OPTIONS = "[, options MAP<STRING,STRING>]"
-CLASS_PREDICT_ARGS = "model {}, features STRUCT [, type STRING [, class ANY]]"
+LINREG_MODEL = Struct(linear.MODEL_FIELDS, "LINREG_MODEL")
+LOGREG_MODEL = Struct(logistic.MODEL_FIELDS, "LOGREG_MODEL")
+NAIVE_BAYES_MODEL = Struct(bayes.MODEL_FIELDS, "NAIVE_BAYES_MODEL")
+RANDOM_FOREST_MODEL = Struct(forest.MODEL_FIELDS, "RANDOM_FOREST_MODEL")
+ALS_MODEL = Struct(als.MODEL_FIELDS, "ALS_MODEL")
+BINARY_METRICS = Struct(metrics.BINARY_FIELDS, "BINARY_METRICS")
+MULTICLASS_METRICS = Struct(metrics.MULTICLASS_FIELDS, "MULTICLASS_METRICS")
+REGRESSION_METRICS = Struct(metrics.REGRESSION_FIELDS, "REGRESSION_METRICS")
+
+FEATURES = column("features", "STRUCT", struct_features)
+LABEL = column("label", "ANY", labels)
 
 
-def _classifier_predictions(function: str, module: Any, model: pa.Array, features: pa.Array,
-                            kind: pa.Array | None, wanted: pa.Array | None, default_kind: str | None) -> pa.Array:
-    """``module.predict`` per distinct model, for ``*_predict(model, features [, type [, class]])``."""
-    columns = struct_features(features, function, "features")
-    kind_value = constant(kind, default_kind)
-    wanted_values = None if wanted is None else np.asarray(labels(wanted), dtype=object)
+def _rows(columns: dict[str, np.ndarray], where: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: values[where] for name, values in columns.items()}
 
-    def apply(fitted: dict, rows: np.ndarray) -> np.ndarray:
-        selected = {name: values[rows] for name, values in columns.items()}
-        return module.predict(fitted, selected, kind_value, None if wanted_values is None else wanted_values[rows])
 
-    return predict_rows(function, model, apply)
+def _classes(family: ModuleType, model: Models, features: dict, type: str | None, wanted: np.ndarray | None) -> np.ndarray:
+    """``family.predict`` per distinct model, for ``*_predict(model, features [, type [, class]])``."""
+    return predict_rows(model, lambda fitted, where: family.predict(
+        fitted, _rows(features, where), type, None if wanted is None else wanted[where]))
+
+
+def _class_prediction(model_type: Struct, default_type: str | None) -> tuple:
+    """The arguments of a classifier's ``*_predict``: model, features, type, class."""
+    return (column("model", model_type, Models), FEATURES, constant("type", "STRING", str, default=default_type),
+            column("class", "ANY", objects, default=None))
 
 
 # --- linear regression ----------------------------------------------------------------------
 
+_LINREG_EXAMPLE_FIT = "SELECT linreg_fit(tumor_mm, struct(age, smoker, sex)) AS model FROM demo_patients"
+
+
 @sql_function(
-    f"label DOUBLE, {FEATURES} {OPTIONS}",
-    returns=struct_ddl(linear.MODEL_FIELDS),
+    column("label", "DOUBLE", numbers), FEATURES, options(linear.OPTIONS),
+    returns=LINREG_MODEL,
     kind="aggregate",
+    streaming=True,
     example="SELECT site, linreg_fit(tumor_mm, struct(age, smoker, sex)) AS model FROM demo_patients GROUP BY site",
-    options=linear.OPTIONS,
 )
-def linreg_fit(batches: Iterator[Tuple[pa.Array, ...]]) -> pa.Scalar:
+def linreg_fit(batches: Iterator[tuple[np.ndarray, dict]], options: dict) -> dict:
     """Fit a linear regression (ordinary least squares) per group, streamed in one pass from
     sufficient statistics (O(p^2) memory): coef, se, t, p and interval per feature, the
     intercept with its inference, r2, adj_r2, the F test, residual_std_error, n.
 
     ``features`` is a STRUCT of numbers and strings (one-hot encoded, the first category
-    the reference). ``options``: ``intercept`` (``true``), ``l2`` (ridge penalty, as
-    scikit-learn's Ridge alpha; ridge fits carry no standard errors), ``alpha`` (0.05).
-    Rows with a NULL are left out (``n_dropped``); a group that cannot be fitted gives NULL
-    estimates and the reason in ``error``. One streaming aggregate per query.
+    the reference); ridge fits (``l2``, as scikit-learn's Ridge alpha) carry no standard
+    errors. Rows with a NULL are left out (``n_dropped``); a group that cannot be fitted
+    gives NULL estimates and the reason in ``error``. One streaming aggregate per query.
     """
-    accumulator = None
-    for batch in batches:
-        if accumulator is None:
-            try:
-                accumulator = linear.LinregAccumulator(first_map(batch[2] if len(batch) > 2 else None))
-            except ValueError as exc:
-                raise FunctionArgumentError.because("linreg_fit", "options", str(exc)) from None
-        accumulator.add(numbers(batch[0], "linreg_fit", "label"), struct_features(batch[1], "linreg_fit", "features"))
-    model = accumulator.model() if accumulator else {"error": "no rows"}
-    return struct_scalar(model, linear.MODEL_FIELDS)
+    accumulator, seen = linear.LinregAccumulator(options), False
+    for label, features in batches:
+        accumulator.add(label, features)
+        seen = True
+    return accumulator.model() if seen else {"error": "no rows"}
 
 
 @sql_function(
-    "model LINREG_MODEL, features STRUCT",
+    column("model", LINREG_MODEL, Models), FEATURES,
     returns="DOUBLE",
     example="SELECT p.PatientID, linreg_predict(m.model, struct(p.age, p.smoker, p.sex)) FROM demo_patients p "
-            "CROSS JOIN (SELECT linreg_fit(tumor_mm, struct(age, smoker, sex)) AS model FROM demo_patients) m",
+            f"CROSS JOIN ({_LINREG_EXAMPLE_FIT}) m",
 )
-def linreg_predict(model: pa.Array, features: pa.Array) -> pa.Array:
+def linreg_predict(model: Models, features: dict) -> np.ndarray:
     """The value a ``linreg_fit`` model predicts; features matched to the model by field
     name (a missing or unknown field is an error naming it), an unseen category counts as
     the reference category, a NULL feature gives NULL."""
-    columns = struct_features(features, "linreg_predict", "features")
-    return predict_rows("linreg_predict", model,
-                        lambda fitted, rows: linear.predict(fitted, {name: values[rows] for name, values in columns.items()}))
+    return predict_rows(model, lambda fitted, where: linear.predict(fitted, _rows(features, where)))
 
 
 @sql_function(
-    "model LINREG_MODEL",
-    returns=columns_ddl(linear.SUMMARY_FIELDS),
+    column("model", LINREG_MODEL, model_row),
+    returns=Table(linear.SUMMARY_FIELDS),
     kind="table",
-    example="SELECT s.* FROM (SELECT linreg_fit(tumor_mm, struct(age, smoker, sex)) AS model FROM demo_patients) m, "
-            "LATERAL linreg_summary(m.model) s",
-    name="linreg_summary",
+    example=f"SELECT s.* FROM ({_LINREG_EXAMPLE_FIT}) m, LATERAL linreg_summary(m.model) s",
 )
-class LinregSummary(ModelSummary):
+def linreg_summary(model: dict | None) -> Iterable[tuple]:
     """One row per estimate of a ``linreg_fit`` model (the intercept first): feature, coef,
     se, t, p, ci_lower, ci_upper, like statsmodels' summary."""
-
-    summarise = staticmethod(linear.summary)
+    return () if model is None else linear.summary(model)
 
 
 # --- logistic regression --------------------------------------------------------------------
 
+_LOGREG_EXAMPLE_FIT = "SELECT logreg_fit(died, struct(age, smoker, tumor_mm, sex)) AS model FROM demo_patients"
+
+
 @sql_function(
-    f"label ANY, {FEATURES} {OPTIONS}",
-    returns=struct_ddl(logistic.MODEL_FIELDS),
+    LABEL, FEATURES, options(logistic.OPTIONS),
+    returns=LOGREG_MODEL,
     kind="aggregate",
-    example="SELECT logreg_fit(died, struct(age, smoker, tumor_mm, sex)) AS model FROM demo_patients",
-    options=logistic.OPTIONS,
+    example=_LOGREG_EXAMPLE_FIT,
 )
-def logreg_fit(label: pa.Array, features: pa.Array, options: pa.Array = None) -> pa.Scalar:
+def logreg_fit(label: list, features: dict, options: dict) -> dict:
     """Fit a logistic regression per group: binary for a label with two classes (the model
     of the second class in sorted order: 1, true), multinomial for more (one coefficient row
     per class after the first, in ``class_coef``). Binary fits carry coef, odds_ratio, se, z,
     p and interval per feature, and the intercept's; also log-likelihoods, pseudo_r2, the
     likelihood-ratio test, aic, iterations, converged.
 
-    ``options``: ``intercept`` (``true``), ``l2`` and ``l1`` (penalties on the summed
-    log-likelihood: l2 = 1/C of scikit-learn, l1 = statsmodels' alpha; penalised fits carry no
-    standard errors), ``alpha`` (0.05), ``max_iter``, ``tol``. Rows with a NULL are left out;
-    a group that cannot be fitted (one class, perfect separation, collinear features...)
-    gives NULL estimates and the reason in ``error``.
+    The penalties are on the summed log-likelihood (``l2`` = 1/C of scikit-learn, ``l1`` =
+    statsmodels' alpha); penalised fits carry no standard errors. Rows with a NULL are left
+    out; a group that cannot be fitted (one class, perfect separation, collinear
+    features...) gives NULL estimates and the reason in ``error``.
     """
-    return fitted_model("logreg_fit", logistic.fit, logistic.MODEL_FIELDS, labels(label),
-                        struct_features(features, "logreg_fit", "features"), first_map(options))
+    return logistic.fit(label, features, options)
 
 
 @sql_function(
-    CLASS_PREDICT_ARGS.format("LOGREG_MODEL"),
+    *_class_prediction(LOGREG_MODEL, "probability"),
     returns="DOUBLE",
     example="SELECT p.PatientID, logreg_predict(m.model, struct(p.age, p.smoker, p.tumor_mm, p.sex)) AS p_died "
-            "FROM demo_patients p CROSS JOIN (SELECT logreg_fit(died, struct(age, smoker, tumor_mm, sex)) AS model FROM demo_patients) m",
+            f"FROM demo_patients p CROSS JOIN ({_LOGREG_EXAMPLE_FIT}) m",
 )
-def logreg_predict(model: pa.Array, features: pa.Array, kind: pa.Array = None, wanted: pa.Array = None) -> pa.Array:
+def logreg_predict(model: Models, features: dict, type: str, class_: np.ndarray | None) -> np.ndarray:
     """Predict from a ``logreg_fit`` model. ``type``: ``probability`` (default) of ``class``
     (default: the second class of a binary model, the most probable class otherwise),
     ``label`` (the index of the most probable class in ``model.classes``, which is the label
     itself for 0/1 and boolean labels: ``model.classes[int(...)]`` gives its name) or
     ``log_odds`` (of ``class`` against the first class). Features are matched by field
     name; an unseen category counts as the reference category; a NULL feature gives NULL."""
-    return _classifier_predictions("logreg_predict", logistic, model, features, kind, wanted, "probability")
+    return _classes(logistic, model, features, type, class_)
 
 
 @sql_function(
-    "model LOGREG_MODEL",
-    returns=columns_ddl(logistic.SUMMARY_FIELDS),
+    column("model", LOGREG_MODEL, model_row),
+    returns=Table(logistic.SUMMARY_FIELDS),
     kind="table",
-    example="SELECT s.* FROM (SELECT logreg_fit(died, struct(age, smoker, tumor_mm, sex)) AS model FROM demo_patients) m, "
-            "LATERAL logreg_summary(m.model) s",
-    name="logreg_summary",
+    example=f"SELECT s.* FROM ({_LOGREG_EXAMPLE_FIT}) m, LATERAL logreg_summary(m.model) s",
 )
-class LogregSummary(ModelSummary):
+def logreg_summary(model: dict | None) -> Iterable[tuple]:
     """One row per class after the first and estimate (the intercept first): class,
     feature, coef, odds_ratio, se, z, p, ci_lower, ci_upper."""
-
-    summarise = staticmethod(logistic.summary)
+    return () if model is None else logistic.summary(model)
 
 
 # --- naive Bayes ----------------------------------------------------------------------------
 
+_CT_FEATURES = "struct(KVP, XRayTubeCurrent, SliceThickness, ConvolutionKernel[0] AS kernel)"
+_BAYES_EXAMPLE_FIT = f"SELECT naive_bayes_fit(ProtocolName, {_CT_FEATURES}) AS model FROM demo_images WHERE Modality = 'CT'"
+
+
 @sql_function(
-    f"label ANY, {FEATURES} {OPTIONS}",
-    returns=struct_ddl(bayes.MODEL_FIELDS),
+    LABEL, FEATURES, options(bayes.OPTIONS),
+    returns=NAIVE_BAYES_MODEL,
     kind="aggregate",
-    example="SELECT naive_bayes_fit(ProtocolName, struct(KVP, XRayTubeCurrent, SliceThickness, ConvolutionKernel[0] AS kernel)) "
-            "FROM demo_images WHERE Modality = 'CT'",
-    options=bayes.OPTIONS,
+    example=_BAYES_EXAMPLE_FIT,
 )
-def naive_bayes_fit(label: pa.Array, features: pa.Array, options: pa.Array = None) -> pa.Scalar:
+def naive_bayes_fit(label: list, features: dict, options: dict) -> dict:
     """Fit a naive Bayes classifier per group: Gaussian for number fields (as scikit-learn's
     GaussianNB), categorical for string fields (as CategoricalNB); priors are the class
-    frequencies. ``options``: ``var_smoothing`` (1e-9), ``smoothing`` (1: Laplace)."""
-    return fitted_model("naive_bayes_fit", bayes.fit, bayes.MODEL_FIELDS, labels(label),
-                        struct_features(features, "naive_bayes_fit", "features"), first_map(options))
+    frequencies."""
+    return bayes.fit(label, features, options)
 
 
 @sql_function(
-    CLASS_PREDICT_ARGS.format("NAIVE_BAYES_MODEL"),
+    *_class_prediction(NAIVE_BAYES_MODEL, "probability"),
     returns="DOUBLE",
-    example="SELECT m.model.classes[int(naive_bayes_predict(m.model, struct(i.KVP, i.XRayTubeCurrent, i.SliceThickness, "
-            "i.ConvolutionKernel[0] AS kernel), 'label'))] AS protocol FROM demo_images i CROSS JOIN (SELECT naive_bayes_fit(ProtocolName, "
-            "struct(KVP, XRayTubeCurrent, SliceThickness, ConvolutionKernel[0] AS kernel)) AS model FROM demo_images WHERE Modality = 'CT') m "
-            "WHERE i.Modality = 'CT'",
+    example=f"SELECT m.model.classes[int(naive_bayes_predict(m.model, {_CT_FEATURES.replace('struct(', 'struct(i.')}, "
+            f"'label'))] AS protocol FROM demo_images i CROSS JOIN ({_BAYES_EXAMPLE_FIT}) m WHERE i.Modality = 'CT'",
 )
-def naive_bayes_predict(model: pa.Array, features: pa.Array, kind: pa.Array = None, wanted: pa.Array = None) -> pa.Array:
+def naive_bayes_predict(model: Models, features: dict, type: str, class_: np.ndarray | None) -> np.ndarray:
     """Predict from a ``naive_bayes_fit`` model; ``type`` and ``class`` as ``logreg_predict``.
     A NULL feature or an unseen category is left out of the likelihood (it is equally
     likely under every class), so the other features decide."""
-    return _classifier_predictions("naive_bayes_predict", bayes, model, features, kind, wanted, "probability")
+    return _classes(bayes, model, features, type, class_)
 
 
 @sql_function(
-    "model NAIVE_BAYES_MODEL",
-    returns=columns_ddl(bayes.SUMMARY_FIELDS),
+    column("model", NAIVE_BAYES_MODEL, model_row),
+    returns=Table(bayes.SUMMARY_FIELDS),
     kind="table",
     example="SELECT s.* FROM (SELECT naive_bayes_fit(sex, struct(age, tumor_mm)) AS model FROM demo_patients) m, "
             "LATERAL naive_bayes_summary(m.model) s",
-    name="naive_bayes_summary",
 )
-class NaiveBayesSummary(ModelSummary):
+def naive_bayes_summary(model: dict | None) -> Iterable[tuple]:
     """Per class and feature: the class prior, a number's mean and standard deviation, or
     each category's probability."""
-
-    summarise = staticmethod(bayes.summary)
+    return () if model is None else bayes.summary(model)
 
 
 # --- random forests -------------------------------------------------------------------------
 
+_FOREST_EXAMPLE_FIT = "SELECT random_forest_fit(died, struct(age, smoker, tumor_mm, sex)) AS model FROM demo_patients"
+
+
+def forest_labels(array: pa.Array) -> tuple[list, str]:
+    """The labels and the task they call for by default: ``regression`` for DOUBLE and
+    DECIMAL labels, ``classification`` for strings, booleans and integers."""
+    continuous = pa.types.is_floating(array.type) or pa.types.is_decimal(array.type)
+    return labels(array), "regression" if continuous else "classification"
+
+
 @sql_function(
-    f"label ANY, {FEATURES} {OPTIONS}",
-    returns=struct_ddl(forest.MODEL_FIELDS),
+    column("label", "ANY", forest_labels), FEATURES, options(forest.OPTIONS),
+    returns=RANDOM_FOREST_MODEL,
     kind="aggregate",
     example="SELECT random_forest_fit(died, struct(age, smoker, tumor_mm, sex), map('trees', '50')) FROM demo_patients",
-    options=forest.OPTIONS,
 )
-def random_forest_fit(label: pa.Array, features: pa.Array, options: pa.Array = None) -> pa.Scalar:
+def random_forest_fit(label: tuple[list, str], features: dict, options: dict) -> dict:
     """Grow a random forest per group (scikit-learn's CART trees, stored as plain arrays:
-    a stored model never runs code). ``options``: ``task`` (``classification`` by default for
-    string, boolean and integer labels, ``regression`` for DOUBLE ones), ``trees`` (100),
-    ``max_depth`` (10), ``min_samples_leaf`` (1), ``max_features`` (``sqrt`` for
-    classification, ``all`` for regression, ``log2`` or a share), ``bootstrap`` (true),
-    ``seed`` (0). The model has ``feature_importances`` aligned with ``features``."""
-    default_task = "regression" if pa.types.is_floating(label.type) or pa.types.is_decimal(label.type) else "classification"
-    return fitted_model("random_forest_fit", forest.fit, forest.MODEL_FIELDS, labels(label),
-                        struct_features(features, "random_forest_fit", "features"), first_map(options), default_task)
+    a stored model never runs code). The task is ``classification`` by default for string,
+    boolean and integer labels, ``regression`` for DOUBLE ones. The model has
+    ``feature_importances`` aligned with ``features``."""
+    values, task = label
+    return forest.fit(values, features, options, default_task=task)
 
 
 @sql_function(
-    CLASS_PREDICT_ARGS.format("RANDOM_FOREST_MODEL"),
+    *_class_prediction(RANDOM_FOREST_MODEL, None),
     returns="DOUBLE",
     example="SELECT random_forest_predict(m.model, struct(p.age, p.smoker, p.tumor_mm, p.sex)) FROM demo_patients p "
-            "CROSS JOIN (SELECT random_forest_fit(died, struct(age, smoker, tumor_mm, sex)) AS model FROM demo_patients) m",
+            f"CROSS JOIN ({_FOREST_EXAMPLE_FIT}) m",
 )
-def random_forest_predict(model: pa.Array, features: pa.Array, kind: pa.Array = None, wanted: pa.Array = None) -> pa.Array:
+def random_forest_predict(model: Models, features: dict, type: str | None, class_: np.ndarray | None) -> np.ndarray:
     """Predict from a ``random_forest_fit`` model: the mean of the trees for regression;
     for classification ``type`` and ``class`` as ``logreg_predict`` (probabilities are the
     trees' mean, as scikit-learn's). An unseen category matches none of the known ones."""
-    return _classifier_predictions("random_forest_predict", forest, model, features, kind, wanted, None)
+    return _classes(forest, model, features, type, class_)
 
 
 @sql_function(
-    "model RANDOM_FOREST_MODEL",
-    returns=columns_ddl(forest.SUMMARY_FIELDS),
+    column("model", RANDOM_FOREST_MODEL, model_row),
+    returns=Table(forest.SUMMARY_FIELDS),
     kind="table",
-    example="SELECT s.* FROM (SELECT random_forest_fit(died, struct(age, smoker, tumor_mm, sex)) AS model "
-            "FROM demo_patients) m, LATERAL random_forest_summary(m.model) s",
-    name="random_forest_summary",
+    example=f"SELECT s.* FROM ({_FOREST_EXAMPLE_FIT}) m, LATERAL random_forest_summary(m.model) s",
 )
-class RandomForestSummary(ModelSummary):
+def random_forest_summary(model: dict | None) -> Iterable[tuple]:
     """One row per feature with its impurity-based ``feature_importance`` (as the model's
     ``feature_importances``, summing to 1) and rank, most important first."""
-
-    summarise = staticmethod(forest.summary)
+    return () if model is None else forest.summary(model)
 
 
 # --- collaborative filtering ----------------------------------------------------------------
 
+_ALS_EXAMPLE_FIT = "SELECT als_fit(reader, capture, quality) AS model FROM demo_reads"
+
+
 @sql_function(
-    f"user ANY, item ANY, rating DOUBLE {OPTIONS}",
-    returns=struct_ddl(als.MODEL_FIELDS),
+    column("user", "ANY", labels), column("item", "ANY", labels), column("rating", "DOUBLE", numbers),
+    options(als.OPTIONS),
+    returns=ALS_MODEL,
     kind="aggregate",
     example="SELECT als_fit(reader, capture, quality, map('rank', '3')) FROM demo_reads",
-    options=als.OPTIONS,
 )
-def als_fit(user: pa.Array, item: pa.Array, rating: pa.Array, options: pa.Array = None) -> pa.Scalar:
+def als_fit(user: list, item: list, rating: np.ndarray, options: dict) -> dict:
     """Factorise user x item ratings by alternating least squares, as Spark ML's ALS
-    (regularisation weighted by each user's and item's number of ratings). ``options``:
-    ``rank`` (10), ``reg`` (0.1), ``iterations`` (10), ``implicit`` (false; true: ratings
-    are interaction strengths, Hu-Koren-Volinsky), ``alpha`` (1, implicit confidence),
-    ``seed`` (0). The model keeps the users, items and their factors, and the training rmse."""
-    return fitted_model("als_fit", als.fit, als.MODEL_FIELDS, labels(user), labels(item),
-                        numbers(rating, "als_fit", "rating"), first_map(options))
+    (regularisation weighted by each user's and item's number of ratings); with ``implicit``
+    the ratings are interaction strengths (Hu-Koren-Volinsky). The model keeps the users,
+    items and their factors, and the training rmse."""
+    return als.fit(user, item, rating, options)
 
 
 @sql_function(
-    "model ALS_MODEL, user ANY, item ANY",
+    column("model", ALS_MODEL, Models), column("user", "ANY", objects), column("item", "ANY", objects),
     returns="DOUBLE",
-    example="SELECT r.reader, r.capture, als_predict(m.model, r.reader, r.capture) FROM demo_reads r "
-            "CROSS JOIN (SELECT als_fit(reader, capture, quality) AS model FROM demo_reads) m",
+    example=f"SELECT r.reader, r.capture, als_predict(m.model, r.reader, r.capture) FROM demo_reads r CROSS JOIN ({_ALS_EXAMPLE_FIT}) m",
 )
-def als_predict(model: pa.Array, user: pa.Array, item: pa.Array) -> pa.Array:
+def als_predict(model: Models, user: np.ndarray, item: np.ndarray) -> np.ndarray:
     """The rating (or implicit preference) an ``als_fit`` model predicts for a user and an
     item; NULL for a user or item the model has never seen."""
-    users, items = np.asarray(labels(user), dtype=object), np.asarray(labels(item), dtype=object)
-    return predict_rows("als_predict", model, lambda fitted, rows: als.predict(fitted, users[rows], items[rows]))
+    return predict_rows(model, lambda fitted, where: als.predict(fitted, user[where], item[where]))
 
 
 @sql_function(
-    "model ALS_MODEL, user ANY, k INT",
-    returns="item STRING, score DOUBLE, rank BIGINT",
+    column("model", ALS_MODEL, model_row), column("user", "ANY"), constant("k", "INT", bound=Bound(1, 10_000)),
+    returns=Table((("item", "string"), ("score", "double"), ("rank", "bigint"))),
     kind="table",
-    example="SELECT r.* FROM (SELECT als_fit(reader, capture, quality) AS model FROM demo_reads) m, "
-            "LATERAL als_recommend(m.model, 'R01', 3) r",
-    name="als_recommend",
-    bounds={"k": Bound(1, 10_000)},
+    example=f"SELECT r.* FROM ({_ALS_EXAMPLE_FIT}) m, LATERAL als_recommend(m.model, 'R01', 3) r",
 )
-class AlsRecommend:
+def als_recommend(model: dict | None, user: Any, k: int) -> Iterable[tuple]:
     """The ``k`` items with the highest predicted score for ``user``, best first (rank 1);
     no rows for an unknown user. Items the user rated are included: anti-join the ratings
     to leave them out."""
-
-    def eval(self, model: Any, user: Any, k: Any) -> Iterator[tuple]:
-        count = bounded("als_recommend", "k", k)
-        if model is None or user is None:
-            return
-        yield from als.recommend(model.asDict(recursive=True), user, count)
+    return () if model is None or user is None else als.recommend(model, user, k)
 
 
 @sql_function(
-    "model ALS_MODEL",
-    returns=columns_ddl(als.SUMMARY_FIELDS),
+    column("model", ALS_MODEL, model_row),
+    returns=Table(als.SUMMARY_FIELDS),
     kind="table",
     example="SELECT s.kind, s.id, s.norm FROM (SELECT als_fit(reader, capture, quality, map('rank', '3')) AS model "
             "FROM demo_reads) m, LATERAL als_summary(m.model) s",
-    name="als_summary",
 )
-class AlsSummary(ModelSummary):
+def als_summary(model: dict | None) -> Iterable[tuple]:
     """One row per user (``kind`` ``user``), then per item (``item``) of an ``als_fit``
     model: its ``id``, its latent ``factors`` and their length (``norm``; near 0 for a user
     or item the model knows little about). Dot products of factors divided by the norms
     are cosine similarities between users, or between items. The fit's diagnostics (rmse,
     n) are fields of the model itself."""
-
-    summarise = staticmethod(als.summary)
+    return () if model is None else als.summary(model)
 
 
 # --- evaluation -----------------------------------------------------------------------------
 
+def binary_labels(array: pa.Array) -> np.ndarray:
+    """0/1 or boolean labels as floats (NULL as NaN)."""
+    values = numbers(array)
+    finite = values[np.isfinite(values)]
+    other = finite[~np.isin(finite, (0.0, 1.0))]
+    if len(other):
+        raise Expected("0/1 or boolean", f"{other[0]:g}")
+    return values
+
+
 @sql_function(
-    "label BOOLEAN or 0/1, score DOUBLE [, options MAP<STRING,STRING>]",
-    returns=struct_ddl(metrics.BINARY_FIELDS),
+    column("label", "BOOLEAN or 0/1", binary_labels), column("score", "DOUBLE", numbers), options(metrics.BINARY_OPTIONS),
+    returns=BINARY_METRICS,
     kind="aggregate",
     example="SELECT binary_metrics(p.died, logreg_predict(m.model, struct(p.age, p.smoker, p.tumor_mm, p.sex))).auc "
-            "FROM demo_patients p CROSS JOIN (SELECT logreg_fit(died, struct(age, smoker, tumor_mm, sex)) AS model FROM demo_patients) m",
-    options=metrics.BINARY_OPTIONS,
+            f"FROM demo_patients p CROSS JOIN ({_LOGREG_EXAMPLE_FIT}) m",
 )
-def binary_metrics(label: pa.Array, score: pa.Array, options: pa.Array = None) -> pa.Scalar:
+def binary_metrics(label: np.ndarray, score: np.ndarray, options: dict) -> dict:
     """Evaluate scores against 0/1 (or boolean) labels, as scikit-learn's metrics: auc,
     average_precision, logloss (NULL unless the scores are probabilities), accuracy,
-    precision, recall and f1 at ``threshold`` (option, 0.5: a score at or above it predicts
-    1), and the ROC (roc_fpr, roc_tpr, roc_thresholds) and precision-recall curves."""
-    truth = numbers(label, "binary_metrics", "label")
-    values = truth[np.isfinite(truth)]
-    if not np.isin(values, (0.0, 1.0)).all():
-        raise FunctionArgumentError("binary_metrics", "label", "0/1 or boolean", f"{values[~np.isin(values, (0.0, 1.0))][0]:g}")
-    return fitted_model("binary_metrics", metrics.binary, metrics.BINARY_FIELDS, truth,
-                        numbers(score, "binary_metrics", "score"), first_map(options))
+    precision, recall and f1 at ``threshold`` (a score at or above it predicts 1), and the
+    ROC (roc_fpr, roc_tpr, roc_thresholds) and precision-recall curves."""
+    return metrics.binary(label, score, options)
 
 
 @sql_function(
-    "label ANY, predicted ANY",
-    returns=struct_ddl(metrics.MULTICLASS_FIELDS),
+    LABEL, column("predicted", "ANY", labels),
+    returns=MULTICLASS_METRICS,
     kind="aggregate",
     example="SELECT multiclass_metrics(sex, IF(tumor_mm > 15, 'M', 'F')).accuracy FROM demo_patients",
 )
-def multiclass_metrics(label: pa.Array, predicted: pa.Array) -> pa.Scalar:
+def multiclass_metrics(label: list, predicted: list) -> dict:
     """Evaluate predicted classes against labels (any type, compared as text, 1 = 1.0 =
     '1'): accuracy, Cohen's kappa, macro precision/recall/f1, weighted f1, and per class
     (``classes``) precision, recall, f1 and support."""
-    return struct_scalar(metrics.multiclass(labels(label), labels(predicted)), metrics.MULTICLASS_FIELDS)
+    return metrics.multiclass(label, predicted)
 
 
 @sql_function(
-    "label DOUBLE, predicted DOUBLE",
-    returns=struct_ddl(metrics.REGRESSION_FIELDS),
+    column("label", "DOUBLE", numbers), column("predicted", "DOUBLE", numbers),
+    returns=REGRESSION_METRICS,
     kind="aggregate",
     example="SELECT regression_metrics(p.tumor_mm, linreg_predict(m.model, struct(p.age, p.smoker, p.sex))).rmse "
-            "FROM demo_patients p CROSS JOIN (SELECT linreg_fit(tumor_mm, struct(age, smoker, sex)) AS model FROM demo_patients) m",
+            f"FROM demo_patients p CROSS JOIN ({_LINREG_EXAMPLE_FIT}) m",
 )
-def regression_metrics(label: pa.Array, predicted: pa.Array) -> pa.Scalar:
+def regression_metrics(label: np.ndarray, predicted: np.ndarray) -> dict:
     """Evaluate predicted values: mse, rmse, mae, r2, explained_variance, n."""
-    return struct_scalar(metrics.regression(numbers(label, "regression_metrics", "label"),
-                                            numbers(predicted, "regression_metrics", "predicted")), metrics.REGRESSION_FIELDS)
+    return metrics.regression(label, predicted)
+
+
+def label_and_prediction(row: Any) -> tuple[Any, Any]:
+    """The first two columns of a table's row: the label and the prediction."""
+    if len(row) < 2:
+        raise Expected("a table of (label, prediction) columns", f"{len(row)} column(s)")
+    return row[0], row[1]
 
 
 @sql_function(
-    "TABLE(t) whose first two columns are the label and the prediction",
-    returns="label STRING, predicted STRING, count BIGINT",
+    column("table", "TABLE(label, prediction)", label_and_prediction),
+    returns=Table((("label", "string"), ("predicted", "string"), ("count", "bigint"))),
     kind="table",
     example="SELECT * FROM confusion_matrix(TABLE(SELECT sex, IF(tumor_mm > 15, 'M', 'F') FROM demo_patients))",
     name="confusion_matrix",
@@ -407,10 +402,8 @@ class ConfusionMatrix:
     def __init__(self) -> None:
         self.pairs: list[tuple[Any, Any]] = []
 
-    def eval(self, row: Any) -> Iterator[tuple]:
-        if len(row) < 2:
-            raise FunctionArgumentError("confusion_matrix", "table", "a table of (label, prediction) columns", f"{len(row)} column(s)")
-        self.pairs.append((row[0], row[1]))
+    def eval(self, table: tuple[Any, Any]) -> Iterator[tuple]:
+        self.pairs.append(table)
         return iter(())
 
     def terminate(self) -> Iterator[tuple]:
@@ -421,16 +414,12 @@ class ConfusionMatrix:
 
 
 @sql_function(
-    "key ANY, seed INT",
+    column("key", "ANY", labels), constant("seed", "INT", int),
     returns="DOUBLE",
     example="SELECT PatientID, split_fraction(PatientID, 42) < 0.8 AS train FROM demo_patients",
 )
-def split_fraction(key: pa.Array, seed: pa.Array) -> pa.Array:
+def split_fraction(key: list, seed: int) -> np.ndarray:
     """A number in [0, 1) from a hash of ``key``'s text and ``seed``: the same for a key on
     every run, machine and partitioning, so ``split_fraction(id, 42) < 0.8`` is a
     reproducible 80/20 train/test split (NULL key: NULL)."""
-    seed_value = constant(seed)
-    if seed_value is None:
-        raise FunctionArgumentError("split_fraction", "seed", "an integer", "NULL")
-    values = metrics.split_fraction(labels(key), int(seed_value))
-    return pa.array(values, type=pa.float64(), mask=np.isnan(values))
+    return metrics.split_fraction(key, seed)

@@ -23,7 +23,8 @@ import pyarrow as pa
 
 from dicomsql.dicom import pixels
 from dicomsql.dicom.volume import VOLUME_FIELDS, Slice, stack
-from dicomsql.options import Bound, Option, boolean, choice
+from dicomsql.options import Bound
+from dicomsql.source.options import IMAGE_OPTIONS
 from dicomsql.storage import check_file_size, open_file
 
 from .arrow import Expected, labels, numbers
@@ -44,14 +45,6 @@ IMAGES_PER_BATCH = 16
 FRAME = Bound(0, 2**31 - 1)
 THUMBNAIL_SIDE = Bound(1, 4096)
 VOLUME_SLICES = Bound(1, 4096, "slices")
-
-IMAGE_OPTIONS = (
-    Option("invert", False, "true mirrors values within their range, e.g. to show a MONOCHROME1 image "
-                            "the usual way.", boolean),
-    Option("mode", "permissive",
-           "permissive: a file that cannot be decoded gives NULL data and the reason in error; failfast fails the query.",
-           choice("permissive", "failfast")),
-)
 
 
 def decoded(source: str | bytes, frame: int = 0, invert: bool = False, dtype: type = np.float32) -> pixels.Image:
@@ -130,7 +123,7 @@ def dicom_image(file: list, frame: np.ndarray | None, options: dict) -> list[dic
         try:
             rows.append(decoded(source, int(np.nan_to_num(number)), options["invert"]).struct())
         except ValueError as exc:
-            if options["mode"] == "failfast":
+            if options["mode"] == "FAILFAST":
                 raise
             rows.append({"error": str(exc)})
     return rows

@@ -29,6 +29,7 @@ The body is a plain Python function of those values; the registry does the rest:
 from __future__ import annotations
 
 import inspect
+import keyword
 import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 import pyarrow as pa
 
 from dicomsql.errors import ArgumentError, DicomsqlError, FunctionArgumentError
-from dicomsql.options import Bound, Option, parse
+from dicomsql.options import Bound, Option, OptionError, parse
 
 from .arrow import Expected, Fields, column as arrow_column, first_valid, struct_array, struct_ddl
 
@@ -135,6 +136,11 @@ class Argument:
     def optional(self) -> bool:
         return self.default is not REQUIRED
 
+    @property
+    def python_name(self) -> str:
+        """The body's parameter: the name, with ``_`` after a Python keyword (``class_``)."""
+        return f"{self.name}_" if keyword.iskeyword(self.name) else self.name
+
     def value(self, given: Any, present: bool = True) -> Any:
         """The body's value of this argument, from Spark's; ``present`` is False when the call
         left the argument out."""
@@ -144,7 +150,7 @@ class Argument:
             if self.table:
                 return parse(None, self.table)
             if self.default is REQUIRED:
-                raise Expected(str(self.bound) if self.bound else f"a {self.sql} value", "NULL" if present else "nothing")
+                raise Expected(str(self.bound) if self.bound else f"a non-NULL {self.sql}", "NULL" if present else "nothing")
             return self.default
         value = parse(dict(given), self.table) if self.table else self.read(given)
         if self.bound is not None:
@@ -250,6 +256,8 @@ class SqlFunction:
             raise FunctionArgumentError(self.name, name, exc.expected, exc.got) from None
         except ArgumentError as exc:
             raise FunctionArgumentError.because(self.name, exc.argument, str(exc)) from None
+        except OptionError as exc:  # an option that parsed but does not go with the others
+            raise FunctionArgumentError.because(self.name, "options", str(exc)) from None
         except DicomsqlError:
             raise
         except ValueError as exc:  # a bad option, or a body's failure: named after the function
@@ -266,7 +274,7 @@ class SqlFunction:
         for index, argument in enumerate(self.arguments):
             if only(argument):
                 with self._naming(argument.name):
-                    values[argument.name] = argument.value(given[index] if index < len(given) else None, index < len(given))
+                    values[argument.python_name] = argument.value(given[index] if index < len(given) else None, index < len(given))
         return values
 
     def call(self, given: Sequence[Any]) -> Any:
@@ -281,7 +289,7 @@ class SqlFunction:
         batches = (batch if isinstance(batch, tuple) else (batch,) for batch in batches)
         first = next(batches, None)
         if first is None:  # an empty group: the body sees no rows and the constants' defaults
-            constants = {a.name: a.value(None, False) if a.optional else None for a in self.arguments if a.is_constant}
+            constants = {a.python_name: a.value(None, False) if a.optional else None for a in self.arguments if a.is_constant}
         else:
             constants = self.values(first, lambda a: a.is_constant)
 

@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from ..errors import ArgumentError
-from ..options import Option, choice, integer, number, parse
+from ..options import Option, OptionError, choice, integer, number, parse
 from .checks import survival_problem
 from .concordance import concordance_index
 from .family import FITTER_FAILURES, Family, Unfit, complete
@@ -113,7 +113,7 @@ def fit(
     """
     settings = FAMILY.settings(options)
     if settings["ties"] == "breslow" and settings["l1_ratio"] > 0:
-        raise ValueError("option l1_ratio must be 0 with ties 'breslow' (lifelines' elastic net is Efron's)")
+        raise OptionError("option l1_ratio must be 0 with ties 'breslow' (lifelines' elastic net is Efron's)", "l1_ratio")
     rows = complete(durations, events, features, weights, strata)
     encoding, matrix = encode(rows.take(features), reference=True)
     table = _table(rows.take(durations), rows.take(events), encoding.names, matrix,
