@@ -91,11 +91,11 @@ def test_bad_arguments_are_errors_naming_function_and_argument(spark, cohort):
     with pytest.raises(Exception, match="coxph_fit: argument options: option ties must be one of efron, breslow, got 'exact'"):
         spark.sql(f"SELECT coxph_fit(months, died, {STRUCT}, map('ties', 'exact')) FROM cohort").collect()
     fitted = f"(SELECT coxph_fit(months, died, {STRUCT}) AS m FROM cohort)"
-    with pytest.raises(Exception, match="coxph_predict: argument covariates: missing field\\(s\\) treated"):
+    with pytest.raises(Exception, match="coxph_predict: argument features: missing field\\(s\\) treated"):
         spark.sql(f"SELECT coxph_predict(m, struct(age, smoker, tumor_mm)) FROM cohort CROSS JOIN {fitted}").collect()
     with pytest.raises(Exception, match="coxph_predict: argument type: type must be one of partial_hazard"):
         spark.sql(f"SELECT coxph_predict(m, {STRUCT}, 'risk') FROM cohort CROSS JOIN {fitted}").collect()
-    with pytest.raises(Exception, match="coxph_fit: argument covariates must be a STRUCT"):
+    with pytest.raises(Exception, match="coxph_fit: argument features must be a STRUCT"):
         spark.sql("SELECT coxph_fit(months, died, age) FROM cohort").collect()
     [negative] = spark.sql(f"SELECT coxph_fit(-months, died, {STRUCT}) AS m FROM cohort").collect()
     assert negative.m.error.startswith("negative durations")
