@@ -9,7 +9,7 @@ ARGS ?=
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS="-k pixels -x"
 PYTEST_ARGS ?=
 
-.PHONY: serve test unit install java services beeline clean
+.PHONY: serve test unit lint install java services beeline clean
 
 serve: install
 	$(BIN)/dicomsql serve --bootstrap sql/bootstrap.sql $(ARGS)
@@ -21,6 +21,11 @@ test: install services
 # the fast tier: pure tests and doctests, no JVM
 unit: install
 	$(BIN)/python -m pytest -m "not jvm" $(PYTEST_ARGS)
+
+# ruff's lint and format check (configured in pyproject.toml); `ruff format .` formats
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 install: java $(VENV)/.installed
 

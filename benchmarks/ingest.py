@@ -49,11 +49,13 @@ def cohort(files: int, size: int) -> list[str]:
     if not demo_is_complete(folder):
         started = time.monotonic()
         write_demo(folder, patients=-(-files // CT_SLICES), size=size, modalities=("CT",))
-        print(f"wrote {files} files of {size}x{size} in {time.monotonic() - started:.0f}s to {folder}")
+        print(
+            f"wrote {files} files of {size}x{size} in {time.monotonic() - started:.0f}s to {folder}"
+        )
     return sorted(str(p) for p in (folder / "images").rglob("*.dcm"))
 
 
-def timed(label: str, count: int, work, repeat: int = 1) -> float:  # noqa: ANN001
+def timed(label: str, count: int, work, repeat: int = 1) -> float:
     """Files per second of the best of ``repeat`` runs."""
     seconds = []
     for _ in range(repeat):
@@ -66,7 +68,9 @@ def timed(label: str, count: int, work, repeat: int = 1) -> float:  # noqa: ANN0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--files", type=int, default=5000)
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args()
@@ -77,7 +81,11 @@ def main() -> None:
     a = timed("a  pydicom loop, 1 process", len(paths), lambda: [plain_pydicom(p) for p in paths])
     with multiprocessing.Pool(2) as pool:
         pool.map(plain_pydicom, paths[:20])  # start the workers
-        b = timed("b  pydicom loop, 2-process pool", len(paths), lambda: pool.map(plain_pydicom, paths, chunksize=64))
+        b = timed(
+            "b  pydicom loop, 2-process pool",
+            len(paths),
+            lambda: pool.map(plain_pydicom, paths, chunksize=64),
+        )
 
     import dicomsql
     from dicomsql.client import EmbeddedClient
@@ -89,9 +97,21 @@ def main() -> None:
         spark.read.format("dicom").load(paths[:40]).selectExpr("max(hash(*))").collect()
         spark.sql("SHOW TABLES").collect()
         spark.sql(f"CREATE TEMPORARY VIEW ct USING dicom OPTIONS (path '{folder}')")
-        c = timed("c  SQL over the dicom source (local[2])", len(paths), lambda: spark.sql(QUERY.format(relation="ct")).collect())
-        timed("   dicomsql ingest into a Parquet catalog", len(paths), lambda: ingest(EmbeddedClient(spark).execute, "catalog", [folder]))
-        d = timed("d  SQL over the ingested catalog", len(paths), lambda: spark.sql(QUERY.format(relation="catalog")).collect())
+        c = timed(
+            "c  SQL over the dicom source (local[2])",
+            len(paths),
+            lambda: spark.sql(QUERY.format(relation="ct")).collect(),
+        )
+        timed(
+            "   dicomsql ingest into a Parquet catalog",
+            len(paths),
+            lambda: ingest(EmbeddedClient(spark).execute, "catalog", [folder]),
+        )
+        d = timed(
+            "d  SQL over the ingested catalog",
+            len(paths),
+            lambda: spark.sql(QUERY.format(relation="catalog")).collect(),
+        )
         spark.stop()
 
     print(f"\nc/a = {c / a:.2f}  (target >= 1.6)")

@@ -35,9 +35,9 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.naive_bayes import GaussianNB
 
 sys.path.insert(0, str(Path(__file__).parent))
-from survival import python_worker_peak_mib, timed  # noqa: E402
+from survival import python_worker_peak_mib, timed
 
-from dicomsql.stats import als  # noqa: E402
+from dicomsql.stats import als
 
 TREES = 50
 
@@ -58,11 +58,15 @@ def ratings(rows: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     users, items = rng.integers(0, 5000, rows), rng.integers(0, 800, rows)
     taste = rng.normal(size=(5000, 4)) @ rng.normal(size=(4, 800))
-    return pd.DataFrame({"u": users, "i": items, "r": np.clip(np.round(3 + taste[users, items]), 1, 5)})
+    return pd.DataFrame(
+        {"u": users, "i": items, "r": np.clip(np.round(3 + taste[users, items]), 1, 5)}
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--groups", type=int, default=100)
@@ -74,7 +78,9 @@ def main() -> None:
     names = [f"x{i}" for i in range(args.features)]
     struct = "struct(" + ", ".join(names) + ")"
     x = big[names]
-    print(f"{args.rows:,} rows x {args.features} features; {args.groups} groups x {args.group_rows:,} rows; 2 cores\n")
+    print(
+        f"{args.rows:,} rows x {args.features} features; {args.groups} groups x {args.group_rows:,} rows; 2 cores\n"
+    )
 
     def ols(frame: pd.DataFrame) -> None:
         fit = sm.OLS(frame["y"], sm.add_constant(frame[names])).fit()
@@ -85,19 +91,34 @@ def main() -> None:
         fit.params, fit.bse, fit.pvalues, fit.conf_int(), fit.llnull, fit.llr_pvalue
 
     def forest(frame: pd.DataFrame) -> None:
-        RandomForestClassifier(n_estimators=TREES, max_depth=10, random_state=0, n_jobs=1).fit(frame[names], frame["b"])
+        RandomForestClassifier(n_estimators=TREES, max_depth=10, random_state=0, n_jobs=1).fit(
+            frame[names], frame["b"]
+        )
 
     in_process = {
         "linreg_fit": timed("a  statsmodels OLS", lambda: ols(big)),
         "logreg_fit": timed("a  statsmodels Logit", lambda: logit(big)),
-        "naive_bayes_fit": timed("a  scikit-learn GaussianNB", lambda: GaussianNB().fit(x, big["b"])),
-        "random_forest_fit": timed(f"a  scikit-learn RandomForestClassifier ({TREES} trees)", lambda: forest(big), repeat=1),
-        "als_fit": timed("a  dicomsql.stats.als.fit in-process", lambda: als.fit(rated.u, rated.i, rated.r.to_numpy())),
+        "naive_bayes_fit": timed(
+            "a  scikit-learn GaussianNB", lambda: GaussianNB().fit(x, big["b"])
+        ),
+        "random_forest_fit": timed(
+            f"a  scikit-learn RandomForestClassifier ({TREES} trees)", lambda: forest(big), repeat=1
+        ),
+        "als_fit": timed(
+            "a  dicomsql.stats.als.fit in-process",
+            lambda: als.fit(rated.u, rated.i, rated.r.to_numpy()),
+        ),
     }
     loops = {
-        "logreg_fit": timed("c  statsmodels Logit, one fit per group", lambda: [logit(rows) for _, rows in grouped.groupby("g")]),
-        "random_forest_fit": timed("c  RandomForestClassifier, one fit per group",
-                                   lambda: [forest(rows) for _, rows in grouped.groupby("g")], repeat=1),
+        "logreg_fit": timed(
+            "c  statsmodels Logit, one fit per group",
+            lambda: [logit(rows) for _, rows in grouped.groupby("g")],
+        ),
+        "random_forest_fit": timed(
+            "c  RandomForestClassifier, one fit per group",
+            lambda: [forest(rows) for _, rows in grouped.groupby("g")],
+            repeat=1,
+        ),
     }
 
     import dicomsql
@@ -105,7 +126,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         spark = dicomsql.session(master="local[2]", home=home)
         spark.createDataFrame(big).cache().createOrReplaceTempView("big")
-        spark.createDataFrame(grouped).repartition(2, "g").cache().createOrReplaceTempView("grouped")
+        spark.createDataFrame(grouped).repartition(2, "g").cache().createOrReplaceTempView(
+            "grouped"
+        )
         spark.createDataFrame(rated).cache().createOrReplaceTempView("rated")
         for view in ("big", "grouped", "rated"):
             spark.sql(f"SELECT count(*) FROM {view}").collect()
@@ -113,7 +136,9 @@ def main() -> None:
         def sql(expression: str, source: str, expected: int) -> None:
             # The models stay in the engine, as the in-process ones stay in the process (as
             # CREATE TABLE ... AS keeps them); only their count and errors come back.
-            counts = spark.sql(f"SELECT count(*), count_if(m.error IS NULL) FROM (SELECT {expression} AS m {source})").first()
+            counts = spark.sql(
+                f"SELECT count(*), count_if(m.error IS NULL) FROM (SELECT {expression} AS m {source})"
+            ).first()
             assert tuple(counts) == (expected, expected), counts
 
         calls = {
@@ -122,14 +147,28 @@ def main() -> None:
             "naive_bayes_fit": f"naive_bayes_fit(b, {struct})",
             "random_forest_fit": f"random_forest_fit(b, {struct}, map('trees', '{TREES}'))",
         }
-        for call in calls.values():  # start the workers and import each library there, as in-process
+        for (
+            call
+        ) in calls.values():  # start the workers and import each library there, as in-process
             spark.sql(f"SELECT {call} FROM grouped WHERE g < 4 GROUP BY g").collect()
-        in_sql = {name: timed(f"b  SELECT {name}(...) FROM big", lambda c=call: sql(c, "FROM big", 1),
-                              repeat=1 if name == "random_forest_fit" else 3) for name, call in calls.items()}
-        in_sql["als_fit"] = timed("b  SELECT als_fit(u, i, r) FROM rated", lambda: sql("als_fit(u, i, r)", "FROM rated", 1))
+        in_sql = {
+            name: timed(
+                f"b  SELECT {name}(...) FROM big",
+                lambda c=call: sql(c, "FROM big", 1),
+                repeat=1 if name == "random_forest_fit" else 3,
+            )
+            for name, call in calls.items()
+        }
+        in_sql["als_fit"] = timed(
+            "b  SELECT als_fit(u, i, r) FROM rated",
+            lambda: sql("als_fit(u, i, r)", "FROM rated", 1),
+        )
         by_group = {
-            name: timed(f"d  SELECT g, {name}(...) FROM grouped GROUP BY g",
-                        lambda c=calls[name]: sql(c, "FROM grouped GROUP BY g", args.groups), repeat=1 if name == "random_forest_fit" else 3)
+            name: timed(
+                f"d  SELECT g, {name}(...) FROM grouped GROUP BY g",
+                lambda c=calls[name]: sql(c, "FROM grouped GROUP BY g", args.groups),
+                repeat=1 if name == "random_forest_fit" else 3,
+            )
             for name in loops
         }
         peak = python_worker_peak_mib()
@@ -137,7 +176,9 @@ def main() -> None:
 
     print()
     for name in in_process:
-        print(f"{name:<18} SQL / in-process = {in_sql[name] / in_process[name]:5.2f}  (target <= 1.3)")
+        print(
+            f"{name:<18} SQL / in-process = {in_sql[name] / in_process[name]:5.2f}  (target <= 1.3)"
+        )
     for name in loops:
         print(f"{name:<18} loop / GROUP BY  = {loops[name] / by_group[name]:5.2f}  (target >= 1.6)")
     print(f"Python worker peak resident memory: {peak:,.0f} MiB")

@@ -32,11 +32,11 @@ from pydicom.pixels import apply_modality_lut
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from ingest import cohort  # noqa: E402 - the same cached CT files
-from survival import python_worker_peak_mib  # noqa: E402
+from ingest import cohort
+from survival import python_worker_peak_mib
 
-from dicomsql.demo import demo_is_complete, write_demo  # noqa: E402
-from dicomsql.stats import images  # noqa: E402
+from dicomsql.demo import demo_is_complete, write_demo
+from dicomsql.stats import images
 
 OUT = Path(__file__).parent / "out"
 
@@ -50,7 +50,7 @@ def pydicom_stats(path: str) -> float:
     return images.summary(hu)["mean"]
 
 
-def timed(label: str, count: int, work, repeat: int = 1) -> tuple[float, float]:  # noqa: ANN001
+def timed(label: str, count: int, work, repeat: int = 1) -> tuple[float, float]:
     """(images per second, seconds) of the best of ``repeat`` runs."""
     seconds = []
     for _ in range(repeat):
@@ -70,32 +70,57 @@ def small_cohort(count: int) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--pca-images", type=int, default=2000)
     args = parser.parse_args()
     paths = cohort(5000, 512)[: args.images]
     vectors_from = small_cohort(args.pca_images)
-    print(f"{len(paths)} images of 512 x 512; PCA over {len(vectors_from)} images of 64 x 64; 2 cores\n")
+    print(
+        f"{len(paths)} images of 512 x 512; PCA over {len(vectors_from)} images of 64 x 64; 2 cores\n"
+    )
 
-    a, _ = timed("a  pydicom loop, 1 process", len(paths), lambda: [pydicom_stats(p) for p in paths], repeat=2)
+    a, _ = timed(
+        "a  pydicom loop, 1 process",
+        len(paths),
+        lambda: [pydicom_stats(p) for p in paths],
+        repeat=2,
+    )
     with multiprocessing.Pool(2) as pool:
         pool.map(pydicom_stats, paths[:10])
-        b, _ = timed("b  pydicom loop, 2-process pool", len(paths), lambda: pool.map(pydicom_stats, paths, chunksize=16), repeat=2)
+        b, _ = timed(
+            "b  pydicom loop, 2-process pool",
+            len(paths),
+            lambda: pool.map(pydicom_stats, paths, chunksize=16),
+            repeat=2,
+        )
 
     import dicomsql
 
     with tempfile.TemporaryDirectory() as home:
         spark = dicomsql.session(master="local[2]", home=home)
-        spark.createDataFrame([(p,) for p in paths], "path STRING").repartition(8).createOrReplaceTempView("ct")
+        spark.createDataFrame([(p,) for p in paths], "path STRING").repartition(
+            8
+        ).createOrReplaceTempView("ct")
         # start both Python workers (and their imports), as the pool's processes are started
-        spark.createDataFrame([(p,) for p in paths[:16]], "path STRING").repartition(4) \
-            .selectExpr("image_stats(path).mean").collect()
-        c, _ = timed("c  SELECT image_stats(path) FROM ct", len(paths),
-                     lambda: spark.sql("SELECT image_stats(path).mean FROM ct").collect(), repeat=2)
+        spark.createDataFrame([(p,) for p in paths[:16]], "path STRING").repartition(4).selectExpr(
+            "image_stats(path).mean"
+        ).collect()
+        c, _ = timed(
+            "c  SELECT image_stats(path) FROM ct",
+            len(paths),
+            lambda: spark.sql("SELECT image_stats(path).mean FROM ct").collect(),
+            repeat=2,
+        )
 
-        vectors = spark.createDataFrame([(p,) for p in vectors_from], "path STRING").repartition(4) \
-            .selectExpr("dicom_pixels(path) AS v").cache()
+        vectors = (
+            spark.createDataFrame([(p,) for p in vectors_from], "path STRING")
+            .repartition(4)
+            .selectExpr("dicom_pixels(path) AS v")
+            .cache()
+        )
         matrix = np.array([row.v for row in vectors.collect()], dtype=np.float64)
 
         def numpy_pca() -> None:
@@ -107,14 +132,20 @@ def main() -> None:
             assert model.error is None and model.n == len(matrix)
 
         vectors.createOrReplaceTempView("vectors")
-        _, numpy_seconds = timed("   numpy: covariance + eigh of the collected matrix", len(matrix), numpy_pca, repeat=2)
-        _, sql_seconds = timed("d  SELECT pca_fit(v, 10) FROM vectors", len(matrix), sql_pca, repeat=2)
+        _, numpy_seconds = timed(
+            "   numpy: covariance + eigh of the collected matrix", len(matrix), numpy_pca, repeat=2
+        )
+        _, sql_seconds = timed(
+            "d  SELECT pca_fit(v, 10) FROM vectors", len(matrix), sql_pca, repeat=2
+        )
         peak = python_worker_peak_mib()
         spark.stop()
 
     print(f"\nc/a = {c / a:.2f}  (target >= 1.7)")
     print(f"c/b = {c / b:.2f}  (target >= 0.9)")
-    print(f"pca_fit / numpy = {sql_seconds / numpy_seconds:.2f}  (d = 4,096: a 4,096 x 4,096 covariance)")
+    print(
+        f"pca_fit / numpy = {sql_seconds / numpy_seconds:.2f}  (d = 4,096: a 4,096 x 4,096 covariance)"
+    )
     print(f"Python worker peak resident memory: {peak:,.0f} MiB")
 
 

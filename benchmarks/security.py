@@ -33,8 +33,10 @@ QUERIES = {
     "count by modality": "SELECT Modality, count(*) FROM demo_images GROUP BY Modality",
     "header aggregate": "SELECT dicom_tag(meta, 'Manufacturer'), count(*) FROM demo_images GROUP BY 1",
     "SQL script": "BEGIN DECLARE n INT = 2; SET n = n + 1; IF n > 2 THEN SELECT n; END IF; END",
-    "10-way join": "SELECT count(*) FROM " + ", ".join(f"demo_patients p{i}" for i in range(10))
-                   + " WHERE " + " AND ".join(f"p0.PatientID = p{i}.PatientID" for i in range(1, 10)),
+    "10-way join": "SELECT count(*) FROM "
+    + ", ".join(f"demo_patients p{i}" for i in range(10))
+    + " WHERE "
+    + " AND ".join(f"p0.PatientID = p{i}.PatientID" for i in range(1, 10)),
 }
 
 
@@ -89,11 +91,33 @@ def main() -> int:
     users.add("boss", "boss-pw", role="admin")
     users.add("ann", "ann-pw")
     ca, key, cert = work / "ca.pem", work / "key.pem", work / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     ca.write_bytes(cert.read_bytes())
     plain = dicomsql.serve(spark, port=free_port(), access=Access(authenticator=users))
-    tls = dicomsql.serve(spark, port=free_port(), access=Access(authenticator=users, tls=tls_context(cert, key)))
+    tls = dicomsql.serve(
+        spark, port=free_port(), access=Access(authenticator=users, tls=tls_context(cert, key))
+    )
 
     admin = hive_connection("127.0.0.1", plain.port, user="boss", password="boss-pw").cursor()
     analyst = hive_connection("127.0.0.1", plain.port, user="ann", password="ann-pw").cursor()
@@ -121,7 +145,9 @@ def main() -> int:
         return hive_connection("127.0.0.1", tls.port, user="ann", password="ann-pw", tls_ca=ca)
 
     p, t = _median_connect(connect_plain), _median_connect(connect_tls)
-    print(f"connect + login (median of 10): plain {p * 1000:.1f}ms, TLS {t * 1000:.1f}ms, TLS/plain {t / p:.2f}")
+    print(
+        f"connect + login (median of 10): plain {p * 1000:.1f}ms, TLS {t * 1000:.1f}ms, TLS/plain {t / p:.2f}"
+    )
     started = time.perf_counter()
     try:
         hive_connection("127.0.0.1", plain.port, user="ann", password="wrong")

@@ -50,8 +50,9 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from pyhive import hive
@@ -63,15 +64,27 @@ PIXELS = "SELECT dicom_png(path, 32) AS png FROM demo_images WHERE Modality = 'C
 #: (label, SQL, c/b target) of the timed queries.
 QUERIES = [
     ("SELECT 1", "SELECT 1", 1.2),
-    ("count by modality", "SELECT Modality, count(*) AS images FROM demo_images GROUP BY Modality", 1.2),
-    ("header aggregate", (
-        "SELECT dicom_tag(meta, 'Manufacturer') AS manufacturer, count(DISTINCT SeriesInstanceUID) AS series, "
-        "avg(CAST(dicom_tag(meta, 'KVP') AS DOUBLE)) AS kvp FROM demo_images WHERE Modality = 'CT' GROUP BY 1"
-    ), 1.2),
+    (
+        "count by modality",
+        "SELECT Modality, count(*) AS images FROM demo_images GROUP BY Modality",
+        1.2,
+    ),
+    (
+        "header aggregate",
+        (
+            "SELECT dicom_tag(meta, 'Manufacturer') AS manufacturer, count(DISTINCT SeriesInstanceUID) AS series, "
+            "avg(CAST(dicom_tag(meta, 'KVP') AS DOUBLE)) AS kvp FROM demo_images WHERE Modality = 'CT' GROUP BY 1"
+        ),
+        1.2,
+    ),
     ("Cox fit", COX, 1.2),
     ("thumbnails LIMIT 2", PIXELS, 1.2),
     ("10,000 rows", "SELECT id, cast(id AS STRING) AS s, id * 1.5 AS d FROM range(10000)", 1.2),
-    ("100,000 x 3 rows", "SELECT id, cast(id AS STRING) AS s, id * 1.5 AS d FROM range(100000)", 1.5),
+    (
+        "100,000 x 3 rows",
+        "SELECT id, cast(id AS STRING) AS s, id * 1.5 AS d FROM range(100000)",
+        1.5,
+    ),
 ]
 
 #: kind -> SQL of the concurrency mix; client i starts at kind i % 3.
@@ -120,7 +133,9 @@ def start_spark_thrift_server(spark: Any, port: int) -> Any:
 
     def start() -> None:
         try:
-            thrift_server = spark.sparkContext._jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2
+            thrift_server = (
+                spark.sparkContext._jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2
+            )
             started["server"] = thrift_server.startWithContext(spark._jsparkSession.sqlContext())
         except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
             started["error"] = exc
@@ -164,7 +179,10 @@ def python_workers() -> int:
 
 def thread_kinds() -> str:
     """Python threads by name, numbers and addresses left out: ``dicomsql-query x4, ...``."""
-    names = Counter(re.sub(r"[-_][\d.:_-]+$", "", re.sub(r"\s*\(.*\)$", "", t.name)) for t in threading.enumerate())
+    names = Counter(
+        re.sub(r"[-_][\d.:_-]+$", "", re.sub(r"\s*\(.*\)$", "", t.name))
+        for t in threading.enumerate()
+    )
     return ", ".join(f"{name} x{count}" for name, count in sorted(names.items()))
 
 
@@ -177,12 +195,14 @@ def compare_queries(spark: Any, port_b: int, port_c: int, runs: int, failures: l
         "b": lambda sql: fetched(cursors["b"], sql),
         "c": lambda sql: fetched(cursors["c"], sql),
     }
-    print(f"{'query':<20} {'rows':>7} {'a in-process':>13} {'b Spark TS':>11} {'c dicomsql':>11} {'c/a':>7} {'c/b':>6}  target")
+    print(
+        f"{'query':<20} {'rows':>7} {'a in-process':>13} {'b Spark TS':>11} {'c dicomsql':>11} {'c/a':>7} {'c/b':>6}  target"
+    )
     for label, sql, target in QUERIES:
         times, rows = {}, {}
         try:
             for way, run in ways.items():
-                times[way], rows[way] = best_of(runs, lambda: run(sql))
+                times[way], rows[way] = best_of(runs, lambda run=run, sql=sql: run(sql))
         except Exception as exc:  # noqa: BLE001 - reported, the run goes on
             failures.append(f"{label} on {way}: {type(exc).__name__}: {str(exc)[:500]}")
             print(f"{label:<20} failed on {way}")
@@ -242,19 +262,30 @@ def client(index: int, port: int, deadline: float, latencies: list, errors: list
 
 def concurrency(server: Any, clients: int, seconds: float, failures: list[str]) -> None:
     """Run ``clients`` clients on ``server`` for ``seconds`` and print what :func:`client` saw."""
-    threads_before, workers_before, kinds_before = threading.active_count(), python_workers(), thread_kinds()
+    threads_before, workers_before, kinds_before = (
+        threading.active_count(),
+        python_workers(),
+        thread_kinds(),
+    )
     latencies: list[tuple[str, float]] = []
     errors: list[str] = []
     deadline = time.monotonic() + seconds
     threads = [
-        threading.Thread(target=client, args=(i, server.port, deadline, latencies, errors), name=f"bench-client-{i}")
+        threading.Thread(
+            target=client,
+            args=(i, server.port, deadline, latencies, errors),
+            name=f"bench-client-{i}",
+        )
         for i in range(clients)
     ]
     for thread in threads:
         thread.start()
     threads_peak = workers_peak = 0
     while any(thread.is_alive() for thread in threads):
-        threads_peak, workers_peak = max(threads_peak, threading.active_count()), max(workers_peak, python_workers())
+        threads_peak, workers_peak = (
+            max(threads_peak, threading.active_count()),
+            max(workers_peak, python_workers()),
+        )
         time.sleep(1)
     waited = time.monotonic()
     while server.engine.sessions and time.monotonic() - waited < 10:
@@ -270,10 +301,14 @@ def concurrency(server: Any, clients: int, seconds: float, failures: list[str]) 
         print(f"  error: {error}")
     if errors:
         failures.append(f"concurrency: {len(errors)} errors, the first: {errors[0]}")
-    print(f"threads before/after: {threads_before} / {threading.active_count()}  (peak during: {threads_peak})")
+    print(
+        f"threads before/after: {threads_before} / {threading.active_count()}  (peak during: {threads_peak})"
+    )
     if threading.active_count() != threads_before:
         print(f"  before: {kinds_before}\n  after:  {thread_kinds()}")
-    print(f"python workers before/after: {workers_before} / {python_workers()}  (peak during: {workers_peak})")
+    print(
+        f"python workers before/after: {workers_before} / {python_workers()}  (peak during: {workers_peak})"
+    )
     print(f"client sessions still open after: {len(server.engine.sessions)}")
 
 
@@ -312,17 +347,30 @@ def big_fetch(spark: Any, port: int, rows: int) -> None:
     done.set()
     sampler.join()
     assert count == rows, count
-    print(f"{rows:,} rows fetched through c in {seconds:.1f}s ({rows / seconds:,.0f} rows/s); resident memory "
-          f"before/peak: this process {before[0]:.0f}/{peak[0]:.0f} MiB, driver JVM {before[1]:.0f}/{peak[1]:.0f} MiB")
+    print(
+        f"{rows:,} rows fetched through c in {seconds:.1f}s ({rows / seconds:,.0f} rows/s); resident memory "
+        f"before/peak: this process {before[0]:.0f}/{peak[0]:.0f} MiB, driver JVM {before[1]:.0f}/{peak[1]:.0f} MiB"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per query and way (best kept)")
-    parser.add_argument("--patients", type=int, default=40, help="demo patients (8 CT + 4 MR images each)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--runs", type=int, default=5, help="timed runs per query and way (best kept)"
+    )
+    parser.add_argument(
+        "--patients", type=int, default=40, help="demo patients (8 CT + 4 MR images each)"
+    )
     parser.add_argument("--clients", type=int, default=16, help="concurrent PyHive clients")
     parser.add_argument("--seconds", type=float, default=120, help="length of the concurrency run")
-    parser.add_argument("--big-rows", type=int, default=10_000_000, help="rows of the bounded-memory fetch (0: skip)")
+    parser.add_argument(
+        "--big-rows",
+        type=int,
+        default=10_000_000,
+        help="rows of the bounded-memory fetch (0: skip)",
+    )
     args = parser.parse_args()
 
     import dicomsql
@@ -334,15 +382,21 @@ def main() -> None:
     port_b, port_c = free_port(HOST), free_port(HOST)
     with tempfile.TemporaryDirectory() as scratch:
         demo = write_demo(Path(scratch) / "demo", patients=args.patients, seed=7, size=64)
-        spark = dicomsql.session(master="local[2]", home=Path(scratch) / "home", conf={
-            "spark.sql.hive.thriftServer.singleSession": "true",  # static: b's clients share this session
-            "hive.server2.thrift.bind.host": HOST,
-            "hive.server2.thrift.port": str(port_b),
-        })
+        spark = dicomsql.session(
+            master="local[2]",
+            home=Path(scratch) / "home",
+            conf={
+                "spark.sql.hive.thriftServer.singleSession": "true",  # static: b's clients share this session
+                "hive.server2.thrift.bind.host": HOST,
+                "hive.server2.thrift.port": str(port_b),
+            },
+        )
         for statement in demo_views_sql(demo):
             spark.sql(statement)
         images = spark.sql("SELECT count(*) FROM demo_images").collect()[0][0]
-        print(f"demo: {args.patients} patients, {images} images of 64 x 64; local[2]; best of {args.runs} runs")
+        print(
+            f"demo: {args.patients} patients, {images} images of 64 x 64; local[2]; best of {args.runs} runs"
+        )
         print(f"load average at the start: {os.getloadavg()[0]:.1f} (2 cores)\n")
         spark_thrift_server = start_spark_thrift_server(spark, port_b)
         server = dicomsql.serve(spark, host=HOST, port=port_c)
@@ -351,7 +405,9 @@ def main() -> None:
             print()
             for way, port in (("c", port_c), ("b", port_b)):
                 alone, first = session_open(port)
-                print(f"session open on {way}: connect {alone * 1000:.0f} ms, connect + SELECT 1 {first * 1000:.0f} ms (median of 10)")
+                print(
+                    f"session open on {way}: connect {alone * 1000:.0f} ms, connect + SELECT 1 {first * 1000:.0f} ms (median of 10)"
+                )
             if args.big_rows:
                 big_fetch(spark, port_c, args.big_rows)
             concurrency(server, args.clients, args.seconds, failures)

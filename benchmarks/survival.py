@@ -51,13 +51,18 @@ def lifelines_model(frame: pd.DataFrame) -> None:
         fitter.log_likelihood_ratio_test()
 
 
-def fitted(spark, source: str, expected: int) -> None:  # noqa: ANN001
+def fitted(spark, source: str, expected: int) -> None:
     """Run the SQL fits and check every model came out."""
-    models = [row.model for row in spark.sql(f"SELECT coxph_fit(t, e, {STRUCT}) AS model {source}").collect()]
-    assert len(models) == expected and all(m.error is None and m.converged for m in models), models[:1]
+    models = [
+        row.model
+        for row in spark.sql(f"SELECT coxph_fit(t, e, {STRUCT}) AS model {source}").collect()
+    ]
+    assert len(models) == expected and all(m.error is None and m.converged for m in models), models[
+        :1
+    ]
 
 
-def timed(label: str, work, repeat: int = 3) -> float:  # noqa: ANN001
+def timed(label: str, work, repeat: int = 3) -> float:
     """The best of ``repeat`` runs (this machine's neighbours make single runs noisy)."""
     runs = []
     for _ in range(repeat):
@@ -78,7 +83,9 @@ def python_worker_peak_mib() -> float:
             cmdline = (status.parent / "cmdline").read_bytes()
             if not cmdline.startswith(interpreter) or b"pyspark" not in cmdline:
                 continue
-            line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM"))
+            line = next(
+                line for line in status.read_text().splitlines() if line.startswith("VmHWM")
+            )
             peaks.append(int(line.split()[1]) / 1024)
         except (OSError, StopIteration):
             continue
@@ -86,31 +93,43 @@ def python_worker_peak_mib() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--groups", type=int, default=200)
     parser.add_argument("--group-rows", type=int, default=2000)
     args = parser.parse_args()
     big = simulate(args.rows)
     grouped = simulate(args.groups * args.group_rows, groups=args.groups, seed=1)
-    print(f"{args.rows:,} rows x {len(COVARIATES)} covariates; {args.groups} groups x {args.group_rows:,} rows; 2 cores\n")
+    print(
+        f"{args.rows:,} rows x {len(COVARIATES)} covariates; {args.groups} groups x {args.group_rows:,} rows; 2 cores\n"
+    )
 
     a = timed("a  lifelines, one fit", lambda: lifelines_model(big))
-    c = timed("c  lifelines, one fit per group, one after another",
-              lambda: [lifelines_model(rows) for _, rows in grouped.groupby("g")])
+    c = timed(
+        "c  lifelines, one fit per group, one after another",
+        lambda: [lifelines_model(rows) for _, rows in grouped.groupby("g")],
+    )
 
     import dicomsql
 
     with tempfile.TemporaryDirectory() as home:
         spark = dicomsql.session(master="local[2]", home=home)
         spark.createDataFrame(big).cache().createOrReplaceTempView("big")
-        spark.createDataFrame(grouped).repartition(2, "g").cache().createOrReplaceTempView("grouped")
+        spark.createDataFrame(grouped).repartition(2, "g").cache().createOrReplaceTempView(
+            "grouped"
+        )
         spark.sql("SELECT count(*) FROM big").collect()
         spark.sql("SELECT count(*) FROM grouped").collect()
-        spark.sql(f"SELECT coxph_fit(t, e, {STRUCT}) FROM grouped WHERE g < 4 GROUP BY g").collect()  # start workers
+        spark.sql(
+            f"SELECT coxph_fit(t, e, {STRUCT}) FROM grouped WHERE g < 4 GROUP BY g"
+        ).collect()  # start workers
         b = timed("b  SELECT coxph_fit(...) FROM big", lambda: fitted(spark, "FROM big", 1))
-        d = timed("d  SELECT g, coxph_fit(...) FROM grouped GROUP BY g",
-                  lambda: fitted(spark, "FROM grouped GROUP BY g", args.groups))
+        d = timed(
+            "d  SELECT g, coxph_fit(...) FROM grouped GROUP BY g",
+            lambda: fitted(spark, "FROM grouped GROUP BY g", args.groups),
+        )
         peak = python_worker_peak_mib()
         spark.stop()
 

@@ -19,10 +19,10 @@ import logging
 import os
 import shutil
 import sys
-import time
+from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .errors import DicomsqlError, QueryError
 from .home import Home, HomeOwner
@@ -111,7 +111,9 @@ class App:
         given = dict(settings or {})
         unknown = sorted(set(given) - set(DEFAULTS))
         if unknown:
-            raise TypeError(f"unknown dicomsql settings: {', '.join(unknown)} (see dicomsql.settings.SETTINGS)")
+            raise TypeError(
+                f"unknown dicomsql settings: {', '.join(unknown)} (see dicomsql.settings.SETTINGS)"
+            )
         if demo not in DEMO_POLICIES:
             raise ValueError(f"demo must be one of {', '.join(DEMO_POLICIES)}, got {demo!r}")
         self._given = given
@@ -157,17 +159,20 @@ class App:
             conf.setdefault("spark.authenticate", "true")
         return conf
 
-    def start_session(self) -> "pyspark.sql.SparkSession":
+    def start_session(self) -> pyspark.sql.SparkSession:
         """This process's SparkSession on the home, everything registered, no views yet; from
         now on :attr:`home` is the one this process holds (see :func:`dicomsql.session.spark_session`)."""
         spark = spark_session(
-            master=self.settings["master"], home=self.home.path, conf=self.spark_conf(),
-            data_roots=self.read_roots(), max_file_size=self._given.get("max_file_size"),
+            master=self.settings["master"],
+            home=self.home.path,
+            conf=self.spark_conf(),
+            data_roots=self.read_roots(),
+            max_file_size=self._given.get("max_file_size"),
         )
         self.home = active_home()
         return spark
 
-    def prepare(self, spark: "pyspark.sql.SparkSession") -> list[str]:
+    def prepare(self, spark: pyspark.sql.SparkSession) -> list[str]:
         """Create the views in ``spark`` and run the bootstrap script there; returns a line per
         view (and one for the script), for the banner."""
         lines = self.create_views(spark.sql)
@@ -175,7 +180,7 @@ class App:
             lines.append(self.run_bootstrap(spark))
         return lines
 
-    def session(self) -> "pyspark.sql.SparkSession":
+    def session(self) -> pyspark.sql.SparkSession:
         """:meth:`start_session`, then :meth:`prepare`: the session with the views."""
         spark = self.start_session()
         self.prepare(spark)
@@ -218,19 +223,23 @@ class App:
         except FileExistsError as exc:
             raise DicomsqlError(f"{exc} (it is not a complete demo cohort)") from None
 
-    def run_bootstrap(self, spark: "pyspark.sql.SparkSession") -> str:
+    def run_bootstrap(self, spark: pyspark.sql.SparkSession) -> str:
         """Run the bootstrap script in ``spark`` with :attr:`variables`; a failing statement is
         an error naming it. Returns a line for the banner."""
         from .client import EmbeddedClient
         from .sqltools import split_statements, to_spark
 
         client = EmbeddedClient(spark)
-        statements = [to_spark(s, self.variables) for s in split_statements(read_script(self.bootstrap))]
+        statements = [
+            to_spark(s, self.variables) for s in split_statements(read_script(self.bootstrap))
+        ]
         for number, statement in enumerate(statements, start=1):
             try:
                 client.execute(statement.text, max_rows=0)
             except QueryError as exc:
-                raise DicomsqlError(f"{self.bootstrap}: statement {number} (line {statement.line}) failed: {exc}") from None
+                raise DicomsqlError(
+                    f"{self.bootstrap}: statement {number} (line {statement.line}) failed: {exc}"
+                ) from None
         return f"{'(bootstrap)':<14} {self.bootstrap}: {len(statements)} statements run"
 
     # --- clients ------------------------------------------------------------------------
@@ -243,8 +252,13 @@ class App:
             raise self.home.in_use_error(owner)
         return owner
 
-    def jdbc_client(self, url: str, user: str | None = None, password: str | None = None,
-                    tls_ca: str | os.PathLike[str] | None = None) -> "JdbcClient":
+    def jdbc_client(
+        self,
+        url: str,
+        user: str | None = None,
+        password: str | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+    ) -> JdbcClient:
         """A client of the server at ``url``; the tables become views there too (shared by
         its clients: the server has its own views already)."""
         from .client import JdbcClient
@@ -254,7 +268,7 @@ class App:
             self.create_views(client.execute)
         return client
 
-    def embedded_client(self) -> "EmbeddedClient":
+    def embedded_client(self) -> EmbeddedClient:
         """A client of this process's own :meth:`session`, which reports each failing
         statement once (pyspark's own log of it off)."""
         from .client import EmbeddedClient
@@ -267,7 +281,7 @@ class App:
     # --- the server ---------------------------------------------------------------------
 
     @cached_property
-    def access(self) -> "Access":
+    def access(self) -> Access:
         """The server's :class:`~dicomsql.server.Access` from the security settings."""
         from .server.access import Access, tls_context
         from .server.auth import NoLogin, PasswordFile
@@ -280,8 +294,13 @@ class App:
 
             if not s["ldap_url"] or not s["ldap_user_dn"]:
                 raise DicomsqlError("--auth ldap needs --ldap-url and --ldap-user-dn")
-            authenticator = LdapDirectory(s["ldap_url"], s["ldap_user_dn"], admin_group=s["ldap_admin_group"],
-                                          start_tls=s["ldap_start_tls"], ca_file=s["ldap_ca"])
+            authenticator = LdapDirectory(
+                s["ldap_url"],
+                s["ldap_user_dn"],
+                admin_group=s["ldap_admin_group"],
+                start_tls=s["ldap_start_tls"],
+                ca_file=s["ldap_ca"],
+            )
         elif s["auth"] == "password":
             authenticator = PasswordFile(self.home.users)
         else:
@@ -306,22 +325,29 @@ class App:
         self.access.check_host(self.settings["host"])
         check_port_free(self.settings["host"], self.settings["port"])
 
-    def start_server(self, spark: "pyspark.sql.SparkSession") -> "Server":
+    def start_server(self, spark: pyspark.sql.SparkSession) -> Server:
         """Serve ``spark`` on the host and port with :attr:`access`, audited in
         ``<home>/audit.log``."""
         from .server import serve
         from .server.audit import AuditLog
 
-        self.access.audit = AuditLog(self.home.path / "audit.log", statements=self.settings["audit_statements"])
-        return serve(spark, host=self.settings["host"], port=self.settings["port"],
-                     max_concurrent_queries=self.settings["max_concurrent_queries"], access=self.access)
+        self.access.audit = AuditLog(
+            self.home.path / "audit.log", statements=self.settings["audit_statements"]
+        )
+        return serve(
+            spark,
+            host=self.settings["host"],
+            port=self.settings["port"],
+            max_concurrent_queries=self.settings["max_concurrent_queries"],
+            access=self.access,
+        )
 
-    def announce(self, server: "Server") -> None:
+    def announce(self, server: Server) -> None:
         """Describe this process in the home as ``server``, so that dicomsql commands on the
         same home run through it."""
         self.home.describe(jdbc_host=server.host, jdbc_port=server.port, tls=server.tls)
 
-    def stop(self, spark: "pyspark.sql.SparkSession", server: "Server | None" = None) -> None:
+    def stop(self, spark: pyspark.sql.SparkSession, server: Server | None = None) -> None:
         """Stop the server and Spark, and give the home up. When the whole process group got
         the signal, the JVM may be stopping on its own already: then there is nothing left to
         stop and nothing to report."""
@@ -344,7 +370,7 @@ def session(
     data_roots: Iterable[str] | None = None,
     max_file_size: int | None = None,
     tables: Tables = (),
-) -> "pyspark.sql.SparkSession":
+) -> pyspark.sql.SparkSession:
     """A SparkSession with everything dicomsql registered, and ``tables`` (name -> folder of
     DICOM files) as temporary views.
 

@@ -7,8 +7,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import __version__
 from .app import App, read_script
@@ -55,22 +56,44 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "--master": dict(default=DEFAULTS["master"], help=_HELP["master"]),
     "--home": dict(default=DEFAULTS["home"], help=_HELP["home"]),
     "--conf": dict(
-        type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="Extra Spark setting (repeatable), e.g. --conf spark.driver.memory=8g.",
     ),
     "--table": dict(
-        type=_key_value, action="append", default=[], metavar="NAME=PATH",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
         help="The DICOM files under PATH (recursively) as temporary view NAME (repeatable).",
     ),
     "--var": dict(
-        type=_key_value, action="append", default=[], metavar="NAME=VALUE",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="Bind ${NAME} and :NAME to VALUE (repeatable): a quoted name where a table name goes, else a literal.",
     ),
-    "--jdbc": dict(metavar="URL", help="Run through a running server, e.g. jdbc:hive2://127.0.0.1:10000/default."),
-    "--user": dict(metavar="NAME", help="Log in to the server as NAME (default: the operating-system user)."),
-    "--password-stdin": dict(action="store_true", help="Read the server password from standard input."),
-    "--tls-ca": dict(type=Path, metavar="PEM", help="Connect with TLS, trusting the CA certificates in PEM."),
-    "--max-rows": dict(type=_bounded_int(1), default=1000, help="Print at most this many rows per statement (default 1000)."),
+    "--jdbc": dict(
+        metavar="URL",
+        help="Run through a running server, e.g. jdbc:hive2://127.0.0.1:10000/default.",
+    ),
+    "--user": dict(
+        metavar="NAME", help="Log in to the server as NAME (default: the operating-system user)."
+    ),
+    "--password-stdin": dict(
+        action="store_true", help="Read the server password from standard input."
+    ),
+    "--tls-ca": dict(
+        type=Path, metavar="PEM", help="Connect with TLS, trusting the CA certificates in PEM."
+    ),
+    "--max-rows": dict(
+        type=_bounded_int(1),
+        default=1000,
+        help="Print at most this many rows per statement (default 1000).",
+    ),
 }
 #: The flags of a Spark session, and those of logging in to a server.
 _SESSION_FLAGS = ("--master", "--home", "--conf")
@@ -92,90 +115,180 @@ def _setting_type(name: str) -> dict[str, Any]:
     parse = _SETTINGS[name].parse
     if parse is str:
         return {}
-    return dict(type=_typed(parse), **({"choices": parse.values} if isinstance(parse, Choice) else {}))
+    return dict(
+        type=_typed(parse), **({"choices": parse.values} if isinstance(parse, Choice) else {})
+    )
 
 
 def _add_server_settings(serve: argparse.ArgumentParser) -> None:
     """The settings of ``serve`` for its endpoint, logins, TLS, the analysts' limits and the
     audit log: flags named after :data:`dicomsql.settings.SETTINGS`, parsed by their parsers."""
     option = {
-        "host": {}, "port": {}, "max_concurrent_queries": dict(metavar="N"), "auth": {}, "anonymous_role": {},
-        "tls_cert": dict(metavar="PEM"), "tls_key": dict(metavar="PEM"),
-        "ldap_url": dict(metavar="URL"), "ldap_user_dn": dict(metavar="DN"), "ldap_admin_group": dict(metavar="DN"),
-        "ldap_start_tls": dict(action="store_true"), "ldap_ca": dict(metavar="PEM"),
+        "host": {},
+        "port": {},
+        "max_concurrent_queries": dict(metavar="N"),
+        "auth": {},
+        "anonymous_role": {},
+        "tls_cert": dict(metavar="PEM"),
+        "tls_key": dict(metavar="PEM"),
+        "ldap_url": dict(metavar="URL"),
+        "ldap_user_dn": dict(metavar="DN"),
+        "ldap_admin_group": dict(metavar="DN"),
+        "ldap_start_tls": dict(action="store_true"),
+        "ldap_ca": dict(metavar="PEM"),
         "shared_db": dict(action="append", metavar="NAME"),
-        "query_timeout": dict(metavar="SECONDS"), "max_result_rows": dict(metavar="N"),
-        "max_sessions_per_user": dict(metavar="N"), "idle_timeout": dict(metavar="SECONDS"),
-        "max_file_size": dict(metavar="SIZE"), "audit_statements": {},
+        "query_timeout": dict(metavar="SECONDS"),
+        "max_result_rows": dict(metavar="N"),
+        "max_sessions_per_user": dict(metavar="N"),
+        "idle_timeout": dict(metavar="SECONDS"),
+        "max_file_size": dict(metavar="SIZE"),
+        "audit_statements": {},
     }
     for name, extra in option.items():
         default = list(DEFAULTS[name]) if extra.get("action") == "append" else DEFAULTS[name]
         typed = {} if "action" in extra else _setting_type(name)
-        serve.add_argument(f"--{name.replace('_', '-')}", default=default, help=_HELP[name], **typed, **extra)
+        serve.add_argument(
+            f"--{name.replace('_', '-')}", default=default, help=_HELP[name], **typed, **extra
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
     from .results import FORMATS
     from .sqltools import DIALECTS
 
-    parser = argparse.ArgumentParser(prog="dicomsql", description="Analyse DICOM images with plain SQL on Apache Spark.")
+    parser = argparse.ArgumentParser(
+        prog="dicomsql", description="Analyse DICOM images with plain SQL on Apache Spark."
+    )
     parser.add_argument("--version", action="version", version=f"dicomsql {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="Start Spark and the Thrift (JDBC) server; the demo cohort when no --table is given.")
+    serve = commands.add_parser(
+        "serve",
+        help="Start Spark and the Thrift (JDBC) server; the demo cohort when no --table is given.",
+    )
     _add_flags(serve, *_SESSION_FLAGS, "--table")
     serve.add_argument(
-        "--data-root", action="append", default=[], metavar="DIR",
+        "--data-root",
+        action="append",
+        default=[],
+        metavar="DIR",
         help="Clients may read DICOM files under DIR (repeatable); the --table folders (or the demo) always.",
     )
     serve.add_argument(
-        "--bootstrap", type=Path, metavar="FILE",
+        "--bootstrap",
+        type=Path,
+        metavar="FILE",
         help="SQL script run once the tables exist, before clients connect (e.g. sql/bootstrap.sql).",
     )
-    _add_flags(serve, "--var", help="Bind ${NAME} in the --bootstrap script (images defaults to the first table, or demo_images).")
+    _add_flags(
+        serve,
+        "--var",
+        help="Bind ${NAME} in the --bootstrap script (images defaults to the first table, or demo_images).",
+    )
     _add_server_settings(serve)
 
-    user = commands.add_parser("user", help="Manage the accounts of --auth password (<home>/users); works while a server runs.")
+    user = commands.add_parser(
+        "user",
+        help="Manage the accounts of --auth password (<home>/users); works while a server runs.",
+    )
     _add_flags(user, "--home")
     accounts = user.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = accounts.add_parser("add", help="Add an account (or set its password and role).")
-    add.add_argument("name", help="Lower-case letters, digits and _; the user's database is user_<name>.")
-    add.add_argument("--role", choices=ROLES, default="analyst", help="analyst (default: the statement policy) or admin (everything).")
-    _add_flags(add, "--password-stdin", help="Read the password from standard input (else it is asked twice).")
+    add.add_argument(
+        "name", help="Lower-case letters, digits and _; the user's database is user_<name>."
+    )
+    add.add_argument(
+        "--role",
+        choices=ROLES,
+        default="analyst",
+        help="analyst (default: the statement policy) or admin (everything).",
+    )
+    _add_flags(
+        add,
+        "--password-stdin",
+        help="Read the password from standard input (else it is asked twice).",
+    )
     accounts.add_parser("remove", help="Remove an account.").add_argument("name")
     accounts.add_parser("list", help="List the accounts and their roles.")
 
-    sql = commands.add_parser("sql", help="Run SQL in an embedded session (or through a server) and print the results.")
+    sql = commands.add_parser(
+        "sql", help="Run SQL in an embedded session (or through a server) and print the results."
+    )
     source = sql.add_mutually_exclusive_group(required=True)
-    source.add_argument("-e", dest="query", metavar="QUERY", help="SQL to run (several statements separated by ';').")
+    source.add_argument(
+        "-e",
+        dest="query",
+        metavar="QUERY",
+        help="SQL to run (several statements separated by ';').",
+    )
     source.add_argument("-f", dest="file", type=Path, metavar="FILE", help="SQL script to run.")
     _add_flags(sql, *_SESSION_FLAGS, "--table", *_LOGIN_FLAGS, "--max-rows")
-    sql.add_argument("--no-truncate", action="store_true", help="Print long values in full (table format).")
+    sql.add_argument(
+        "--no-truncate", action="store_true", help="Print long values in full (table format)."
+    )
     _add_flags(sql, "--var")
-    sql.add_argument("--dialect", choices=DIALECTS, default="spark", help="Translate the SQL from this dialect to Spark SQL (default spark: as written).")
-    sql.add_argument("--transpile-only", action="store_true", help="Print each statement as the Spark SQL to run, without running it.")
-    sql.add_argument("--format", choices=("table", *FORMATS), default="table", help="table (default), csv or json (one object per line).")
+    sql.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default="spark",
+        help="Translate the SQL from this dialect to Spark SQL (default spark: as written).",
+    )
+    sql.add_argument(
+        "--transpile-only",
+        action="store_true",
+        help="Print each statement as the Spark SQL to run, without running it.",
+    )
+    sql.add_argument(
+        "--format",
+        choices=("table", *FORMATS),
+        default="table",
+        help="table (default), csv or json (one object per line).",
+    )
 
-    shell = commands.add_parser("shell", help="The interactive SQL shell: embedded, or through a server (--jdbc or the one holding the home).")
+    shell = commands.add_parser(
+        "shell",
+        help="The interactive SQL shell: embedded, or through a server (--jdbc or the one holding the home).",
+    )
     _add_flags(shell, *_SESSION_FLAGS, "--table", *_LOGIN_FLAGS, "--max-rows")
 
-    demo = commands.add_parser("demo", help="Write the synthetic demo cohort (DICOM CT/MR series + clinical Parquet table).")
+    demo = commands.add_parser(
+        "demo",
+        help="Write the synthetic demo cohort (DICOM CT/MR series + clinical Parquet table).",
+    )
     demo.add_argument("--out", required=True, type=Path, help="Directory to create.")
-    demo.add_argument("--patients", **_setting_type("demo_patients"), default=DEFAULTS["demo_patients"], help="Number of patients (default %(default)s).")
+    demo.add_argument(
+        "--patients",
+        **_setting_type("demo_patients"),
+        default=DEFAULTS["demo_patients"],
+        help="Number of patients (default %(default)s).",
+    )
     demo.add_argument("--seed", type=int, default=0, help="Random seed (default %(default)s).")
-    demo.add_argument("--size", type=_bounded_int(16, 4096), default=128, help="Image width and height in pixels (default %(default)s).")
+    demo.add_argument(
+        "--size",
+        type=_bounded_int(16, 4096),
+        default=128,
+        help="Image width and height in pixels (default %(default)s).",
+    )
 
     ingest = commands.add_parser(
-        "ingest", help="Materialise DICOM headers into a Parquet table; later runs read only new or changed files."
+        "ingest",
+        help="Materialise DICOM headers into a Parquet table; later runs read only new or changed files.",
     )
     ingest.add_argument("name", help="Table to create or update (table or database.table).")
-    ingest.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files, folders or globs (local or URIs).")
-    ingest.add_argument("--tags", default="core", help="Typed columns of a new table: core, all, or a comma list of keywords (default core).")
+    ingest.add_argument(
+        "paths", nargs="+", metavar="PATH", help="DICOM files, folders or globs (local or URIs)."
+    )
+    ingest.add_argument(
+        "--tags",
+        default="core",
+        help="Typed columns of a new table: core, all, or a comma list of keywords (default core).",
+    )
     _add_flags(ingest, *_SESSION_FLAGS, *_LOGIN_FLAGS)
 
     functions = commands.add_parser("functions", help="List the SQL functions dicomsql registers.")
     functions.add_argument(
-        "--markdown", action="store_true",
+        "--markdown",
+        action="store_true",
         help="Print the function reference as Markdown (dicomsql functions --markdown > docs/functions.md).",
     )
     return parser
@@ -185,7 +298,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dicomsql`` command; returns the exit status (2 for a usage or set-up error)."""
     args = _parser().parse_args(argv)
     try:
-        commands = {"serve": _serve, "sql": _sql, "shell": _shell, "ingest": _ingest, "demo": _demo, "functions": _functions, "user": _user}
+        commands = {
+            "serve": _serve,
+            "sql": _sql,
+            "shell": _shell,
+            "ingest": _ingest,
+            "demo": _demo,
+            "functions": _functions,
+            "user": _user,
+        }
         return commands[args.command](args)
     except DicomsqlError as exc:
         print(f"dicomsql {args.command}: error: {exc}", file=sys.stderr)
@@ -203,7 +324,9 @@ def _demo(args: argparse.Namespace) -> int:
         out = write_demo(args.out, patients=args.patients, seed=args.seed, size=args.size)
     except FileExistsError as exc:
         raise DicomsqlError(str(exc)) from None
-    print(f"wrote the demo cohort ({args.patients} patients) to {out} in {time.monotonic() - started:.1f}s")
+    print(
+        f"wrote the demo cohort ({args.patients} patients) to {out} in {time.monotonic() - started:.1f}s"
+    )
     return 0
 
 
@@ -217,7 +340,9 @@ def _functions(args: argparse.Namespace) -> int:
     from .udfs import FUNCTIONS
 
     rows = [(f.name, f.kind, f.signature, f.description, f.example) for f in FUNCTIONS.values()]
-    print(format_table(["name", "kind", "signature", "description", "example"], rows, truncate=False))
+    print(
+        format_table(["name", "kind", "signature", "description", "example"], rows, truncate=False)
+    )
     return 0
 
 
@@ -242,8 +367,14 @@ def _serve(args: argparse.Namespace) -> int:
     from .session import spark_alive
 
     started = time.monotonic()
-    app = _app(args, tables=args.table, demo="write", data_roots=args.data_root, bootstrap=args.bootstrap,
-               variables=dict(args.var))
+    app = _app(
+        args,
+        tables=args.table,
+        demo="write",
+        data_roots=args.data_root,
+        bootstrap=args.bootstrap,
+        variables=dict(args.var),
+    )
     app.check_serving()
     spark = app.start_session()
     stop = _Stop()  # after the session: pyspark installs a SIGINT handler of its own
@@ -259,7 +390,10 @@ def _serve(args: argparse.Namespace) -> int:
         _print_banner(app, spark, server, views, time.monotonic() - started)
         while not stop.wait(timeout=2.0):
             if not spark_alive(spark):
-                print("dicomsql serve: Spark stopped unexpectedly (see the messages above)", file=sys.stderr)
+                print(
+                    "dicomsql serve: Spark stopped unexpectedly (see the messages above)",
+                    file=sys.stderr,
+                )
                 return 1
         return 0
     finally:
@@ -271,8 +405,16 @@ def _serve(args: argparse.Namespace) -> int:
 def _auth_line(app: App) -> str:
     auth, role = app.settings["auth"], app.settings["anonymous_role"]
     if auth == "none":
-        return f"none: no login, every client is an {role}" if role == "analyst" else "none: no login, every client is an admin (anyone on this machine can do anything the server can)"
-    return auth + (f" ({app.settings['ldap_url']})" if auth == "ldap" else f" (accounts: dicomsql user list --home {app.home.path})")
+        return (
+            f"none: no login, every client is an {role}"
+            if role == "analyst"
+            else "none: no login, every client is an admin (anyone on this machine can do anything the server can)"
+        )
+    return auth + (
+        f" ({app.settings['ldap_url']})"
+        if auth == "ldap"
+        else f" (accounts: dicomsql user list --home {app.home.path})"
+    )
 
 
 def _user(args: argparse.Namespace) -> int:
@@ -289,7 +431,9 @@ def _user(args: argparse.Namespace) -> int:
         print(f"removed {args.name}")
         return 0
     accounts.add(args.name, _read_password(args.password_stdin, confirm=True), role=args.role)
-    print(f"{args.name} ({args.role}) can log in to servers of {accounts.path.parent} with --auth password")
+    print(
+        f"{args.name} ({args.role}) can log in to servers of {accounts.path.parent} with --auth password"
+    )
     return 0
 
 
@@ -317,8 +461,7 @@ def _print_banner(app: App, spark, server, views: list[str], seconds: float) -> 
         f"reads:     {', '.join(data_roots() or ['anywhere'])}\n"
         f"logins:    {_auth_line(app)}{'; TLS' if server.tls else ''}\n"
         f"audit:     {app.home.path / 'audit.log'}\n"
-        f"tables:\n" + "".join(f"  {line}\n" for line in views) +
-        f"JDBC URL:  {server.jdbc_url}\n"
+        f"tables:\n" + "".join(f"  {line}\n" for line in views) + f"JDBC URL:  {server.jdbc_url}\n"
         f"beeline:   {beeline} -u {server.jdbc_url}\n"
         f"Python:    pyhive.hive.connect('{server.host}', {server.port})   SQLAlchemy: {server.sqlalchemy_url}\n"
         + (f"Try:\n  {_FIRST_QUERY}\n" if app.serves_demo else "")
@@ -332,7 +475,9 @@ def _sql(args: argparse.Namespace) -> int:
 
     script = args.query if args.query is not None else read_script(args.file)
     variables = dict(args.var)
-    statements = [to_spark(s, variables, args.dialect) for s in split_statements(script, args.dialect)]
+    statements = [
+        to_spark(s, variables, args.dialect) for s in split_statements(script, args.dialect)
+    ]
     if args.transpile_only:
         for statement in statements:
             print(f"{statement.text};")
@@ -343,7 +488,11 @@ def _sql(args: argparse.Namespace) -> int:
             try:
                 result = client.execute(statement.text, max_rows=args.max_rows + 1)
             except QueryError as exc:
-                where = f"statement {number} (line {statement.line})" if len(statements) > 1 else "query"
+                where = (
+                    f"statement {number} (line {statement.line})"
+                    if len(statements) > 1
+                    else "query"
+                )
                 print(f"dicomsql sql: {where} failed: {exc}", file=sys.stderr)
                 return 1
             if result.columns:
@@ -359,10 +508,17 @@ def _shell(args: argparse.Namespace) -> int:
 
     client = _client(args, args.table)
     where = getattr(client, "url", None)
-    print(f"dicomsql {__version__} shell ({'server ' + where.host + ':' + str(where.port) if where else 'embedded'}). "
-          "End statements with ';'; Tab completes; Ctrl-C cancels; Ctrl-D or 'quit;' leaves.")
+    print(
+        f"dicomsql {__version__} shell ({'server ' + where.host + ':' + str(where.port) if where else 'embedded'}). "
+        "End statements with ';'; Tab completes; Ctrl-C cancels; Ctrl-D or 'quit;' leaves."
+    )
     try:
-        return Shell(client, FUNCTIONS, history=Home(args.home).path / "shell_history", max_rows=args.max_rows).run()
+        return Shell(
+            client,
+            FUNCTIONS,
+            history=Home(args.home).path / "shell_history",
+            max_rows=args.max_rows,
+        ).run()
     finally:
         client.close()
 
@@ -380,7 +536,10 @@ def _print_result(args: argparse.Namespace, result) -> None:
         return
     sys.stdout.write(FORMATS[args.format](result.columns, shown))
     if more:
-        print(f"dicomsql sql: only the first {args.max_rows} rows written: raise --max-rows", file=sys.stderr)
+        print(
+            f"dicomsql sql: only the first {args.max_rows} rows written: raise --max-rows",
+            file=sys.stderr,
+        )
 
 
 def _client(args: argparse.Namespace, tables: list[tuple[str, str]] = ()):
@@ -403,7 +562,12 @@ def _ingest(args: argparse.Namespace) -> int:
     interactive = sys.stderr.isatty()
 
     def progress(line: str) -> None:
-        print(f"\r{line}" if interactive else line, end="" if interactive else "\n", file=sys.stderr, flush=True)
+        print(
+            f"\r{line}" if interactive else line,
+            end="" if interactive else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
 
     try:
         summary = ingest(client.execute, args.name, args.paths, tags=tags, progress=progress)
@@ -424,7 +588,10 @@ def _running_server(app: App) -> str | None:
     owner = app.running_server()
     if owner is None:
         return None
-    print(f"dicomsql: {app.home.path} is served by process {owner.pid}; running through {owner.jdbc_url}", file=sys.stderr)
+    print(
+        f"dicomsql: {app.home.path} is served by process {owner.pid}; running through {owner.jdbc_url}",
+        file=sys.stderr,
+    )
     return owner.jdbc_url
 
 

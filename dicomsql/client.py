@@ -8,20 +8,30 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from thrift.transport.TSSLSocket import TSSLSocket
 
-from .errors import INTERNAL_SQLSTATE, DicomsqlError, QueryCancelled, QueryError, client_error, concise_message
+from .errors import (
+    INTERNAL_SQLSTATE,
+    DicomsqlError,
+    QueryCancelled,
+    QueryError,
+    client_error,
+    concise_message,
+)
 from .jobs import JobGroup
 
 __all__ = ["JdbcUrl", "QueryResult", "EmbeddedClient", "JdbcClient"]
 
 #: How long a cancelled statement's thread is waited for (its jobs stop within moments).
 _CANCEL_WAIT_SECONDS = 10.0
-_JDBC_URL = re.compile(r"^jdbc:hive2://(?P<host>[^:/;]+)(?::(?P<port>\d+))?(?:/(?P<database>[^;?]*))?")
+_JDBC_URL = re.compile(
+    r"^jdbc:hive2://(?P<host>[^:/;]+)(?::(?P<port>\d+))?(?:/(?P<database>[^;?]*))?"
+)
 
 
 @dataclass(frozen=True)
@@ -39,10 +49,12 @@ class JdbcUrl:
         >>> str(JdbcUrl("127.0.0.1", 10000)), str(JdbcUrl("db.example.org", 10001, ssl=True))
         ('jdbc:hive2://127.0.0.1:10000/default', 'jdbc:hive2://db.example.org:10001/default;ssl=true')
         """
-        return f"jdbc:hive2://{self.host}:{self.port}/{self.database}" + (";ssl=true" if self.ssl else "")
+        return f"jdbc:hive2://{self.host}:{self.port}/{self.database}" + (
+            ";ssl=true" if self.ssl else ""
+        )
 
     @classmethod
-    def parse(cls, url: str) -> "JdbcUrl":
+    def parse(cls, url: str) -> JdbcUrl:
         """Parse ``jdbc:hive2://host[:port][/database][;ssl=true]``.
 
         >>> JdbcUrl.parse("jdbc:hive2://127.0.0.1:10001/default")
@@ -52,9 +64,14 @@ class JdbcUrl:
         """
         match = _JDBC_URL.match(url.strip())
         if not match:
-            raise DicomsqlError(f"not a HiveServer2 JDBC URL: {url!r} (expected jdbc:hive2://HOST:PORT/DATABASE)")
-        settings = dict(part.partition("=")[::2] for part in url[match.end():].split(";") if part)
-        ssl = any(key.strip().lower() == "ssl" and value.strip().lower() == "true" for key, value in settings.items())
+            raise DicomsqlError(
+                f"not a HiveServer2 JDBC URL: {url!r} (expected jdbc:hive2://HOST:PORT/DATABASE)"
+            )
+        settings = dict(part.partition("=")[::2] for part in url[match.end() :].split(";") if part)
+        ssl = any(
+            key.strip().lower() == "ssl" and value.strip().lower() == "true"
+            for key, value in settings.items()
+        )
         return cls(match["host"], int(match["port"] or 10000), match["database"] or "default", ssl)
 
 
@@ -135,12 +152,25 @@ class EmbeddedClient(_Client):
 class JdbcClient(_Client):
     """A PyHive connection to a HiveServer2 endpoint."""
 
-    def __init__(self, url: str, user: str | None = None, password: str | None = None, tls_ca: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        user: str | None = None,
+        password: str | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+    ) -> None:
         super().__init__()
         self.url = JdbcUrl.parse(url)
         try:
-            self._connection = hive_connection(self.url.host, self.url.port, self.url.database, user, password, tls_ca,
-                                               tls=self.url.ssl or tls_ca is not None)
+            self._connection = hive_connection(
+                self.url.host,
+                self.url.port,
+                self.url.database,
+                user,
+                password,
+                tls_ca,
+                tls=self.url.ssl or tls_ca is not None,
+            )
         except Exception as exc:  # noqa: BLE001 - thrift raises transport errors of many types
             raise DicomsqlError(f"cannot connect to {url}: {_server_message(exc)}") from None
 
@@ -169,7 +199,11 @@ class JdbcClient(_Client):
         inside a Thrift call, which would leave the connection out of step."""
         from TCLIService.ttypes import TOperationState
 
-        running = (TOperationState.INITIALIZED_STATE, TOperationState.PENDING_STATE, TOperationState.RUNNING_STATE)
+        running = (
+            TOperationState.INITIALIZED_STATE,
+            TOperationState.PENDING_STATE,
+            TOperationState.RUNNING_STATE,
+        )
         pause = 0.005
         while True:
             status = cursor.poll(get_progress_update=False)
@@ -183,15 +217,24 @@ class JdbcClient(_Client):
         if status.operationState == TOperationState.ERROR_STATE:
             raise QueryError(concise_message(status.errorMessage or "the statement failed"))
         if status.operationState != TOperationState.FINISHED_STATE:
-            raise QueryCancelled(f"the server ended the statement ({TOperationState._VALUES_TO_NAMES[status.operationState]})")
+            raise QueryCancelled(
+                f"the server ended the statement ({TOperationState._VALUES_TO_NAMES[status.operationState]})"
+            )
 
     def close(self) -> None:
         """Close the connection."""
         self._connection.close()
 
 
-def hive_connection(host: str, port: int, database: str = "default", user: str | None = None, password: str | None = None,
-                    tls_ca: str | os.PathLike[str] | None = None, tls: bool | None = None) -> Any:
+def hive_connection(
+    host: str,
+    port: int,
+    database: str = "default",
+    user: str | None = None,
+    password: str | None = None,
+    tls_ca: str | os.PathLike[str] | None = None,
+    tls: bool | None = None,
+) -> Any:
     """A PyHive connection logging in with SASL PLAIN as ``user`` (default: the operating-system
     user) with ``password``. With ``tls`` (default: when ``tls_ca`` is given) it is TLS,
     verifying the server against the CA certificates in ``tls_ca`` (default: the system's)."""
@@ -201,8 +244,14 @@ def hive_connection(host: str, port: int, database: str = "default", user: str |
 
     user = user or getpass.getuser()
     if not (tls if tls is not None else tls_ca is not None):
-        return hive.connect(host=host, port=port, database=database, username=user, password=password,
-                            auth="CUSTOM" if password else "NONE")
+        return hive.connect(
+            host=host,
+            port=port,
+            database=database,
+            username=user,
+            password=password,
+            auth="CUSTOM" if password else "NONE",
+        )
     import ssl
 
     import thrift_sasl
@@ -211,10 +260,15 @@ def hive_connection(host: str, port: int, database: str = "default", user: str |
     try:
         context = ssl.create_default_context(cafile=str(tls_ca) if tls_ca else None)
     except (OSError, ssl.SSLError) as exc:
-        raise DicomsqlError(f"--tls-ca {tls_ca}: not a file of PEM CA certificates ({exc})") from None
+        raise DicomsqlError(
+            f"--tls-ca {tls_ca}: not a file of PEM CA certificates ({exc})"
+        ) from None
     transport = thrift_sasl.TSaslClientTransport(
-        lambda: get_installed_sasl(host=host, sasl_auth="PLAIN", username=user, password=password or "x"),
-        "PLAIN", _TlsSocket(host, port, ssl_context=context),
+        lambda: get_installed_sasl(
+            host=host, sasl_auth="PLAIN", username=user, password=password or "x"
+        ),
+        "PLAIN",
+        _TlsSocket(host, port, ssl_context=context),
     )
     return hive.connect(thrift_transport=transport, database=database)
 
@@ -228,8 +282,14 @@ class _TlsSocket(TSSLSocket):
             super().open()
         except Exception as exc:  # noqa: BLE001 - thrift wraps the ssl error
             cause = exc.__cause__ or getattr(exc, "inner", None) or exc
-            reason = getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or str(cause)
-            raise DicomsqlError(f"TLS connection to {self.host}:{self.port} failed: {reason} (check --tls-ca)") from None
+            reason = (
+                getattr(cause, "verify_message", None)
+                or getattr(cause, "reason", None)
+                or str(cause)
+            )
+            raise DicomsqlError(
+                f"TLS connection to {self.host}:{self.port} failed: {reason} (check --tls-ca)"
+            ) from None
 
     def close(self) -> None:
         if self.handle is not None:

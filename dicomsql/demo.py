@@ -43,19 +43,27 @@ import numpy as np
 import pandas as pd
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
     CTImageStorage,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
     MRImageStorage,
-    PYDICOM_IMPLEMENTATION_UID,
     RLELossless,
-    UID,
     generate_uid,
 )
 
-__all__ = ["TRUE_COEFFICIENTS", "DEVICE_TRUE_COEFFICIENTS", "PROTOCOLS", "DEMO_VERSION", "write_demo", "demo_is_complete", "demo_version"]
+__all__ = [
+    "TRUE_COEFFICIENTS",
+    "DEVICE_TRUE_COEFFICIENTS",
+    "PROTOCOLS",
+    "DEMO_VERSION",
+    "write_demo",
+    "demo_is_complete",
+    "demo_version",
+]
 
 #: Bumped when the demo gains files or columns: an older demo in a home is rewritten.
 DEMO_VERSION = 2
@@ -116,16 +124,39 @@ class Site:
 
 
 SITES = (
-    Site("North", ("SIEMENS", "SOMATOM Force"), ("SIEMENS", "MAGNETOM Skyra"), (0.2, 0.4, 0.4), 3.0),
-    Site("South", ("GE MEDICAL SYSTEMS", "Revolution CT"), ("GE MEDICAL SYSTEMS", "SIGNA Premier"), (0.5, 0.3, 0.2), 3.0),
+    Site(
+        "North", ("SIEMENS", "SOMATOM Force"), ("SIEMENS", "MAGNETOM Skyra"), (0.2, 0.4, 0.4), 3.0
+    ),
+    Site(
+        "South",
+        ("GE MEDICAL SYSTEMS", "Revolution CT"),
+        ("GE MEDICAL SYSTEMS", "SIGNA Premier"),
+        (0.5, 0.3, 0.2),
+        3.0,
+    ),
     Site("East", ("Philips", "IQon Spectral CT"), ("Philips", "Ingenia"), (0.3, 0.4, 0.3), 1.5),
-    Site("West", ("Canon Medical Systems", "Aquilion ONE"), ("Canon Medical Systems", "Vantage Orian"), (0.4, 0.5, 0.1), 1.5),
+    Site(
+        "West",
+        ("Canon Medical Systems", "Aquilion ONE"),
+        ("Canon Medical Systems", "Vantage Orian"),
+        (0.4, 0.5, 0.1),
+        1.5,
+    ),
 )
 
 NAMES = (
-    ("Müller", "Jürgen"), ("García", "José"), ("Łukasiewicz", "Zofia"), ("Ødegaard", "Sigrid"),
-    ("Nguyễn", "Thị Mai"), ("Smith", "John"), ("山田", "太郎"), ("Öztürk", "Ayşe"),
-    ("Ó Briain", "Siobhán"), ("Иванова", "Анна"), ("Dubois", "Chloé"), ("Kim", "Min-jun"),
+    ("Müller", "Jürgen"),
+    ("García", "José"),
+    ("Łukasiewicz", "Zofia"),
+    ("Ødegaard", "Sigrid"),
+    ("Nguyễn", "Thị Mai"),
+    ("Smith", "John"),
+    ("山田", "太郎"),
+    ("Öztürk", "Ayşe"),
+    ("Ó Briain", "Siobhán"),
+    ("Иванова", "Анна"),
+    ("Dubois", "Chloé"),
+    ("Kim", "Min-jun"),
 )
 
 CT_SLICES = 8
@@ -143,10 +174,14 @@ def simulate_patients(patients: int, rng: np.random.Generator) -> pd.DataFrame:
     smoker = (rng.random(patients) < 0.35).astype(np.int32)
     tumor_mm = np.clip(rng.lognormal(np.log(14), 0.45, patients), 4, 45).round(1)
     treated = (rng.random(patients) < 0.5).astype(np.int32)
-    covariates = pd.DataFrame({"age": age, "smoker": smoker, "tumor_mm": tumor_mm, "treated": treated})
+    covariates = pd.DataFrame(
+        {"age": age, "smoker": smoker, "tumor_mm": tumor_mm, "treated": treated}
+    )
     risk = np.exp(sum(beta * covariates[name] for name, beta in TRUE_COEFFICIENTS.items()) - 2.5)
     # Weibull proportional hazards: S(t | x) = exp(-(t / scale)^shape * risk)
-    event_time = WEIBULL_SCALE_MONTHS * (-np.log(rng.random(patients)) / risk) ** (1 / WEIBULL_SHAPE)
+    event_time = WEIBULL_SCALE_MONTHS * (-np.log(rng.random(patients)) / risk) ** (
+        1 / WEIBULL_SHAPE
+    )
     censor_time = rng.uniform(*FOLLOW_UP_MONTHS, patients)
     return pd.DataFrame(
         {
@@ -164,23 +199,37 @@ def simulate_devices(rng: np.random.Generator) -> pd.DataFrame:
     """The CT fleet's service records, time to failure drawn from the true Cox model
     (Weibull baseline), censored at the end of each device's follow-up."""
     sites = [SITES[i % len(SITES)] for i in range(DEVICES)]
-    covariates = pd.DataFrame({"age_years": rng.uniform(0, 12, DEVICES).round(1),
-                               "daily_scans": rng.integers(10, 70, DEVICES).astype(np.int32)})
-    risk = np.exp(sum(beta * covariates[name] for name, beta in DEVICE_TRUE_COEFFICIENTS.items()) - 1.5)
-    failure = DEVICE_WEIBULL_SCALE_MONTHS * (-np.log(rng.random(DEVICES)) / risk) ** (1 / DEVICE_WEIBULL_SHAPE)
+    covariates = pd.DataFrame(
+        {
+            "age_years": rng.uniform(0, 12, DEVICES).round(1),
+            "daily_scans": rng.integers(10, 70, DEVICES).astype(np.int32),
+        }
+    )
+    risk = np.exp(
+        sum(beta * covariates[name] for name, beta in DEVICE_TRUE_COEFFICIENTS.items()) - 1.5
+    )
+    failure = DEVICE_WEIBULL_SCALE_MONTHS * (-np.log(rng.random(DEVICES)) / risk) ** (
+        1 / DEVICE_WEIBULL_SHAPE
+    )
     censor = rng.uniform(*DEVICE_FOLLOW_UP_MONTHS, DEVICES)
-    return pd.DataFrame({
-        "device_id": [f"CT-{site.name.upper()}-{i // len(SITES) + 1:02d}" for i, site in enumerate(sites)],
-        "site": [site.name for site in sites],
-        "Manufacturer": [site.ct[0] for site in sites],
-        "ManufacturerModelName": [site.ct[1] for site in sites],
-        **covariates,
-        "months": np.minimum(failure, censor).round(1),
-        "failed": (failure <= censor).astype(np.int32),
-    })
+    return pd.DataFrame(
+        {
+            "device_id": [
+                f"CT-{site.name.upper()}-{i // len(SITES) + 1:02d}" for i, site in enumerate(sites)
+            ],
+            "site": [site.name for site in sites],
+            "Manufacturer": [site.ct[0] for site in sites],
+            "ManufacturerModelName": [site.ct[1] for site in sites],
+            **covariates,
+            "months": np.minimum(failure, censor).round(1),
+            "failed": (failure <= censor).astype(np.int32),
+        }
+    )
 
 
-def simulate_captures(clinical: pd.DataFrame, devices: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+def simulate_captures(
+    clinical: pd.DataFrame, devices: pd.DataFrame, rng: np.random.Generator
+) -> pd.DataFrame:
     """Per patient, the CT series' device and capture settings: a protocol drawn with the
     site's shares, then settings within the protocol's ranges."""
     rows = []
@@ -188,15 +237,28 @@ def simulate_captures(clinical: pd.DataFrame, devices: pd.DataFrame, rng: np.ran
         site = next(s for s in SITES if s.name == patient["site"])
         protocol = PROTOCOLS[rng.choice(len(PROTOCOLS), p=site.protocol_shares)]
         kvp, kernel = float(rng.choice(protocol.kvp)), str(rng.choice(protocol.kernels))
-        slice_mm, tube_ma = float(rng.choice(protocol.slice_mm)), int(rng.integers(*protocol.tube_ma))
+        slice_mm, tube_ma = (
+            float(rng.choice(protocol.slice_mm)),
+            int(rng.integers(*protocol.tube_ma)),
+        )
         exposure = round(tube_ma * protocol.exposure_ms / 1000)
-        rows.append({
-            "PatientID": patient["PatientID"], "ProtocolName": protocol.name,
-            "DeviceSerialNumber": str(rng.choice(devices.loc[devices.site == site.name, "device_id"])),
-            "KVP": kvp, "XRayTubeCurrent": tube_ma, "ExposureTime": protocol.exposure_ms, "Exposure": exposure,
-            "CTDIvol": round(0.08 * exposure * (kvp / 120) ** 2.5, 2), "ConvolutionKernel": kernel,
-            "SliceThickness": slice_mm, "capture": f"{kvp:.0f}kV {kernel} {slice_mm:g}mm",
-        })
+        rows.append(
+            {
+                "PatientID": patient["PatientID"],
+                "ProtocolName": protocol.name,
+                "DeviceSerialNumber": str(
+                    rng.choice(devices.loc[devices.site == site.name, "device_id"])
+                ),
+                "KVP": kvp,
+                "XRayTubeCurrent": tube_ma,
+                "ExposureTime": protocol.exposure_ms,
+                "Exposure": exposure,
+                "CTDIvol": round(0.08 * exposure * (kvp / 120) ** 2.5, 2),
+                "ConvolutionKernel": kernel,
+                "SliceThickness": slice_mm,
+                "capture": f"{kvp:.0f}kV {kernel} {slice_mm:g}mm",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -208,16 +270,29 @@ def simulate_reads(captures: pd.DataFrame, seed: int, rng: np.random.Generator) 
     dislikes_noise = np.abs(rng.normal(0.8, 0.5, READERS))
     rows = []
     for capture in captures.itertuples():
-        sharpness = (capture.ConvolutionKernel in ("LUNG", "BONE")) + 0.5 * (capture.SliceThickness <= 1.0) \
+        sharpness = (
+            (capture.ConvolutionKernel in ("LUNG", "BONE"))
+            + 0.5 * (capture.SliceThickness <= 1.0)
             - 0.5 * (capture.SliceThickness >= 5.0)
+        )
         noise = 1.0 * (capture.XRayTubeCurrent < 100) + 0.5 * (capture.KVP <= 100)
         for reader in rng.choice(READERS, READS_PER_SERIES, replace=False):
-            quality = 3 + 0.8 * likes_sharp[reader] * sharpness - 0.8 * dislikes_noise[reader] * noise + rng.normal(0, 0.4)
-            rows.append({
-                "SeriesInstanceUID": str(_series_uid(seed, capture.PatientID, "CT")), "PatientID": capture.PatientID,
-                "reader": f"R{reader + 1:02d}", "protocol": capture.ProtocolName, "capture": capture.capture,
-                "quality": int(np.clip(np.round(quality), 1, 5)),
-            })
+            quality = (
+                3
+                + 0.8 * likes_sharp[reader] * sharpness
+                - 0.8 * dislikes_noise[reader] * noise
+                + rng.normal(0, 0.4)
+            )
+            rows.append(
+                {
+                    "SeriesInstanceUID": str(_series_uid(seed, capture.PatientID, "CT")),
+                    "PatientID": capture.PatientID,
+                    "reader": f"R{reader + 1:02d}",
+                    "protocol": capture.ProtocolName,
+                    "capture": capture.capture,
+                    "quality": int(np.clip(np.round(quality), 1, 5)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -256,7 +331,9 @@ def _brain_phantom(size: int, slice_index: int, rng: np.random.Generator) -> np.
 
 def _base_dataset(patient: pd.Series, study_date: datetime.date, seed: int) -> Dataset:
     family, given = NAMES[int(patient.name) % len(NAMES)]
-    birth = study_date - datetime.timedelta(days=int(patient["age"] * 365.25) + int(patient.name) % 300)
+    birth = study_date - datetime.timedelta(
+        days=int(patient["age"] * 365.25) + int(patient.name) % 300
+    )
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.PatientName = f"{family}^{given}"
@@ -330,15 +407,23 @@ def _write_series(
         ds.save_as(folder / f"{index + 1:04d}.dcm", enforce_file_format=True)
 
 
-def _write_patient(images: Path, patient: pd.Series, capture: pd.Series, size: int, seed: int,
-                   modalities: tuple[str, ...]) -> None:
+def _write_patient(
+    images: Path,
+    patient: pd.Series,
+    capture: pd.Series,
+    size: int,
+    seed: int,
+    modalities: tuple[str, ...],
+) -> None:
     rng = np.random.default_rng([seed, int(patient.name)])
     site = next(s for s in SITES if s.name == patient["site"])
     study_date = datetime.date(2016, 1, 4) + datetime.timedelta(days=int(rng.integers(0, 7 * 365)))
     base = _base_dataset(patient, study_date, seed)
     pixel_mm = FIELD_OF_VIEW_MM / size
     # Series cycle through the transfer syntaxes, so three patients already use all of them.
-    ct_syntax, mr_syntax = (TRANSFER_SYNTAXES[(2 * int(patient.name) + k) % len(TRANSFER_SYNTAXES)] for k in (0, 1))
+    ct_syntax, mr_syntax = (
+        TRANSFER_SYNTAXES[(2 * int(patient.name) + k) % len(TRANSFER_SYNTAXES)] for k in (0, 1)
+    )
     folder = images / patient["PatientID"]
 
     if "CT" in modalities:
@@ -348,43 +433,83 @@ def _write_patient(images: Path, patient: pd.Series, capture: pd.Series, size: i
 
 
 def _write_ct(
-    folder: Path, base: Dataset, patient: pd.Series, capture: pd.Series, site: Site, rng: np.random.Generator,
-    size: int, pixel_mm: float, syntax: UID, seed: int,
+    folder: Path,
+    base: Dataset,
+    patient: pd.Series,
+    capture: pd.Series,
+    site: Site,
+    rng: np.random.Generator,
+    size: int,
+    pixel_mm: float,
+    syntax: UID,
+    seed: int,
 ) -> None:
     slice_mm = capture["SliceThickness"]
     positions = [(i - (CT_SLICES - 1) / 2) * slice_mm for i in range(CT_SLICES)]
     _write_series(
-        folder / "CT", base, modality="CT", series_number=1,
-        slices=[np.clip(_body_phantom(size, z, patient["tumor_mm"], rng) + 1024, 0, 4095) for z in positions],
-        slice_mm=slice_mm, pixel_mm=pixel_mm,
+        folder / "CT",
+        base,
+        modality="CT",
+        series_number=1,
+        slices=[
+            np.clip(_body_phantom(size, z, patient["tumor_mm"], rng) + 1024, 0, 4095)
+            for z in positions
+        ],
+        slice_mm=slice_mm,
+        pixel_mm=pixel_mm,
         transfer_syntax=syntax,
         attributes={
-            "Manufacturer": site.ct[0], "ManufacturerModelName": site.ct[1],
-            "DeviceSerialNumber": capture["DeviceSerialNumber"], "ProtocolName": capture["ProtocolName"],
-            "BodyPartExamined": "CHEST", "SeriesDescription": "CHEST W/O CONTRAST",
-            "KVP": capture["KVP"], "XRayTubeCurrent": int(capture["XRayTubeCurrent"]),
-            "ExposureTime": int(capture["ExposureTime"]), "Exposure": int(capture["Exposure"]),
-            "CTDIvol": float(capture["CTDIvol"]), "ConvolutionKernel": capture["ConvolutionKernel"],
-            "RescaleIntercept": -1024, "RescaleSlope": 1, "RescaleType": "HU",
-            "WindowCenter": [40, -600], "WindowWidth": [400, 1500],
+            "Manufacturer": site.ct[0],
+            "ManufacturerModelName": site.ct[1],
+            "DeviceSerialNumber": capture["DeviceSerialNumber"],
+            "ProtocolName": capture["ProtocolName"],
+            "BodyPartExamined": "CHEST",
+            "SeriesDescription": "CHEST W/O CONTRAST",
+            "KVP": capture["KVP"],
+            "XRayTubeCurrent": int(capture["XRayTubeCurrent"]),
+            "ExposureTime": int(capture["ExposureTime"]),
+            "Exposure": int(capture["Exposure"]),
+            "CTDIvol": float(capture["CTDIvol"]),
+            "ConvolutionKernel": capture["ConvolutionKernel"],
+            "RescaleIntercept": -1024,
+            "RescaleSlope": 1,
+            "RescaleType": "HU",
+            "WindowCenter": [40, -600],
+            "WindowWidth": [400, 1500],
         },
         seed=seed,
     )
 
 
 def _write_mr(
-    folder: Path, base: Dataset, site: Site, rng: np.random.Generator, size: int, syntax: UID, seed: int
+    folder: Path,
+    base: Dataset,
+    site: Site,
+    rng: np.random.Generator,
+    size: int,
+    syntax: UID,
+    seed: int,
 ) -> None:
     _write_series(
-        folder / "MR", base, modality="MR", series_number=2,
+        folder / "MR",
+        base,
+        modality="MR",
+        series_number=2,
         slices=[_brain_phantom(size, i, rng) for i in range(MR_SLICES)],
-        slice_mm=5.0, pixel_mm=240.0 / size,
+        slice_mm=5.0,
+        pixel_mm=240.0 / size,
         transfer_syntax=syntax,
         attributes={
-            "Manufacturer": site.mr[0], "ManufacturerModelName": site.mr[1],
-            "BodyPartExamined": "BRAIN", "SeriesDescription": "T1 AXIAL",
-            "MagneticFieldStrength": site.mr_tesla, "RepetitionTime": 500.0, "EchoTime": 12.0,
-            "ScanningSequence": "SE", "SequenceVariant": "NONE", "ScanOptions": "",
+            "Manufacturer": site.mr[0],
+            "ManufacturerModelName": site.mr[1],
+            "BodyPartExamined": "BRAIN",
+            "SeriesDescription": "T1 AXIAL",
+            "MagneticFieldStrength": site.mr_tesla,
+            "RepetitionTime": 500.0,
+            "EchoTime": 12.0,
+            "ScanningSequence": "SE",
+            "SequenceVariant": "NONE",
+            "ScanOptions": "",
             "MRAcquisitionType": "2D",
         },
         seed=seed,
@@ -405,7 +530,11 @@ def demo_is_complete(out: str | Path) -> bool:
 
 
 def write_demo(
-    out: str | Path, patients: int = 100, seed: int = 0, size: int = 128, modalities: tuple[str, ...] = ("CT", "MR")
+    out: str | Path,
+    patients: int = 100,
+    seed: int = 0,
+    size: int = 128,
+    modalities: tuple[str, ...] = ("CT", "MR"),
 ) -> Path:
     """Write the demo cohort to ``out`` (which must not exist yet) and return its path.
 
@@ -427,7 +556,9 @@ def write_demo(
         _write_patient(partial / "images", patient, capture, size, seed, modalities)
     clinical.to_parquet(partial / "patients.parquet", index=False)
     devices.to_parquet(partial / "devices.parquet", index=False)
-    simulate_reads(captures, seed, np.random.default_rng([seed, 3])).to_parquet(partial / "reads.parquet", index=False)
+    simulate_reads(captures, seed, np.random.default_rng([seed, 3])).to_parquet(
+        partial / "reads.parquet", index=False
+    )
     description = {
         "version": DEMO_VERSION,
         "patients": patients,

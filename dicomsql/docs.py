@@ -14,8 +14,9 @@ from __future__ import annotations
 import inspect
 import re
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .options import Option
 from .settings import SETTINGS
@@ -23,7 +24,14 @@ from .source.options import OPTIONS
 from .udfs import FUNCTIONS, SqlFunction
 from .udfs.registry import Struct, Table
 
-__all__ = ["functions_markdown", "options_table", "fields_table", "named_types", "README_TABLES", "with_generated_tables"]
+__all__ = [
+    "functions_markdown",
+    "options_table",
+    "fields_table",
+    "named_types",
+    "README_TABLES",
+    "with_generated_tables",
+]
 
 _KINDS = {"scalar": "scalar function", "aggregate": "aggregate function", "table": "table function"}
 
@@ -97,7 +105,9 @@ def fields_table(struct: Struct) -> str:
 
 
 def _function_section(function: SqlFunction) -> str:
-    types = ", ".join(f"[{struct.name}](#{struct.name.lower()})" for struct in named_types(function))
+    types = ", ".join(
+        f"[{struct.name}](#{struct.name.lower()})" for struct in named_types(function)
+    )
     return "\n\n".join(
         [
             f"### {function.name}",
@@ -106,7 +116,11 @@ def _function_section(function: SqlFunction) -> str:
             *([f"Types: {types}"] if types else []),
             function.doc,
             *([function.limits] if function.limits else []),
-            *([f"Options (the `options` map):\n\n{options_table(function.option_table)}"] if function.option_table else []),
+            *(
+                [f"Options (the `options` map):\n\n{options_table(function.option_table)}"]
+                if function.option_table
+                else []
+            ),
             f"```sql\n{function.example}\n```",
         ]
     )
@@ -119,7 +133,8 @@ def functions_markdown() -> str:
     example."""
     families = _families(FUNCTIONS.values())
     contents = [
-        f"- [{_title(module)}](#{_title(module).lower()}): " + ", ".join(f"[{f.name}](#{f.name})" for f in functions)
+        f"- [{_title(module)}](#{_title(module).lower()}): "
+        + ", ".join(f"[{f.name}](#{f.name})" for f in functions)
         for module, functions in families.items()
     ]
     parts = [
@@ -135,8 +150,13 @@ def functions_markdown() -> str:
     for module, functions in families.items():
         parts += [f"## {_title(module)}", _first_paragraph(sys.modules[module].__doc__ or "")]
         parts += [_function_section(function) for function in functions]
-    types = {struct.name: struct for function in FUNCTIONS.values() for struct in named_types(function)}
-    parts += ["## Types", "The STRUCT types the signatures name: models, fit results and images, field by field."]
+    types = {
+        struct.name: struct for function in FUNCTIONS.values() for struct in named_types(function)
+    }
+    parts += [
+        "## Types",
+        "The STRUCT types the signatures name: models, fit results and images, field by field.",
+    ]
     parts += [f"### {name}\n\n{fields_table(struct)}" for name, struct in types.items()]
     return "\n\n".join(parts) + "\n"
 
@@ -159,12 +179,21 @@ def with_generated_tables(text: str) -> str:
     found = re.findall(r"^<!-- generated: (.+?) -->$", text, flags=re.M)
     for name in found:
         if name not in README_TABLES:
-            raise ValueError(f"unknown generated table {name!r} in README.md (known: {', '.join(README_TABLES)})")
+            raise ValueError(
+                f"unknown generated table {name!r} in README.md (known: {', '.join(README_TABLES)})"
+            )
     for name, table in README_TABLES.items():
-        pattern = re.compile(rf"^(<!-- generated: {re.escape(name)} -->\n).*?(^<!-- end generated: {re.escape(name)} -->)$", re.M | re.S)
-        text, count = pattern.subn(lambda match: f"{match.group(1)}{table()}\n{match.group(2)}", text)
+        pattern = re.compile(
+            rf"^(<!-- generated: {re.escape(name)} -->\n).*?(^<!-- end generated: {re.escape(name)} -->)$",
+            re.M | re.S,
+        )
+        text, count = pattern.subn(
+            lambda match, table=table: f"{match.group(1)}{table()}\n{match.group(2)}", text
+        )
         if count != 1:
-            raise ValueError(f"README.md needs one '<!-- generated: {name} -->' ... '<!-- end generated: {name} -->' section")
+            raise ValueError(
+                f"README.md needs one '<!-- generated: {name} -->' ... '<!-- end generated: {name} -->' section"
+            )
     return text
 
 

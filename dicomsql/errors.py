@@ -26,7 +26,7 @@ class FunctionArgumentError(DicomsqlError, ValueError):
         super().__init__(f"{function}: argument {argument} must be {expected}, got {got}")
 
     @classmethod
-    def because(cls, function: str, argument: str, reason: str) -> "FunctionArgumentError":
+    def because(cls, function: str, argument: str, reason: str) -> FunctionArgumentError:
         """An error whose reason is already a sentence.
 
         >>> str(FunctionArgumentError.because("coxph_fit", "options", "unknown option 'tie'"))
@@ -70,7 +70,9 @@ class QueryCancelled(QueryError):
     """A running statement was cancelled (Ctrl-C in ``dicomsql shell``)."""
 
 
-_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception|Interrupt|Exit|Warning))(?::\s*(.*))?$")
+_EXCEPTION_LINE = re.compile(
+    r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception|Interrupt|Exit|Warning))(?::\s*(.*))?$"
+)
 
 
 def concise_message(text: str) -> str:
@@ -110,13 +112,18 @@ def client_error(exc: BaseException) -> tuple[str, str]:
     ("dicom_tag: argument key must be a DICOM keyword, got 'x'", '22023')
     """
     if isinstance(exc, DicomsqlError):  # a class may name its SQLSTATE (the policy's: 42501)
-        return str(exc), getattr(exc, "sqlstate", None) or _OWN_ERRORS.get(type(exc).__name__, "HY000")
+        return str(exc), getattr(exc, "sqlstate", None) or _OWN_ERRORS.get(
+            type(exc).__name__, "HY000"
+        )
     sqlstate = _spark_sqlstate(exc)
     java_exception = getattr(exc, "java_exception", None)  # a JVM error pyspark did not convert
     if sqlstate is None and java_exception is not None:
         return concise_message(str(java_exception.toString())), INTERNAL_SQLSTATE
     if sqlstate is None:
-        return f"internal error ({type(exc).__name__}); the server log has the details", INTERNAL_SQLSTATE
+        return (
+            f"internal error ({type(exc).__name__}); the server log has the details",
+            INTERNAL_SQLSTATE,
+        )
     message = concise_message(str(exc))
     own = re.match(rf"^({'|'.join(_OWN_ERRORS)}): (.*)$", message, re.DOTALL)
     return (own.group(2), _OWN_ERRORS.get(own.group(1), "HY000")) if own else (message, sqlstate)

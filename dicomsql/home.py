@@ -105,12 +105,20 @@ class Home:
                     f"the dicomsql home {self.path} is writable by other users (mode {stat.filemode(mode)}): "
                     f"it holds the metastore, the warehouse and the accounts; chmod 700 it, or use another --home"
                 )
-            if mode & 0o077:  # readable by others (a home of an older dicomsql): the owner's alone from now on
+            if (
+                mode & 0o077
+            ):  # readable by others (a home of an older dicomsql): the owner's alone from now on
                 self.path.chmod(0o700)
             self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
-            lock_file = open(os.open(self.lock_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8")
+            lock_file = open(
+                os.open(self.lock_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
+                "a",
+                encoding="utf-8",
+            )
         except OSError as exc:
-            raise DicomsqlError(f"cannot use {self.path} as the dicomsql home: {exc.strerror}") from None
+            raise DicomsqlError(
+                f"cannot use {self.path} as the dicomsql home: {exc.strerror}"
+            ) from None
         deadline = time.monotonic() + _ACQUIRE_SECONDS
         while True:
             try:
@@ -128,8 +136,12 @@ class Home:
         """Record who holds the home (plus ``details``, e.g. the JDBC port), atomically."""
         if self._lock_file is None:
             raise RuntimeError("describe() needs the home lock; call acquire() first")
-        owner = {"pid": os.getpid(), "command": " ".join(sys.argv) or sys.executable,
-                 "since": time.strftime("%Y-%m-%d %H:%M:%S"), **details}
+        owner = {
+            "pid": os.getpid(),
+            "command": " ".join(sys.argv) or sys.executable,
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+            **details,
+        }
         staging = self.owner_path.with_suffix(".tmp")
         staging.write_text(json.dumps(owner), encoding="utf-8")
         os.replace(staging, self.owner_path)

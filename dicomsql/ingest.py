@@ -20,8 +20,8 @@ import json
 import math
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from .client import QueryResult
 from .errors import DicomsqlError, QueryError
@@ -90,7 +90,11 @@ class _Table:
 def _typed_keywords(execute: Execute, relation: str) -> list[str]:
     """The typed DICOM columns of a table or view (what its ``tags`` option must list)."""
     columns = [row[0] for row in execute(f"DESCRIBE {relation}").rows]
-    return [c for c in columns if c not in _FIXED_COLUMNS and c != "PatientAgeYears" and not c.startswith("#")]
+    return [
+        c
+        for c in columns
+        if c not in _FIXED_COLUMNS and c != "PatientAgeYears" and not c.startswith("#")
+    ]
 
 
 class _Run:
@@ -110,11 +114,15 @@ class _Run:
         if files:
             options["files"] = json.dumps(list(files))
         rendered = ", ".join(f"{identifier(k)} {string_literal(v)}" for k, v in options.items())
-        self.execute(f"CREATE OR REPLACE TEMPORARY VIEW {self.view} USING dicom OPTIONS ({rendered})")
+        self.execute(
+            f"CREATE OR REPLACE TEMPORARY VIEW {self.view} USING dicom OPTIONS ({rendered})"
+        )
 
     def lock(self) -> None:
         try:
-            self.execute(f"CREATE TABLE {self.table.sql('__ingest_lock')} (started STRING) USING parquet")
+            self.execute(
+                f"CREATE TABLE {self.table.sql('__ingest_lock')} (started STRING) USING parquet"
+            )
         except QueryError as exc:
             if "ALREADY_EXISTS" not in str(exc):
                 raise
@@ -124,8 +132,11 @@ class _Run:
             ) from None
 
     def unlock(self) -> None:
-        for relation in (f"VIEW IF EXISTS {self.view}", f"VIEW IF EXISTS {self.removed_view}",
-                         f"TABLE IF EXISTS {self.table.sql('__ingest_lock')}"):
+        for relation in (
+            f"VIEW IF EXISTS {self.view}",
+            f"VIEW IF EXISTS {self.removed_view}",
+            f"TABLE IF EXISTS {self.table.sql('__ingest_lock')}",
+        ):
             self.execute(f"DROP {relation}")
 
     def repair(self) -> None:
@@ -139,7 +150,9 @@ class _Run:
         """path -> (size, modification time in microseconds) of the rows; None: no table."""
         if not self.table.exists(self.execute):
             return None
-        rows = self.execute(f"SELECT path, size, unix_micros(modificationTime) FROM {self.table.sql()}").rows
+        rows = self.execute(
+            f"SELECT path, size, unix_micros(modificationTime) FROM {self.table.sql()}"
+        ).rows
         return {path: (size, micros) for path, size, micros in rows}
 
     def remove_rows(self, paths: Sequence[str]) -> None:
@@ -185,8 +198,12 @@ def ingest(
 
 
 def _ingest(
-    run: _Run, files: list[FileEntry], paths: Sequence[str], tags: str,
-    progress: Callable[[str], None], started: float,
+    run: _Run,
+    files: list[FileEntry],
+    paths: Sequence[str],
+    tags: str,
+    progress: Callable[[str], None],
+    started: float,
 ) -> IngestSummary:
     table = run.table.sql()
     existing = run.existing()
@@ -218,12 +235,21 @@ def _ingest(
             run.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {run.view}")
         finished = done + len(part)
         rate = finished / max(time.monotonic() - started, 1e-9)
-        progress(f"ingest {run.table.name}: {finished:,}/{len(to_read):,} files ({100 * finished / len(to_read):.0f}%), {rate:,.0f} files/s")
+        progress(
+            f"ingest {run.table.name}: {finished:,}/{len(to_read):,} files ({100 * finished / len(to_read):.0f}%), {rate:,.0f} files/s"
+        )
     if create:  # nothing to read: still make the (empty) table
         run.view_over(tags, paths=paths)
         run.execute(f"CREATE TABLE {table} USING parquet AS SELECT * FROM {run.view} WHERE false")
     rows, unreadable = run.execute(f"SELECT count(*), count(_corrupt_record) FROM {table}").rows[0]
     return IngestSummary(
-        run.table.name, len(files), len(new), len(changed), len(deleted),
-        len(files) - len(to_read), rows, unreadable, time.monotonic() - started,
+        run.table.name,
+        len(files),
+        len(new),
+        len(changed),
+        len(deleted),
+        len(files) - len(to_read),
+        rows,
+        unreadable,
+        time.monotonic() - started,
     )

@@ -9,8 +9,9 @@ later. This is what frees the executors at once when a client cancels.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["JobGroup"]
 

@@ -21,13 +21,24 @@ Nothing here imports Spark.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .errors import DicomsqlError
 
 __all__ = [
-    "Option", "OptionError", "Parsed", "parse", "Choice", "choice", "number", "Bound", "integer", "SEED", "boolean",
+    "Option",
+    "OptionError",
+    "Parsed",
+    "parse",
+    "Choice",
+    "choice",
+    "number",
+    "Bound",
+    "integer",
+    "SEED",
+    "boolean",
 ]
 
 
@@ -57,7 +68,9 @@ class Parsed(dict):
     family's ``fit``)."""
 
 
-def parse(given: Mapping[str, Any] | None, table: tuple[Option, ...], *, where: str | None = None) -> Parsed:
+def parse(
+    given: Mapping[str, Any] | None, table: tuple[Option, ...], *, where: str | None = None
+) -> Parsed:
     """The options of ``table`` by name, their defaults overridden by the texts ``given``
     (keys are case-insensitive). An unknown key or a bad value raises :class:`OptionError`
     naming the option, the value and what was expected (the known options for a key);
@@ -84,11 +97,15 @@ def parse(given: Mapping[str, Any] | None, table: tuple[Option, ...], *, where: 
     for key, text in (given or {}).items():
         option = known.get(str(key).strip().lower())
         if option is None:
-            raise OptionError(f"{prefix}unknown option {key!r} (known: {', '.join(o.name for o in table)})")
+            raise OptionError(
+                f"{prefix}unknown option {key!r} (known: {', '.join(o.name for o in table)})"
+            )
         try:
             values[option.name] = option.parse(str(text))
         except ValueError as exc:
-            raise OptionError(f"{prefix}option {option.name} must be {exc}, got {text!r}", option.name) from None
+            raise OptionError(
+                f"{prefix}option {option.name} must be {exc}, got {text!r}", option.name
+            ) from None
     return values
 
 
@@ -119,7 +136,9 @@ def choice(*values: str, normalise: Callable[[str], str] = str.lower) -> Choice:
     return Choice(values, normalise)
 
 
-def number(low: float | None = None, high: float | None = None, *, open_low: bool = False) -> Callable[[str], float]:
+def number(
+    low: float | None = None, high: float | None = None, *, open_low: bool = False
+) -> Callable[[str], float]:
     """The parser of a number option from ``low`` (excluded when ``open_low``) to ``high``."""
 
     def parse(text: str) -> float:
@@ -127,8 +146,13 @@ def number(low: float | None = None, high: float | None = None, *, open_low: boo
             value = float(text)
         except ValueError:
             raise ValueError("a number") from None
-        if (low is not None and (value < low or (open_low and value == low))) or (high is not None and value > high):
-            raise ValueError(f"a number {'>' if open_low else '>='} {low}" + (f" and <= {high}" if high is not None else ""))
+        if (low is not None and (value < low or (open_low and value == low))) or (
+            high is not None and value > high
+        ):
+            raise ValueError(
+                f"a number {'>' if open_low else '>='} {low}"
+                + (f" and <= {high}" if high is not None else "")
+            )
         return value
 
     return parse

@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import json
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,10 @@ def _records(rows: Any, limit: int) -> list[dict[str, Any]]:
         rows = rows.head(limit).to_dict("records")
     elif hasattr(rows, "DataFrame"):  # a JupySQL result set
         rows = rows.DataFrame().head(limit).to_dict("records")
-    return [row.asDict(recursive=True) if hasattr(row, "asDict") else dict(row) for row in list(rows)[:limit]]
+    return [
+        row.asDict(recursive=True) if hasattr(row, "asDict") else dict(row)
+        for row in list(rows)[:limit]
+    ]
 
 
 def _structure(value: Any) -> Any:
@@ -67,8 +71,15 @@ def _picture(value: Any, window: str | None) -> np.ndarray:
     return pixels.to_8bit(image, window)
 
 
-def images(rows: Any, image: str = "image", caption: str | Sequence[str] | None = None, columns: int = 4,
-           size: float = 3.0, window: str | None = None, limit: int = 64):
+def images(
+    rows: Any,
+    image: str = "image",
+    caption: str | Sequence[str] | None = None,
+    columns: int = 4,
+    size: float = 3.0,
+    window: str | None = None,
+    limit: int = 64,
+):
     """A grid of images with captions.
 
     ``image`` names the column holding each picture: an image struct (``dicom_image``,
@@ -82,7 +93,9 @@ def images(rows: Any, image: str = "image", caption: str | Sequence[str] | None 
     count = max(len(records), 1)
     grid_columns = min(columns, count)
     grid_rows = math.ceil(count / grid_columns)
-    figure, axes = plt.subplots(grid_rows, grid_columns, figsize=(size * grid_columns, size * grid_rows), squeeze=False)
+    figure, axes = plt.subplots(
+        grid_rows, grid_columns, figsize=(size * grid_columns, size * grid_rows), squeeze=False
+    )
     for axis in axes.ravel():
         axis.axis("off")
     for axis, record in zip(axes.ravel(), records):
@@ -94,7 +107,9 @@ def images(rows: Any, image: str = "image", caption: str | Sequence[str] | None 
     return figure
 
 
-def eigenimages(model: Any, shape: Sequence[int], count: int | None = None, columns: int = 4, size: float = 2.5):
+def eigenimages(
+    model: Any, shape: Sequence[int], count: int | None = None, columns: int = 4, size: float = 2.5
+):
     """The components of a ``pca_fit`` model as images of ``shape`` (rows, columns), with
     their share of the variance; the mean image first."""
     plt = _pyplot()
@@ -107,7 +122,9 @@ def eigenimages(model: Any, shape: Sequence[int], count: int | None = None, colu
     ]
     grid_columns = min(columns, len(panels))
     grid_rows = math.ceil(len(panels) / grid_columns)
-    figure, axes = plt.subplots(grid_rows, grid_columns, figsize=(size * grid_columns, size * grid_rows), squeeze=False)
+    figure, axes = plt.subplots(
+        grid_rows, grid_columns, figsize=(size * grid_columns, size * grid_rows), squeeze=False
+    )
     for axis in axes.ravel():
         axis.axis("off")
     for axis, (title, vector) in zip(axes.ravel(), panels):
@@ -117,7 +134,7 @@ def eigenimages(model: Any, shape: Sequence[int], count: int | None = None, colu
     return figure
 
 
-def km(curves: Any, label: str | None = None, model: str = "km", band: bool = True, ax=None):  # noqa: ANN001
+def km(curves: Any, label: str | None = None, model: str = "km", band: bool = True, ax=None):
     """Kaplan-Meier curves from ``km_fit`` models: one model, or rows with a ``model``
     column (default ``km``) and a ``label`` column naming each curve (e.g. the rows of
     ``SELECT treated, km_fit(months, died) AS km FROM demo_patients GROUP BY treated``)."""
@@ -126,15 +143,24 @@ def km(curves: Any, label: str | None = None, model: str = "km", band: bool = Tr
     if isinstance(single, dict) and "times" in single:
         pairs: Iterable[tuple[str, dict]] = [("", single)]
     else:
-        pairs = [(str(r.get(label, "")) if label else "", _structure(r[model])) for r in _records(curves, 1000)]
+        pairs = [
+            (str(r.get(label, "")) if label else "", _structure(r[model]))
+            for r in _records(curves, 1000)
+        ]
     axis = ax or plt.subplots(figsize=(6, 4))[1]
     for name, fitted in pairs:
         times = np.r_[0.0, fitted["times"]]
         survival = np.r_[1.0, fitted["survival"]]
         line = axis.step(times, survival, where="post", label=name or None)[0]
         if band and fitted.get("ci_lower") is not None:
-            axis.fill_between(times, np.r_[1.0, fitted["ci_lower"]], np.r_[1.0, fitted["ci_upper"]],
-                              step="post", alpha=0.2, color=line.get_color())
+            axis.fill_between(
+                times,
+                np.r_[1.0, fitted["ci_lower"]],
+                np.r_[1.0, fitted["ci_upper"]],
+                step="post",
+                alpha=0.2,
+                color=line.get_color(),
+            )
     axis.set_xlabel("time")
     axis.set_ylabel("survival")
     axis.set_ylim(0, 1.02)

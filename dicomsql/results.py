@@ -7,8 +7,9 @@ import csv
 import datetime
 import io
 import json
+from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Any
 
 __all__ = ["cell_text", "format_table", "format_csv", "format_json_lines", "FORMATS"]
 
@@ -47,7 +48,9 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], truncate: bool = True) -> str:
+def format_table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], truncate: bool = True
+) -> str:
     """A boxed text table of ``rows`` under ``columns``; cells longer than 80 characters
     are cut unless ``truncate`` is false.
 
@@ -94,7 +97,9 @@ def format_json_lines(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     {"id": 1, "tags": ["a"]}
     {"id": 2, "tags": null}
     """
-    return "".join(json.dumps(dict(zip(columns, map(_plain, row))), ensure_ascii=False) + "\n" for row in rows)
+    return "".join(
+        json.dumps(dict(zip(columns, map(_plain, row))), ensure_ascii=False) + "\n" for row in rows
+    )
 
 
 FORMATS: dict[str, Callable[[Sequence[str], Sequence[Sequence[Any]]], str]] = {

@@ -9,18 +9,32 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from .errors import DicomsqlError, JavaNotFoundError
 from .home import Home
 from .settings import DEFAULTS
-from .storage import DATA_ROOTS_VARIABLE, MAX_FILE_SIZE_VARIABLE, data_roots_value, max_file_size_value
+from .storage import (
+    DATA_ROOTS_VARIABLE,
+    MAX_FILE_SIZE_VARIABLE,
+    data_roots_value,
+    max_file_size_value,
+)
 
 if TYPE_CHECKING:
     import pyspark
 
-__all__ = ["spark_session", "register", "spark_conf", "check_java", "active_home", "spark_alive", "wait_for_idle"]
+__all__ = [
+    "spark_session",
+    "register",
+    "spark_conf",
+    "check_java",
+    "active_home",
+    "spark_alive",
+    "wait_for_idle",
+]
 
 _LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 _JAVA_INSTALL_HINT = (
@@ -116,7 +130,7 @@ def spark_conf(home: Home, master: str, conf: Mapping[str, str] | None = None) -
     return settings
 
 
-def register(spark: "pyspark.sql.SparkSession") -> "pyspark.sql.SparkSession":
+def register(spark: pyspark.sql.SparkSession) -> pyspark.sql.SparkSession:
     """Register the ``dicom`` data source and every dicomsql SQL function in ``spark``
     (any SparkSession, embedded or on a cluster). Returns ``spark``."""
     from .source import DicomDataSource
@@ -140,7 +154,7 @@ def spark_session(
     conf: Mapping[str, str] | None = None,
     data_roots: Sequence[str] | None = None,
     max_file_size: int | None = None,
-) -> "pyspark.sql.SparkSession":
+) -> pyspark.sql.SparkSession:
     """A SparkSession with everything dicomsql registered (no views: :class:`dicomsql.app.App`
     builds those; :func:`dicomsql.session` is the public way in).
 
@@ -206,7 +220,7 @@ def active_home() -> Home | None:
     return _active_home
 
 
-def spark_alive(spark: "pyspark.sql.SparkSession") -> bool:
+def spark_alive(spark: pyspark.sql.SparkSession) -> bool:
     """Whether ``spark``'s SparkContext still runs (False once its JVM is gone)."""
     try:
         return not spark.sparkContext._jsc.sc().isStopped()
@@ -214,13 +228,15 @@ def spark_alive(spark: "pyspark.sql.SparkSession") -> bool:
         return False
 
 
-def wait_for_idle(spark: "pyspark.sql.SparkSession", seconds: float = 10.0) -> None:
+def wait_for_idle(spark: pyspark.sql.SparkSession, seconds: float = 10.0) -> None:
     """Wait (a while at most) until the statements a server cancelled have left Spark, and
     let the JVM end its connection to pyspark's accumulator server without pyspark printing
     that as an error (socketserver's traceback of the EOF)."""
     tracker = spark.sparkContext.statusTracker()
     deadline = time.monotonic() + seconds
-    while (tracker.getActiveJobsIds() or tracker.getActiveStageIds()) and time.monotonic() < deadline:
+    while (
+        tracker.getActiveJobsIds() or tracker.getActiveStageIds()
+    ) and time.monotonic() < deadline:
         time.sleep(0.1)
     accumulators = getattr(spark.sparkContext, "_accumulatorServer", None)
     if accumulators is not None:

@@ -31,11 +31,15 @@ def size(text: str) -> int:
     try:
         return int(max_file_size_value(text))
     except ValueError:
-        raise ValueError("a positive number of bytes, optionally with a unit (512MiB, 2g)") from None
+        raise ValueError(
+            "a positive number of bytes, optionally with a unit (512MiB, 2g)"
+        ) from None
 
 
 SETTINGS: tuple[Option, ...] = (
-    Option("master", "local[*]", "Spark master URL: local[*] (embedded) or e.g. spark://host:7077."),
+    Option(
+        "master", "local[*]", "Spark master URL: local[*] (embedded) or e.g. spark://host:7077."
+    ),
     Option(
         "home",
         None,
@@ -49,24 +53,93 @@ SETTINGS: tuple[Option, ...] = (
         "Statements run at once (default: twice the driver's cores); more wait in a queue (PENDING).",
         parse=integer(1),
     ),
-    Option("demo_patients", 100, "Patients in the demo cohort written when no data is given.", parse=integer(1)),
+    Option(
+        "demo_patients",
+        100,
+        "Patients in the demo cohort written when no data is given.",
+        parse=integer(1),
+    ),
     # security (dicomsql.server.access)
-    Option("auth", "none", "Logins: none (loopback only; every client is --anonymous-role), password (<home>/users, see dicomsql user) or ldap.", parse=choice(*AUTH_MODES)),
-    Option("anonymous_role", "analyst", "With --auth none: the role of every client (analyst: the statement policy; admin: everything).", parse=choice(*ROLES)),
-    Option("tls_cert", None, "PEM certificate (chain) of the endpoint: with --tls-key, every connection is TLS.", parse=Path),
+    Option(
+        "auth",
+        "none",
+        "Logins: none (loopback only; every client is --anonymous-role), password (<home>/users, see dicomsql user) or ldap.",
+        parse=choice(*AUTH_MODES),
+    ),
+    Option(
+        "anonymous_role",
+        "analyst",
+        "With --auth none: the role of every client (analyst: the statement policy; admin: everything).",
+        parse=choice(*ROLES),
+    ),
+    Option(
+        "tls_cert",
+        None,
+        "PEM certificate (chain) of the endpoint: with --tls-key, every connection is TLS.",
+        parse=Path,
+    ),
     Option("tls_key", None, "PEM private key of --tls-cert.", parse=Path),
     Option("ldap_url", None, "With --auth ldap: ldap://host:port or ldaps://host:port."),
-    Option("ldap_user_dn", None, "With --auth ldap: the DN to bind as, {user} standing for the login, e.g. uid={user},ou=people,dc=example,dc=org."),
-    Option("ldap_admin_group", None, "With --auth ldap: DN of the group whose members are admins (everyone else is an analyst)."),
-    Option("ldap_start_tls", False, "With --auth ldap on ldap://: upgrade the connection with StartTLS.", parse=boolean),
-    Option("ldap_ca", None, "With --auth ldap: PEM file of the CA that signed the directory's certificate (default: the system's).", parse=Path),
-    Option("shared_db", (), "A database every analyst may read, admins write (repeatable; default: default)."),
-    Option("query_timeout", 1800, "Seconds an analyst's statement may run before it is cancelled (0: no limit).", parse=integer(0)),
-    Option("max_result_rows", None, "The most rows an analyst's statement returns; the rest is cut (default: no limit).", parse=integer(1)),
-    Option("max_sessions_per_user", 16, "Sessions an analyst may hold open at once.", parse=integer(1)),
-    Option("idle_timeout", 3600, "Seconds after which an analyst's session without requests is closed (0: never).", parse=integer(0)),
-    Option("max_file_size", DEFAULT_MAX_FILE_SIZE, "Files larger than this are a row error for the pixel functions and pixels 'bytes' (not read); e.g. 512MiB, 4GiB.", parse=size),
-    Option("audit_statements", "text", "How <home>/audit.log records statements: text, or hash (only their SHA-256).", parse=choice(*STATEMENT_MODES)),
+    Option(
+        "ldap_user_dn",
+        None,
+        "With --auth ldap: the DN to bind as, {user} standing for the login, e.g. uid={user},ou=people,dc=example,dc=org.",
+    ),
+    Option(
+        "ldap_admin_group",
+        None,
+        "With --auth ldap: DN of the group whose members are admins (everyone else is an analyst).",
+    ),
+    Option(
+        "ldap_start_tls",
+        False,
+        "With --auth ldap on ldap://: upgrade the connection with StartTLS.",
+        parse=boolean,
+    ),
+    Option(
+        "ldap_ca",
+        None,
+        "With --auth ldap: PEM file of the CA that signed the directory's certificate (default: the system's).",
+        parse=Path,
+    ),
+    Option(
+        "shared_db",
+        (),
+        "A database every analyst may read, admins write (repeatable; default: default).",
+    ),
+    Option(
+        "query_timeout",
+        1800,
+        "Seconds an analyst's statement may run before it is cancelled (0: no limit).",
+        parse=integer(0),
+    ),
+    Option(
+        "max_result_rows",
+        None,
+        "The most rows an analyst's statement returns; the rest is cut (default: no limit).",
+        parse=integer(1),
+    ),
+    Option(
+        "max_sessions_per_user", 16, "Sessions an analyst may hold open at once.", parse=integer(1)
+    ),
+    Option(
+        "idle_timeout",
+        3600,
+        "Seconds after which an analyst's session without requests is closed (0: never).",
+        parse=integer(0),
+    ),
+    Option(
+        "max_file_size",
+        DEFAULT_MAX_FILE_SIZE,
+        "Files larger than this are a row error for the pixel functions and pixels 'bytes' (not read); e.g. 512MiB, 4GiB.",
+        parse=size,
+    ),
+    Option(
+        "audit_statements",
+        "text",
+        "How <home>/audit.log records statements: text, or hash (only their SHA-256).",
+        parse=choice(*STATEMENT_MODES),
+    ),
 )
 
 DEFAULTS: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS}

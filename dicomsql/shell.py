@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, TextIO
 
 from .errors import QueryCancelled, QueryError
 from .results import format_table
@@ -26,11 +27,55 @@ HISTORY_LENGTH = 2000
 
 #: Words completed besides the catalogue's names.
 KEYWORDS = (
-    "SELECT", "FROM", "WHERE", "GROUP BY", "ORDER BY", "HAVING", "LIMIT", "JOIN", "LEFT JOIN", "CROSS JOIN",
-    "LATERAL", "USING", "ON", "AS", "AND", "OR", "NOT", "NULL", "IS", "IN", "LIKE", "BETWEEN", "CASE", "WHEN",
-    "THEN", "ELSE", "END", "DISTINCT", "UNION ALL", "WITH", "CREATE", "TABLE", "TEMPORARY VIEW", "OR REPLACE",
-    "DROP", "IF EXISTS", "INSERT INTO", "DESCRIBE", "SHOW TABLES", "SHOW FUNCTIONS", "EXPLAIN", "struct", "map",
-    "array", "count", "sum", "avg", "min", "max",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP BY",
+    "ORDER BY",
+    "HAVING",
+    "LIMIT",
+    "JOIN",
+    "LEFT JOIN",
+    "CROSS JOIN",
+    "LATERAL",
+    "USING",
+    "ON",
+    "AS",
+    "AND",
+    "OR",
+    "NOT",
+    "NULL",
+    "IS",
+    "IN",
+    "LIKE",
+    "BETWEEN",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "DISTINCT",
+    "UNION ALL",
+    "WITH",
+    "CREATE",
+    "TABLE",
+    "TEMPORARY VIEW",
+    "OR REPLACE",
+    "DROP",
+    "IF EXISTS",
+    "INSERT INTO",
+    "DESCRIBE",
+    "SHOW TABLES",
+    "SHOW FUNCTIONS",
+    "EXPLAIN",
+    "struct",
+    "map",
+    "array",
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
 )
 
 
@@ -95,8 +140,14 @@ class Shell:
     """Read statements, run them with ``client`` (an embedded or JDBC client), print the
     results. ``history`` is the file readline keeps the history in (None: no history)."""
 
-    def __init__(self, client: Any, functions: Iterable[str], history: Path | None = None,
-                 out: TextIO = sys.stdout, max_rows: int = 1000) -> None:
+    def __init__(
+        self,
+        client: Any,
+        functions: Iterable[str],
+        history: Path | None = None,
+        out: TextIO = sys.stdout,
+        max_rows: int = 1000,
+    ) -> None:
         self.client = client
         self.out = out
         self.max_rows = max_rows
@@ -178,4 +229,3 @@ class Shell:
             readline.write_history_file(self.history)
         except (ImportError, OSError):
             pass
-

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pyhive import hive
 from pyhive.sqlalchemy_hive import HiveDialect
@@ -130,7 +131,13 @@ def describe_columns(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
         if not name or name.startswith("#"):
             break
         columns.append(
-            {"name": name, "type": column_type(data_type), "nullable": True, "default": None, "comment": comment or None}
+            {
+                "name": name,
+                "type": column_type(data_type),
+                "nullable": True,
+                "default": None,
+                "comment": comment or None,
+            }
         )
     return columns
 
@@ -145,7 +152,9 @@ def relation_names(rows: Iterable[Sequence[Any]], schema: str | None) -> list[st
     >>> relation_names(rows, None), relation_names(rows, "session"), relation_names(rows, "default")
     (['ct_series', 'demo_images'], ['demo_images', 'ct_series'], ['ct_series'])
     """
-    return list(dict.fromkeys(name for namespace, name, _temporary in rows if _holds(schema, namespace)))
+    return list(
+        dict.fromkeys(name for namespace, name, _temporary in rows if _holds(schema, namespace))
+    )
 
 
 def _holds(schema: str | None, namespace: str | None) -> bool:
@@ -183,7 +192,11 @@ class DicomsqlDialect(HiveDialect):
 
     def _listing(self, connection: Any, command: str, schema: str | None) -> list[str]:
         """The names ``SHOW TABLES`` or ``SHOW VIEWS`` (``command``) gives for ``schema``."""
-        in_schema = f" IN {self.identifier_preparer.quote_identifier(schema)}" if schema not in (None, SESSION) else ""
+        in_schema = (
+            f" IN {self.identifier_preparer.quote_identifier(schema)}"
+            if schema not in (None, SESSION)
+            else ""
+        )
         return relation_names(self._rows(connection, command + in_schema), schema)
 
     @reflection.cache
@@ -202,18 +215,26 @@ class DicomsqlDialect(HiveDialect):
         """The views of ``schema``; see :func:`relation_names`."""
         return self._listing(connection, "SHOW VIEWS", schema)
 
-    def has_table(self, connection: Any, table_name: str, schema: str | None = None, **kw: Any) -> bool:
+    def has_table(
+        self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
+    ) -> bool:
         """True when ``schema`` lists ``table_name`` (Spark compares names case-insensitively)."""
         names = self.get_table_names(connection, schema, **kw)
         return table_name.casefold() in {name.casefold() for name in names}
 
     @reflection.cache
-    def get_columns(self, connection: Any, table_name: str, schema: str | None = None, **kw: Any) -> list[dict[str, Any]]:
+    def get_columns(
+        self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
+    ) -> list[dict[str, Any]]:
         """The columns of ``table_name`` from ``DESCRIBE``; :class:`NoSuchTableError` when
         Spark finds no such table or view."""
         quote = self.identifier_preparer.quote_identifier
         # unqualified names reach temporary views first: that is what SESSION means
-        relation = quote(table_name) if schema in (None, SESSION) else f"{quote(schema)}.{quote(table_name)}"
+        relation = (
+            quote(table_name)
+            if schema in (None, SESSION)
+            else f"{quote(schema)}.{quote(table_name)}"
+        )
         try:
             rows = self._rows(connection, f"DESCRIBE {relation}")
         except exc.DBAPIError as error:
@@ -222,10 +243,14 @@ class DicomsqlDialect(HiveDialect):
             raise
         return describe_columns(rows)
 
-    def get_pk_constraint(self, connection: Any, table_name: str, schema: str | None = None, **kw: Any) -> dict[str, Any]:
+    def get_pk_constraint(
+        self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
+    ) -> dict[str, Any]:
         """No primary key: Spark tables have none."""
         return {"constrained_columns": [], "name": None}
 
-    def get_indexes(self, connection: Any, table_name: str, schema: str | None = None, **kw: Any) -> list[dict[str, Any]]:
+    def get_indexes(
+        self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
+    ) -> list[dict[str, Any]]:
         """No indexes: Spark tables have none."""
         return []

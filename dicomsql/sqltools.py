@@ -5,8 +5,8 @@ string splicing) and translate other dialects to Spark SQL."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
 
 import sqlglot
 from sqlglot import exp
@@ -18,7 +18,15 @@ from sqlglot.tokens import Token, Tokenizer, TokenType
 from .errors import DicomsqlError
 
 __all__ = [
-    "DIALECTS", "Statement", "split_statements", "take_statements", "parse_statement", "bind", "to_spark", "string_literal", "identifier",
+    "DIALECTS",
+    "Statement",
+    "split_statements",
+    "take_statements",
+    "parse_statement",
+    "bind",
+    "to_spark",
+    "string_literal",
+    "identifier",
 ]
 
 DIALECTS = ("spark", "postgres", "trino", "duckdb", "bigquery", "snowflake", "mysql")
@@ -89,7 +97,9 @@ def _cut(script: str, tokens: Sequence[Token], ends: Iterable[int]) -> list[Stat
     statements, start = [], 0
     for end in ends:
         if end > start:
-            statements.append(Statement(script[tokens[start].start : tokens[end - 1].end + 1], tokens[start].line))
+            statements.append(
+                Statement(script[tokens[start].start : tokens[end - 1].end + 1], tokens[start].line)
+            )
         start = end + 1
     return statements
 
@@ -130,7 +140,11 @@ def _statement_ends(tokens: Sequence[Token]) -> Iterator[int]:
         if kind == TokenType.SEMICOLON and not depth:
             yield i
             start = i + 1
-        elif kind == TokenType.BEGIN and following not in _NOT_BLOCK_STARTS and (depth or _first_word(tokens, start, i)):
+        elif (
+            kind == TokenType.BEGIN
+            and following not in _NOT_BLOCK_STARTS
+            and (depth or _first_word(tokens, start, i))
+        ):
             depth += 1
         elif depth and kind == TokenType.CASE and tokens[i - 1].token_type != TokenType.END:
             depth += 1
@@ -157,8 +171,15 @@ def _starts_placeholder(tokens: Sequence[Token], i: int) -> bool:
     token, following = tokens[i], tokens[i + 1 : i + 4]
     if token.token_type == TokenType.PARAMETER:
         braces = [t.token_type for t in following[::2]]
-        return braces == [TokenType.L_BRACE, TokenType.R_BRACE] and bool(_NAME.fullmatch(following[1].text))
-    if token.token_type == TokenType.COLON and following and _touch(token, following[0]) and _NAME.fullmatch(following[0].text):
+        return braces == [TokenType.L_BRACE, TokenType.R_BRACE] and bool(
+            _NAME.fullmatch(following[1].text)
+        )
+    if (
+        token.token_type == TokenType.COLON
+        and following
+        and _touch(token, following[0])
+        and _NAME.fullmatch(following[0].text)
+    ):
         return not (i and _touch(tokens[i - 1], token) and _NAME.fullmatch(tokens[i - 1].text))
     return False
 
@@ -179,7 +200,9 @@ def parse_statement(statement: Statement, dialect: str = "spark") -> exp.Express
         tree = sqlglot.parse_one(statement.text, read=_dialect(dialect))
     except (ParseError, TokenError) as exc:
         problem = _problem(exc, statement)
-        raise DicomsqlError(f"statement at line {statement.line}: sqlglot cannot parse it as {dialect}: {problem}") from None
+        raise DicomsqlError(
+            f"statement at line {statement.line}: sqlglot cannot parse it as {dialect}: {problem}"
+        ) from None
     if isinstance(tree, exp.Command):
         raise DicomsqlError(
             f"statement at line {statement.line}: sqlglot does not parse it as {dialect}, "
@@ -198,7 +221,9 @@ def _problem(exc: ParseError | TokenError, statement: Statement) -> str:
     return f"{description} at line {line}, column {error['col']} (near {error['highlight']!r})"
 
 
-def bind(tree: exp.Expression, variables: Mapping[str, str], dialect: str = "spark") -> exp.Expression:
+def bind(
+    tree: exp.Expression, variables: Mapping[str, str], dialect: str = "spark"
+) -> exp.Expression:
     """A copy of ``tree`` with each named placeholder (``${name}``, ``:name``, and the
     dialect's own: ``@name``, ``$1``) replaced by its value in ``variables``: a quoted
     identifier where it stands for a name (a table, possibly ``db.table``; a column's
@@ -220,7 +245,9 @@ def bind(tree: exp.Expression, variables: Mapping[str, str], dialect: str = "spa
         if node.arg_key in _NAME_SLOTS.get(type(node.parent), ()):
             _bind_name(node, value, written)
         else:
-            node.replace(exp.Literal.number(value) if _NUMBER.fullmatch(value) else exp.Literal.string(value))
+            node.replace(
+                exp.Literal.number(value) if _NUMBER.fullmatch(value) else exp.Literal.string(value)
+            )
     return tree
 
 
@@ -228,7 +255,9 @@ def _bind_name(node: exp.Expression, value: str, written: str) -> None:
     """Replace ``node`` by the quoted name ``value``; a dotted value names a table's
     database (and catalog) where the placeholder is a whole table name."""
     parent = node.parent
-    whole_table = isinstance(parent, exp.Table) and node.arg_key == "this" and not parent.args.get("db")
+    whole_table = (
+        isinstance(parent, exp.Table) and node.arg_key == "this" and not parent.args.get("db")
+    )
     parts = value.split(".")
     if len(parts) > (3 if whole_table else 1) or not all(_NAME.fullmatch(part) for part in parts):
         expected = "a name or db.table" if whole_table else "a plain name"
@@ -241,7 +270,9 @@ def _bind_name(node: exp.Expression, value: str, written: str) -> None:
         parent.set(key, exp.to_identifier(part, quoted=True))
 
 
-def to_spark(statement: Statement, variables: Mapping[str, str] | None = None, dialect: str = "spark") -> Statement:
+def to_spark(
+    statement: Statement, variables: Mapping[str, str] | None = None, dialect: str = "spark"
+) -> Statement:
     """``statement`` as the Spark SQL to run: read as ``dialect``, its placeholders bound to
     ``variables`` (see :func:`bind`), written for Spark; a construct sqlglot cannot write
     for Spark is an error. A Spark statement without placeholders is kept exactly as written,
@@ -250,15 +281,21 @@ def to_spark(statement: Statement, variables: Mapping[str, str] | None = None, d
     >>> to_spark(Statement("SELECT a::int FROM t WHERE d = :day", 1), {"day": "2024-01-31"}, "postgres").text
     "SELECT CAST(a AS INT) FROM t WHERE d = '2024-01-31'"
     """
-    if dialect == "spark" and not _has_placeholders(_tokens(statement.text, _SparkWords(dialect="spark"))):
+    if dialect == "spark" and not _has_placeholders(
+        _tokens(statement.text, _SparkWords(dialect="spark"))
+    ):
         return statement
     tree = parse_statement(statement, dialect)
     try:
-        text = bind(tree, variables or {}, dialect).sql(dialect="spark", unsupported_level=ErrorLevel.RAISE)
+        text = bind(tree, variables or {}, dialect).sql(
+            dialect="spark", unsupported_level=ErrorLevel.RAISE
+        )
     except DicomsqlError as exc:
         raise DicomsqlError(f"statement at line {statement.line}: {exc}") from None
     except UnsupportedError as exc:
-        raise DicomsqlError(f"statement at line {statement.line}: sqlglot cannot write it as Spark SQL: {exc}") from None
+        raise DicomsqlError(
+            f"statement at line {statement.line}: sqlglot cannot write it as Spark SQL: {exc}"
+        ) from None
     return Statement(text, statement.line)
 
 

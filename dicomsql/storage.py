@@ -27,16 +27,30 @@ import json
 import os
 import re
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from .errors import DicomsqlError, FileTooLargeError
 
 __all__ = [
-    "FileEntry", "is_uri", "absolute_path", "DATA_ROOTS_VARIABLE", "data_roots", "data_roots_value", "MAX_FILE_SIZE_VARIABLE", "DEFAULT_MAX_FILE_SIZE",
-    "max_file_size", "max_file_size_value", "check_file_size", "check_allowed", "check_paths", "data_root_for",
-    "list_files", "open_file",
+    "FileEntry",
+    "is_uri",
+    "absolute_path",
+    "DATA_ROOTS_VARIABLE",
+    "data_roots",
+    "data_roots_value",
+    "MAX_FILE_SIZE_VARIABLE",
+    "DEFAULT_MAX_FILE_SIZE",
+    "max_file_size",
+    "max_file_size_value",
+    "check_file_size",
+    "check_allowed",
+    "check_paths",
+    "data_root_for",
+    "list_files",
+    "open_file",
 ]
 
 DATA_ROOTS_VARIABLE = "DICOMSQL_DATA_ROOTS"
@@ -113,7 +127,9 @@ def max_file_size_value(size: int | str) -> str:
     """
     match = _SIZE.match(str(size))
     if match is None or float(match.group(1)) <= 0:
-        raise ValueError(f"a size must be a positive number of bytes, optionally with a unit (512MiB, 2g), got {size!r}")
+        raise ValueError(
+            f"a size must be a positive number of bytes, optionally with a unit (512MiB, 2g), got {size!r}"
+        )
     return str(int(float(match.group(1)) * 1024 ** _UNITS.index(match.group(2).lower())))
 
 
@@ -138,7 +154,9 @@ def check_file_size(size: int, limit: int | None = None) -> None:
         shown, allowed = _size_text(size), _size_text(limit)
         if shown == allowed:  # just above the limit: rounding would hide the difference
             shown, allowed = f"{size} bytes", f"{limit} bytes"
-        raise FileTooLargeError(f"file is {shown}, larger than the {allowed} limit (--max-file-size)")
+        raise FileTooLargeError(
+            f"file is {shown}, larger than the {allowed} limit (--max-file-size)"
+        )
 
 
 def _is_remote(path: str) -> bool:
@@ -160,7 +178,9 @@ def _normal_uri(uri: str) -> str:
     parts = urlsplit(uri)
     segments = unquote(parts.path).split("/")
     if parts.query or parts.fragment or ".." in segments:
-        raise DicomsqlError(f"dicom source: {uri!r}: URIs with a query, a fragment or '..' are not accepted")
+        raise DicomsqlError(
+            f"dicom source: {uri!r}: URIs with a query, a fragment or '..' are not accepted"
+        )
     return uri
 
 
@@ -168,9 +188,17 @@ def _within(path: str, roots: Iterable[str]) -> bool:
     """Whether ``path`` lies under one of ``roots`` (symlinks resolved for local paths)."""
     if _is_remote(path):
         normal = _normal_uri(path)
-        return any(normal == root or normal.startswith(root.rstrip("/") + "/") for root in roots if is_uri(root))
+        return any(
+            normal == root or normal.startswith(root.rstrip("/") + "/")
+            for root in roots
+            if is_uri(root)
+        )
     real = _real(path)
-    return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots if not is_uri(root))
+    return any(
+        real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+        for root in roots
+        if not is_uri(root)
+    )
 
 
 def check_allowed(path: str) -> None:
@@ -193,7 +221,12 @@ def _examine(path: str, roots: tuple[str, ...] | None) -> FileEntry | None:
     if not stat.S_ISREG(status.st_mode):
         return None
     if roots is not None and not _within(path, roots):
-        return FileEntry(path, status.st_size, status.st_mtime, "refused: the file resolves outside the data roots")
+        return FileEntry(
+            path,
+            status.st_size,
+            status.st_mtime,
+            "refused: the file resolves outside the data roots",
+        )
     return FileEntry(path, status.st_size, status.st_mtime)
 
 
@@ -285,11 +318,17 @@ def _list_uri(uri: str, recursive: bool, roots: tuple[str, ...] | None) -> list[
     info = filesystem.get_file_info(base)
     if info.type == fs.FileType.NotFound:
         raise DicomsqlError(f"dicom source: path {uri!r} does not exist")
-    infos = [info] if info.type == fs.FileType.File else filesystem.get_file_info(fs.FileSelector(base, recursive=recursive))
+    infos = (
+        [info]
+        if info.type == fs.FileType.File
+        else filesystem.get_file_info(fs.FileSelector(base, recursive=recursive))
+    )
     entries = []
     for item in infos:
-        relative = item.path[len(base):].lstrip("/")
-        if item.type != fs.FileType.File or any(_hidden(part) for part in relative.split("/") if part):
+        relative = item.path[len(base) :].lstrip("/")
+        if item.type != fs.FileType.File or any(
+            _hidden(part) for part in relative.split("/") if part
+        ):
             continue
         modified = item.mtime.timestamp() if item.mtime is not None else None
         path = prefix + item.path
@@ -318,7 +357,9 @@ def _exact_file(path: str, roots: tuple[str, ...] | None) -> FileEntry:
     except DicomsqlError as exc:
         return FileEntry(path, None, None, f"refused: {exc}")
     if not is_uri(path):
-        return _examine(os.path.abspath(path), roots) or FileEntry(path, None, None, "not a regular file")
+        return _examine(os.path.abspath(path), roots) or FileEntry(
+            path, None, None, "not a regular file"
+        )
     from pyarrow import fs
 
     try:
@@ -349,14 +390,20 @@ def list_files(
     roots = data_roots()
     found: dict[str, FileEntry] = {}
     for path in paths:
-        listed = _list_uri(path, recursive, roots) if is_uri(path) else _list_local(path, recursive, roots)
+        listed = (
+            _list_uri(path, recursive, roots)
+            if is_uri(path)
+            else _list_local(path, recursive, roots)
+        )
         for entry in listed:
             found.setdefault(entry.path, entry)
     for path in files:
         found.setdefault(path, _exact_file(path, roots))
     entries = sorted(found.values(), key=lambda e: e.path)
     if glob_filter:
-        entries = [e for e in entries if fnmatch.fnmatchcase(e.path.rsplit("/", 1)[-1], glob_filter)]
+        entries = [
+            e for e in entries if fnmatch.fnmatchcase(e.path.rsplit("/", 1)[-1], glob_filter)
+        ]
     if modified_after is not None:
         entries = [e for e in entries if e.modified is not None and e.modified > modified_after]
     if modified_before is not None:
@@ -367,7 +414,7 @@ def list_files(
 class _ArrowRaw(io.RawIOBase):
     """A pyarrow random-access file as a raw Python file, to put a read buffer in front."""
 
-    def __init__(self, native, name: str) -> None:  # noqa: ANN001 - pyarrow.NativeFile
+    def __init__(self, native, name: str) -> None:
         self._native = native
         self.name = name
 
@@ -377,7 +424,7 @@ class _ArrowRaw(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # noqa: ANN001
+    def readinto(self, buffer) -> int:
         data = self._native.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)

@@ -27,8 +27,17 @@ DEMO_VIEWS = {
 
 #: The columns of ``demo_images``: the core attributes and the device and capture ones.
 DEMO_IMAGE_TAGS = CORE_KEYWORDS + (
-    "DeviceSerialNumber", "ProtocolName", "KVP", "XRayTubeCurrent", "ExposureTime", "Exposure", "CTDIvol",
-    "ConvolutionKernel", "MagneticFieldStrength", "RepetitionTime", "EchoTime",
+    "DeviceSerialNumber",
+    "ProtocolName",
+    "KVP",
+    "XRayTubeCurrent",
+    "ExposureTime",
+    "Exposure",
+    "CTDIvol",
+    "ConvolutionKernel",
+    "MagneticFieldStrength",
+    "RepetitionTime",
+    "EchoTime",
 )
 
 
@@ -47,7 +56,11 @@ def dicom_view_sql(name: str, path: str | os.PathLike[str], **options: object) -
     CREATE OR REPLACE TEMPORARY VIEW `ct__files` USING dicom OPTIONS (`path` '/data/it\\'s', `pushdown` 'true', `mode` 'FAILFAST')
     CREATE OR REPLACE TEMPORARY VIEW `ct` AS SELECT * FROM `ct__files` WHERE path IS NOT NULL
     """
-    pairs = {"path": path if is_uri(str(path)) else absolute_path(path), "pushdown": "true", **options}
+    pairs = {
+        "path": path if is_uri(str(path)) else absolute_path(path),
+        "pushdown": "true",
+        **options,
+    }
     rendered = ", ".join(f"{identifier(k)} {string_literal(str(v))}" for k, v in pairs.items())
     source = identifier(f"{name}__files")
     return [
@@ -70,5 +83,8 @@ def demo_views_sql(demo: str | os.PathLike[str]) -> list[str]:
     demo = Path(demo)
     return [
         *dicom_view_sql("demo_images", demo / "images", tags=",".join(DEMO_IMAGE_TAGS)),
-        *(parquet_view_sql(f"demo_{name}", demo / f"{name}.parquet") for name in ("patients", "devices", "reads")),
+        *(
+            parquet_view_sql(f"demo_{name}", demo / f"{name}.parquet")
+            for name in ("patients", "devices", "reads")
+        ),
     ]

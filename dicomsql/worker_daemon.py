@@ -15,7 +15,7 @@ import pyspark.daemon as daemon
 _worker = daemon.worker
 
 
-def worker(sock, authenticated):  # noqa: ANN001, ANN201 - pyspark.daemon.worker's signature
+def worker(sock, authenticated):
     """PySpark's worker; a connection Spark closed meanwhile ends it with code 1, quietly."""
     try:
         return _worker(sock, authenticated)

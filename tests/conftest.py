@@ -10,9 +10,9 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -21,7 +21,10 @@ from dicomsql.demo import write_demo
 from dicomsql.home import Home
 from dicomsql.server import free_port
 
-from .reference import PYDICOM_TEST_FILES  # pydicom's own test files: tests/reference.py catalogues them
+from .reference import (
+    PYDICOM_TEST_FILES,
+)  # pydicom's own test files: tests/reference.py catalogues them
+
 DEMO_PATIENTS = 6
 
 
@@ -62,7 +65,12 @@ def app(spark_home, demo) -> App:
     """The suite's dicomsql App: local[2] on ``spark_home``, serving the demo there; its server
     on a free loopback port with no login, every client an admin (the protocol's tests;
     tests/test_security.py tests the roles)."""
-    settings = {"master": "local[2]", "home": spark_home, "port": free_port(), "anonymous_role": "admin"}
+    settings = {
+        "master": "local[2]",
+        "home": spark_home,
+        "port": free_port(),
+        "anonymous_role": "admin",
+    }
     return App(settings, demo="existing")
 
 
@@ -138,18 +146,59 @@ class Certificates:
 @pytest.fixture(scope="session")
 def certificates(tmp_path_factory) -> Certificates:
     folder = tmp_path_factory.mktemp("tls")
-    ca, ca_key, cert, key = (folder / name for name in ("ca.pem", "ca.key", "server.pem", "server.key"))
+    ca, ca_key, cert, key = (
+        folder / name for name in ("ca.pem", "ca.key", "server.pem", "server.key")
+    )
     request, extensions = folder / "server.csr", folder / "server.ext"
 
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=dicomsql test CA",
-            "-keyout", str(ca_key), "-out", str(ca))
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(request))
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=dicomsql test CA",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        str(key),
+        "-out",
+        str(request),
+    )
     extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("x509", "-req", "-in", str(request), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
-            "-days", "2", "-extfile", str(extensions), "-out", str(cert))
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(request),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(extensions),
+        "-out",
+        str(cert),
+    )
     return Certificates(ca, cert, key)
 
 
@@ -157,12 +206,17 @@ def require_command(command: str, package: str) -> str:
     """The path of ``command``; a test that needs it is skipped when it is missing, unless
     ``DICOMSQL_REQUIRE_SERVICES`` is set (``make test`` installs the Debian packages and sets
     it, so a missing service fails there instead of passing unseen)."""
-    path = shutil.which(command) or next((p for p in (f"/usr/sbin/{command}", f"/usr/bin/{command}") if os.path.exists(p)), None)
+    path = shutil.which(command) or next(
+        (p for p in (f"/usr/sbin/{command}", f"/usr/bin/{command}") if os.path.exists(p)), None
+    )
     if path is None:
         if os.environ.get("DICOMSQL_REQUIRE_SERVICES"):
-            pytest.fail(f"{command} is not installed (Debian package {package}); make test installs it")
+            pytest.fail(
+                f"{command} is not installed (Debian package {package}); make test installs it"
+            )
         pytest.skip(f"{command} is not installed (Debian package {package})")
     return path
+
 
 # --- a real OpenLDAP slapd for --auth ldap (tests/test_ldap.py, tests/test_tls.py share one per session) ---
 
@@ -174,7 +228,11 @@ ADMIN_GROUP = f"cn=dicomsql-admins,ou=groups,{SUFFIX}"
 UNIQUE_ADMIN_GROUP = f"cn=unique-admins,ou=groups,{SUFFIX}"
 HIDDEN_ADMIN_GROUP = f"cn=hidden-admins,ou=groups,{SUFFIX}"
 #: user -> (password, role with ADMIN_GROUP); "smith, j" needs its comma escaped in the DN.
-USERS = {"alice": ("alice's password", "analyst"), "bob": ("B0b-p4ss", "admin"), "smith, j": ("smith pw", "analyst")}
+USERS = {
+    "alice": ("alice's password", "analyst"),
+    "bob": ("B0b-p4ss", "admin"),
+    "smith, j": ("smith pw", "analyst"),
+}
 #: How long slapd may take to start listening.
 START_SECONDS = 15.0
 
@@ -201,27 +259,29 @@ def slapd_config(folder: Path, certificates) -> str:
     ``allow bind_anon_dn`` makes the directory accept a DN with an empty password as an
     unauthenticated bind, as many do: the client must refuse empty passwords itself."""
     schema = Path("/etc/ldap/schema")
-    return "\n".join([
-        *(f"include {schema / name}.schema" for name in ("core", "cosine", "inetorgperson")),
-        f"pidfile {folder / 'slapd.pid'}",
-        f"argsfile {folder / 'slapd.args'}",
-        "modulepath /usr/lib/ldap",
-        "moduleload back_mdb",
-        "allow bind_anon_dn",
-        f"TLSCACertificateFile {certificates.ca}",
-        f"TLSCertificateFile {certificates.cert}",
-        f"TLSCertificateKeyFile {certificates.key}",
-        "database mdb",
-        "maxsize 16777216",
-        f'suffix "{SUFFIX}"',
-        f'rootdn "{ROOT_DN}"',
-        f'rootpw "{ROOT_PASSWORD}"',
-        f"directory {folder / 'db'}",
-        f'access to dn.base="{HIDDEN_ADMIN_GROUP}" by * none',
-        "access to attrs=userPassword by anonymous auth by * none",
-        "access to * by * read",
-        "",
-    ])
+    return "\n".join(
+        [
+            *(f"include {schema / name}.schema" for name in ("core", "cosine", "inetorgperson")),
+            f"pidfile {folder / 'slapd.pid'}",
+            f"argsfile {folder / 'slapd.args'}",
+            "modulepath /usr/lib/ldap",
+            "moduleload back_mdb",
+            "allow bind_anon_dn",
+            f"TLSCACertificateFile {certificates.ca}",
+            f"TLSCertificateFile {certificates.cert}",
+            f"TLSCertificateKeyFile {certificates.key}",
+            "database mdb",
+            "maxsize 16777216",
+            f'suffix "{SUFFIX}"',
+            f'rootdn "{ROOT_DN}"',
+            f'rootpw "{ROOT_PASSWORD}"',
+            f"directory {folder / 'db'}",
+            f'access to dn.base="{HIDDEN_ADMIN_GROUP}" by * none',
+            "access to attrs=userPassword by anonymous auth by * none",
+            "access to * by * read",
+            "",
+        ]
+    )
 
 
 def directory_ldif(hashes: dict[str, str]) -> str:
@@ -232,8 +292,11 @@ def directory_ldif(hashes: dict[str, str]) -> str:
         f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example",
         f"dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people",
         f"dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups",
-        *(f"dn: uid={user.replace(',', chr(92) + ',')},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\n"
-          f"uid: {user}\ncn: {user}\nsn: {user}\nuserPassword: {hashes[user]}" for user in USERS),
+        *(
+            f"dn: uid={user.replace(',', chr(92) + ',')},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\n"
+            f"uid: {user}\ncn: {user}\nsn: {user}\nuserPassword: {hashes[user]}"
+            for user in USERS
+        ),
         f"dn: {ADMIN_GROUP}\nobjectClass: groupOfNames\ncn: dicomsql-admins\nmember: {bob}",
         f"dn: {UNIQUE_ADMIN_GROUP}\nobjectClass: groupOfUniqueNames\ncn: unique-admins\nuniqueMember: {bob}",
         f"dn: {HIDDEN_ADMIN_GROUP}\nobjectClass: groupOfNames\ncn: hidden-admins\nmember: {bob}",
@@ -248,22 +311,30 @@ def wait_listening(process: subprocess.Popen, ports: list[tuple[str, int]], log:
     for address in ports:
         while True:
             if process.poll() is not None:
-                pytest.fail(f"slapd exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+                pytest.fail(
+                    f"slapd exited with {process.returncode}:\n{log.read_text(errors='replace')}"
+                )
             try:
                 socket.create_connection(address, timeout=1).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"slapd is not listening on {address} after {START_SECONDS} s:\n{log.read_text(errors='replace')}")
+                    pytest.fail(
+                        f"slapd is not listening on {address} after {START_SECONDS} s:\n{log.read_text(errors='replace')}"
+                    )
                 time.sleep(0.05)
 
 
 def run(*command: str) -> str:
     """The output of ``command`` (an OpenLDAP tool, never reading ldap.conf); the test fails
     with its messages if it fails."""
-    done = subprocess.run(command, capture_output=True, text=True, timeout=30, env={**os.environ, "LDAPNOINIT": "1"})
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=30, env={**os.environ, "LDAPNOINIT": "1"}
+    )
     if done.returncode:
-        pytest.fail(f"{' '.join(command)} failed with {done.returncode}:\n{done.stdout}{done.stderr}")
+        pytest.fail(
+            f"{' '.join(command)} failed with {done.returncode}:\n{done.stdout}{done.stderr}"
+        )
     return done.stdout
 
 
@@ -296,18 +367,49 @@ def ldap_directory(tmp_path_factory, certificates) -> Iterator[Directory]:
     with open(log, "wb") as out:
         # -d keeps slapd in the foreground: this process owns it and reaps it.
         process = subprocess.Popen(
-            [slapd, "-d", "0", "-f", str(folder / "slapd.conf"), "-h", f"{url}/ {ldaps_url}/ {ldaps_other_url}/"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                slapd,
+                "-d",
+                "0",
+                "-f",
+                str(folder / "slapd.conf"),
+                "-h",
+                f"{url}/ {ldaps_url}/ {ldaps_other_url}/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     try:
-        wait_listening(process, [("127.0.0.1", port), ("127.0.0.1", tls_port), ("127.0.0.2", other_port)], log)
-        hashes = {user: run(slappasswd, "-h", "{SSHA}", "-s", password).strip() for user, (password, _) in USERS.items()}
+        wait_listening(
+            process, [("127.0.0.1", port), ("127.0.0.1", tls_port), ("127.0.0.2", other_port)], log
+        )
+        hashes = {
+            user: run(slappasswd, "-h", "{SSHA}", "-s", password).strip()
+            for user, (password, _) in USERS.items()
+        }
         (folder / "entries.ldif").write_text(directory_ldif(hashes))
-        run(ldapadd, "-x", "-H", url, "-D", ROOT_DN, "-w", ROOT_PASSWORD, "-f", str(folder / "entries.ldif"))
+        run(
+            ldapadd,
+            "-x",
+            "-H",
+            url,
+            "-D",
+            ROOT_DN,
+            "-w",
+            ROOT_PASSWORD,
+            "-f",
+            str(folder / "entries.ldif"),
+        )
         yield Directory(
-            url=url, ldaps_url=ldaps_url, ldaps_other_url=ldaps_other_url, user_dn=USER_DN, admin_group=ADMIN_GROUP,
+            url=url,
+            ldaps_url=ldaps_url,
+            ldaps_other_url=ldaps_other_url,
+            user_dn=USER_DN,
+            admin_group=ADMIN_GROUP,
             passwords={user: password for user, (password, _) in USERS.items()},
-            roles={user: role for user, (_, role) in USERS.items()}, ca=certificates.ca,
+            roles={user: role for user, (_, role) in USERS.items()},
+            ca=certificates.ca,
         )
     finally:
         stop(process)
@@ -317,8 +419,26 @@ def ldap_directory(tmp_path_factory, certificates) -> Iterator[Directory]:
 def stranger_ca(tmp_path_factory) -> Path:
     """A self-signed CA certificate that signed neither the server's nor the directory's."""
     folder = tmp_path_factory.mktemp("stranger ca")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=stranger CA",
-                    "-keyout", str(folder / "ca.key"), "-out", str(folder / "ca.pem")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=stranger CA",
+            "-keyout",
+            str(folder / "ca.key"),
+            "-out",
+            str(folder / "ca.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return folder / "ca.pem"
 
 
@@ -341,10 +461,15 @@ def refused_by_policy(cursor, statement: str) -> str:
 
 # --- the dicomsql command in a subprocess (tests/test_cli.py, tests/test_security.py) ---
 
+
 def run_dicomsql(*args: str, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
     """``dicomsql *args`` run to its end, its output captured, no stdin."""
     return subprocess.run(
-        [dicomsql_command(), *args], capture_output=True, text=True, env=env, timeout=timeout,
+        [dicomsql_command(), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
 
@@ -358,7 +483,10 @@ class Server:
         self.port = free_port()
         self.process = subprocess.Popen(
             [dicomsql_command(), "serve", "--port", str(self.port), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
             start_new_session=True,
         )
         self.lines: list[str] = []
@@ -382,7 +510,7 @@ class Server:
 
     @property
     def shutdown_output(self) -> str:
-        return self.output[self.output.index("Stopping ("):]
+        return self.output[self.output.index("Stopping (") :]
 
     def cursor(self):
         from pyhive import hive

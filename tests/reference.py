@@ -70,7 +70,9 @@ def expected_value(dataset: Dataset, keyword: str):
     """The typed value of ``keyword`` derived directly from pydicom's element value (None when
     absent or empty; a list for a multi-valued attribute). Raises ValueError when pydicom's
     value does not parse as the VR says."""
-    source = dataset.file_meta if pydicom.datadict.tag_for_keyword(keyword) >> 16 == 0x0002 else dataset
+    source = (
+        dataset.file_meta if pydicom.datadict.tag_for_keyword(keyword) >> 16 == 0x0002 else dataset
+    )
     if keyword not in source:
         return None
     element = source[keyword]
@@ -88,7 +90,9 @@ def expected_value(dataset: Dataset, keyword: str):
 
 def _typed(values: list, vr: str) -> list:
     if vr == "DA":  # the ACR-NEMA form YYYY.MM.DD is read too
-        return [datetime.datetime.strptime(str(v).replace(".", ""), "%Y%m%d").date() for v in values]
+        return [
+            datetime.datetime.strptime(str(v).replace(".", ""), "%Y%m%d").date() for v in values
+        ]
     if vr in ("DS", "FD", "FL"):
         return [float(v) for v in values]
     if vr in ("IS", "US", "SS", "UL", "SL", "SV", "UV"):
@@ -106,7 +110,9 @@ def reference_model(path) -> tuple[dict, set[str]]:
     for part in (dataset.file_meta, dataset):
         for tag in part.keys():
             try:
-                model[f"{tag:08X}"] = part[tag].to_json_dict(lambda element: str(path), BULK_DATA_THRESHOLD)
+                model[f"{tag:08X}"] = part[tag].to_json_dict(
+                    lambda element: str(path), BULK_DATA_THRESHOLD
+                )
             except Exception:  # noqa: BLE001 - whatever pydicom raises for a bad value
                 failing.add(f"{tag:08X}")
     return model, failing

@@ -34,15 +34,22 @@ def test_tables_are_checked_and_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     app = App(tables=[("ct", "ct"), ("remote", "s3://bucket/mr")])
     assert app.tables == [("ct", str(tmp_path / "ct")), ("remote", "s3://bucket/mr")]
-    assert App(tables={"ct": "c*"}).tables == [("ct", str(tmp_path / "c*"))]  # a glob that names files
-    with pytest.raises(DicomsqlError, match=rf"--table mr=nope: {tmp_path / 'nope'} does not exist"):
+    assert App(tables={"ct": "c*"}).tables == [
+        ("ct", str(tmp_path / "c*"))
+    ]  # a glob that names files
+    with pytest.raises(
+        DicomsqlError, match=rf"--table mr=nope: {tmp_path / 'nope'} does not exist"
+    ):
         App(tables={"mr": "nope"})
 
 
 def test_read_roots_are_the_given_ones_plus_the_tables_or_the_demo(tmp_path):
     (tmp_path / "ct").mkdir()
     assert App(tables={"ct": tmp_path / "ct"}).read_roots() is None  # reads anywhere
-    assert App(tables={"ct": str(tmp_path / "ct")}, data_roots=["/srv/more"]).read_roots() == ["/srv/more", str(tmp_path / "ct")]
+    assert App(tables={"ct": str(tmp_path / "ct")}, data_roots=["/srv/more"]).read_roots() == [
+        "/srv/more",
+        str(tmp_path / "ct"),
+    ]
     served = App({"home": tmp_path}, demo="write", data_roots=[])
     assert served.serves_demo and served.read_roots() == [str(tmp_path.resolve() / "demo")]
     assert App({"home": tmp_path}, data_roots=[]).read_roots() == []  # the demo is off
@@ -51,7 +58,10 @@ def test_read_roots_are_the_given_ones_plus_the_tables_or_the_demo(tmp_path):
 def test_bootstrap_variables_default_images_to_the_first_table(tmp_path):
     assert App().variables == {"images": "demo_images"}
     assert App(tables={"ct": str(tmp_path)}).variables == {"images": "ct"}
-    assert App(tables={"ct": str(tmp_path)}, variables={"images": "mine", "x": "1"}).variables == {"images": "mine", "x": "1"}
+    assert App(tables={"ct": str(tmp_path)}, variables={"images": "mine", "x": "1"}).variables == {
+        "images": "mine",
+        "x": "1",
+    }
 
 
 class Recorder(list):
@@ -74,7 +84,9 @@ def test_the_demo_policy_on_a_home_without_a_demo(policy, tmp_path):
     app = App({"home": tmp_path, "demo_patients": 1}, demo=policy, say=said.append)
     lines = app.create_views(executed)
     if policy == "write":
-        assert said == [f"No --table given and no demo yet: writing the demo cohort to {app.home.demo} ..."]
+        assert said == [
+            f"No --table given and no demo yet: writing the demo cohort to {app.home.demo} ..."
+        ]
         assert len(list(app.home.demo.rglob("*.dcm"))) == 12  # one patient
         assert [line.split()[0] for line in lines] == list(DEMO_VIEWS)
     else:
@@ -92,7 +104,9 @@ def test_an_existing_demo_is_served_and_an_older_one_rewritten(tmp_path):
     cohort = home.demo / "cohort.json"
     cohort.write_text(cohort.read_text().replace('"version": 2', '"version": 1'))
     said = []
-    App({"home": tmp_path, "demo_patients": 1}, demo="write", say=said.append).create_views(Recorder())
+    App({"home": tmp_path, "demo_patients": 1}, demo="write", say=said.append).create_views(
+        Recorder()
+    )
     assert said[0] == f"The demo cohort in {home.demo} is from an older dicomsql: rewriting it ..."
     assert '"version": 2' in cohort.read_text()
 
@@ -107,12 +121,20 @@ def test_access_from_the_security_settings(tmp_path):
     access = App({"anonymous_role": "admin", "query_timeout": 0, "shared_db": ["facts"]}).access
     assert isinstance(access.authenticator, NoLogin) and access.authenticator.role == "admin"
     assert access.query_timeout is None and access.shared_databases == ("facts",)
-    assert App().access.shared_databases == ("default",) and App().access.query_timeout == DEFAULTS["query_timeout"]
+    assert (
+        App().access.shared_databases == ("default",)
+        and App().access.query_timeout == DEFAULTS["query_timeout"]
+    )
     password = App({"auth": "password", "home": tmp_path})
     assert isinstance(password.access.authenticator, PasswordFile)
     assert password.access.authenticator.path == Home(tmp_path).users
-    assert password.spark_conf()["spark.authenticate"] == "true"  # Spark's RPC too, on a local master
-    assert "spark.authenticate" not in App({"auth": "password", "master": "spark://h:7077"}).spark_conf()
+    assert (
+        password.spark_conf()["spark.authenticate"] == "true"
+    )  # Spark's RPC too, on a local master
+    assert (
+        "spark.authenticate"
+        not in App({"auth": "password", "master": "spark://h:7077"}).spark_conf()
+    )
     assert App(conf={"spark.x": "1"}).spark_conf() == {"spark.x": "1"}
     with pytest.raises(DicomsqlError, match="--tls-cert and --tls-key go together"):
         App({"tls_cert": tmp_path / "cert.pem"}).access
@@ -145,17 +167,22 @@ def test_read_script_says_why_it_cannot(tmp_path):
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
-    subparsers = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction))
+    subparsers = next(
+        a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction)
+    )
     return dict(subparsers.choices)
 
 
-@pytest.mark.parametrize("command, flags", [
-    ("serve", cli._SESSION_FLAGS + ("--table", "--var")),
-    ("sql", cli._SESSION_FLAGS + ("--table", "--var", "--max-rows") + cli._LOGIN_FLAGS),
-    ("shell", cli._SESSION_FLAGS + ("--table", "--max-rows") + cli._LOGIN_FLAGS),
-    ("ingest", cli._SESSION_FLAGS + cli._LOGIN_FLAGS),
-    ("user", ("--home",)),
-])
+@pytest.mark.parametrize(
+    "command, flags",
+    [
+        ("serve", cli._SESSION_FLAGS + ("--table", "--var")),
+        ("sql", cli._SESSION_FLAGS + ("--table", "--var", "--max-rows") + cli._LOGIN_FLAGS),
+        ("shell", cli._SESSION_FLAGS + ("--table", "--max-rows") + cli._LOGIN_FLAGS),
+        ("ingest", cli._SESSION_FLAGS + cli._LOGIN_FLAGS),
+        ("user", ("--home",)),
+    ],
+)
 def test_shared_flags_are_in_each_command_and_its_help(command, flags):
     parser = _commands()[command]
     help_text = parser.format_help()
@@ -170,10 +197,27 @@ def test_each_parser_gets_its_own_list_defaults():
 
 
 def test_the_app_of_a_command_takes_its_settings_and_conf(tmp_path):
-    args = cli._parser().parse_args(["serve", "--home", str(tmp_path), "--port", "10003", "--auth", "password",
-                                     "--conf", "spark.a=1", "--shared-db", "facts"])
+    args = cli._parser().parse_args(
+        [
+            "serve",
+            "--home",
+            str(tmp_path),
+            "--port",
+            "10003",
+            "--auth",
+            "password",
+            "--conf",
+            "spark.a=1",
+            "--shared-db",
+            "facts",
+        ]
+    )
     app = cli._app(args, demo="write")
-    assert (app.settings["port"], app.settings["auth"], app.settings["shared_db"]) == (10003, "password", ["facts"])
+    assert (app.settings["port"], app.settings["auth"], app.settings["shared_db"]) == (
+        10003,
+        "password",
+        ["facts"],
+    )
     assert app.home.path == tmp_path.resolve() and app.conf == {"spark.a": "1"}
     args = cli._parser().parse_args(["ingest", "t", "/x", "--master", "local[1]"])
     assert cli._app(args).settings["master"] == "local[1]"

@@ -70,22 +70,30 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_s
         "CREATE TABLE demo_cox AS SELECT coxph_fit(months, died, struct(age, smoker, tumor_mm, treated)) AS model "
         "FROM demo_patients"
     )
-    cursor.execute("SELECT s.feature, s.ci_lower, s.ci_upper FROM demo_cox m, LATERAL coxph_summary(m.model) s")
+    cursor.execute(
+        "SELECT s.feature, s.ci_lower, s.ci_upper FROM demo_cox m, LATERAL coxph_summary(m.model) s"
+    )
     intervals = {name: (low, high) for name, low, high in cursor.fetchall()}
     assert set(intervals) == set(TRUE_COEFFICIENTS)
     for name, beta in TRUE_COEFFICIENTS.items():
         assert intervals[name][0] <= beta <= intervals[name][1], name
-    cursor.execute("SELECT logrank_test(months, died, treated).p, km_fit(months, died).median FROM demo_patients")
+    cursor.execute(
+        "SELECT logrank_test(months, died, treated).p, km_fit(months, died).median FROM demo_patients"
+    )
     p_value, _ = cursor.fetchone()
     assert p_value < 0.01  # treatment separates the populations
-    risk_query = ("SELECT p.PatientID, coxph_predict(m.model, struct(p.age, p.smoker, p.tumor_mm, p.treated), 'survival', 24.0) "
-                  "FROM demo_patients p CROSS JOIN demo_cox m ORDER BY p.PatientID")
+    risk_query = (
+        "SELECT p.PatientID, coxph_predict(m.model, struct(p.age, p.smoker, p.tumor_mm, p.treated), 'survival', 24.0) "
+        "FROM demo_patients p CROSS JOIN demo_cox m ORDER BY p.PatientID"
+    )
     cursor.execute(risk_query)
     risks_before = cursor.fetchall()
     cursor.close()
 
     home = Path(cli_env["DICOMSQL_HOME"])
-    ingested = run_dicomsql("ingest", "catalog", str(home / "demo" / "images"), "--tags", "all", env=cli_env)
+    ingested = run_dicomsql(
+        "ingest", "catalog", str(home / "demo" / "images"), "--tags", "all", env=cli_env
+    )
     assert ingested.returncode == 0, ingested.stderr
     assert "ingest catalog: 1,200/1,200 files (100%)" in ingested.stderr
     assert "ingested catalog: read 1,200 files (1,200 new, 0 changed)" in ingested.stdout
@@ -93,7 +101,9 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_s
     cursor.execute("SELECT count(*), count(DISTINCT PatientID), max(KVP) FROM catalog")
     assert cursor.fetchone() == (1200, 100, 140.0)
     cursor.close()
-    failing = run_dicomsql("sql", "-e", "SELECT dicom_tag(meta, 'Nope') FROM demo_images", env=cli_env)
+    failing = run_dicomsql(
+        "sql", "-e", "SELECT dicom_tag(meta, 'Nope') FROM demo_images", env=cli_env
+    )
     assert failing.returncode == 1
     assert "query failed: dicom_tag: argument key must be" in failing.stderr
 
@@ -115,40 +125,63 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_s
     assert "Stopped." in second.output and "Traceback" not in second.output
 
 
-def test_serve_tables_a_busy_port_data_roots_and_bootstrap(cli_env, pydicom_files, demo, start_server, tmp_path):
+def test_serve_tables_a_busy_port_data_roots_and_bootstrap(
+    cli_env, pydicom_files, demo, start_server, tmp_path
+):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        refused = run_dicomsql("serve", "--port", str(port), "--table", f"t={pydicom_files}", env=cli_env)
+        refused = run_dicomsql(
+            "serve", "--port", str(port), "--table", f"t={pydicom_files}", env=cli_env
+        )
     assert refused.returncode == 2
     assert f"port {port} on 127.0.0.1 is in use" in refused.stderr
     assert "Traceback" not in refused.stderr
 
     broken = tmp_path / "broken.sql"
     broken.write_text("CREATE TEMPORARY VIEW fine AS SELECT 1;\n\nSELECT * FROM no_such_table;\n")
-    failed = run_dicomsql("serve", "--port", str(free_port()), "--table", f"t={pydicom_files}", "--bootstrap", str(broken), env=cli_env)
+    failed = run_dicomsql(
+        "serve",
+        "--port",
+        str(free_port()),
+        "--table",
+        f"t={pydicom_files}",
+        "--bootstrap",
+        str(broken),
+        env=cli_env,
+    )
     assert failed.returncode == 2 and "broken.sql: statement 2 (line 3) failed" in failed.stderr
 
-    server = start_server("--table", f"shipped={pydicom_files}", "--bootstrap", str(BOOTSTRAP), env=cli_env)
+    server = start_server(
+        "--table", f"shipped={pydicom_files}", "--bootstrap", str(BOOTSTRAP), env=cli_env
+    )
     assert "shipped" in server.output and "demo_images" not in server.output
     assert f"reads:     {os.path.realpath(pydicom_files)}" in server.output
     assert "bootstrap.sql: 6 statements run" in server.output
     cursor = server.cursor()
     cursor.execute("SELECT count(*) FROM shipped WHERE Modality = 'CT'")
     assert cursor.fetchone()[0] > 0
-    cursor.execute("SELECT sum(images), count(*) FROM series")  # the bootstrap's view over the first --table
+    cursor.execute(
+        "SELECT sum(images), count(*) FROM series"
+    )  # the bootstrap's view over the first --table
     images, series = cursor.fetchone()
-    cursor.execute("SELECT count(*), count(DISTINCT SeriesInstanceUID) FROM shipped WHERE _corrupt_record IS NULL AND SeriesInstanceUID IS NOT NULL")
+    cursor.execute(
+        "SELECT count(*), count(DISTINCT SeriesInstanceUID) FROM shipped WHERE _corrupt_record IS NULL AND SeriesInstanceUID IS NOT NULL"
+    )
     assert (images, series) == cursor.fetchone()
     # a client cannot read DICOM files outside the served folders
     outside = sorted((demo / "images").rglob("*.dcm"))[0]
     with pytest.raises(OperationalError, match="is outside the data roots this server reads"):
-        cursor.execute(f"CREATE TEMPORARY VIEW elsewhere USING dicom OPTIONS (path '{outside.parent}')")
+        cursor.execute(
+            f"CREATE TEMPORARY VIEW elsewhere USING dicom OPTIONS (path '{outside.parent}')"
+        )
     cursor.execute(f"SELECT dicom_pixels('{outside}'), dicom_image('{outside}').error")
     pixels, error = cursor.fetchone()
     assert pixels is None and "outside the data roots" in error
-    with pytest.raises(OperationalError, match="dicom_image: cannot decode .* outside the data roots"):
+    with pytest.raises(
+        OperationalError, match="dicom_image: cannot decode .* outside the data roots"
+    ):
         cursor.execute(f"SELECT dicom_image('{outside}', 0, map('mode', 'FAILFAST')).data")
     cursor.close()
     assert server.stop(signal.SIGTERM) == 0
@@ -174,11 +207,22 @@ def test_sql_embedded_runs_statements_and_reports_the_failing_one(cli_env, pydic
     assert refused.returncode == 1, refused.stderr
     assert "| CT       |" in refused.stdout and "| MR       |" in refused.stdout
     assert "| 1CT1 |" in refused.stdout
-    assert "statement 3 (line 3) failed: " in refused.stderr and "TABLE_OR_VIEW_NOT_FOUND" in refused.stderr
+    assert (
+        "statement 3 (line 3) failed: " in refused.stderr
+        and "TABLE_OR_VIEW_NOT_FOUND" in refused.stderr
+    )
     assert not (Path(cli_env["DICOMSQL_HOME"]) / "demo").exists()  # sql never writes the demo
 
-    allowed = run_dicomsql("sql", "--table", f"shipped={pydicom_files}", "--conf", "spark.sql.runSQLOnFiles=true", "-e",
-                           f"{on_files};\nSELECT dicom_tag(meta, 'Nope') FROM shipped", env=cli_env)
+    allowed = run_dicomsql(
+        "sql",
+        "--table",
+        f"shipped={pydicom_files}",
+        "--conf",
+        "spark.sql.runSQLOnFiles=true",
+        "-e",
+        f"{on_files};\nSELECT dicom_tag(meta, 'Nope') FROM shipped",
+        env=cli_env,
+    )
     assert allowed.returncode == 1
     assert f"| {DEMO_PATIENTS}" in allowed.stdout
     assert "statement 2 (line 2) failed: dicom_tag: argument key" in allowed.stderr
@@ -188,7 +232,9 @@ def test_sql_embedded_runs_statements_and_reports_the_failing_one(cli_env, pydic
 def test_sql_reports_bad_sql_text_without_a_traceback(cli_env):
     result = run_dicomsql("sql", "-e", "SELECT 'unterminated", env=cli_env)
     assert result.returncode == 2
-    assert "cannot split the SQL into statements" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        "cannot split the SQL into statements" in result.stderr and "Traceback" not in result.stderr
+    )
 
 
 def test_demo_command(tmp_path):
@@ -219,25 +265,65 @@ def test_sql_script_with_variables_dialects_and_formats_through_a_server(thrift_
         "END;\n"
         "SELECT PatientID, age FROM ${table} WHERE sex = :sex AND age >= ${min_age} ORDER BY PatientID;\n"
     )
-    bound = run_dicomsql("sql", *jdbc, "-f", str(script), "--var", "table=demo_patients", "--var", "sex=F",
-                "--var", "min_age=0", "--format", "csv")
+    bound = run_dicomsql(
+        "sql",
+        *jdbc,
+        "-f",
+        str(script),
+        "--var",
+        "table=demo_patients",
+        "--var",
+        "sex=F",
+        "--var",
+        "min_age=0",
+        "--format",
+        "csv",
+    )
     assert bound.returncode == 0, bound.stderr
     lines = bound.stdout.splitlines()
     assert lines[:2] == ["loops", "2"]  # the scripting block ran whole
     assert lines[2] == "PatientID,age" and len(lines) > 3
 
-    injected = run_dicomsql("sql", *jdbc, "-f", str(script), "--var", "table=demo_patients", "--var", "sex=F' OR '1'='1",
-                   "--var", "min_age=0", "--format", "json")
+    injected = run_dicomsql(
+        "sql",
+        *jdbc,
+        "-f",
+        str(script),
+        "--var",
+        "table=demo_patients",
+        "--var",
+        "sex=F' OR '1'='1",
+        "--var",
+        "min_age=0",
+        "--format",
+        "json",
+    )
     assert injected.returncode == 0, injected.stderr
-    assert injected.stdout.splitlines() == ['{"loops": 2}']  # the value stayed one literal: no patient matches
-    refused = run_dicomsql("sql", *jdbc, "-f", str(script), "--var", "table=demo_patients; DROP TABLE x", "--var", "sex=F",
-                  "--var", "min_age=0")
+    assert injected.stdout.splitlines() == [
+        '{"loops": 2}'
+    ]  # the value stayed one literal: no patient matches
+    refused = run_dicomsql(
+        "sql",
+        *jdbc,
+        "-f",
+        str(script),
+        "--var",
+        "table=demo_patients; DROP TABLE x",
+        "--var",
+        "sex=F",
+        "--var",
+        "min_age=0",
+    )
     assert refused.returncode == 2 and "--var table" in refused.stderr
 
     postgres = "SELECT sex, COUNT(*)::BIGINT AS n FROM demo_patients WHERE age > :age GROUP BY sex ORDER BY sex LIMIT 5"
-    translated = run_dicomsql("sql", "--transpile-only", "--dialect", "postgres", "--var", "age=1", "-e", postgres)
+    translated = run_dicomsql(
+        "sql", "--transpile-only", "--dialect", "postgres", "--var", "age=1", "-e", postgres
+    )
     assert translated.returncode == 0, translated.stderr
     assert "CAST(COUNT(*) AS BIGINT)" in translated.stdout and "age > 1" in translated.stdout
-    ran = run_dicomsql("sql", *jdbc, "--dialect", "postgres", "--var", "age=1", "--format", "json", "-e", postgres)
+    ran = run_dicomsql(
+        "sql", *jdbc, "--dialect", "postgres", "--var", "age=1", "--format", "json", "-e", postgres
+    )
     assert ran.returncode == 0, ran.stderr
     assert sum(json.loads(line)["n"] for line in ran.stdout.splitlines()) == DEMO_PATIENTS

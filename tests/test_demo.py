@@ -64,8 +64,12 @@ def test_patient_study_series_and_geometry_are_consistent(demo):
 def test_ct_is_in_hounsfield_units_with_the_tumour_where_the_geometry_says(demo):
     clinical = pd.read_parquet(demo / "patients.parquet").set_index("PatientID")
     for patient_id in clinical.index:
-        slices = [pydicom.dcmread(p) for p in sorted((demo / "images" / patient_id / "CT").glob("*.dcm"))]
-        ds = min(slices, key=lambda d: abs(float(d.ImagePositionPatient[2])))  # nearest the tumour centre
+        slices = [
+            pydicom.dcmread(p) for p in sorted((demo / "images" / patient_id / "CT").glob("*.dcm"))
+        ]
+        ds = min(
+            slices, key=lambda d: abs(float(d.ImagePositionPatient[2]))
+        )  # nearest the tumour centre
         hu = pydicom.pixels.apply_modality_lut(ds.pixel_array, ds)
         assert hu.min() < -900 and hu.max() > 500  # air and spine
         # patient coordinates (mm) of each pixel centre, from the geometry attributes
@@ -77,12 +81,24 @@ def test_ct_is_in_hounsfield_units_with_the_tumour_where_the_geometry_says(demo)
         tumour_area = ((hu > -400) & right_lung).sum() * row_mm * column_mm
         radius = clinical.loc[patient_id, "tumor_mm"] / 2
         expected_area = np.pi * max(radius**2 - z**2, 0)
-        assert abs(np.sqrt(tumour_area / np.pi) - np.sqrt(expected_area / np.pi)) <= 1.5 * row_mm, patient_id
+        assert abs(np.sqrt(tumour_area / np.pi) - np.sqrt(expected_area / np.pi)) <= 1.5 * row_mm, (
+            patient_id
+        )
 
 
 def test_clinical_table_and_description(demo):
     clinical = pd.read_parquet(demo / "patients.parquet")
-    assert list(clinical.columns) == ["PatientID", "site", "sex", "age", "smoker", "tumor_mm", "treated", "months", "died"]
+    assert list(clinical.columns) == [
+        "PatientID",
+        "site",
+        "sex",
+        "age",
+        "smoker",
+        "tumor_mm",
+        "treated",
+        "months",
+        "died",
+    ]
     assert len(clinical) == DEMO_PATIENTS
     assert set(clinical["PatientID"]) == {p.name for p in (demo / "images").iterdir() if p.is_dir()}
     description = json.loads((demo / "cohort.json").read_text())
@@ -95,7 +111,9 @@ def test_outcome_follows_the_true_cox_model():
     fitted = CoxPHFitter().fit(clinical[[*TRUE_COEFFICIENTS, "months", "died"]], "months", "died")
     summary = fitted.summary
     for name, beta in TRUE_COEFFICIENTS.items():
-        assert summary.loc[name, "coef lower 95%"] <= beta <= summary.loc[name, "coef upper 95%"], name
+        assert summary.loc[name, "coef lower 95%"] <= beta <= summary.loc[name, "coef upper 95%"], (
+            name
+        )
     assert 0.3 < clinical["died"].mean() < 0.9
 
 

@@ -7,8 +7,8 @@ import json
 import struct
 
 import pydicom
-from pydicom.datadict import keyword_for_tag
 import pytest
+from pydicom.datadict import keyword_for_tag
 
 from dicomsql.dicom.dicomjson import dataset_model, model_json, parse_tag, tag_text
 from dicomsql.dicom.header import HeaderColumns, read_header
@@ -65,8 +65,14 @@ def test_meta_of_ct_small_element_by_element(pydicom_files):
 
 @pytest.mark.parametrize(
     "key, tag",
-    [("PatientAge", 0x00101010), ("00101010", 0x00101010), ("(0010,1010)", 0x00101010),
-     ("(0010, 1010)", 0x00101010), ("0029,1010", 0x00291010), ("  Modality ", 0x00080060)],
+    [
+        ("PatientAge", 0x00101010),
+        ("00101010", 0x00101010),
+        ("(0010,1010)", 0x00101010),
+        ("(0010, 1010)", 0x00101010),
+        ("0029,1010", 0x00291010),
+        ("  Modality ", 0x00080060),
+    ],
 )
 def test_parse_tag_forms(key, tag):
     assert parse_tag(key) == tag
@@ -79,7 +85,10 @@ def test_parse_tag_unknown_keyword_names_it():
 
 def test_tag_text_renders_each_kind_of_value():
     model = {
-        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Doe^Jane", "Ideographic": "ド^ジェーン"}]},
+        "00100010": {
+            "vr": "PN",
+            "Value": [{"Alphabetic": "Doe^Jane", "Ideographic": "ド^ジェーン"}],
+        },
         "00280030": {"vr": "DS", "Value": [0.5, 0.25]},
         "00200013": {"vr": "IS", "Value": [7]},
         "00080050": {"vr": "SH"},
@@ -98,7 +107,11 @@ def test_tag_text_renders_each_kind_of_value():
 # Elements written byte by byte, with the padding, separators and oddities real files have,
 # so the fast encoder meets what pydicom's writer never produces.
 _LONG_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"}
-_SYNTAXES = {"explicit": ("1.2.840.10008.1.2.1", "<"), "big": ("1.2.840.10008.1.2.2", ">"), "implicit": ("1.2.840.10008.1.2", "<")}
+_SYNTAXES = {
+    "explicit": ("1.2.840.10008.1.2.1", "<"),
+    "big": ("1.2.840.10008.1.2.2", ">"),
+    "implicit": ("1.2.840.10008.1.2", "<"),
+}
 
 
 def _element(tag: int, vr: str, value: bytes, end: str, implicit: bool) -> bytes:
@@ -106,8 +119,19 @@ def _element(tag: int, vr: str, value: bytes, end: str, implicit: bool) -> bytes
     if implicit:
         return struct.pack(f"{end}HHL", group, element, len(value)) + value
     if vr in _LONG_VRS:
-        return struct.pack(f"{end}HH", group, element) + vr.encode() + b"\0\0" + struct.pack(f"{end}L", len(value)) + value
-    return struct.pack(f"{end}HH", group, element) + vr.encode() + struct.pack(f"{end}H", len(value)) + value
+        return (
+            struct.pack(f"{end}HH", group, element)
+            + vr.encode()
+            + b"\0\0"
+            + struct.pack(f"{end}L", len(value))
+            + value
+        )
+    return (
+        struct.pack(f"{end}HH", group, element)
+        + vr.encode()
+        + struct.pack(f"{end}H", len(value))
+        + value
+    )
 
 
 def _file(elements, syntax: str) -> bytes:
@@ -115,40 +139,63 @@ def _file(elements, syntax: str) -> bytes:
     ts = uid.encode() + b"\0" * (len(uid) % 2)
     meta = _element(0x00020010, "UI", ts, "<", False)
     meta = _element(0x00020000, "UL", struct.pack("<L", len(meta)), "<", False) + meta
-    body = b"".join(_element(tag, vr, value, end, syntax == "implicit") for tag, vr, value in elements)
+    body = b"".join(
+        _element(tag, vr, value, end, syntax == "implicit") for tag, vr, value in elements
+    )
     return b"\0" * 128 + b"DICM" + meta + body
 
 
 CRAFTED = {
     "text padding and separators": [
-        (0x00080005, "CS", b"ISO_IR 100"), (0x00080060, "CS", b"CT"), (0x00080008, "CS", b"ORIGINAL\\\\AXIAL "),
-        (0x00080070, "LO", b" ACME \\ B \x00"), (0x00081030, "LO", b"M\xfcller"),
-        (0x00081010, "SH", b"ST1\\"), (0x00080081, "ST", b"1 Main St\\Town \x00"), (0x00284000, "LT", b"x\\y  "),
+        (0x00080005, "CS", b"ISO_IR 100"),
+        (0x00080060, "CS", b"CT"),
+        (0x00080008, "CS", b"ORIGINAL\\\\AXIAL "),
+        (0x00080070, "LO", b" ACME \\ B \x00"),
+        (0x00081030, "LO", b"M\xfcller"),
+        (0x00081010, "SH", b"ST1\\"),
+        (0x00080081, "ST", b"1 Main St\\Town \x00"),
+        (0x00284000, "LT", b"x\\y  "),
     ],
     "uids and AE": [
-        (0x00080016, "UI", b"1.2.840.10008.5.1.4.1.1.2\x00"), (0x00080018, "UI", b" 1.2.3"),
-        (0x0008001A, "UI", b"1.2 \\3.4\x00"), (0x00080054, "AE", b" NODE \\B "),
+        (0x00080016, "UI", b"1.2.840.10008.5.1.4.1.1.2\x00"),
+        (0x00080018, "UI", b" 1.2.3"),
+        (0x0008001A, "UI", b"1.2 \\3.4\x00"),
+        (0x00080054, "AE", b" NODE \\B "),
     ],
     "numbers as text": [
-        (0x00280030, "DS", b" 0.5\\0.25 "), (0x00180050, "DS", b"1e-3"), (0x00181050, "DS", b"  "),
-        (0x00200013, "IS", b"+7 "), (0x00200012, "IS", b" -3\\4"), (0x00201041, "DS", b"1.\\.5"),
+        (0x00280030, "DS", b" 0.5\\0.25 "),
+        (0x00180050, "DS", b"1e-3"),
+        (0x00181050, "DS", b"  "),
+        (0x00200013, "IS", b"+7 "),
+        (0x00200012, "IS", b" -3\\4"),
+        (0x00201041, "DS", b"1.\\.5"),
     ],
     "binary numbers": [
-        (0x00280010, "US", struct.pack("<H", 512)), (0x00280106, "SS", struct.pack("<h", -5)),
-        (0x00181140, "UL", b""), (0x00189087, "FD", struct.pack("<2d", 1.5, -2.0)),
-        (0x00109431, "FL", struct.pack("<f", 0.1)), (0x00209165, "AT", struct.pack("<HH", 0x0020, 0x0032)),
+        (0x00280010, "US", struct.pack("<H", 512)),
+        (0x00280106, "SS", struct.pack("<h", -5)),
+        (0x00181140, "UL", b""),
+        (0x00189087, "FD", struct.pack("<2d", 1.5, -2.0)),
+        (0x00109431, "FL", struct.pack("<f", 0.1)),
+        (0x00209165, "AT", struct.pack("<HH", 0x0020, 0x0032)),
     ],
     "person names": [
-        (0x00080005, "CS", b"ISO_IR 192"), (0x00100010, "PN", "Yamada^Tarou=山田^太郎=やまだ^たろう".encode()),
-        (0x00081050, "PN", b"Who^A\\Who^B "), (0x00080090, "PN", b"  "), (0x00081060, "PN", b"A\\\\B"),
+        (0x00080005, "CS", b"ISO_IR 192"),
+        (0x00100010, "PN", "Yamada^Tarou=山田^太郎=やまだ^たろう".encode()),
+        (0x00081050, "PN", b"Who^A\\Who^B "),
+        (0x00080090, "PN", b"  "),
+        (0x00081060, "PN", b"A\\\\B"),
     ],
     "escape sequences": [
-        (0x00080005, "CS", b"\\ISO 2022 IR 87"), (0x00100010, "PN", b"Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B"),
+        (0x00080005, "CS", b"\\ISO 2022 IR 87"),
+        (0x00100010, "PN", b"Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B"),
         (0x00284000, "LT", b"x\x1b(By"),
     ],
     "lut descriptors and private": [
-        (0x00281101, "SS", struct.pack("<3h", -32768, 0, 16)), (0x00090010, "LO", b"ACME 1.0"),
-        (0x00091001, "LO", b"private"), (0x00091002, "UN", b"\x01\x02\x03"), (0x00091003, "OB", b"\x00" * 1000),
+        (0x00281101, "SS", struct.pack("<3h", -32768, 0, 16)),
+        (0x00090010, "LO", b"ACME 1.0"),
+        (0x00091001, "LO", b"private"),
+        (0x00091002, "UN", b"\x01\x02\x03"),
+        (0x00091003, "OB", b"\x00" * 1000),
     ],
 }
 

@@ -59,7 +59,9 @@ def test_each_client_has_its_own_session(thrift_server):
     try:
         _rows(one, "SET dicomsql.test.key=mine")
         _rows(one, "CREATE OR REPLACE TEMPORARY VIEW only_mine AS SELECT 1 AS x")
-        _rows(one, "CREATE OR REPLACE TEMPORARY VIEW demo_patients AS SELECT 'replaced' AS PatientID")
+        _rows(
+            one, "CREATE OR REPLACE TEMPORARY VIEW demo_patients AS SELECT 'replaced' AS PatientID"
+        )
         _rows(one, "DROP TEMPORARY FUNCTION image_stats")
         _rows(one, "CREATE DATABASE IF NOT EXISTS endpoint_test")
         _rows(one, "USE endpoint_test")
@@ -70,9 +72,13 @@ def test_each_client_has_its_own_session(thrift_server):
         assert "only_mine" not in {row[1] for row in _rows(other, "SHOW TABLES")}
         assert _rows(other, "SELECT current_database()") == [("default",)]
         assert _rows(other, "SELECT count(*) FROM demo_patients") == [(DEMO_PATIENTS,)]
-        assert _rows(other, "SELECT count(*) FROM demo_images WHERE dicom_tag(meta, 'PatientID') = PatientID") == [(DEMO_PATIENTS * 12,)]
+        assert _rows(
+            other, "SELECT count(*) FROM demo_images WHERE dicom_tag(meta, 'PatientID') = PatientID"
+        ) == [(DEMO_PATIENTS * 12,)]
         functions = {row[0] for row in _rows(other, "SHOW USER FUNCTIONS")}
-        assert {"image_stats", "dicom_tag", "coxph_fit"} <= {name.split(".")[-1] for name in functions}
+        assert {"image_stats", "dicom_tag", "coxph_fit"} <= {
+            name.split(".")[-1] for name in functions
+        }
     finally:
         _rows(other, "DROP DATABASE IF EXISTS endpoint_test")
         one.close()
@@ -86,9 +92,14 @@ def test_reset_keeps_what_dicomsql_needs(thrift_server):
     connection = _connect(thrift_server)
     _rows(connection, "SET spark.sql.shuffle.partitions=3")
     _rows(connection, "RESET")
-    assert _rows(connection, "SET spark.sql.python.filterPushdown.enabled") == [("spark.sql.python.filterPushdown.enabled", "true")]
+    assert _rows(connection, "SET spark.sql.python.filterPushdown.enabled") == [
+        ("spark.sql.python.filterPushdown.enabled", "true")
+    ]
     assert "MergeSubplans" in _rows(connection, "SET spark.sql.optimizer.excludedRules")[0][1]
-    assert _rows(connection, "SELECT count(*) FROM demo_images WHERE path LIKE '%.dcm'")[0][0] >= DEMO_PATIENTS * 12
+    assert (
+        _rows(connection, "SELECT count(*) FROM demo_images WHERE path LIKE '%.dcm'")[0][0]
+        >= DEMO_PATIENTS * 12
+    )
     connection.close()
 
 
@@ -133,7 +144,9 @@ def test_a_client_killed_mid_fetch_leaves_no_job_and_no_thread(thrift_server, sp
         client.kill()
         client.wait(timeout=30)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (thread in client_threads() or session in thrift_server.engine.sessions):
+    while time.monotonic() < deadline and (
+        thread in client_threads() or session in thrift_server.engine.sessions
+    ):
         time.sleep(0.1)
     assert thread not in client_threads()
     assert session not in thrift_server.engine.sessions
@@ -151,7 +164,10 @@ def test_a_client_killed_while_its_synchronous_statement_runs(thrift_server, spa
     try:
         assert client.stdout.readline().strip() == "connected"
         deadline = time.monotonic() + 30
-        while not spark.sparkContext.statusTracker().getActiveJobsIds() and time.monotonic() < deadline:
+        while (
+            not spark.sparkContext.statusTracker().getActiveJobsIds()
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.1)
         assert spark.sparkContext.statusTracker().getActiveJobsIds()
     finally:
@@ -162,8 +178,14 @@ def test_a_client_killed_while_its_synchronous_statement_runs(thrift_server, spa
 
 def test_a_query_timeout_cancels_the_statement(thrift_server, spark):
     connection = _connect(thrift_server)
-    response = connection.client.ExecuteStatement(ttypes.TExecuteStatementReq(
-        sessionHandle=connection.sessionHandle, statement=LONG_QUERY, runAsync=True, queryTimeout=2))
+    response = connection.client.ExecuteStatement(
+        ttypes.TExecuteStatementReq(
+            sessionHandle=connection.sessionHandle,
+            statement=LONG_QUERY,
+            runAsync=True,
+            queryTimeout=2,
+        )
+    )
     request = ttypes.TGetOperationStatusReq(operationHandle=response.operationHandle)
     deadline = time.monotonic() + 30
     status = connection.client.GetOperationStatus(request)
@@ -177,7 +199,9 @@ def test_a_query_timeout_cancels_the_statement(thrift_server, spark):
 
 
 def test_statements_beyond_the_pool_wait_as_pending(spark):
-    with dicomsql.serve(spark, host="127.0.0.1", port=free_port(), max_concurrent_queries=1) as server:
+    with dicomsql.serve(
+        spark, host="127.0.0.1", port=free_port(), max_concurrent_queries=1
+    ) as server:
         busy, waiting = _connect(server).cursor(), _connect(server).cursor()
         busy.execute(LONG_QUERY, async_=True)
         _wait_for_state(busy, (S.RUNNING_STATE,))
@@ -199,7 +223,9 @@ def test_async_statements_report_errors_through_the_status(thrift_server):
         time.sleep(0.05)
         status = cursor.poll()
     assert status.operationState == S.ERROR_STATE
-    assert status.errorMessage.startswith("[TABLE_OR_VIEW_NOT_FOUND]") and status.sqlState == "42P01"
+    assert (
+        status.errorMessage.startswith("[TABLE_OR_VIEW_NOT_FOUND]") and status.sqlState == "42P01"
+    )
     assert "\n" not in status.errorMessage and "at org.apache" not in status.errorMessage
     connection.close()
 
@@ -227,16 +253,26 @@ def test_fetch_first_and_the_operation_log(thrift_server):
     assert [r[0] for r in cursor.fetchmany(1500)] == list(range(1500))
 
     def fetch(orientation, rows, kind=0):
-        response = connection.client.FetchResults(ttypes.TFetchResultsReq(
-            operationHandle=cursor._operationHandle, orientation=orientation, maxRows=rows, fetchType=kind))
-        assert response.status.statusCode == ttypes.TStatusCode.SUCCESS_STATUS, response.status.errorMessage
+        response = connection.client.FetchResults(
+            ttypes.TFetchResultsReq(
+                operationHandle=cursor._operationHandle,
+                orientation=orientation,
+                maxRows=rows,
+                fetchType=kind,
+            )
+        )
+        assert response.status.statusCode == ttypes.TStatusCode.SUCCESS_STATUS, (
+            response.status.errorMessage
+        )
         return response
 
     first = fetch(ttypes.TFetchOrientation.FETCH_FIRST, 3)
     assert first.results.columns[0].i64Val.values == [0, 1, 2] and first.results.startRowOffset == 0
     after = fetch(ttypes.TFetchOrientation.FETCH_NEXT, 2)
     assert after.results.columns[0].i64Val.values == [3, 4] and after.results.startRowOffset == 3
-    log = fetch(ttypes.TFetchOrientation.FETCH_FIRST, 100, kind=1).results.columns[0].stringVal.values
+    log = (
+        fetch(ttypes.TFetchOrientation.FETCH_FIRST, 100, kind=1).results.columns[0].stringVal.values
+    )
     assert any(line.endswith("running") for line in log) and log[-1].endswith("finished")
     connection.close()
 
@@ -256,15 +292,22 @@ def test_a_streamed_result_that_fails_late_ends_in_error(thrift_server):
 
 
 def test_open_session_configuration_applies_to_the_session(thrift_server):
-    connection = _connect(thrift_server, configuration={"spark.sql.shuffle.partitions": "7", "set:hiveconf:dicomsql.test": "yes"})
-    assert _rows(connection, "SET spark.sql.shuffle.partitions") == [("spark.sql.shuffle.partitions", "7")]
+    connection = _connect(
+        thrift_server,
+        configuration={"spark.sql.shuffle.partitions": "7", "set:hiveconf:dicomsql.test": "yes"},
+    )
+    assert _rows(connection, "SET spark.sql.shuffle.partitions") == [
+        ("spark.sql.shuffle.partitions", "7")
+    ]
     assert _rows(connection, "SET dicomsql.test") == [("dicomsql.test", "yes")]
     connection.close()
 
 
 def test_sessions_are_cheap_enough_to_open_one_per_dashboard_tile(thrift_server):
     connections = [_connect(thrift_server) for _ in range(8)]
-    assert [_rows(c, "SELECT count(*) FROM demo_patients") for c in connections] == [[(DEMO_PATIENTS,)]] * 8
+    assert [_rows(c, "SELECT count(*) FROM demo_patients") for c in connections] == [
+        [(DEMO_PATIENTS,)]
+    ] * 8
     for connection in connections:
         connection.close()
 
@@ -273,9 +316,24 @@ def test_beeline_lists_tables_and_runs_commands(thrift_server, beeline, tmp_path
     script = tmp_path / "commands.sql"
     script.write_text("!tables\nSELECT count(*) AS n FROM demo_patients;\n")
     result = subprocess.run(
-        [beeline, "-u", thrift_server.jdbc_url, "--silent=true", "--outputformat=csv2", "-f", str(script)],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180,
+        [
+            beeline,
+            "-u",
+            thrift_server.jdbc_url,
+            "--silent=true",
+            "--outputformat=csv2",
+            "-f",
+            str(script),
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "demo_images" in result.stdout and "demo_patients" in result.stdout and "VIEW" in result.stdout
+    assert (
+        "demo_images" in result.stdout
+        and "demo_patients" in result.stdout
+        and "VIEW" in result.stdout
+    )
     assert f"\n{DEMO_PATIENTS}\n" in result.stdout

@@ -6,8 +6,17 @@ import datetime
 
 import pytest
 from pyspark.sql.datasource import (
-    EqualNullSafe, EqualTo, GreaterThan, In, IsNotNull, IsNull, LessThanOrEqual, Not,
-    StringContains, StringEndsWith, StringStartsWith,
+    EqualNullSafe,
+    EqualTo,
+    GreaterThan,
+    In,
+    IsNotNull,
+    IsNull,
+    LessThanOrEqual,
+    Not,
+    StringContains,
+    StringEndsWith,
+    StringStartsWith,
 )
 
 from dicomsql.source.filters import file_values, matches, pushable
@@ -22,7 +31,11 @@ UNKNOWN = file_values("/data/ct/broken.dcm", None, None)
     [
         (EqualTo(("size",), 100), True, False),
         (Not(EqualTo(("size",), 100)), False, False),  # NOT NULL is NULL: dropped
-        (GreaterThan(("modificationTime",), datetime.datetime(2020, 1, 1, tzinfo=UTC)), True, False),
+        (
+            GreaterThan(("modificationTime",), datetime.datetime(2020, 1, 1, tzinfo=UTC)),
+            True,
+            False,
+        ),
         (LessThanOrEqual(("size",), 99), False, False),
         (In(("size",), [1, 100]), True, False),
         (Not(In(("size",), [1, None])), False, False),  # 100 NOT IN (1, NULL) is NULL

@@ -22,7 +22,10 @@ def test_reference_is_up_to_date():
 
 def test_cli_prints_the_reference():
     result = subprocess.run(
-        [dicomsql_command(), "functions", "--markdown"], capture_output=True, text=True, timeout=120,
+        [dicomsql_command(), "functions", "--markdown"],
+        capture_output=True,
+        text=True,
+        timeout=120,
         stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stderr
@@ -41,12 +44,16 @@ def test_reference_has_a_section_and_a_contents_link_per_function():
 
 def test_every_named_type_is_defined_once_field_by_field():
     _, types = functions_markdown().split("\n## Types\n")
-    named = {struct.name: struct for function in FUNCTIONS.values() for struct in named_types(function)}
+    named = {
+        struct.name: struct for function in FUNCTIONS.values() for struct in named_types(function)
+    }
     assert {"COX_MODEL", "LINREG_MODEL", "PCA_MODEL", "IMAGE"} <= set(named)
     assert re.findall(r"^### (\w+)$", types, flags=re.M) == list(named)
     for name, struct in named.items():
         section = types.split(f"### {name}\n")[1].split("\n### ")[0]
-        assert [row.split("`")[1] for row in section.splitlines() if row.startswith("| `")] == [f for f, _ in struct.fields]
+        assert [row.split("`")[1] for row in section.splitlines() if row.startswith("| `")] == [
+            f for f, _ in struct.fields
+        ]
     assert "Types: [COX_MODEL](#cox_model)" in functions_markdown()
 
 

@@ -10,7 +10,12 @@ import json
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    generate_uid,
+)
 
 from dicomsql.dicom.header import HeaderColumns, read_header
 
@@ -24,8 +29,14 @@ EVERY_VR = {
     "SelectorATValue": ([0x00100010, 0x00100020], ["00100010", "00100020"]),  # AT, 1-n
     "ImageType": (["ORIGINAL", "PRIMARY", "AXIAL"], ["ORIGINAL", "PRIMARY", "AXIAL"]),  # CS, 2-n
     "StudyDate": ("20240229", datetime.date(2024, 2, 29)),  # DA
-    "CalibrationDate": (["20230101", "20231231"], [datetime.date(2023, 1, 1), datetime.date(2023, 12, 31)]),
-    "AcquisitionDateTime": ("20240229123456.250000+0100", datetime.datetime(2024, 2, 29, 11, 34, 56, 250000)),  # DT
+    "CalibrationDate": (
+        ["20230101", "20231231"],
+        [datetime.date(2023, 1, 1), datetime.date(2023, 12, 31)],
+    ),
+    "AcquisitionDateTime": (
+        "20240229123456.250000+0100",
+        datetime.datetime(2024, 2, 29, 11, 34, 56, 250000),
+    ),  # DT
     "PatientSize": ("1.75", 1.75),  # DS
     "ImagerPixelSpacing": (["0.143", "0.143"], [0.143, 0.143]),  # DS, 2
     "EventTimeOffset": (-12.5, -12.5),  # FD
@@ -40,7 +51,10 @@ EVERY_VR = {
     "AccessionNumber": ("A123", "A123"),  # SH
     "ReferencePixelX0": (-42, -42),  # SL
     "TagAngleSecondAxis": (-7, -7),  # SS
-    "InstitutionAddress": ("1 Main Street\\Springfield", "1 Main Street\\Springfield"),  # ST keeps backslashes
+    "InstitutionAddress": (
+        "1 Main Street\\Springfield",
+        "1 Main Street\\Springfield",
+    ),  # ST keeps backslashes
     "SelectorSVValue": ([-(2**40), 2**40], [-(2**40), 2**40]),  # SV
     "StudyTime": ("093015.5", "093015.5"),  # TM
     "LongCodeValue": ("a-very-long-code-value-" * 4, "a-very-long-code-value-" * 4),  # UC
@@ -83,11 +97,18 @@ def _dataset(syntax) -> Dataset:
         setattr(ds, keyword, value)
     ds.add_new(0x00091001, "UN", b"\x05\x06")  # UN
     ds.private_block(0x0029, "ACME 1.0", create=True).add_new(0x01, "LO", "private text")
-    ds.ReferencedImageSequence = Sequence([
-        _item(ReferencedSOPInstanceUID="1.2.3", ReferencedFrameNumber=["2"],
-              PurposeOfReferenceCodeSequence=Sequence([_item(CodeValue="121311", CodeMeaning="Localizer")])),
-        _item(ReferencedSOPInstanceUID="1.2.4"),
-    ])
+    ds.ReferencedImageSequence = Sequence(
+        [
+            _item(
+                ReferencedSOPInstanceUID="1.2.3",
+                ReferencedFrameNumber=["2"],
+                PurposeOfReferenceCodeSequence=Sequence(
+                    [_item(CodeValue="121311", CodeMeaning="Localizer")]
+                ),
+            ),
+            _item(ReferencedSOPInstanceUID="1.2.4"),
+        ]
+    )
     ds.OtherPatientIDsSequence = Sequence([])  # an empty sequence
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = syntax
@@ -141,7 +162,10 @@ def test_every_vr_through_sql(spark, generated):
         for keyword, (_, expected) in EVERY_VR.items():
             value = row[keyword]
             if isinstance(expected, datetime.datetime):  # pyspark gives local naive datetimes
-                value, expected = value.timestamp(), expected.replace(tzinfo=datetime.timezone.utc).timestamp()
+                value, expected = (
+                    value.timestamp(),
+                    expected.replace(tzinfo=datetime.timezone.utc).timestamp(),
+                )
             assert value == expected, (row.path, keyword)
 
 
@@ -163,7 +187,10 @@ def test_character_sets(tmp_path, charset, name):
     ds.InstitutionName = name.replace("^", " ")
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = (
+        ds.SOPClassUID,
+        ds.SOPInstanceUID,
+    )
     path = tmp_path / "charset.dcm"
     ds.save_as(path, enforce_file_format=True)
     columns = HeaderColumns.of(["PatientName", "InstitutionName"])

@@ -28,10 +28,26 @@ def _read(path: Path):
 
 def test_core_columns_have_the_spine_contract():
     required = {
-        "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID", "PatientName",
-        "PatientSex", "PatientAge", "PatientBirthDate", "StudyDate", "Modality", "Manufacturer",
-        "ManufacturerModelName", "BodyPartExamined", "Rows", "Columns", "NumberOfFrames",
-        "BitsAllocated", "PhotometricInterpretation", "TransferSyntaxUID", "SliceThickness",
+        "SOPInstanceUID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "PatientID",
+        "PatientName",
+        "PatientSex",
+        "PatientAge",
+        "PatientBirthDate",
+        "StudyDate",
+        "Modality",
+        "Manufacturer",
+        "ManufacturerModelName",
+        "BodyPartExamined",
+        "Rows",
+        "Columns",
+        "NumberOfFrames",
+        "BitsAllocated",
+        "PhotometricInterpretation",
+        "TransferSyntaxUID",
+        "SliceThickness",
         "PixelSpacing",
     }
     assert required <= set(CORE_KEYWORDS)
@@ -46,7 +62,9 @@ def test_core_columns_have_the_spine_contract():
 @pytest.mark.parametrize("vr", list(VR), ids=str)
 def test_every_vr_pydicom_knows_is_typed_or_binary(vr):
     typed = column_vr(vr)  # an ambiguous VR ('US or SS or OW') types its column by the first
-    assert (typed in VR_TYPES) != (typed in BYTES_VR), f"VR {vr}: a SQL type in VR_TYPES, or bytes kept in meta"
+    assert (typed in VR_TYPES) != (typed in BYTES_VR), (
+        f"VR {vr}: a SQL type in VR_TYPES, or bytes kept in meta"
+    )
 
 
 @pytest.mark.parametrize("path", READABLE, ids=lambda p: p.name)
@@ -152,4 +170,6 @@ def test_garbage_and_empty_input_give_reasons():
     assert "not a DICOM file" in _record_of(b"").error
     assert "not a DICOM file" in _record_of(b"\x00" * 10).error
     truncated_meta = _file(PatientID="X")[:140]
-    assert _record_of(truncated_meta).error.startswith(("malformed DICOM", "truncated", "not a DICOM file"))
+    assert _record_of(truncated_meta).error.startswith(
+        ("malformed DICOM", "truncated", "not a DICOM file")
+    )

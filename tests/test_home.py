@@ -25,11 +25,15 @@ def test_second_holder_is_told_who_holds_the_home(tmp_path):
     first.acquire()  # idempotent
     owner = second.owner()
     assert owner.pid == os.getpid() and owner.jdbc_url is None
-    with pytest.raises(HomeInUseError, match=rf"in use by process {os.getpid()} .*use another --home"):
+    with pytest.raises(
+        HomeInUseError, match=rf"in use by process {os.getpid()} .*use another --home"
+    ):
         second.acquire()
     first.describe(jdbc_host="127.0.0.1", jdbc_port=10001)
     assert second.owner().jdbc_url == "jdbc:hive2://127.0.0.1:10001/default"
-    with pytest.raises(HomeInUseError, match="dicomsql sql --jdbc jdbc:hive2://127.0.0.1:10001/default"):
+    with pytest.raises(
+        HomeInUseError, match="dicomsql sql --jdbc jdbc:hive2://127.0.0.1:10001/default"
+    ):
         second.acquire()
     first.release()
     assert second.owner() is None and not first.owner_path.exists()

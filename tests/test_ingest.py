@@ -30,8 +30,15 @@ def test_first_run_reads_everything_and_equals_the_source(spark, folder):
     lines = []
     summary = ingest(client.execute, "ingest_first", [str(folder)], progress=lines.append)
     files = sorted(str(p) for p in folder.rglob("*.dcm"))
-    assert (summary.new, summary.changed, summary.removed, summary.rows) == (len(files), 0, 0, len(files))
-    assert lines and lines[-1].startswith(f"ingest ingest_first: {len(files)}/{len(files)} files (100%)")
+    assert (summary.new, summary.changed, summary.removed, summary.rows) == (
+        len(files),
+        0,
+        0,
+        len(files),
+    )
+    assert lines and lines[-1].startswith(
+        f"ingest ingest_first: {len(files)}/{len(files)} files (100%)"
+    )
     table = spark.table("ingest_first")
     source = spark.read.format("dicom").load(str(folder))
     assert table.schema == source.schema
@@ -69,7 +76,9 @@ def test_tags_all_is_fixed_when_the_table_is_created(spark, folder):
     ingest(client.execute, "ingest_all", [str(folder / "DEMO-0001")], tags="all")
     columns = spark.table("ingest_all").columns
     assert "KVP" in columns and "MagneticFieldStrength" in columns
-    ingest(client.execute, "ingest_all", [str(folder)], tags="core")  # an existing table keeps its columns
+    ingest(
+        client.execute, "ingest_all", [str(folder)], tags="core"
+    )  # an existing table keeps its columns
     assert spark.table("ingest_all").columns == columns
     assert spark.table("ingest_all").count() == 24
     spark.sql("DROP TABLE ingest_all")
@@ -89,7 +98,9 @@ def test_an_interrupted_run_is_repaired_by_the_next(spark, folder):
     client = EmbeddedClient(spark)
     ingest(client.execute, "ingest_repair", [str(folder)])
     # interrupted after renaming the table away, before renaming the kept rows in
-    spark.sql("CREATE TABLE ingest_repair__ingest USING parquet AS SELECT * FROM ingest_repair LIMIT 3")
+    spark.sql(
+        "CREATE TABLE ingest_repair__ingest USING parquet AS SELECT * FROM ingest_repair LIMIT 3"
+    )
     spark.sql("ALTER TABLE ingest_repair RENAME TO ingest_repair__previous")
     summary = ingest(client.execute, "ingest_repair", [str(folder)])
     assert (summary.read, summary.rows) == (0, 24)  # the data came back; nothing re-read
@@ -111,6 +122,8 @@ def test_a_file_deleted_while_ingesting_is_a_row_not_a_failure(spark, folder, mo
     monkeypatch.setattr(module, "list_files", list_then_delete)
     summary = ingest(EmbeddedClient(spark).execute, "ingest_vanished", [str(folder)])
     assert (summary.rows, summary.unreadable) == (24, 1)
-    [row] = spark.sql(f"SELECT _corrupt_record FROM ingest_vanished WHERE path = '{victim}'").collect()
+    [row] = spark.sql(
+        f"SELECT _corrupt_record FROM ingest_vanished WHERE path = '{victim}'"
+    ).collect()
     assert row._corrupt_record.startswith("cannot open")
     spark.sql("DROP TABLE ingest_vanished")

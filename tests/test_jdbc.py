@@ -18,7 +18,9 @@ from .conftest import DEMO_PATIENTS
 
 pytestmark = [
     pytest.mark.server,
-    pytest.mark.filterwarnings("ignore:jpype._core.isThreadAttachedToJVM is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:jpype._core.isThreadAttachedToJVM is deprecated:DeprecationWarning"
+    ),
 ]
 
 DRIVER = "org.apache.hive.jdbc.HiveDriver"
@@ -93,16 +95,34 @@ def test_metadata_columns_of_a_view_match_spark(connection, spark):
     assert list(columns) == [f.name for f in fields]
     assert [columns[f.name]["ORDINAL_POSITION"] for f in fields] == list(range(1, len(fields) + 1))
     patient_id = columns["PatientID"]
-    assert (patient_id["TYPE_NAME"], patient_id["DATA_TYPE"], patient_id["TABLE_NAME"]) == ("STRING", types.VARCHAR, "demo_images")
+    assert (patient_id["TYPE_NAME"], patient_id["DATA_TYPE"], patient_id["TABLE_NAME"]) == (
+        "STRING",
+        types.VARCHAR,
+        "demo_images",
+    )
     assert patient_id["TABLE_SCHEM"] is None
     size = columns["size"]  # the file's size in bytes, from Spark's binaryFile source
-    assert (size["TYPE_NAME"], size["DATA_TYPE"], size["COLUMN_SIZE"], size["NUM_PREC_RADIX"]) == ("BIGINT", types.BIGINT, 19, 10)
-    numeric = {"int": ("INT", types.INTEGER), "bigint": ("BIGINT", types.BIGINT), "double": ("DOUBLE", types.DOUBLE)}
+    assert (size["TYPE_NAME"], size["DATA_TYPE"], size["COLUMN_SIZE"], size["NUM_PREC_RADIX"]) == (
+        "BIGINT",
+        types.BIGINT,
+        19,
+        10,
+    )
+    numeric = {
+        "int": ("INT", types.INTEGER),
+        "bigint": ("BIGINT", types.BIGINT),
+        "double": ("DOUBLE", types.DOUBLE),
+    }
     instance = next(f for f in fields if f.name == "InstanceNumber").dataType.simpleString()
     assert instance in numeric
-    assert (columns["InstanceNumber"]["TYPE_NAME"], columns["InstanceNumber"]["DATA_TYPE"]) == numeric[instance]
+    assert (
+        columns["InstanceNumber"]["TYPE_NAME"],
+        columns["InstanceNumber"]["DATA_TYPE"],
+    ) == numeric[instance]
     # a column pattern narrows the listing
-    assert [r["COLUMN_NAME"] for r in _rows(meta.getColumns(None, None, "demo_images", "Patient_D"))] == ["PatientID"]
+    assert [
+        r["COLUMN_NAME"] for r in _rows(meta.getColumns(None, None, "demo_images", "Patient_D"))
+    ] == ["PatientID"]
 
 
 def test_metadata_functions_carry_their_description(connection):
@@ -137,9 +157,21 @@ TYPED_VALUES = [
     ("FLOAT", "CAST(1.5 AS FLOAT)", 1.5, "float", "FLOAT"),
     ("DOUBLE", "0.1D", 0.1, "double", "DOUBLE"),
     ("STRING", "'héllo, wörld'", "héllo, wörld", "string", "VARCHAR"),
-    ("DECIMAL(10,2)", "CAST(-12.34 AS DECIMAL(10,2))", -12.34, "decimal", "DECIMAL"),  # JayDeBeApi: float
+    (
+        "DECIMAL(10,2)",
+        "CAST(-12.34 AS DECIMAL(10,2))",
+        -12.34,
+        "decimal",
+        "DECIMAL",
+    ),  # JayDeBeApi: float
     ("DATE", "DATE '2024-02-29'", "2024-02-29", "date", "DATE"),
-    ("TIMESTAMP", "TIMESTAMP '2024-02-29 13:45:01.123456'", "2024-02-29 13:45:01.123456", "timestamp", "TIMESTAMP"),
+    (
+        "TIMESTAMP",
+        "TIMESTAMP '2024-02-29 13:45:01.123456'",
+        "2024-02-29 13:45:01.123456",
+        "timestamp",
+        "TIMESTAMP",
+    ),
     ("BINARY", "X'00FF61'", None, "binary", "BINARY"),  # checked as bytes below
     ("ARRAY<INT>", "array(1, NULL, 3)", "[1,null,3]", "array", "ARRAY"),  # JSON text
     ("MAP<STRING,INT>", "map('k', 1)", '{"k":1}', "map", "JAVA_OBJECT"),
@@ -147,13 +179,17 @@ TYPED_VALUES = [
 ]
 TYPED_QUERY = (
     "SELECT * FROM ("
-    + "SELECT 0 AS row_no, " + ", ".join(f"CAST(NULL AS {t}) AS c{i}" for i, (t, *_rest) in enumerate(TYPED_VALUES))
-    + " UNION ALL SELECT 1, " + ", ".join(literal for _t, literal, *_rest in TYPED_VALUES)
+    + "SELECT 0 AS row_no, "
+    + ", ".join(f"CAST(NULL AS {t}) AS c{i}" for i, (t, *_rest) in enumerate(TYPED_VALUES))
+    + " UNION ALL SELECT 1, "
+    + ", ".join(literal for _t, literal, *_rest in TYPED_VALUES)
     + ") ORDER BY row_no"
 )
 
 
-@pytest.mark.filterwarnings("ignore:No type mapping for JDBC type:UserWarning")  # ARRAY, MAP, STRUCT
+@pytest.mark.filterwarnings(
+    "ignore:No type mapping for JDBC type:UserWarning"
+)  # ARRAY, MAP, STRUCT
 def test_nulls_and_values_of_every_type(cursor):
     cursor.execute(TYPED_QUERY)
     nulls, values = cursor.fetchall()
@@ -167,7 +203,12 @@ def test_nulls_and_values_of_every_type(cursor):
     assert codes[:5] == [jaydebeapi.NUMBER] * 5
     assert codes[5:7] == [jaydebeapi.FLOAT] * 2
     assert (codes[7], codes[8], codes[9], codes[10], codes[11]) == (
-        jaydebeapi.STRING, jaydebeapi.DECIMAL, jaydebeapi.DATE, jaydebeapi.DATETIME, jaydebeapi.BINARY)
+        jaydebeapi.STRING,
+        jaydebeapi.DECIMAL,
+        jaydebeapi.DATE,
+        jaydebeapi.DATETIME,
+        jaydebeapi.BINARY,
+    )
 
 
 def test_result_set_metadata_and_raw_values_of_every_type(connection):
@@ -188,7 +229,9 @@ def test_result_set_metadata_and_raw_values_of_every_type(connection):
         assert result.getBigDecimal(10) is None and result.getTimestamp(12) is None
 
         assert result.next() and result.getInt(1) == 1
-        assert result.getBoolean(2) is True and result.getByte(3) == -7 and result.getShort(4) == -300
+        assert (
+            result.getBoolean(2) is True and result.getByte(3) == -7 and result.getShort(4) == -300
+        )
         assert result.getLong(6) == 9007199254740993 and result.getFloat(7) == 1.5
         assert str(result.getBigDecimal(10).toPlainString()) == "-12.34"
         assert bytes(result.getObject(13)) == b"\x00\xffa"  # the driver has no getBytes
@@ -212,16 +255,24 @@ def test_decimal_and_timestamp_keep_precision(connection, cursor):
         amount = result.getBigDecimal(1)
         assert (str(amount.toPlainString()), amount.scale()) == ("12345678.90", 2)
         wide = result.getBigDecimal(4)
-        assert (str(wide.toPlainString()), wide.scale()) == ("12345678901234567890123456.0123456789", 10)
+        assert (str(wide.toPlainString()), wide.scale()) == (
+            "12345678901234567890123456.0123456789",
+            10,
+        )
         stamp = result.getTimestamp(2)
-        assert str(stamp.toString()) == "2024-02-29 13:45:01.123456" and stamp.getNanos() == 123_456_000
+        assert (
+            str(stamp.toString()) == "2024-02-29 13:45:01.123456"
+            and stamp.getNanos() == 123_456_000
+        )
         assert result.getTimestamp(5).getNanos() == 1_000
         assert str(result.getDate(3).toString()) == "2024-02-29"
         assert not result.next()
     finally:
         result.close()
     # the same through JayDeBeApi (which turns DECIMAL into float, TIMESTAMP and DATE into text)
-    cursor.execute("SELECT CAST('12345678.90' AS DECIMAL(12,2)), TIMESTAMP '2024-02-29 13:45:01.123456', DATE '2024-02-29'")
+    cursor.execute(
+        "SELECT CAST('12345678.90' AS DECIMAL(12,2)), TIMESTAMP '2024-02-29 13:45:01.123456', DATE '2024-02-29'"
+    )
     assert cursor.fetchall() == [(12345678.90, "2024-02-29 13:45:01.123456", "2024-02-29")]
 
 

@@ -24,8 +24,15 @@ print(" ".join(sorted(m for m in sys.modules if m == "pyspark" or m.startswith("
 
 
 def test_pure_packages_never_import_pyspark():
-    done = subprocess.run([sys.executable, "-c", IMPORT_ALL, *PURE_PACKAGES], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_ALL, *PURE_PACKAGES],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     imported, pyspark_modules = (done.stdout.splitlines() + ["", ""])[:2]
-    assert {"dicomsql.dicom.pixels", "dicomsql.stats.cox"} <= set(imported.split())  # the walk found the modules
+    assert {"dicomsql.dicom.pixels", "dicomsql.stats.cox"} <= set(
+        imported.split()
+    )  # the walk found the modules
     assert pyspark_modules == "", f"importing {', '.join(PURE_PACKAGES)} imported {pyspark_modules}"

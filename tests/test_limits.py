@@ -38,7 +38,11 @@ def call(name, *columns):
         table = evaluator()
         return list(table.eval(*columns)) + list(getattr(table, "terminate", lambda: ())())
     if function.kind == "aggregate":
-        return evaluator(iter([_arrays(columns)])) if function.streaming else evaluator(*_arrays(columns))
+        return (
+            evaluator(iter([_arrays(columns)]))
+            if function.streaming
+            else evaluator(*_arrays(columns))
+        )
     return next(evaluator(iter([_arrays(columns)])))
 
 
@@ -57,45 +61,94 @@ def _features():
 
 #: function -> (a call out of bound, the message it fails with)
 OUT_OF_BOUND = {
-    "dicom_image": (lambda: call("dicom_image", [CT], [-1]),
-                    "dicom_image: argument frame must be between 0 and 2147483647, got -1"),
-    "dicom_pixels": (lambda: call("dicom_pixels", [CT], [2**31]),
-                     "dicom_pixels: argument frame must be between 0 and 2147483647, got 2147483648"),
-    "dicom_png": (lambda: call("dicom_png", [CT], [100000]),
-                  "dicom_png: argument size must be between 1 and 4096, got 100000"),
-    "dicom_png_uri": (lambda: call("dicom_png_uri", [CT], [0]),
-                      "dicom_png_uri: argument size must be between 1 and 4096, got 0"),
-    "image_resize": (lambda: call("image_resize", [CT], [100000], [64]),
-                     "image_resize: argument rows must be between 1 and 8192, got 100000"),
-    "image_stats": (lambda: call("image_stats", [CT], [10**7]),
-                    "image_stats: argument bins must be between 1 and 100000, got 10000000"),
-    "image_pca": (lambda: call("image_pca", pa.array([CT]), pa.array([0])),
-                  "image_pca: argument k must be between 1 and 8192, got 0"),
-    "image_covariance": (lambda: call("image_covariance", _wide_image(10000)),
-                         "image_covariance: argument image must be between 1 and 8192 columns, got 10000 columns"),
-    "image_eigen": (lambda: call("image_eigen", _wide_image(10000)),
-                    "image_eigen: argument image must be between 1 and 8192 columns, got 10000 columns"),
-    "cov_fit": (lambda: call("cov_fit", [[0.0] * 9000, [1.0] * 9000]),
-                "cov_fit: argument vector must be between 1 and 8192 values, got 9000 values"),
-    "cov_partials": (lambda: call("cov_partials", ([0.0] * 9000,)),
-                     "cov_partials: argument vectors must be between 1 and 8192 values, got 9000 values"),
-    "pca_fit": (lambda: call("pca_fit", [[1.0, 2.0]], [10**6]),
-                "pca_fit: argument k must be between 1 and 8192, got 1000000"),
-    "pca_from_cov": (lambda: call("pca_from_cov", pa.array([{"n": 2}]), pa.array([None], type=pa.int32())),
-                     "pca_from_cov: argument k must be between 1 and 8192, got NULL"),
-    "series_volume": (lambda: call("series_volume", pa.array([CT] * 4097), pa.array([None] * 4097), pa.array([None] * 4097)),
-                      "series_volume: argument image must be between 1 and 4096 slices, got 4097 slices"),
-    "als_recommend": (lambda: call("als_recommend", None, "R01", 10**6),
-                      "als_recommend: argument k must be between 1 and 10000, got 1000000"),
-    "random_forest_fit": (lambda: call("random_forest_fit", pa.array([0, 1, 0, 1]), _features(), _options(trees="5000")),
-                          "random_forest_fit: argument options: option trees must be an integer between 1 and 2000, got '5000'"),
-    "als_fit": (lambda: call("als_fit", pa.array(["a"]), pa.array(["b"]), pa.array([1.0]), _options(rank="100000")),
-                "als_fit: argument options: option rank must be an integer between 1 and 200, got '100000'"),
-    "logreg_fit": (lambda: call("logreg_fit", pa.array([0, 1, 0, 1]), _features(), _options(max_iter="1e9")),
-                   "logreg_fit: argument options: option max_iter must be an integer between 1 and 1000, got '1e9'"),
-    "coxph_fit": (lambda: call("coxph_fit", pa.array([1.0, 2.0]), pa.array([1, 0]), pa.array([{"x": 1.0}, {"x": 2.0}]),
-                                             _options(max_iter="5000")),
-                  "coxph_fit: argument options: option max_iter must be an integer between 1 and 1000, got '5000'"),
+    "dicom_image": (
+        lambda: call("dicom_image", [CT], [-1]),
+        "dicom_image: argument frame must be between 0 and 2147483647, got -1",
+    ),
+    "dicom_pixels": (
+        lambda: call("dicom_pixels", [CT], [2**31]),
+        "dicom_pixels: argument frame must be between 0 and 2147483647, got 2147483648",
+    ),
+    "dicom_png": (
+        lambda: call("dicom_png", [CT], [100000]),
+        "dicom_png: argument size must be between 1 and 4096, got 100000",
+    ),
+    "dicom_png_uri": (
+        lambda: call("dicom_png_uri", [CT], [0]),
+        "dicom_png_uri: argument size must be between 1 and 4096, got 0",
+    ),
+    "image_resize": (
+        lambda: call("image_resize", [CT], [100000], [64]),
+        "image_resize: argument rows must be between 1 and 8192, got 100000",
+    ),
+    "image_stats": (
+        lambda: call("image_stats", [CT], [10**7]),
+        "image_stats: argument bins must be between 1 and 100000, got 10000000",
+    ),
+    "image_pca": (
+        lambda: call("image_pca", pa.array([CT]), pa.array([0])),
+        "image_pca: argument k must be between 1 and 8192, got 0",
+    ),
+    "image_covariance": (
+        lambda: call("image_covariance", _wide_image(10000)),
+        "image_covariance: argument image must be between 1 and 8192 columns, got 10000 columns",
+    ),
+    "image_eigen": (
+        lambda: call("image_eigen", _wide_image(10000)),
+        "image_eigen: argument image must be between 1 and 8192 columns, got 10000 columns",
+    ),
+    "cov_fit": (
+        lambda: call("cov_fit", [[0.0] * 9000, [1.0] * 9000]),
+        "cov_fit: argument vector must be between 1 and 8192 values, got 9000 values",
+    ),
+    "cov_partials": (
+        lambda: call("cov_partials", ([0.0] * 9000,)),
+        "cov_partials: argument vectors must be between 1 and 8192 values, got 9000 values",
+    ),
+    "pca_fit": (
+        lambda: call("pca_fit", [[1.0, 2.0]], [10**6]),
+        "pca_fit: argument k must be between 1 and 8192, got 1000000",
+    ),
+    "pca_from_cov": (
+        lambda: call("pca_from_cov", pa.array([{"n": 2}]), pa.array([None], type=pa.int32())),
+        "pca_from_cov: argument k must be between 1 and 8192, got NULL",
+    ),
+    "series_volume": (
+        lambda: call(
+            "series_volume", pa.array([CT] * 4097), pa.array([None] * 4097), pa.array([None] * 4097)
+        ),
+        "series_volume: argument image must be between 1 and 4096 slices, got 4097 slices",
+    ),
+    "als_recommend": (
+        lambda: call("als_recommend", None, "R01", 10**6),
+        "als_recommend: argument k must be between 1 and 10000, got 1000000",
+    ),
+    "random_forest_fit": (
+        lambda: call(
+            "random_forest_fit", pa.array([0, 1, 0, 1]), _features(), _options(trees="5000")
+        ),
+        "random_forest_fit: argument options: option trees must be an integer between 1 and 2000, got '5000'",
+    ),
+    "als_fit": (
+        lambda: call(
+            "als_fit", pa.array(["a"]), pa.array(["b"]), pa.array([1.0]), _options(rank="100000")
+        ),
+        "als_fit: argument options: option rank must be an integer between 1 and 200, got '100000'",
+    ),
+    "logreg_fit": (
+        lambda: call("logreg_fit", pa.array([0, 1, 0, 1]), _features(), _options(max_iter="1e9")),
+        "logreg_fit: argument options: option max_iter must be an integer between 1 and 1000, got '1e9'",
+    ),
+    "coxph_fit": (
+        lambda: call(
+            "coxph_fit",
+            pa.array([1.0, 2.0]),
+            pa.array([1, 0]),
+            pa.array([{"x": 1.0}, {"x": 2.0}]),
+            _options(max_iter="5000"),
+        ),
+        "coxph_fit: argument options: option max_iter must be an integer between 1 and 1000, got '5000'",
+    ),
 }
 
 
@@ -107,8 +160,15 @@ def test_an_out_of_bound_argument_names_the_function_the_argument_and_the_bound(
 
 
 def test_every_bounded_function_has_an_out_of_bound_case():
-    bounded = {name for name, f in FUNCTIONS.items() if f.bounds or any(isinstance(o.parse, Bound) for o in f.option_table)}
-    shared = {"coxph_fit_weighted", "coxph_fit_stratified"}  # coxph_fit's options table and code path
+    bounded = {
+        name
+        for name, f in FUNCTIONS.items()
+        if f.bounds or any(isinstance(o.parse, Bound) for o in f.option_table)
+    }
+    shared = {
+        "coxph_fit_weighted",
+        "coxph_fit_stratified",
+    }  # coxph_fit's options table and code path
     assert bounded - shared - set(OUT_OF_BOUND) == set()
 
 
@@ -116,29 +176,44 @@ def test_values_within_the_bounds_still_work():
     [image] = call("image_resize", [CT], [8], [6]).to_pylist()
     assert (image["rows"], image["columns"], len(image["data"])) == (8, 6, 48)
     assert call("image_pca", pa.array([CT]), pa.array([2])).to_pylist()[0]["components"]
-    model = call("random_forest_fit", pa.array([0, 1, 0, 1]), _features(), _options(trees="2000", max_depth="2")).as_py()
+    model = call(
+        "random_forest_fit",
+        pa.array([0, 1, 0, 1]),
+        _features(),
+        _options(trees="2000", max_depth="2"),
+    ).as_py()
     assert model["trees"] == 2000
 
 
 def test_pca_covariance_method_refuses_vectors_longer_than_max_dimension():
     message = "pca_fit: argument vector: method covariance accumulates a d x d matrix: vectors must have at most max_dimension (4) values, got 5"
     with pytest.raises(FunctionArgumentError, match=f"^{re.escape(message)}$"):
-        call("pca_fit", [[1.0] * 5, [2.0] * 5], [2], _options(method="covariance", max_dimension="4"))
+        call(
+            "pca_fit", [[1.0] * 5, [2.0] * 5], [2], _options(method="covariance", max_dimension="4")
+        )
 
 
 def test_bounds_and_bounded_options():
-    assert Bound(1, 10).check(10.0) == 10 and str(Bound(1, 10, "columns")) == "between 1 and 10 columns"
+    assert (
+        Bound(1, 10).check(10.0) == 10
+        and str(Bound(1, 10, "columns")) == "between 1 and 10 columns"
+    )
     for bad in (0, 11, None, float("nan"), float("inf"), "x"):
         with pytest.raises(ValueError, match="^between 1 and 10$"):
             Bound(1, 10).check(bad)
     assert parse({"trees": "2000"}, forest.OPTIONS)["trees"] == 2000
-    with pytest.raises(ValueError, match="^option max_depth must be an integer between 1 and 32, got '100'$"):
+    with pytest.raises(
+        ValueError, match="^option max_depth must be an integer between 1 and 32, got '100'$"
+    ):
         parse({"max_depth": "100"}, forest.OPTIONS)
-    with pytest.raises(ValueError, match="^option seed must be an integer between 0 and 4294967295, got '-1'$"):
+    with pytest.raises(
+        ValueError, match="^option seed must be an integer between 0 and 4294967295, got '-1'$"
+    ):
         parse({"seed": "-1"}, forest.OPTIONS)
 
 
 # --- the file size limit --------------------------------------------------------------------
+
 
 @pytest.fixture
 def small_limit(monkeypatch):
@@ -149,7 +224,10 @@ def small_limit(monkeypatch):
 
 def test_pixel_functions_give_a_row_error_for_a_file_over_the_limit(small_limit):
     [row] = call("dicom_image", [CT]).to_pylist()
-    assert row["data"] is None and row["error"] == f"cannot decode {CT}: FileTooLargeError: {small_limit}"
+    assert (
+        row["data"] is None
+        and row["error"] == f"cannot decode {CT}: FileTooLargeError: {small_limit}"
+    )
     assert call("dicom_pixels", [CT]).to_pylist() == [None]
     assert call("image_covariance", pa.array([CT])).to_pylist() == [None]
     with pytest.raises(ValueError, match=re.escape(small_limit)):
@@ -161,7 +239,10 @@ def test_pixel_functions_give_a_row_error_for_a_file_over_the_limit(small_limit)
 def test_file_bytes_over_the_limit_are_a_row_error_too(small_limit):
     content = pa.array([(PYDICOM_TEST_FILES / "CT_small.dcm").read_bytes()], type=pa.binary())
     [row] = call("dicom_image", content).to_pylist()
-    assert row["error"] == f"cannot decode <{len(content[0].as_py())} bytes>: FileTooLargeError: {small_limit}"
+    assert (
+        row["error"]
+        == f"cannot decode <{len(content[0].as_py())} bytes>: FileTooLargeError: {small_limit}"
+    )
 
 
 def test_files_within_the_limit_are_decoded(monkeypatch):
@@ -183,15 +264,34 @@ def test_pixels_bytes_gives_a_row_error_for_a_file_over_the_limit(small_limit):
 
 
 def test_pixels_bytes_failfast_names_the_file(small_limit):
-    from pyspark.sql.types import ArrayType, BinaryType, LongType, StringType, StructField, StructType, TimestampType
+    from pyspark.sql.types import (
+        ArrayType,
+        BinaryType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+        TimestampType,
+    )
 
     layout = _bytes_layout()
-    types = {"STRING": StringType(), "BIGINT": LongType(), "TIMESTAMP": TimestampType(), "BINARY": BinaryType(),
-             "ARRAY<STRING>": ArrayType(StringType())}
+    types = {
+        "STRING": StringType(),
+        "BIGINT": LongType(),
+        "TIMESTAMP": TimestampType(),
+        "BINARY": BinaryType(),
+        "ARRAY<STRING>": ArrayType(StringType()),
+    }
     schema = StructType([StructField(name, types[ddl]) for name, ddl in layout.fields()])
-    reader = DicomReader(parse_options({"path": CT, "pixels": "bytes", "mode": "FAILFAST"}), layout, schema)
-    with pytest.raises(InvalidDicomFileError, match=re.escape(f"dicom source (mode FAILFAST): {CT}: {small_limit}")):
+    reader = DicomReader(
+        parse_options({"path": CT, "pixels": "bytes", "mode": "FAILFAST"}), layout, schema
+    )
+    with pytest.raises(
+        InvalidDicomFileError, match=re.escape(f"dicom source (mode FAILFAST): {CT}: {small_limit}")
+    ):
         list(reader.read(FilesPartition(0, tuple(list_files([CT])))))
     permissive = DicomReader(parse_options({"path": CT, "pixels": "bytes"}), layout, schema)
     [batch] = permissive.read(FilesPartition(0, tuple(list_files([CT]))))
-    assert batch.column("content").to_pylist() == [None] and batch.column("_corrupt_record").to_pylist() == [small_limit]
+    assert batch.column("content").to_pylist() == [None] and batch.column(
+        "_corrupt_record"
+    ).to_pylist() == [small_limit]

@@ -24,8 +24,15 @@ def test_notebook_runs_against_the_server(thrift_server, monkeypatch):
     monkeypatch.setenv("DICOMSQL_PORT", str(thrift_server.port))
     monkeypatch.setenv("PLOOMBER_STATS_ENABLED", "false")  # JupySQL's telemetry
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    ).execute()
+    outputs = [
+        output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
+    ]
     assert not [output for output in outputs if output.output_type == "error"]
     figures = [output for output in outputs if "image/png" in output.get("data", {})]
     assert len(figures) == 3  # thumbnails, Kaplan-Meier curves, eigen-images

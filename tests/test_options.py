@@ -25,7 +25,9 @@ TABLES: dict[str, tuple[Option, ...]] = {
     "settings": settings.SETTINGS,
     "dicom source": OPTIONS,
     "dicom_image": IMAGE_OPTIONS,
-    **{name: function.option_table for name, function in FUNCTIONS.items() if function.option_table},
+    **{
+        name: function.option_table for name, function in FUNCTIONS.items() if function.option_table
+    },
 }
 EVERY_OPTION = [(table, option) for table, options in TABLES.items() for option in options]
 
@@ -36,17 +38,25 @@ def _ids(case) -> str:
 
 def test_parse_gives_defaults_overridden_by_case_insensitive_keys():
     assert parse(None, (TIES, TRIES)) == {"ties": "efron", "max_iter": 50}
-    assert parse({" Max_Iter ": "7", "TIES": "Breslow"}, (TIES, TRIES)) == {"ties": "breslow", "max_iter": 7}
+    assert parse({" Max_Iter ": "7", "TIES": "Breslow"}, (TIES, TRIES)) == {
+        "ties": "breslow",
+        "max_iter": 7,
+    }
 
 
 def test_parse_rejects_unknown_keys_listing_the_known_ones():
-    with pytest.raises(OptionError, match=r"^unknown option 'tie' \(known: ties, max_iter\)$") as caught:
+    with pytest.raises(
+        OptionError, match=r"^unknown option 'tie' \(known: ties, max_iter\)$"
+    ) as caught:
         parse({"tie": "efron"}, (TIES, TRIES))
     assert caught.value.option is None
 
 
 def test_parse_errors_name_the_option_the_value_and_what_was_expected():
-    with pytest.raises(OptionError, match=r"^coxph_fit: option max_iter must be an integer between 1 and 1000, got '1e9'$") as caught:
+    with pytest.raises(
+        OptionError,
+        match=r"^coxph_fit: option max_iter must be an integer between 1 and 1000, got '1e9'$",
+    ) as caught:
         parse({"max_iter": "1e9"}, (TIES, TRIES), where="coxph_fit")
     assert caught.value.option == "max_iter"
     assert isinstance(caught.value, ValueError) and isinstance(caught.value, DicomsqlError)
@@ -91,10 +101,22 @@ def test_the_settings_choices_are_the_servers():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["serve", "--port", "0"], "argument --port: must be an integer between 1 and 65535, got '0'"),
-        (["serve", "--auth", "kerberos"], "argument --auth: must be one of none, password, ldap, got 'kerberos'"),
-        (["serve", "--max-file-size", "big"], "argument --max-file-size: must be a positive number of bytes"),
-        (["demo", "--out", "x", "--patients", "0"], "argument --patients: must be an integer 1 or more, got '0'"),
+        (
+            ["serve", "--port", "0"],
+            "argument --port: must be an integer between 1 and 65535, got '0'",
+        ),
+        (
+            ["serve", "--auth", "kerberos"],
+            "argument --auth: must be one of none, password, ldap, got 'kerberos'",
+        ),
+        (
+            ["serve", "--max-file-size", "big"],
+            "argument --max-file-size: must be a positive number of bytes",
+        ),
+        (
+            ["demo", "--out", "x", "--patients", "0"],
+            "argument --patients: must be an integer 1 or more, got '0'",
+        ),
     ],
 )
 def test_a_settings_flag_is_parsed_by_its_option(argv, message, capsys):
@@ -108,24 +130,42 @@ def test_a_settings_flag_is_parsed_by_its_option(argv, message, capsys):
 def test_settings_flags_take_the_settings_values():
     from dicomsql.cli import _parser
 
-    args = _parser().parse_args(["serve", "--auth", "Password", "--max-file-size", "512MiB", "--port", "10001"])
-    assert (args.auth, args.max_file_size, args.port, args.audit_statements) == ("password", 512 << 20, 10001, "text")
+    args = _parser().parse_args(
+        ["serve", "--auth", "Password", "--max-file-size", "512MiB", "--port", "10001"]
+    )
+    assert (args.auth, args.max_file_size, args.port, args.audit_statements) == (
+        "password",
+        512 << 20,
+        10001,
+        "text",
+    )
 
 
 def test_the_source_takes_sparks_own_keys_and_rejects_unknown_ones():
     assert parse_options({"path": "/a", "paths": '["/b", "/c"]'}).paths == ("/a", "/b", "/c")
-    with pytest.raises(DicomsqlError, match=r"^dicom source: unknown option 'mdoe' \(known: path, paths, files, tags"):
+    with pytest.raises(
+        DicomsqlError,
+        match=r"^dicom source: unknown option 'mdoe' \(known: path, paths, files, tags",
+    ):
         parse_options({"path": "/a", "mdoe": "FAILFAST"})
-    with pytest.raises(DicomsqlError, match=r"^dicom source: option files must be a JSON list of paths, got 'a.dcm'$"):
+    with pytest.raises(
+        DicomsqlError,
+        match=r"^dicom source: option files must be a JSON list of paths, got 'a.dcm'$",
+    ):
         parse_options({"files": "a.dcm"})
 
 
 def test_image_options_reject_unknown_keys_and_values():
     assert image_options(None) == {"invert": False, "mode": "PERMISSIVE"}
-    assert image_options({"INVERT": "true", "mode": "failfast"}) == {"invert": True, "mode": "FAILFAST"}
+    assert image_options({"INVERT": "true", "mode": "failfast"}) == {
+        "invert": True,
+        "mode": "FAILFAST",
+    }
     with pytest.raises(ValueError, match=r"^unknown option 'inverse' \(known: invert, mode\)$"):
         image_options({"inverse": "true"})
-    with pytest.raises(ValueError, match=r"^option mode must be one of PERMISSIVE, FAILFAST, got 'DROPMALFORMED'$"):
+    with pytest.raises(
+        ValueError, match=r"^option mode must be one of PERMISSIVE, FAILFAST, got 'DROPMALFORMED'$"
+    ):
         image_options({"mode": "DROPMALFORMED"})
 
 
@@ -144,7 +184,9 @@ def test_every_option_has_help(case):
     assert option.help.strip() and option.help.rstrip().endswith((".", ")")), option.name
 
 
-@pytest.mark.parametrize("case", [c for c in EVERY_OPTION if c[1].default not in (None, ())], ids=_ids)
+@pytest.mark.parametrize(
+    "case", [c for c in EVERY_OPTION if c[1].default not in (None, ())], ids=_ids
+)
 def test_every_default_is_what_its_parser_reads(case):
     _, option = case
     assert option.parse(_text(option.default)) == option.default
@@ -158,7 +200,9 @@ def test_option_names_are_unique_per_table_ignoring_case():
 
 def test_readme_tables_are_generated_and_up_to_date():
     text = README.read_text(encoding="utf-8")
-    assert with_generated_tables(text) == text, "README.md's option tables are stale: run python -m dicomsql.docs"
+    assert with_generated_tables(text) == text, (
+        "README.md's option tables are stale: run python -m dicomsql.docs"
+    )
     for option in (*settings.SETTINGS, *OPTIONS):
         assert f"| `{option.name}` |" in text
 

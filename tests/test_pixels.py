@@ -41,9 +41,14 @@ def _decodable(path) -> bool:
         return False
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(path, id=f"{syntax}/{path.name}") for syntax, paths in sorted(by_transfer_syntax().items()) for path in paths
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(path, id=f"{syntax}/{path.name}")
+        for syntax, paths in sorted(by_transfer_syntax().items())
+        for path in paths
+    ],
+)
 def test_every_frame_equals_pydicom(path):
     if not _decodable(path):
         with pytest.raises((pixels.DecodeError, IndexError, ValueError)):
@@ -79,8 +84,10 @@ def test_errors_say_why():
 
 
 def test_a_missing_decoder_plugin_is_told_in_pydicoms_words(monkeypatch):
-    lacking = ("Unable to decompress 'JPEG Baseline (Process 1)' pixel data because all plugins are missing dependencies:"
-               "\n\tgdcm - requires gdcm>=3.0.10\n\tpylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1")
+    lacking = (
+        "Unable to decompress 'JPEG Baseline (Process 1)' pixel data because all plugins are missing dependencies:"
+        "\n\tgdcm - requires gdcm>=3.0.10\n\tpylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1"
+    )
 
     def no_plugin(*_args, **_kwargs):
         raise RuntimeError(lacking)  # what pydicom raises when no JPEG plugin is installed
@@ -103,13 +110,19 @@ def test_window_is_pydicoms_linear_voi_scaled_to_unit():
         # pydicom scales the window to the modality range of the stored values
         low = -(2 ** (ds.BitsStored - 1)) * ds.RescaleSlope + ds.RescaleIntercept
         high = (2 ** (ds.BitsStored - 1) - 1) * ds.RescaleSlope + ds.RescaleIntercept
-        np.testing.assert_allclose(pixels.window(hu, center, width) * (high - low) + low, apply_windowing(hu, ds), atol=1e-2)
+        np.testing.assert_allclose(
+            pixels.window(hu, center, width) * (high - low) + low,
+            apply_windowing(hu, ds),
+            atol=1e-2,
+        )
     with pytest.raises(ValueError, match="window width must be >= 1"):
         pixels.window(hu, 40, 0)
 
 
 def test_png_thumbnails():
-    image = pixels.decode(str(PYDICOM_TEST_FILES / "CT_small.dcm"))  # 128 x 128, no window in the file
+    image = pixels.decode(
+        str(PYDICOM_TEST_FILES / "CT_small.dcm")
+    )  # 128 x 128, no window in the file
     native = PILImage.open(io.BytesIO(pixels.to_png(image, 128, "abdomen")))
     assert native.size == (128, 128) and native.mode == "L"
     expected = np.round(pixels.window(image.data, 40, 400) * 255).astype(np.uint8)
@@ -119,7 +132,9 @@ def test_png_thumbnails():
     assert PILImage.open(io.BytesIO(pixels.to_png(wide, 100))).size == (100, 62)
     colour = pixels.decode(str(PYDICOM_TEST_FILES / "examples_palette.dcm"))
     assert PILImage.open(io.BytesIO(pixels.to_png(colour, 50))).mode == "RGB"
-    monochrome1 = pixels.Image(2, 2, 1, 1, "MONOCHROME1", None, (1.5, 4.0), np.array([[0, 1], [2, 3]], dtype=np.float32))
+    monochrome1 = pixels.Image(
+        2, 2, 1, 1, "MONOCHROME1", None, (1.5, 4.0), np.array([[0, 1], [2, 3]], dtype=np.float32)
+    )
     shown = np.asarray(PILImage.open(io.BytesIO(pixels.to_png(monochrome1, 2))))
     assert shown[0, 0] > shown[1, 1]  # high values dark
     with pytest.raises(KeyError, match="unknown window preset 'lungs'"):
@@ -133,20 +148,38 @@ def _series(demo):
 
 def test_a_series_becomes_a_volume_sorted_along_its_normal(demo):
     datasets = _series(demo)
-    slices = [Slice(apply_modality_lut(ds.pixel_array, ds), ds.ImagePositionPatient, ds.ImageOrientationPatient,
-                    ds.PixelSpacing) for ds in datasets]
+    slices = [
+        Slice(
+            apply_modality_lut(ds.pixel_array, ds),
+            ds.ImagePositionPatient,
+            ds.ImageOrientationPatient,
+            ds.PixelSpacing,
+        )
+        for ds in datasets
+    ]
     volume = stack(slices[::-1])  # order given must not matter
     assert volume["error"] is None and volume["shape"] == [len(slices), 64, 64]
     z = sorted(float(ds.ImagePositionPatient[2]) for ds in datasets)
     assert volume["origin"][2] == z[0]
-    assert volume["spacing"] == pytest.approx([float(datasets[0].SliceThickness), *map(float, datasets[0].PixelSpacing)])
+    assert volume["spacing"] == pytest.approx(
+        [float(datasets[0].SliceThickness), *map(float, datasets[0].PixelSpacing)]
+    )
     data = np.asarray(volume["data"]).reshape(volume["shape"])
     first = min(slices, key=lambda s: s.position[2])
     np.testing.assert_array_equal(data[0], first.pixels.astype(np.float32))
 
-    tilted = slices[:2] + [Slice(slices[2].pixels, slices[2].position, [1, 0, 0, 0, 0.8, 0.6], slices[2].pixel_spacing)]
+    tilted = slices[:2] + [
+        Slice(slices[2].pixels, slices[2].position, [1, 0, 0, 0, 0.8, 0.6], slices[2].pixel_spacing)
+    ]
     assert stack(tilted)["error"] == "mixed orientations: the slices are not parallel"
-    small = slices[:2] + [Slice(slices[2].pixels[:32], slices[2].position, slices[2].orientation, slices[2].pixel_spacing)]
+    small = slices[:2] + [
+        Slice(
+            slices[2].pixels[:32],
+            slices[2].position,
+            slices[2].orientation,
+            slices[2].pixel_spacing,
+        )
+    ]
     assert stack(small)["error"].startswith("mixed image sizes")
     assert stack(slices + slices[:1])["error"] == "two slices at the same position"
     assert stack(slices[:2] + slices[3:])["error"].startswith("uneven slice spacing")

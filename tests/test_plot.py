@@ -6,11 +6,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-from dicomsql import plot  # noqa: E402
-from dicomsql.dicom import pixels  # noqa: E402
+from dicomsql import plot
+from dicomsql.dicom import pixels
 
 
 @pytest.fixture(scope="module")
@@ -24,23 +24,47 @@ def test_thumbnail_grid_from_structs_pngs_and_paths(ct_rows):
     shown = [axis for axis in figure.axes if axis.images]
     assert len(figure.axes) == 8 and len(shown) == 6
     first = ct_rows.first()
-    np.testing.assert_array_equal(shown[0].images[0].get_array(), pixels.to_8bit(pixels.decode(first.path)))
+    np.testing.assert_array_equal(
+        shown[0].images[0].get_array(), pixels.to_8bit(pixels.decode(first.path))
+    )
     assert shown[0].get_title() == f"{first.PatientID}\n{first.InstanceNumber}"
     assert len([a for a in plot.images(ct_rows.toPandas(), image="png").axes if a.images]) == 6
-    assert len([a for a in plot.images(ct_rows.collect()[:2], image="path", window="lung").axes if a.images]) == 2
+    assert (
+        len(
+            [
+                a
+                for a in plot.images(ct_rows.collect()[:2], image="path", window="lung").axes
+                if a.images
+            ]
+        )
+        == 2
+    )
 
 
 def test_eigenimages(spark):
-    model = spark.sql("""SELECT pca_fit(image_resize(path, 8, 8).data, 3) AS m FROM demo_images
-                         WHERE Modality = 'CT' AND _corrupt_record IS NULL""").first().m
+    model = (
+        spark.sql("""SELECT pca_fit(image_resize(path, 8, 8).data, 3) AS m FROM demo_images
+                         WHERE Modality = 'CT' AND _corrupt_record IS NULL""")
+        .first()
+        .m
+    )
     figure = plot.eigenimages(model, (8, 8))
     panels = [axis for axis in figure.axes if axis.images]
-    assert [axis.get_title().split(" (")[0] for axis in panels] == ["mean", "component 1", "component 2", "component 3"]
-    np.testing.assert_allclose(panels[1].images[0].get_array(), np.reshape(model.components[0], (8, 8)))
+    assert [axis.get_title().split(" (")[0] for axis in panels] == [
+        "mean",
+        "component 1",
+        "component 2",
+        "component 3",
+    ]
+    np.testing.assert_allclose(
+        panels[1].images[0].get_array(), np.reshape(model.components[0], (8, 8))
+    )
 
 
 def test_kaplan_meier_curves(spark):
-    rows = spark.sql("SELECT treated, km_fit(months, died) AS km FROM demo_patients GROUP BY treated ORDER BY treated")
+    rows = spark.sql(
+        "SELECT treated, km_fit(months, died) AS km FROM demo_patients GROUP BY treated ORDER BY treated"
+    )
     figure = plot.km(rows, label="treated")
     axis = figure.axes[0]
     assert len(axis.lines) == 2 and axis.get_legend() is not None

@@ -15,8 +15,14 @@ CASES: list[tuple[str, str | None]] = [
     # queries
     ("SELECT 1", None),
     ("SELECT * FROM served WHERE a > 0", None),
-    ("SELECT a, count(*) FROM served GROUP BY a HAVING count(*) > 1 ORDER BY 1 LIMIT 5 OFFSET 1", None),
-    ("SELECT * FROM served x JOIN mine y USING (a) UNION SELECT 1 INTERSECT SELECT 1 EXCEPT SELECT 2", None),
+    (
+        "SELECT a, count(*) FROM served GROUP BY a HAVING count(*) > 1 ORDER BY 1 LIMIT 5 OFFSET 1",
+        None,
+    ),
+    (
+        "SELECT * FROM served x JOIN mine y USING (a) UNION SELECT 1 INTERSECT SELECT 1 EXCEPT SELECT 2",
+        None,
+    ),
     ("SELECT * FROM served x JOIN LATERAL (SELECT x.a) y", None),
     ("SELECT DISTINCT a FROM served", None),
     ("WITH c AS (SELECT * FROM shared.facts) SELECT * FROM c", None),
@@ -50,7 +56,10 @@ CASES: list[tuple[str, str | None]] = [
     ("SHOW VIEWS", None),
     ("SHOW COLUMNS IN served", None),
     ("SHOW FUNCTIONS", None),
-    ("SHOW DATABASES", "default_deny"),  # it would list every user_<name>: JDBC's getSchemas lists the readable ones
+    (
+        "SHOW DATABASES",
+        "default_deny",
+    ),  # it would list every user_<name>: JDBC's getSchemas lists the readable ones
     ("SHOW CREATE TABLE shared.facts", None),
     ("SHOW TBLPROPERTIES shared.facts", None),
     ("SHOW PARTITIONS shared.facts", None),
@@ -108,7 +117,10 @@ CASES: list[tuple[str, str | None]] = [
     ("ALTER TABLE shared.t RENAME TO t", "write_own_database"),
     ("ALTER VIEW mine RENAME TO yours", "temporary_views_only"),
     ("DROP VIEW IF EXISTS not_a_view", None),
-    ("BEGIN DROP VIEW mine; DROP VIEW mine; END", None),  # in the own database: a second drop finds nothing else
+    (
+        "BEGIN DROP VIEW mine; DROP VIEW mine; END",
+        None,
+    ),  # in the own database: a second drop finds nothing else
     ("DROP VIEW shared.v", "own_views_only"),
     ("DROP TABLE shared.t", "write_own_database"),
     ("SELECT * FROM user_bob.t", "read_allowed_databases"),
@@ -119,7 +131,10 @@ CASES: list[tuple[str, str | None]] = [
     ("BEGIN DECLARE n INT = 0; SET n = n + 1; SELECT n; END", None),
     ("BEGIN IF 1 > 0 THEN SELECT 1; ELSE SELECT 2; END IF; END", None),
     ("BEGIN inner_block: BEGIN LEAVE inner_block; END; END", None),
-    ("BEGIN DECLARE n INT = 0; WHILE n < 2 DO SET n = n + 1; END WHILE; SELECT n; END", "no_loops_in_scripts"),
+    (
+        "BEGIN DECLARE n INT = 0; WHILE n < 2 DO SET n = n + 1; END WHILE; SELECT n; END",
+        "no_loops_in_scripts",
+    ),
     ("BEGIN REPEAT SELECT 1; UNTIL true END REPEAT; END", "no_loops_in_scripts"),
     ("BEGIN l: LOOP LEAVE l; END LOOP; END", "no_loops_in_scripts"),
     ("BEGIN l: WHILE true DO ITERATE l; END WHILE; END", "no_loops_in_scripts"),
@@ -127,9 +142,15 @@ CASES: list[tuple[str, str | None]] = [
     ("BEGIN CASE 1 WHEN 1 THEN SELECT 1; END CASE; END", None),
     ("BEGIN FOR r AS SELECT 1 AS a DO SELECT r.a; END FOR; END", "no_loops_in_scripts"),
     ("BEGIN DECLARE x INT; DROP TEMPORARY VARIABLE x; END", None),
-    ("BEGIN SELECT 1; IF true THEN SELECT reflect('java.lang.System', 'exit', '1'); END IF; END", "no_code"),
+    (
+        "BEGIN SELECT 1; IF true THEN SELECT reflect('java.lang.System', 'exit', '1'); END IF; END",
+        "no_code",
+    ),
     ("BEGIN USE shared; CREATE TABLE t AS SELECT 1; END", "no_use_in_scripts"),
-    ("BEGIN DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN SELECT 1; END; SELECT 2; END", "default_deny"),
+    (
+        "BEGIN DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN SELECT 1; END; SELECT 2; END",
+        "default_deny",
+    ),
     # denied statements, each by its rule
     ("ADD JAR /tmp/x.jar", "no_code"),
     ("ADD FILE /tmp/x.py", "no_code"),
@@ -144,13 +165,22 @@ CASES: list[tuple[str, str | None]] = [
     ("ALTER TABLE t SET LOCATION '/tmp'", "default_deny"),
     ("MSCK REPAIR TABLE t", "default_deny"),
     # functions
-    *[(f"SELECT {name}('a', 'b', 'c')", policy.DENIED_FUNCTIONS[name][0]) for name in policy.DENIED_FUNCTIONS],
+    *[
+        (f"SELECT {name}('a', 'b', 'c')", policy.DENIED_FUNCTIONS[name][0])
+        for name in policy.DENIED_FUNCTIONS
+    ],
     ("SELECT (SELECT reflect('a', 'b'))", "no_code"),
     ("SELECT * FROM served WHERE a IN (SELECT java_method('a', 'b'))", "no_code"),
     ("WITH c AS (SELECT reflect('a', 'b')) SELECT * FROM c", "no_code"),
     ("SELECT db.f(1)", "function_not_allowed"),
-    ("SELECT IDENTIFIER('java_' || 'method')('java.lang.System', 'exit', '0')", "function_not_allowed"),
-    ("SELECT from_xml('<a>1</a>', 'a INT', map('rowValidationXSDPath', 'file:///etc/shadow'))", "no_file_access"),
+    (
+        "SELECT IDENTIFIER('java_' || 'method')('java.lang.System', 'exit', '0')",
+        "function_not_allowed",
+    ),
+    (
+        "SELECT from_xml('<a>1</a>', 'a INT', map('rowValidationXSDPath', 'file:///etc/shadow'))",
+        "no_file_access",
+    ),
     ("INSERT INTO served SELECT 2", "write_own_database"),
     ("INSERT INTO t WITH ('fs.permissions.umask-mode' = '000') SELECT 2", "no_file_access"),
     ("SELECT no_such_function(1)", "function_not_allowed"),
@@ -174,8 +204,14 @@ def scope(spark, demo):
         if any(not p.startswith(str(demo)) for p in paths):
             raise DicomsqlError(f"{paths} is outside the data roots")
 
-    return policy.Scope("user_alice", frozenset({"shared"}), policy.Functions.of(served), client,
-                        served_views=frozenset({"served"}), check_paths=check_paths)
+    return policy.Scope(
+        "user_alice",
+        frozenset({"shared"}),
+        policy.Functions.of(served),
+        client,
+        served_views=frozenset({"served"}),
+        check_paths=check_paths,
+    )
 
 
 def _parse(scope, statement: str):
@@ -203,6 +239,11 @@ def test_every_row_of_the_policy_has_a_case(scope, demo):
             plan = _parse(scope, statement.replace("{roots}", str(demo / "images")))
             seen |= {node.getClass().getSimpleName() for node in policy._nodes(plan)}
     assert set(policy.NODES) - seen == set()
-    refused = {node.getClass().getSimpleName() for s, rule in CASES if rule for node in policy._nodes(_parse(scope, s))}
+    refused = {
+        node.getClass().getSimpleName()
+        for s, rule in CASES
+        if rule
+        for node in policy._nodes(_parse(scope, s))
+    }
     assert set(policy.DENIED) - refused == set()
     assert {rule for _, rule in CASES if rule} == set(policy.RULES)

@@ -62,7 +62,9 @@ def _cell(text: str):
 
 def cells(table: list[str]) -> tuple[list[str], list[list]]:
     """The header and the rows of a boxed text table (:func:`dicomsql.results.format_table`)."""
-    header, *rows = [[_cell(c) for c in line[1:-1].split(" | ")] for line in table if line.startswith("|")]
+    header, *rows = [
+        [_cell(c) for c in line[1:-1].split(" | ")] for line in table if line.startswith("|")
+    ]
     return header, rows
 
 
@@ -80,9 +82,15 @@ def last_table(client: EmbeddedClient, script: str, variables: dict[str, str]) -
 def test_the_tour_section_has_the_commands_it_shows():
     commands = tour_commands((ROOT / "README.md").read_text(encoding="utf-8"))
     assert len(commands) == 5
-    assert all(command.table[0].startswith("+-") and command.table[-1].startswith("+-") for command in commands)
+    assert all(
+        command.table[0].startswith("+-") and command.table[-1].startswith("+-")
+        for command in commands
+    )
     header, rows = cells(commands[0].table)
-    assert header == ["Modality", "BodyPartExamined", "patients", "series", "images"] and len(rows) == 2
+    assert (
+        header == ["Modality", "BodyPartExamined", "patients", "series", "images"]
+        and len(rows) == 2
+    )
 
 
 @pytest.fixture
@@ -93,11 +101,17 @@ def tour_client(spark, tmp_path):
     from pyspark.sql import SparkSession
 
     demo = write_demo(tmp_path / "demo", patients=DEFAULTS["demo_patients"])
-    session = SparkSession(spark.sparkContext, spark._jsparkSession.cloneSession())  # as the server's client sessions
+    session = SparkSession(
+        spark.sparkContext, spark._jsparkSession.cloneSession()
+    )  # as the server's client sessions
     for statement in demo_views_sql(demo):
         session.sql(statement)
     client = EmbeddedClient(session)
-    last_table(client, (ROOT / "sql" / "bootstrap.sql").read_text(encoding="utf-8"), {"images": "demo_images"})
+    last_table(
+        client,
+        (ROOT / "sql" / "bootstrap.sql").read_text(encoding="utf-8"),
+        {"images": "demo_images"},
+    )
     tables = {t.name for t in spark.catalog.listTables() if not t.isTemporary}
     yield client
     for name in {t.name for t in spark.catalog.listTables() if not t.isTemporary} - tables:
@@ -105,7 +119,9 @@ def tour_client(spark, tmp_path):
 
 
 def test_the_five_minute_tour_gives_what_the_readme_shows(tour_client):
-    for number, command in enumerate(tour_commands((ROOT / "README.md").read_text(encoding="utf-8")), start=1):
+    for number, command in enumerate(
+        tour_commands((ROOT / "README.md").read_text(encoding="utf-8")), start=1
+    ):
         printed = last_table(tour_client, command.sql, {})
         assert printed is not None, f"tour command {number} printed no table"
         assert cells(printed) == cells(command.table), f"tour command {number}"

@@ -45,10 +45,18 @@ UNSIZED = {"seed"}
 def test_every_integer_argument_is_bounded(name):
     function = FUNCTIONS[name]
     integers = set(re.findall(r"(\w+) INT\b", function.args)) - UNSIZED
-    assert integers <= set(function.bounds), f"{name}: declare bounds= for {sorted(integers - set(function.bounds))}"
-    assert set(function.bounds) <= set(re.findall(r"\w+", function.args)), f"{name}: a bound names no argument"
-    assert all(isinstance(bound, Bound) and bound.low <= bound.high for bound in function.bounds.values())
-    if "options MAP" in function.args and name != "dicom_image":  # dicom_image's options are two flags
+    assert integers <= set(function.bounds), (
+        f"{name}: declare bounds= for {sorted(integers - set(function.bounds))}"
+    )
+    assert set(function.bounds) <= set(re.findall(r"\w+", function.args)), (
+        f"{name}: a bound names no argument"
+    )
+    assert all(
+        isinstance(bound, Bound) and bound.low <= bound.high for bound in function.bounds.values()
+    )
+    if (
+        "options MAP" in function.args and name != "dicom_image"
+    ):  # dicom_image's options are two flags
         assert function.option_table, f"{name}: declare its options(table) argument"
 
 
@@ -58,7 +66,11 @@ def _option_tables() -> dict[str, tuple[Option, ...]]:
     for module_info in pkgutil.iter_modules(dicomsql.stats.__path__):
         module = importlib.import_module(f"dicomsql.stats.{module_info.name}")
         for attribute, value in vars(module).items():
-            if isinstance(value, tuple) and value and all(isinstance(item, Option) for item in value):
+            if (
+                isinstance(value, tuple)
+                and value
+                and all(isinstance(item, Option) for item in value)
+            ):
                 tables[f"{module_info.name}.{attribute}"] = value
     return tables
 
@@ -66,14 +78,23 @@ def _option_tables() -> dict[str, tuple[Option, ...]]:
 def test_every_option_table_is_declared_and_its_integer_options_are_bounded():
     tables = _option_tables()
     declared = {id(function.option_table) for function in FUNCTIONS.values()}
-    assert {name for name, table in tables.items() if id(table) not in declared} == set(), "declare them as options(table) arguments of their functions"
+    assert {name for name, table in tables.items() if id(table) not in declared} == set(), (
+        "declare them as options(table) arguments of their functions"
+    )
     for name, table in tables.items():
         for option in table:
             if isinstance(option.default, int) and not isinstance(option.default, bool):
-                assert isinstance(option.parse, Bound), f"{name}: option {option.name} needs a bound (integer(low, high))"
+                assert isinstance(option.parse, Bound), (
+                    f"{name}: option {option.name} needs a bound (integer(low, high))"
+                )
 
 
 def test_limits_are_documented():
-    assert FUNCTIONS["image_resize"].limits == "Limits: ``rows`` between 1 and 8192, ``columns`` between 1 and 8192."
-    assert FUNCTIONS["random_forest_fit"].limits.startswith("Limits: option ``trees`` between 1 and 2000, ``max_depth``")
+    assert (
+        FUNCTIONS["image_resize"].limits
+        == "Limits: ``rows`` between 1 and 8192, ``columns`` between 1 and 8192."
+    )
+    assert FUNCTIONS["random_forest_fit"].limits.startswith(
+        "Limits: option ``trees`` between 1 and 2000, ``max_depth``"
+    )
     assert FUNCTIONS["dicom_tag"].limits == ""

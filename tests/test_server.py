@@ -71,10 +71,16 @@ def test_pyhive_sees_error_rows_of_bad_files(cursor):
 def test_pyhive_function_errors_name_the_function(cursor):
     from pyhive.exc import OperationalError
 
-    with pytest.raises(OperationalError, match="dicom_tag: argument key must be a DICOM keyword") as raised:
+    with pytest.raises(
+        OperationalError, match="dicom_tag: argument key must be a DICOM keyword"
+    ) as raised:
         cursor.execute("SELECT dicom_tag(meta, 'NoSuchKeyword') FROM demo_images")
     message = raised.value.args[0].status.errorMessage
-    assert message.startswith("dicom_tag: argument key") and "Traceback" not in message and ".py" not in message
+    assert (
+        message.startswith("dicom_tag: argument key")
+        and "Traceback" not in message
+        and ".py" not in message
+    )
     assert raised.value.args[0].status.sqlState == "22023"
 
 
@@ -85,9 +91,20 @@ def test_pyhive_lists_functions(cursor):
 
 def test_beeline_join_with_python_functions(thrift_server, beeline):
     result = subprocess.run(
-        [beeline, "-u", thrift_server.jdbc_url, "--silent=true", "--outputformat=tsv2",
-         "--showHeader=true", "-e", JOIN_QUERY.replace("\n", " ")],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180,
+        [
+            beeline,
+            "-u",
+            thrift_server.jdbc_url,
+            "--silent=true",
+            "--outputformat=tsv2",
+            "--showHeader=true",
+            "-e",
+            JOIN_QUERY.replace("\n", " "),
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     # beeline without a terminal echoes its prompt before the output
@@ -104,7 +121,9 @@ def test_sqlalchemy_url_of_the_server(thrift_server):
     engine = create_engine(thrift_server.sqlalchemy_url)
     with engine.connect() as connection:
         rows = connection.execute(
-            text("SELECT Modality, count(*) AS n FROM demo_images WHERE _corrupt_record IS NULL GROUP BY Modality ORDER BY Modality")
+            text(
+                "SELECT Modality, count(*) AS n FROM demo_images WHERE _corrupt_record IS NULL GROUP BY Modality ORDER BY Modality"
+            )
         ).fetchall()
     assert [tuple(r) for r in rows] == [("CT", DEMO_PATIENTS * 8), ("MR", DEMO_PATIENTS * 4)]
     engine.dispose()
@@ -161,7 +180,7 @@ def test_a_second_server_in_the_process_and_stop_releases_the_port(spark):
         assert cursor.fetchall() == [(DEMO_PATIENTS,)]
         with pytest.raises(dicomsql.DicomsqlError, match=f"port {port} on 127.0.0.1 is in use"):
             dicomsql.serve(spark, host="127.0.0.1", port=port)
-    with pytest.raises(Exception):  # stopped: the connection is closed, and nobody listens
+    with pytest.raises(Exception):  # noqa: B017 - any client error: stopped: the connection is closed, and nobody listens
         cursor.execute("SELECT 1")
     dicomsql.server.check_port_free("127.0.0.1", port)
 

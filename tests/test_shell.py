@@ -18,8 +18,14 @@ LONG_QUERY = "SELECT count(*) FROM range(0, 50000000000, 1, 2) WHERE id % 7 = 3;
 
 
 def spawn(*args: str, env=None) -> pexpect.spawn:
-    shell = pexpect.spawn(dicomsql_command(), ["shell", *args], env=env, encoding="utf-8", timeout=120,
-                          dimensions=(50, 250))
+    shell = pexpect.spawn(
+        dicomsql_command(),
+        ["shell", *args],
+        env=env,
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(50, 250),
+    )
     shell.expect_exact("dicomsql> ")
     return shell
 
@@ -32,7 +38,9 @@ def test_shell_through_a_server(thrift_server, spark, cli_env, tmp_path):
     shell.expect(rf"\| {DEMO_PATIENTS} +\|")
     shell.expect(r"1 row\(s\) in \d+\.\d\ds")
 
-    shell.sendline("SELECT 'a;b' AS text, 2 AS two; SELECT 3 AS three;")  # two statements, a ';' in a string
+    shell.sendline(
+        "SELECT 'a;b' AS text, 2 AS two; SELECT 3 AS three;"
+    )  # two statements, a ';' in a string
     shell.expect_exact("| a;b  | 2   |")
     shell.expect_exact("| 3     |")
 
@@ -74,7 +82,9 @@ def test_shell_through_a_server(thrift_server, spark, cli_env, tmp_path):
 
 def test_shell_embedded(cli_env, pydicom_files):
     shell = spawn("--table", f"shipped={pydicom_files}", env=cli_env)
-    shell.sendline("SELECT dicom_tag(meta, 'PatientID') AS id FROM shipped WHERE path LIKE '%/CT_small.dcm';")
+    shell.sendline(
+        "SELECT dicom_tag(meta, 'PatientID') AS id FROM shipped WHERE path LIKE '%/CT_small.dcm';"
+    )
     shell.expect_exact("| 1CT1 |")
     shell.sendline(LONG_QUERY)
     time.sleep(5)
@@ -82,7 +92,9 @@ def test_shell_embedded(cli_env, pydicom_files):
     shell.expect(r"Cancelled after \d+\.\d\ds\.", timeout=60)
     shell.sendline("SELECT 2 AS still_here;")
     shell.expect_exact("| 2          |")
-    shell.expect_exact("dicomsql> ")  # Ctrl-D sent before the prompt reads it may be lost in the terminal's mode change
+    shell.expect_exact(
+        "dicomsql> "
+    )  # Ctrl-D sent before the prompt reads it may be lost in the terminal's mode change
     shell.sendeof()  # Ctrl-D leaves
     shell.expect(pexpect.EOF)
     shell.close()

@@ -14,8 +14,8 @@ from pyspark.errors import PySparkException
 from dicomsql.dicom.header import HeaderColumns
 from dicomsql.dicom.vr import attribute
 from dicomsql.source.datasource import plan_partitions
-from dicomsql.storage import list_files
 from dicomsql.source.options import parse_options
+from dicomsql.storage import list_files
 from dicomsql.views import dicom_view_sql
 
 from .reference import BROKEN, READABLE, expected_value
@@ -82,22 +82,35 @@ def test_dropmalformed_and_failfast(spark, shipped, pydicom_files):
 
 
 def test_path_options(spark, pydicom_files):
-    top_level = spark.read.format("dicom").option("recursiveFileLookup", "false").load(str(pydicom_files))
+    top_level = (
+        spark.read.format("dicom").option("recursiveFileLookup", "false").load(str(pydicom_files))
+    )
     assert top_level.count() == len([p for p in pydicom_files.iterdir() if p.is_file()])
-    only_dcm = spark.read.format("dicom").option("pathGlobFilter", "MR_small*.dcm").load(str(pydicom_files))
+    only_dcm = (
+        spark.read.format("dicom")
+        .option("pathGlobFilter", "MR_small*.dcm")
+        .load(str(pydicom_files))
+    )
     assert {os.path.basename(r.path) for r in only_dcm.select("path").collect()} == {
         p.name for p in pydicom_files.glob("MR_small*.dcm")
     }
     globbed = spark.read.format("dicom").load(str(pydicom_files / "CT_*.dcm"))
     assert [os.path.basename(r.path) for r in globbed.select("path").collect()] == ["CT_small.dcm"]
-    renamed = spark.read.format("dicom").option("columnNameOfCorruptRecord", "why").load(str(pydicom_files))
+    renamed = (
+        spark.read.format("dicom")
+        .option("columnNameOfCorruptRecord", "why")
+        .load(str(pydicom_files))
+    )
     assert "why" in renamed.columns and "_corrupt_record" not in renamed.columns
 
 
 def test_bad_options_name_the_option(spark, pydicom_files):
     with pytest.raises(PySparkException, match="unknown option 'mdoe'"):
         spark.read.format("dicom").option("mdoe", "FAILFAST").load(str(pydicom_files)).schema
-    with pytest.raises(PySparkException, match="option mode must be one of PERMISSIVE, DROPMALFORMED, FAILFAST, got 'sometimes'"):
+    with pytest.raises(
+        PySparkException,
+        match="option mode must be one of PERMISSIVE, DROPMALFORMED, FAILFAST, got 'sometimes'",
+    ):
         spark.read.format("dicom").option("mode", "sometimes").load(str(pydicom_files)).schema
     with pytest.raises(PySparkException, match="does not exist"):
         spark.read.format("dicom").load("/no/such/folder").collect()
@@ -137,11 +150,16 @@ def odd_folder(tmp_path, pydicom_files):
 def test_odd_entries_are_rows_not_failures(spark, odd_folder):
     rows = {
         os.path.basename(r.path): r
-        for r in spark.read.format("dicom").load(str(odd_folder)).select("path", "Modality", "_warnings", "_corrupt_record").collect()
+        for r in spark.read.format("dicom")
+        .load(str(odd_folder))
+        .select("path", "Modality", "_warnings", "_corrupt_record")
+        .collect()
     }
     assert set(rows) == {"good.dcm", "broken.dcm", "caf\ufffd.dcm"}  # once each: no loop, no FIFO
     assert rows["good.dcm"].Modality == "CT"
-    assert rows["broken.dcm"].Modality is None and rows["broken.dcm"]._corrupt_record.startswith("cannot open")
+    assert rows["broken.dcm"].Modality is None and rows["broken.dcm"]._corrupt_record.startswith(
+        "cannot open"
+    )
     assert rows["caf\ufffd.dcm"].Modality == "CT"
     assert any("not valid UTF-8" in w for w in rows["caf\ufffd.dcm"]._warnings)
 
@@ -149,14 +167,20 @@ def test_odd_entries_are_rows_not_failures(spark, odd_folder):
 def test_user_schema_and_corrupt_column_name_are_checked(spark, pydicom_files):
     with pytest.raises(PySparkException, match="user-specified schema is not supported"):
         spark.read.format("dicom").schema("path STRING").load(str(pydicom_files)).collect()
-    with pytest.raises(PySparkException, match="columnNameOfCorruptRecord='meta' must be a new column name"):
-        spark.read.format("dicom").option("columnNameOfCorruptRecord", "meta").load(str(pydicom_files)).schema
+    with pytest.raises(
+        PySparkException, match="columnNameOfCorruptRecord='meta' must be a new column name"
+    ):
+        spark.read.format("dicom").option("columnNameOfCorruptRecord", "meta").load(
+            str(pydicom_files)
+        ).schema
 
 
 def test_tags_all_types_every_attribute_present_and_equals_pydicom(spark, pydicom_files):
     frame = spark.read.format("dicom").option("tags", "all").load(str(pydicom_files))
     typed = frame.columns[3:-3]
-    assert typed[-1] == "PatientAgeYears" and typed[:-1] == sorted(typed[:-1])  # derived column last
+    assert typed[-1] == "PatientAgeYears" and typed[:-1] == sorted(
+        typed[:-1]
+    )  # derived column last
     assert set(HeaderColumns.core().names) <= set(typed)
     assert {"KVP", "ReferencedImageSequence", "WindowCenterWidthExplanation"} <= set(typed)
     again = spark.read.format("dicom").option("tags", "all").load(str(pydicom_files))
@@ -181,17 +205,33 @@ def test_tags_all_types_every_attribute_present_and_equals_pydicom(spark, pydico
 
 
 def test_tags_all_sequences_are_dicom_json(spark, pydicom_files):
-    frame = spark.read.format("dicom").option("tags", "all").load(str(pydicom_files / "CT_small.dcm"))
+    frame = (
+        spark.read.format("dicom").option("tags", "all").load(str(pydicom_files / "CT_small.dcm"))
+    )
     [row] = frame.select("OtherPatientIDsSequence", "meta").collect()
     items = json.loads(row.OtherPatientIDsSequence)
     assert items == json.loads(row.meta)["00101002"]["Value"] and items[0]["00100020"]["vr"] == "LO"
 
 
 def test_tags_as_a_list_of_keywords_and_tags(spark, pydicom_files):
-    frame = spark.read.format("dicom").option("tags", "PatientAge, (0018,0050), 00280030").load(str(pydicom_files))
-    assert frame.columns[3:-3] == ["PatientAge", "SliceThickness", "PixelSpacing", "PatientAgeYears"]
-    with pytest.raises(PySparkException, match=r"option tags: '00291010' is not a standard attribute; read it with dicom_tag"):
-        spark.read.format("dicom").option("tags", "PatientID,00291010").load(str(pydicom_files)).schema
+    frame = (
+        spark.read.format("dicom")
+        .option("tags", "PatientAge, (0018,0050), 00280030")
+        .load(str(pydicom_files))
+    )
+    assert frame.columns[3:-3] == [
+        "PatientAge",
+        "SliceThickness",
+        "PixelSpacing",
+        "PatientAgeYears",
+    ]
+    with pytest.raises(
+        PySparkException,
+        match=r"option tags: '00291010' is not a standard attribute; read it with dicom_tag",
+    ):
+        spark.read.format("dicom").option("tags", "PatientID,00291010").load(
+            str(pydicom_files)
+        ).schema
     with pytest.raises(PySparkException, match="option tags: '60020010' is in a repeating group"):
         spark.read.format("dicom").option("tags", "60020010").load(str(pydicom_files)).schema
     with pytest.raises(PySparkException, match="option tags: unknown DICOM keyword 'PatientAgee'"):
@@ -199,25 +239,43 @@ def test_tags_as_a_list_of_keywords_and_tags(spark, pydicom_files):
 
 
 def test_pixels_bytes_adds_the_file_content(spark, pydicom_files):
-    frame = spark.read.format("dicom").option("pixels", "bytes").load(str(pydicom_files / "MR_small_RLE.dcm"))
+    frame = (
+        spark.read.format("dicom")
+        .option("pixels", "bytes")
+        .load(str(pydicom_files / "MR_small_RLE.dcm"))
+    )
     assert frame.columns[3] == "content" and dict(frame.dtypes)["content"] == "binary"
     [row] = frame.select("content", "Modality").collect()
-    assert bytes(row.content) == (pydicom_files / "MR_small_RLE.dcm").read_bytes() and row.Modality == "MR"
+    assert (
+        bytes(row.content) == (pydicom_files / "MR_small_RLE.dcm").read_bytes()
+        and row.Modality == "MR"
+    )
 
 
 def test_several_paths_and_modification_times(spark, pydicom_files, tmp_path):
     a, b = pydicom_files / "CT_small.dcm", pydicom_files / "MR_small.dcm"
     both = spark.read.format("dicom").load(f"{a},{b}")
-    assert sorted(os.path.basename(r.path) for r in both.select("path").collect()) == ["CT_small.dcm", "MR_small.dcm"]
+    assert sorted(os.path.basename(r.path) for r in both.select("path").collect()) == [
+        "CT_small.dcm",
+        "MR_small.dcm",
+    ]
     listed = spark.read.format("dicom").load([str(a), str(b), str(a)])
     assert listed.count() == 2  # each file once
     old, new = tmp_path / "old.dcm", tmp_path / "new.dcm"
     old.write_bytes(a.read_bytes())
     new.write_bytes(b.read_bytes())
     os.utime(old, (1_600_000_000, 1_600_000_000))  # 2020-09-13T12:26:40Z
-    after = spark.read.format("dicom").option("modifiedAfter", "2021-01-01T00:00:00").load(str(tmp_path))
+    after = (
+        spark.read.format("dicom")
+        .option("modifiedAfter", "2021-01-01T00:00:00")
+        .load(str(tmp_path))
+    )
     assert [os.path.basename(r.path) for r in after.select("path").collect()] == ["new.dcm"]
-    before = spark.read.format("dicom").option("modifiedBefore", "2020-09-13T12:30:00").load(str(tmp_path))
+    before = (
+        spark.read.format("dicom")
+        .option("modifiedBefore", "2020-09-13T12:30:00")
+        .load(str(tmp_path))
+    )
     assert [os.path.basename(r.path) for r in before.select("path").collect()] == ["old.dcm"]
 
 
@@ -226,17 +284,35 @@ def test_filters_on_file_columns_open_no_other_file(spark, pydicom_files):
         spark.sql(statement)
     # every broken file would fail the query if it were opened
     # (LIKE patterns with no _ wildcard become pushable starts/ends/contains tests)
-    ct = spark.sql("SELECT path, Modality FROM failfast_shipped WHERE endswith(path, '/CT_small.dcm')").collect()
+    ct = spark.sql(
+        "SELECT path, Modality FROM failfast_shipped WHERE endswith(path, '/CT_small.dcm')"
+    ).collect()
     assert [r.Modality for r in ct] == ["CT"]
     size = (pydicom_files / "MR_small.dcm").stat().st_size
-    sized = spark.sql(f"SELECT count(*) FROM failfast_shipped WHERE size = {size} AND contains(path, 'MR_small')").first()[0]
+    sized = spark.sql(
+        f"SELECT count(*) FROM failfast_shipped WHERE size = {size} AND contains(path, 'MR_small')"
+    ).first()[0]
     assert sized == sum(1 for p in pydicom_files.glob("MR_small*") if p.stat().st_size == size)
-    listed = spark.sql("SELECT count(*) FROM failfast_shipped WHERE path IN ('x', '%s')" % (pydicom_files / "JPEG2000.dcm")).first()[0]
+    listed = spark.sql(
+        "SELECT count(*) FROM failfast_shipped WHERE path IN ('x', '%s')"
+        % (pydicom_files / "JPEG2000.dcm")
+    ).first()[0]
     assert listed == 1
-    future = spark.sql("SELECT count(*) FROM failfast_shipped WHERE modificationTime > timestamp'2999-01-01 00:00:00'").first()[0]
+    future = spark.sql(
+        "SELECT count(*) FROM failfast_shipped WHERE modificationTime > timestamp'2999-01-01 00:00:00'"
+    ).first()[0]
     assert future == 0
-    plan = spark.sql("SELECT path FROM failfast_shipped WHERE size > 100 AND NOT endswith(path, '.txt')")._jdf.queryExecution().executedPlan().toString()
-    assert "Filter " not in plan and "Filter(" not in plan  # pushed down, not evaluated again by Spark
+    plan = (
+        spark.sql(
+            "SELECT path FROM failfast_shipped WHERE size > 100 AND NOT endswith(path, '.txt')"
+        )
+        ._jdf.queryExecution()
+        .executedPlan()
+        .toString()
+    )
+    assert (
+        "Filter " not in plan and "Filter(" not in plan
+    )  # pushed down, not evaluated again by Spark
     with pytest.raises(Exception, match="mode FAILFAST"):  # the bad files are still there
         spark.sql("SELECT count(*) FROM failfast_shipped WHERE size > 0").collect()
 
@@ -245,14 +321,24 @@ def test_an_unfiltered_query_after_a_filtered_one_sees_every_file(spark, shipped
     """Regression: Spark 4.3 reuses a Python data source's last pushed-down plan for a query
     without filters; dicomsql's views always filter, so each query is planned afresh."""
     everything = spark.table(shipped).count()
-    one = spark.sql(f"SELECT count(*) FROM {shipped} WHERE path = :p", args={"p": str(pydicom_files / "CT_small.dcm")}).first()[0]
+    one = spark.sql(
+        f"SELECT count(*) FROM {shipped} WHERE path = :p",
+        args={"p": str(pydicom_files / "CT_small.dcm")},
+    ).first()[0]
     assert one == 1 and spark.table(shipped).count() == everything
-    plain = spark.read.format("dicom").load(str(pydicom_files))  # no pushdown by default: always right
-    assert plain.where(plain.path.endswith("CT_small.dcm")).count() == 1 and plain.count() == everything
+    plain = spark.read.format("dicom").load(
+        str(pydicom_files)
+    )  # no pushdown by default: always right
+    assert (
+        plain.where(plain.path.endswith("CT_small.dcm")).count() == 1
+        and plain.count() == everything
+    )
 
 
 def test_file_uris_go_through_pyarrow(spark, pydicom_files):
-    frame = spark.read.format("dicom").load(f"file://{pydicom_files}/MR_small_RLE.dcm")  # through pyarrow
+    frame = spark.read.format("dicom").load(
+        f"file://{pydicom_files}/MR_small_RLE.dcm"
+    )  # through pyarrow
     [row] = frame.select("path", "Modality", "_corrupt_record").collect()
     assert row.path == f"file://{pydicom_files}/MR_small_RLE.dcm" and row.Modality == "MR"
     [pixels] = frame.selectExpr("dicom_pixels(path) AS p").collect()

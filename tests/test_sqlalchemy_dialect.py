@@ -102,7 +102,9 @@ def test_describe_rows_stop_before_partition_and_detail_sections():
 
 
 def test_describe_rows_stop_at_a_blank_row():
-    assert [c["name"] for c in describe_columns([("a", "int", ""), ("", "", ""), ("Owner", "root", "")])] == ["a"]
+    assert [
+        c["name"] for c in describe_columns([("a", "int", ""), ("", "", ""), ("Owner", "root", "")])
+    ] == ["a"]
 
 
 SHOW_TABLES = [
@@ -160,19 +162,27 @@ def test_server_inspection_lists_the_demo_views(engine):
     assert {"default", "session"} <= set(inspector.get_schema_names())
     assert inspector.has_table("demo_patients") and not inspector.has_table("no_such_table")
     assert inspector.get_pk_constraint("demo_images") == {"constrained_columns": [], "name": None}
-    assert inspector.get_foreign_keys("demo_images") == [] and inspector.get_indexes("demo_images") == []
+    assert (
+        inspector.get_foreign_keys("demo_images") == []
+        and inspector.get_indexes("demo_images") == []
+    )
 
 
 @pytest.mark.server
 def test_server_inspection_of_another_database(engine, spark):
     spark.sql("CREATE DATABASE IF NOT EXISTS clinic")
-    spark.sql("CREATE TABLE IF NOT EXISTS clinic.visits (PatientID STRING, visited DATE, reasons ARRAY<STRING>) USING parquet")
+    spark.sql(
+        "CREATE TABLE IF NOT EXISTS clinic.visits (PatientID STRING, visited DATE, reasons ARRAY<STRING>) USING parquet"
+    )
     try:
         inspector = inspect(engine)
         assert "clinic" in inspector.get_schema_names()
         assert inspector.get_table_names(schema="clinic") == ["visits"]  # no temporary views there
         columns = {c["name"]: c["type"] for c in inspector.get_columns("visits", schema="clinic")}
-        assert isinstance(columns["visited"], SparkDate) and columns["reasons"].spark_type == "array<string>"
+        assert (
+            isinstance(columns["visited"], SparkDate)
+            and columns["reasons"].spark_type == "array<string>"
+        )
         with pytest.raises(exc.NoSuchTableError, match="`clinic`.`nothing`"):
             inspector.get_columns("nothing", schema="clinic")
     finally:
@@ -182,11 +192,15 @@ def test_server_inspection_of_another_database(engine, spark):
 @pytest.mark.server
 def test_server_columns_are_typed(engine):
     inspector = inspect(engine)
-    patients = {c["name"]: c["type"] for c in inspector.get_columns("demo_patients", schema="session")}
+    patients = {
+        c["name"]: c["type"] for c in inspector.get_columns("demo_patients", schema="session")
+    }
     assert isinstance(patients["PatientID"], types.String)
     assert isinstance(patients["age"], types.Double) and isinstance(patients["died"], types.Integer)
     images = {c["name"]: c["type"] for c in inspector.get_columns("demo_images")}
-    assert isinstance(images["Rows"], types.BigInteger) and isinstance(images["StudyDate"], SparkDate)
+    assert isinstance(images["Rows"], types.BigInteger) and isinstance(
+        images["StudyDate"], SparkDate
+    )
     assert isinstance(images["modificationTime"], types.DateTime)
     assert images["PixelSpacing"].spark_type == "array<double>"
     assert images["_warnings"].spark_type == "array<string>"
@@ -200,8 +214,12 @@ def test_server_reflected_session_view_returns_typed_rows(engine):
     patients = Table("demo_patients", MetaData(), schema="session", autoload_with=engine)
     images = Table("demo_images", MetaData(), schema="session", autoload_with=engine)
     with engine.connect() as connection:
-        rows = connection.execute(select(patients.c.PatientID, patients.c.age).order_by(patients.c.PatientID)).fetchall()
-        dates = connection.execute(select(images.c.StudyDate).where(images.c.StudyDate.is_not(None)).limit(1)).scalar()
+        rows = connection.execute(
+            select(patients.c.PatientID, patients.c.age).order_by(patients.c.PatientID)
+        ).fetchall()
+        dates = connection.execute(
+            select(images.c.StudyDate).where(images.c.StudyDate.is_not(None)).limit(1)
+        ).scalar()
     assert [r.PatientID for r in rows] == [f"DEMO-{i + 1:04d}" for i in range(DEMO_PATIENTS)]
     assert all(isinstance(r.age, float) for r in rows)
     assert isinstance(dates, datetime.date)

@@ -82,9 +82,24 @@ def _case(file: str, lines: list[str]) -> Case:
     arrow = body.index("# =>")
     source, expected = body[:arrow], body[arrow + 1 :]
     if file == "split.sql":
-        return Case(file, fields["title"], fields["dialect"], variables, _text(source), _statements(expected), fields["error"])
-    return Case(file, fields["title"], fields["dialect"], variables, _text(source).removesuffix(";"),
-                ((1, _text(expected).removesuffix(";")),) if expected and not fields["error"] else (), fields["error"])
+        return Case(
+            file,
+            fields["title"],
+            fields["dialect"],
+            variables,
+            _text(source),
+            _statements(expected),
+            fields["error"],
+        )
+    return Case(
+        file,
+        fields["title"],
+        fields["dialect"],
+        variables,
+        _text(source).removesuffix(";"),
+        ((1, _text(expected).removesuffix(";")),) if expected and not fields["error"] else (),
+        fields["error"],
+    )
 
 
 def load_cases(path: Path) -> list[Case]:
@@ -105,13 +120,18 @@ CASES = [case for path in sorted(FIXTURES.glob("*.sql")) for case in load_cases(
 
 def test_every_fixture_file_has_cases():
     assert {case.file for case in CASES} == {"split.sql", "bind.sql", "dialects.sql"}
-    assert len({(case.file, case.title) for case in CASES}) == len(CASES), "titles are test ids: one per case"
+    assert len({(case.file, case.title) for case in CASES}) == len(CASES), (
+        "titles are test ids: one per case"
+    )
 
 
 def _outcome(case: Case) -> tuple:
     """What dicomsql makes of ``case.input``, as ``(line, text)`` pairs."""
     if case.file == "split.sql":
-        return tuple((statement.line, statement.text) for statement in split_statements(case.input, case.dialect))
+        return tuple(
+            (statement.line, statement.text)
+            for statement in split_statements(case.input, case.dialect)
+        )
     return ((1, to_spark(Statement(case.input, 1), case.variables, case.dialect).text),)
 
 
@@ -160,16 +180,22 @@ def test_sql_scripting_blocks_are_one_statement():
 def test_bad_sql_text_and_unknown_dialects_are_clear_errors():
     with pytest.raises(DicomsqlError, match="cannot split the SQL into statements"):
         split_statements("SELECT 'unterminated")
-    with pytest.raises(DicomsqlError, match="unknown SQL dialect 'oracle': expected one of spark, postgres"):
+    with pytest.raises(
+        DicomsqlError, match="unknown SQL dialect 'oracle': expected one of spark, postgres"
+    ):
         split_statements("SELECT 1", "oracle")
 
 
 # Binding (more in tests/fixtures/bind.sql; dialects in tests/fixtures/dialects.sql) ----------
 
 
-@pytest.mark.parametrize("attack", ["x'; DROP TABLE ct; --", "a') OR ('1'='1", "1 OR 1=1", "${other}", "`ct`"])
+@pytest.mark.parametrize(
+    "attack", ["x'; DROP TABLE ct; --", "a') OR ('1'='1", "1 OR 1=1", "${other}", "`ct`"]
+)
 def test_injection_attempts_become_one_string_literal(attack):
-    tree = parse_statement(Statement(spark_sql("SELECT * FROM ct WHERE PatientID = ${id}", id=attack), 1))
+    tree = parse_statement(
+        Statement(spark_sql("SELECT * FROM ct WHERE PatientID = ${id}", id=attack), 1)
+    )
     where = tree.args["where"].this
     assert where.expression.is_string and where.expression.this == attack
     assert len(list(tree.find_all(type(where)))) == 1  # still one comparison, nothing else added
@@ -177,14 +203,26 @@ def test_injection_attempts_become_one_string_literal(attack):
 
 def test_an_unbound_placeholder_is_an_error_naming_it_and_the_line():
     statements = split_statements("SELECT 1;\n\nSELECT * FROM ct WHERE PatientID = :patient")
-    with pytest.raises(DicomsqlError, match=r"statement at line 3: no value for :patient: give one with --var patient=VALUE"):
+    with pytest.raises(
+        DicomsqlError,
+        match=r"statement at line 3: no value for :patient: give one with --var patient=VALUE",
+    ):
         [to_spark(statement, {"unused": "x"}) for statement in statements]
 
 
 # Output formats ----------------------------------------------------------------------------
 
 ROWS = [
-    (1, "Ünïcode, \"quoted\"", None, ["a", "b"], {"k": 1.5}, datetime.date(2024, 1, 31), Decimal("2.50"), b"\x00\x01"),
+    (
+        1,
+        'Ünïcode, "quoted"',
+        None,
+        ["a", "b"],
+        {"k": 1.5},
+        datetime.date(2024, 1, 31),
+        Decimal("2.50"),
+        b"\x00\x01",
+    ),
     (2, "line\nbreak", 3.0, [], {}, None, None, None),
 ]
 COLUMNS = ["id", "name", "dose", "tags", "stats", "day", "price", "raw"]
@@ -194,7 +232,16 @@ def test_csv_has_a_header_empty_nulls_and_json_for_nested_values():
     text = format_csv(COLUMNS, ROWS)
     assert list(csv.reader(io.StringIO(text))) == [
         COLUMNS,
-        ["1", "Ünïcode, \"quoted\"", "", '["a", "b"]', '{"k": 1.5}', "2024-01-31", "2.50", "<2 bytes>"],
+        [
+            "1",
+            'Ünïcode, "quoted"',
+            "",
+            '["a", "b"]',
+            '{"k": 1.5}',
+            "2024-01-31",
+            "2.50",
+            "<2 bytes>",
+        ],
         ["2", "line\nbreak", "3.0", "[]", "{}", "", "", ""],
     ]
     assert format_csv(["a"], []) == "a\n"
@@ -203,9 +250,26 @@ def test_csv_has_a_header_empty_nulls_and_json_for_nested_values():
 def test_json_lines_has_one_object_per_row_with_nested_structures():
     lines = format_json_lines(COLUMNS, ROWS).splitlines()
     assert [json.loads(line) for line in lines] == [
-        {"id": 1, "name": "Ünïcode, \"quoted\"", "dose": None, "tags": ["a", "b"], "stats": {"k": 1.5},
-         "day": "2024-01-31", "price": "2.50", "raw": "<2 bytes>"},
-        {"id": 2, "name": "line\nbreak", "dose": 3.0, "tags": [], "stats": {}, "day": None, "price": None, "raw": None},
+        {
+            "id": 1,
+            "name": 'Ünïcode, "quoted"',
+            "dose": None,
+            "tags": ["a", "b"],
+            "stats": {"k": 1.5},
+            "day": "2024-01-31",
+            "price": "2.50",
+            "raw": "<2 bytes>",
+        },
+        {
+            "id": 2,
+            "name": "line\nbreak",
+            "dose": 3.0,
+            "tags": [],
+            "stats": {},
+            "day": None,
+            "price": None,
+            "raw": None,
+        },
     ]
     assert "Ünïcode" in lines[0]  # UTF-8 as is
     assert format_json_lines(["a"], []) == ""
@@ -245,7 +309,20 @@ def no_spark(monkeypatch):
 
 def test_transpile_only_prints_the_spark_sql_without_running_it(no_spark, capsys):
     script = "SELECT a::INT FROM :table; -- done\nSELECT 'x;y' WHERE 1 = :one"
-    status = cli.main(["sql", "--dialect", "postgres", "--var", "table=dicom.ct", "--var", "one=1", "--transpile-only", "-e", script])
+    status = cli.main(
+        [
+            "sql",
+            "--dialect",
+            "postgres",
+            "--var",
+            "table=dicom.ct",
+            "--var",
+            "one=1",
+            "--transpile-only",
+            "-e",
+            script,
+        ]
+    )
     out, err = capsys.readouterr()
     assert status == 0, err
     assert out == "SELECT CAST(a AS INT) FROM `dicom`.`ct`;\nSELECT 'x;y' WHERE 1 = 1;\n"
@@ -262,7 +339,10 @@ def test_binding_errors_stop_the_command_before_it_runs_anything(no_spark, capsy
     status = cli.main(["sql", "-e", "SELECT 1;\nSELECT * FROM ${t}", "--var", "t=a; DROP TABLE b"])
     err = capsys.readouterr().err
     assert status == 2
-    assert "dicomsql sql: error: statement at line 2: ${t} stands for a name, so --var t must be" in err
+    assert (
+        "dicomsql sql: error: statement at line 2: ${t} stands for a name, so --var t must be"
+        in err
+    )
     status = cli.main(["sql", "--dialect", "mysql", "-e", "SELECT a FROM t FOR UPDATE"])
     assert status == 2 and "sqlglot cannot write it as Spark SQL" in capsys.readouterr().err
 
@@ -277,7 +357,10 @@ _SCRIPT_BLOCK = re.compile(r"(\w+\s*:\s*)?BEGIN\b", re.IGNORECASE)
 def test_every_sql_file_of_the_repository_parses_with_the_spark_dialect():
     assert (ROOT / "pyproject.toml").is_file()  # the glob below runs at the repository root
     files = sorted(ROOT.glob("sql/**/*.sql"))
-    assert ROOT / "sql" / "bootstrap.sql" in files and len(list((ROOT / "sql" / "examples").glob("*.sql"))) == 8
+    assert (
+        ROOT / "sql" / "bootstrap.sql" in files
+        and len(list((ROOT / "sql" / "examples").glob("*.sql"))) == 8
+    )
     problems = []
     for path in files:
         statements = split_statements(path.read_text(encoding="utf-8"))

@@ -12,8 +12,14 @@ from dicomsql.stats.family import Family, Unfit, complete
 
 FAMILY = Family(
     (Option("alpha", 0.05, "level", number(0.0, 0.5)), Option("l2", 0.0, "penalty", number(0.0))),
-    (("coef", "array<double>"), ("iterations", "bigint"), ("n", "bigint"), ("n_dropped", "bigint"),
-     ("alpha", "double"), ("error", "string")),
+    (
+        ("coef", "array<double>"),
+        ("iterations", "bigint"),
+        ("n", "bigint"),
+        ("n_dropped", "bigint"),
+        ("alpha", "double"),
+        ("error", "string"),
+    ),
     recorded=("alpha",),
 )
 FAMILIES = [cox, aft, km, linear, logistic, bayes, forest, als]
@@ -22,7 +28,14 @@ FAMILIES = [cox, aft, km, linear, logistic, bayes, forest, als]
 def test_a_model_has_every_field_the_recorded_options_and_the_estimates():
     settings = FAMILY.settings({"alpha": "0.1"})
     model = FAMILY.model(settings, complete([1.0, np.nan, 3.0]).counts(), lambda: {"coef": [0.5]})
-    assert model == {"coef": [0.5], "iterations": None, "n": 2, "n_dropped": 1, "alpha": 0.1, "error": None}
+    assert model == {
+        "coef": [0.5],
+        "iterations": None,
+        "n": 2,
+        "n_dropped": 1,
+        "alpha": 0.1,
+        "error": None,
+    }
 
 
 def test_a_group_that_cannot_be_fitted_gets_null_estimates_and_the_reason():
@@ -48,23 +61,38 @@ def test_an_undeclared_key_is_a_programming_error():
 
 
 def test_options_are_parsed_against_the_table():
-    with pytest.raises(ValueError, match="option alpha must be a number >= 0.0 and <= 0.5, got '2'"):
+    with pytest.raises(
+        ValueError, match="option alpha must be a number >= 0.0 and <= 0.5, got '2'"
+    ):
         FAMILY.settings({"alpha": "2"})
     with pytest.raises(ValueError, match="unknown option 'beta'"):
         FAMILY.settings({"beta": "1"})
 
 
 def test_complete_rows_of_columns_labels_and_feature_maps():
-    rows = complete([1, 2, 3, 4], ["a", None, "b", "c"], {"x": np.array([1.0, 2.0, np.nan, 4.0]),
-                                                          "s": np.array(["u", "v", "w", None], dtype=object)}, None)
-    assert rows.keep.tolist() == [True, False, False, False] and rows.counts() == {"n": 1, "n_dropped": 3}
+    rows = complete(
+        [1, 2, 3, 4],
+        ["a", None, "b", "c"],
+        {
+            "x": np.array([1.0, 2.0, np.nan, 4.0]),
+            "s": np.array(["u", "v", "w", None], dtype=object),
+        },
+        None,
+    )
+    assert rows.keep.tolist() == [True, False, False, False] and rows.counts() == {
+        "n": 1,
+        "n_dropped": 3,
+    }
     assert rows.take(["a", None, "b", "c"]).tolist() == ["a"]
     assert rows.take({"x": np.arange(4.0)}) == {"x": np.array([0.0])}
 
 
 @pytest.mark.parametrize("module", FAMILIES, ids=lambda module: module.__name__.rsplit(".", 1)[-1])
 def test_every_family_declares_its_tables_in_its_family(module):
-    assert module.FAMILY.options is module.OPTIONS and module.FAMILY.model_fields is module.MODEL_FIELDS
+    assert (
+        module.FAMILY.options is module.OPTIONS
+        and module.FAMILY.model_fields is module.MODEL_FIELDS
+    )
     assert module.FAMILY.summary_fields is getattr(module, "SUMMARY_FIELDS", ())
     names = [name for name, _ in module.MODEL_FIELDS]
     assert "n" in names and "n_dropped" in names and "error" in names
@@ -78,9 +106,12 @@ def test_summary_rows_have_the_declared_columns():
     time, event = rng.exponential(np.exp(-x)), (rng.uniform(size=80) < 0.8).astype(float)
     labels = list(x + rng.normal(size=80) > 0)
     models = {
-        cox: cox.fit(time, event, features), aft: aft.fit(time + 0.01, event, features),
-        linear: linear.fit(x + rng.normal(size=80), {"sex": sex}), logistic: logistic.fit(labels, features),
-        bayes: bayes.fit(labels, features), forest: forest.fit(labels, features, {"trees": "3"}),
+        cox: cox.fit(time, event, features),
+        aft: aft.fit(time + 0.01, event, features),
+        linear: linear.fit(x + rng.normal(size=80), {"sex": sex}),
+        logistic: logistic.fit(labels, features),
+        bayes: bayes.fit(labels, features),
+        forest: forest.fit(labels, features, {"trees": "3"}),
         als: als.fit(list(sex), [f"i{i % 4}" for i in range(80)], x, {"rank": "2"}),
     }
     for module, model in models.items():

@@ -8,8 +8,14 @@ import pytest
 
 from dicomsql.errors import DicomsqlError, FileTooLargeError
 from dicomsql.storage import (
-    DATA_ROOTS_VARIABLE, MAX_FILE_SIZE_VARIABLE, check_file_size, data_roots_value, list_files, max_file_size,
-    max_file_size_value, open_file,
+    DATA_ROOTS_VARIABLE,
+    MAX_FILE_SIZE_VARIABLE,
+    check_file_size,
+    data_roots_value,
+    list_files,
+    max_file_size,
+    max_file_size_value,
+    open_file,
 )
 
 
@@ -55,7 +61,10 @@ def test_uris_are_listed_and_opened_through_pyarrow(tree, monkeypatch):
     inside, _ = tree
     monkeypatch.delenv(DATA_ROOTS_VARIABLE, raising=False)
     entries = list_files([f"file://{inside}"])
-    assert [e.path for e in entries] == [f"file://{inside}/a/link.dcm", f"file://{inside}/a/one.dcm"]
+    assert [e.path for e in entries] == [
+        f"file://{inside}/a/link.dcm",
+        f"file://{inside}/a/one.dcm",
+    ]
     with open_file(f"file://{inside}/a/one.dcm") as fp:
         assert fp.read(2) == b"on" and fp.seek(0) == 0 and fp.read() == b"one"
     monkeypatch.setenv(DATA_ROOTS_VARIABLE, data_roots_value([f"file://{inside}/a"]))
@@ -64,17 +73,26 @@ def test_uris_are_listed_and_opened_through_pyarrow(tree, monkeypatch):
     assert entries["link.dcm"].error == "refused: the file resolves outside the data roots"
     with pytest.raises(DicomsqlError, match="outside the data roots"):
         list_files([f"file://{inside}"])
-    for escape in (f"file://{inside}/a/../../private/secret.dcm", f"file://{inside}/a/%2e%2e/%2e%2e/private/secret.dcm",
-                   f"file://{inside}/a/link.dcm"):
+    for escape in (
+        f"file://{inside}/a/../../private/secret.dcm",
+        f"file://{inside}/a/%2e%2e/%2e%2e/private/secret.dcm",
+        f"file://{inside}/a/link.dcm",
+    ):
         with pytest.raises(DicomsqlError):
             open_file(escape)
 
 
 def test_uris_with_queries_or_dot_dot_are_refused(monkeypatch):
     monkeypatch.setenv(DATA_ROOTS_VARIABLE, data_roots_value(["s3://bucket/data"]))
-    for uri in ("s3://bucket/data/x.dcm?endpoint_override=10.0.0.1:9000", "s3://bucket/data/../other/x.dcm",
-                "s3://bucket/data/%2E%2E/other/x.dcm", "s3://bucket/data/x.dcm#frag"):
-        with pytest.raises(DicomsqlError, match="URIs with a query, a fragment or '..' are not accepted"):
+    for uri in (
+        "s3://bucket/data/x.dcm?endpoint_override=10.0.0.1:9000",
+        "s3://bucket/data/../other/x.dcm",
+        "s3://bucket/data/%2E%2E/other/x.dcm",
+        "s3://bucket/data/x.dcm#frag",
+    ):
+        with pytest.raises(
+            DicomsqlError, match="URIs with a query, a fragment or '..' are not accepted"
+        ):
             open_file(uri)
     with pytest.raises(DicomsqlError, match="outside the data roots"):
         open_file("s3://bucket/database/x.dcm")  # a sibling whose name starts like the root
@@ -84,7 +102,12 @@ def test_outside_paths_are_refused_before_anything_is_looked_up(tree, monkeypatc
     inside, outside = tree
     monkeypatch.setenv(DATA_ROOTS_VARIABLE, data_roots_value([str(inside)]))
     messages = set()
-    for probe in (str(outside / "secret.dcm"), str(outside / "missing.dcm"), str(outside / "sec*"), "/*/*"):
+    for probe in (
+        str(outside / "secret.dcm"),
+        str(outside / "missing.dcm"),
+        str(outside / "sec*"),
+        "/*/*",
+    ):
         with pytest.raises(DicomsqlError, match="outside the data roots") as caught:
             list_files([probe])
         messages.add(str(caught.value).replace(probe, "PATH"))
@@ -99,7 +122,10 @@ def test_missing_paths_and_globs(tree, monkeypatch):
         list_files([str(inside / "nope")])
     with pytest.raises(DicomsqlError, match="no file matches"):
         list_files([str(inside / "*.nothing")])
-    assert [os.path.basename(e.path) for e in list_files([str(inside / "a" / "*.dcm")])] == ["link.dcm", "one.dcm"]
+    assert [os.path.basename(e.path) for e in list_files([str(inside / "a" / "*.dcm")])] == [
+        "link.dcm",
+        "one.dcm",
+    ]
 
 
 def test_max_file_size_defaults_to_2_gib_and_comes_from_the_environment(monkeypatch):
@@ -110,8 +136,16 @@ def test_max_file_size_defaults_to_2_gib_and_comes_from_the_environment(monkeypa
 
 
 def test_max_file_size_values():
-    sizes = {"1000": 1000, "512k": 512 * 1024, "100MiB": 100 * 1024**2, "2g": 2 * 1024**3, "2GB": 2 * 1024**3,
-             "1.5 GiB": 3 * 1024**3 // 2, "1t": 1024**4, "10b": 10}
+    sizes = {
+        "1000": 1000,
+        "512k": 512 * 1024,
+        "100MiB": 100 * 1024**2,
+        "2g": 2 * 1024**3,
+        "2GB": 2 * 1024**3,
+        "1.5 GiB": 3 * 1024**3 // 2,
+        "1t": 1024**4,
+        "10b": 10,
+    }
     assert {text: int(max_file_size_value(text)) for text in sizes} == sizes
     assert max_file_size_value(2 << 30) == str(2 << 30)
     for bad in ("0", "-1", "lots", "2 PB", ""):
@@ -120,9 +154,15 @@ def test_max_file_size_values():
 
 
 def test_file_size_messages_say_both_sizes():
-    with pytest.raises(FileTooLargeError, match=r"^file is 2.5 KiB, larger than the 100 bytes limit \(--max-file-size\)$"):
+    with pytest.raises(
+        FileTooLargeError,
+        match=r"^file is 2.5 KiB, larger than the 100 bytes limit \(--max-file-size\)$",
+    ):
         check_file_size(2560, limit=100)
-    with pytest.raises(FileTooLargeError, match=r"^file is 2147483649 bytes, larger than the 2147483648 bytes limit"):
+    with pytest.raises(
+        FileTooLargeError,
+        match=r"^file is 2147483649 bytes, larger than the 2147483648 bytes limit",
+    ):
         check_file_size(2**31 + 1, limit=2**31)  # both round to 2 GiB
     check_file_size(100, limit=100)
 
@@ -132,7 +172,9 @@ def test_limited_opening_refuses_a_file_over_the_limit_before_reading_it(tree, m
     monkeypatch.delenv(DATA_ROOTS_VARIABLE, raising=False)
     monkeypatch.setenv(MAX_FILE_SIZE_VARIABLE, "2")
     for path in (str(inside / "a" / "one.dcm"), f"file://{inside}/a/one.dcm"):
-        with pytest.raises(FileTooLargeError, match=r"^file is 3 bytes, larger than the 2 bytes limit"):
+        with pytest.raises(
+            FileTooLargeError, match=r"^file is 3 bytes, larger than the 2 bytes limit"
+        ):
             open_file(path, limited=True)
         with open_file(path) as fp:  # headers are read without the limit
             assert fp.read() == b"one"

@@ -30,13 +30,17 @@ def test_dicom_tag_by_keyword_and_tag_forms(spark, demo):
         assert row.age == ds.PatientAge
         assert [float(v) for v in row.spacing.split("\\")] == [float(v) for v in ds.PixelSpacing]
         if ds.Modality == "CT":
-            assert [float(v) for v in row.centers.split("\\")] == [float(v) for v in ds.WindowCenter]
+            assert [float(v) for v in row.centers.split("\\")] == [
+                float(v) for v in ds.WindowCenter
+            ]
         assert row.accession == ds.AccessionNumber
         assert row.absent is None
 
 
 def test_dicom_tag_unknown_keyword_names_function_and_argument(spark):
-    with pytest.raises(Exception, match=r"dicom_tag: argument key must be a DICOM keyword .* got 'PatientAgee'"):
+    with pytest.raises(
+        Exception, match=r"dicom_tag: argument key must be a DICOM keyword .* got 'PatientAgee'"
+    ):
         spark.sql("SELECT dicom_tag(meta, 'PatientAgee') FROM demo_images").collect()
 
 
@@ -47,16 +51,28 @@ def test_dicom_pixels_equal_pydicom_in_every_demo_transfer_syntax(spark):
     ).collect()
     assert len({row.TransferSyntaxUID for row in rows}) == 5
     for row in rows:
-        np.testing.assert_array_equal(np.array(row.pixels, dtype=np.float32), _modality_values(row.path))
+        np.testing.assert_array_equal(
+            np.array(row.pixels, dtype=np.float32), _modality_values(row.path)
+        )
 
 
 @pytest.mark.parametrize(
-    "name", ["CT_small.dcm", "MR_small_RLE.dcm", "MR_small_bigendian.dcm", "JPEG2000.dcm",
-             "MR_small_jp2klossless.dcm", "image_dfl.dcm", "rtdose.dcm"],
+    "name",
+    [
+        "CT_small.dcm",
+        "MR_small_RLE.dcm",
+        "MR_small_bigendian.dcm",
+        "JPEG2000.dcm",
+        "MR_small_jp2klossless.dcm",
+        "image_dfl.dcm",
+        "rtdose.dcm",
+    ],
 )
 def test_dicom_pixels_equal_pydicom_on_shipped_files(spark, shipped, pydicom_files, name):
     path = str(pydicom_files / name)
-    [row] = spark.sql("SELECT dicom_pixels(path) AS pixels FROM shipped WHERE path = :path", args={"path": path}).collect()
+    [row] = spark.sql(
+        "SELECT dicom_pixels(path) AS pixels FROM shipped WHERE path = :path", args={"path": path}
+    ).collect()
     np.testing.assert_array_equal(np.array(row.pixels, dtype=np.float32), _modality_values(path))
 
 
@@ -72,9 +88,14 @@ def test_a_bad_file_gives_null_pixels_and_the_reason_in_dicom_image(spark, demo)
         "SELECT dicom_pixels(path) AS pixels, dicom_image(path) AS image FROM demo_images WHERE endswith(path, 'notes.txt')"
     ).collect()
     assert row.pixels is None and row.image.data is None
-    assert row.image.error == f"cannot decode {demo / 'images' / 'notes.txt'}: DecodeError: not a DICOM file"
+    assert (
+        row.image.error
+        == f"cannot decode {demo / 'images' / 'notes.txt'}: DecodeError: not a DICOM file"
+    )
     with pytest.raises(Exception, match=r"dicom_image: cannot decode .*notes.txt"):
-        spark.sql("SELECT dicom_image(path, 0, map('mode', 'FAILFAST')) FROM demo_images WHERE endswith(path, 'notes.txt')").collect()
+        spark.sql(
+            "SELECT dicom_image(path, 0, map('mode', 'FAILFAST')) FROM demo_images WHERE endswith(path, 'notes.txt')"
+        ).collect()
 
 
 def test_dicomsql_functions_lists_every_function(spark):

@@ -5,21 +5,38 @@ structs out. Model layouts are declared once as ``(field, SQL type)`` pairs in
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-
 __all__ = [
-    "arrow_type", "struct_ddl", "columns_ddl", "column", "struct_array", "Expected", "numbers", "struct_numbers",
-    "struct_features", "labels", "objects", "model_row", "first_valid", "Models", "predict_rows",
+    "arrow_type",
+    "struct_ddl",
+    "columns_ddl",
+    "column",
+    "struct_array",
+    "Expected",
+    "numbers",
+    "struct_numbers",
+    "struct_features",
+    "labels",
+    "objects",
+    "model_row",
+    "first_valid",
+    "Models",
+    "predict_rows",
 ]
 
 _SCALARS = {
-    "double": pa.float64(), "float": pa.float32(), "bigint": pa.int64(), "string": pa.string(),
-    "boolean": pa.bool_(), "binary": pa.binary(),
+    "double": pa.float64(),
+    "float": pa.float32(),
+    "bigint": pa.int64(),
+    "string": pa.string(),
+    "boolean": pa.bool_(),
+    "binary": pa.binary(),
 }
 _ARRAY = re.compile(r"^array<(.+)>$")
 
@@ -51,7 +68,10 @@ def column(values: Sequence[Any], sql: str) -> pa.Array:
     if match is None:
         kind = arrow_type(sql)
         if sql == "double":
-            values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v) for v in values]
+            values = [
+                None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+                for v in values
+            ]
         return pa.array(values, type=kind)
     element = match.group(1)
     present = [v for v in values if v is not None]
@@ -61,14 +81,24 @@ def column(values: Sequence[Any], sql: str) -> pa.Array:
         flat = np.concatenate([v.ravel() for v in present]) if present else np.empty(0)
         child = pa.array(flat.astype(np.float32 if element == "float" else np.float64, copy=False))
     else:
-        child = column([item for v in present for item in (v.tolist() if isinstance(v, np.ndarray) and v.ndim == 1 else v)], element)
+        child = column(
+            [
+                item
+                for v in present
+                for item in (v.tolist() if isinstance(v, np.ndarray) and v.ndim == 1 else v)
+            ],
+            element,
+        )
     mask = pa.array([v is None for v in values]) if len(present) < len(values) else None
     return pa.ListArray.from_arrays(pa.array(offsets), child, mask=mask)
 
 
 def struct_array(rows: Sequence[dict[str, Any] | None], fields: Fields) -> pa.StructArray:
     """A struct array of ``fields`` from dicts (missing keys NULL; a None row is NULL)."""
-    arrays = [column([None if row is None else row.get(name) for row in rows], sql) for name, sql in fields]
+    arrays = [
+        column([None if row is None else row.get(name) for row in rows], sql)
+        for name, sql in fields
+    ]
     mask = pa.array([row is None for row in rows])
     return pa.StructArray.from_arrays(arrays, names=[name for name, _ in fields], mask=mask)
 
@@ -90,8 +120,15 @@ class Expected(ValueError):
 def numbers(array: pa.Array) -> np.ndarray:
     """A numeric (or boolean, or DECIMAL) column as float64, NULL as NaN."""
     kind = array.type
-    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        return np.array(pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)  # a writable copy
+    if (
+        pa.types.is_boolean(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_decimal(kind)
+    ):
+        return np.array(
+            pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False), dtype=float
+        )  # a writable copy
     if pa.types.is_null(kind):
         return np.full(len(array), np.nan)
     raise Expected("a number or a boolean", f"a column of type {kind}")
@@ -133,7 +170,9 @@ def struct_features(array: pa.Array) -> dict[str, np.ndarray]:
             try:
                 values = numbers(child)
             except Expected:
-                raise Expected("a number, boolean or string", f"a field of type {child.type}", field.name) from None
+                raise Expected(
+                    "a number, boolean or string", f"a field of type {child.type}", field.name
+                ) from None
             values[missing] = np.nan
         columns[field.name] = values
     return columns
@@ -204,10 +243,14 @@ def _field_key(field: pa.Array) -> list[Any]:
         return [repr(value) for value in field.to_pylist()]
     values = np.nan_to_num(level.to_numpy(zero_copy_only=False).astype(float), nan=0.0)
     cumulative = np.r_[0.0, np.cumsum(values)]
-    return list(zip(np.diff(bounds).tolist(), (cumulative[bounds[1:]] - cumulative[bounds[:-1]]).tolist()))
+    return list(
+        zip(np.diff(bounds).tolist(), (cumulative[bounds[1:]] - cumulative[bounds[:-1]]).tolist())
+    )
 
 
-def predict_rows(models: Models, predict: Callable[[dict[str, Any], np.ndarray], np.ndarray]) -> np.ndarray:
+def predict_rows(
+    models: Models, predict: Callable[[dict[str, Any], np.ndarray], np.ndarray]
+) -> np.ndarray:
     """DOUBLE predictions, a row each, from a column of models: ``predict(model_dict, indexes)``
     gives the values of the rows that hold that model. A NULL model, a model with an
     ``error`` (no estimates) and a NaN prediction give NULL."""

@@ -4,7 +4,8 @@ from a PCA model; and the distributed path (per-partition partials, then a merge
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +31,9 @@ def vectors(array: pa.Array) -> np.ndarray:
         return np.empty((0, 0))
     lengths = {len(v) for v in values}
     if len(lengths) > 1:
-        raise Expected("arrays of one length (resample images to one size)", f"lengths {sorted(lengths)[:5]}")
+        raise Expected(
+            "arrays of one length (resample images to one size)", f"lengths {sorted(lengths)[:5]}"
+        )
     return np.asarray(values, dtype=np.float64)
 
 
@@ -116,8 +119,8 @@ def _model_rows(model: Models, vector: list, transform: Callable[[dict, np.ndarr
     column("vector", "ARRAY<DOUBLE>", labels),
     returns="ARRAY<DOUBLE>",
     example="SELECT pca_project(m.model, image_resize(i.path, 16, 16).data) FROM demo_images i "
-            "CROSS JOIN (SELECT pca_fit(image_resize(path, 16, 16).data, 4) AS model FROM demo_images WHERE Modality = 'CT') m "
-            "WHERE i.Modality = 'CT' LIMIT 3",
+    "CROSS JOIN (SELECT pca_fit(image_resize(path, 16, 16).data, 4) AS model FROM demo_images WHERE Modality = 'CT') m "
+    "WHERE i.Modality = 'CT' LIMIT 3",
 )
 def pca_project(model: Models, vector: list) -> list:
     """The scores of a vector on a ``pca_fit`` model's components: (vector - mean) .
@@ -130,7 +133,7 @@ def pca_project(model: Models, vector: list) -> list:
     column("scores", "ARRAY<DOUBLE>", labels),
     returns="ARRAY<DOUBLE>",
     example="SELECT pca_reconstruct(m.model, array(1.0, 0.0)) FROM "
-            "(SELECT pca_fit(image_resize(path, 16, 16).data, 2) AS model FROM demo_images WHERE Modality = 'CT') m",
+    "(SELECT pca_fit(image_resize(path, 16, 16).data, 2) AS model FROM demo_images WHERE Modality = 'CT') m",
 )
 def pca_reconstruct(model: Models, scores: list) -> list:
     """A vector back from its scores on a ``pca_fit`` model: mean + scores . components
@@ -143,8 +146,13 @@ def _first_column(row: Any) -> Any:
 
 
 @sql_function(
-    column("vectors", "TABLE whose first column is ARRAY<DOUBLE>", _first_column, bound=VECTOR_VALUES,
-           sizes=lambda vector: [] if vector is None else [len(vector)]),
+    column(
+        "vectors",
+        "TABLE whose first column is ARRAY<DOUBLE>",
+        _first_column,
+        bound=VECTOR_VALUES,
+        sizes=lambda vector: [] if vector is None else [len(vector)],
+    ),
     returns=Table(pca.PARTIAL_FIELDS),
     kind="table",
     example="SELECT cov_merge(n, mean, scatter).n FROM cov_partials(TABLE(SELECT image_resize(path, 8, 8).data FROM demo_images))",
@@ -201,7 +209,7 @@ def cov_merge(n: list, mean: list, scatter: list) -> dict:
     constant("k", "INT", bound=COMPONENTS),
     returns=PCA_MODEL,
     example="SELECT pca_from_cov(c, 3).explained_variance_ratio FROM (SELECT cov_merge(n, mean, scatter) AS c "
-            "FROM cov_partials(TABLE(SELECT image_resize(path, 8, 8).data FROM demo_images)))",
+    "FROM cov_partials(TABLE(SELECT image_resize(path, 8, 8).data FROM demo_images)))",
 )
 def pca_from_cov(covariance: list, k: int) -> list:
     """A ``pca_fit`` model from a ``cov_fit`` or ``cov_merge`` result."""

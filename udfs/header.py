@@ -20,7 +20,9 @@ def tags(array: pa.Array) -> list[int | None]:
         try:
             parsed[key] = parse_tag(key)
         except KeyError:
-            raise Expected("a DICOM keyword (e.g. 'PatientAge') or tag (e.g. '00101010')", repr(key)) from None
+            raise Expected(
+                "a DICOM keyword (e.g. 'PatientAge') or tag (e.g. '00101010')", repr(key)
+            ) from None
     return [None if key is None else parsed[key] for key in keys]
 
 
@@ -30,7 +32,9 @@ def _model(meta: str) -> dict:
     except json.JSONDecodeError:
         model = None
     if not isinstance(model, dict):
-        raise Expected("DICOM JSON text (the meta column of a DICOM table)", repr(meta[:40]), "meta")
+        raise Expected(
+            "DICOM JSON text (the meta column of a DICOM table)", repr(meta[:40]), "meta"
+        )
     return model
 
 
@@ -48,4 +52,7 @@ def dicom_tag(meta: list, key: list) -> list:
     Several values are joined with a backslash (``'0.5\\0.5'``), person names give their
     alphabetic form, sequences the DICOM JSON of their items.
     """
-    return [None if text is None or tag is None else tag_text(_model(text), tag) for text, tag in zip(meta, key)]
+    return [
+        None if text is None or tag is None else tag_text(_model(text), tag)
+        for text, tag in zip(meta, key)
+    ]

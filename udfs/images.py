@@ -4,7 +4,8 @@ functions; a file that cannot be decoded gives NULL."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,8 @@ from dicomsql.stats import images
 from dicomsql.stats.moments import MAX_DIMENSION
 
 from .arrow import Expected
-from .pixels import IMAGE, IMAGES_PER_BATCH, images64, images as images32
+from .pixels import IMAGE, IMAGES_PER_BATCH, images64
+from .pixels import images as images32
 from .registry import ArgumentError, Struct, column, constant, sql_function
 
 IMAGE_SIDE = Bound(1, 8192)
@@ -119,5 +121,8 @@ def image_resize(image: list, rows: int, columns: int) -> list:
         if spacing:
             spacing = [spacing[0] * one.rows / rows, spacing[1] * one.columns / columns]
         resized = images.resize(one.data, rows, columns)
-        out.append(one.struct() | {"rows": rows, "columns": columns, "pixel_spacing": spacing, "data": resized.ravel()})
+        out.append(
+            one.struct()
+            | {"rows": rows, "columns": columns, "pixel_spacing": spacing, "data": resized.ravel()}
+        )
     return out

@@ -14,8 +14,9 @@ strings (strings are one-hot encoded, categories kept in the model)::
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from types import ModuleType
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +24,16 @@ import pyarrow as pa
 from dicomsql.options import Bound
 from dicomsql.stats import als, bayes, forest, linear, logistic, metrics
 
-from .arrow import Expected, Models, labels, model_row, numbers, objects, predict_rows, struct_features
+from .arrow import (
+    Expected,
+    Models,
+    labels,
+    model_row,
+    numbers,
+    objects,
+    predict_rows,
+    struct_features,
+)
 from .registry import Struct, Table, column, constant, options, sql_function
 
 LINREG_MODEL = Struct(linear.MODEL_FIELDS, "LINREG_MODEL")
@@ -43,25 +53,39 @@ def _rows(columns: dict[str, np.ndarray], where: np.ndarray) -> dict[str, np.nda
     return {name: values[where] for name, values in columns.items()}
 
 
-def _classes(family: ModuleType, model: Models, features: dict, type: str | None, wanted: np.ndarray | None) -> np.ndarray:
+def _classes(
+    family: ModuleType, model: Models, features: dict, type: str | None, wanted: np.ndarray | None
+) -> np.ndarray:
     """``family.predict`` per distinct model, for ``*_predict(model, features [, type [, class]])``."""
-    return predict_rows(model, lambda fitted, where: family.predict(
-        fitted, _rows(features, where), type, None if wanted is None else wanted[where]))
+    return predict_rows(
+        model,
+        lambda fitted, where: family.predict(
+            fitted, _rows(features, where), type, None if wanted is None else wanted[where]
+        ),
+    )
 
 
 def _class_prediction(model_type: Struct, default_type: str | None) -> tuple:
     """The arguments of a classifier's ``*_predict``: model, features, type, class."""
-    return (column("model", model_type, Models), FEATURES, constant("type", "STRING", str, default=default_type),
-            column("class", "ANY", objects, default=None))
+    return (
+        column("model", model_type, Models),
+        FEATURES,
+        constant("type", "STRING", str, default=default_type),
+        column("class", "ANY", objects, default=None),
+    )
 
 
 # --- linear regression ----------------------------------------------------------------------
 
-_LINREG_EXAMPLE_FIT = "SELECT linreg_fit(tumor_mm, struct(age, smoker, sex)) AS model FROM demo_patients"
+_LINREG_EXAMPLE_FIT = (
+    "SELECT linreg_fit(tumor_mm, struct(age, smoker, sex)) AS model FROM demo_patients"
+)
 
 
 @sql_function(
-    column("label", "DOUBLE", numbers), FEATURES, options(linear.OPTIONS),
+    column("label", "DOUBLE", numbers),
+    FEATURES,
+    options(linear.OPTIONS),
     returns=LINREG_MODEL,
     kind="aggregate",
     streaming=True,
@@ -85,10 +109,11 @@ def linreg_fit(batches: Iterator[tuple[np.ndarray, dict]], options: dict) -> dic
 
 
 @sql_function(
-    column("model", LINREG_MODEL, Models), FEATURES,
+    column("model", LINREG_MODEL, Models),
+    FEATURES,
     returns="DOUBLE",
     example="SELECT p.PatientID, linreg_predict(m.model, struct(p.age, p.smoker, p.sex)) FROM demo_patients p "
-            f"CROSS JOIN ({_LINREG_EXAMPLE_FIT}) m",
+    f"CROSS JOIN ({_LINREG_EXAMPLE_FIT}) m",
 )
 def linreg_predict(model: Models, features: dict) -> np.ndarray:
     """The value a ``linreg_fit`` model predicts; features matched to the model by field
@@ -111,11 +136,15 @@ def linreg_summary(model: dict | None) -> Iterable[tuple]:
 
 # --- logistic regression --------------------------------------------------------------------
 
-_LOGREG_EXAMPLE_FIT = "SELECT logreg_fit(died, struct(age, smoker, tumor_mm, sex)) AS model FROM demo_patients"
+_LOGREG_EXAMPLE_FIT = (
+    "SELECT logreg_fit(died, struct(age, smoker, tumor_mm, sex)) AS model FROM demo_patients"
+)
 
 
 @sql_function(
-    LABEL, FEATURES, options(logistic.OPTIONS),
+    LABEL,
+    FEATURES,
+    options(logistic.OPTIONS),
     returns=LOGREG_MODEL,
     kind="aggregate",
     example=_LOGREG_EXAMPLE_FIT,
@@ -139,9 +168,11 @@ def logreg_fit(label: list, features: dict, options: dict) -> dict:
     *_class_prediction(LOGREG_MODEL, "probability"),
     returns="DOUBLE",
     example="SELECT p.PatientID, logreg_predict(m.model, struct(p.age, p.smoker, p.tumor_mm, p.sex)) AS p_died "
-            f"FROM demo_patients p CROSS JOIN ({_LOGREG_EXAMPLE_FIT}) m",
+    f"FROM demo_patients p CROSS JOIN ({_LOGREG_EXAMPLE_FIT}) m",
 )
-def logreg_predict(model: Models, features: dict, type: str, class_: np.ndarray | None) -> np.ndarray:
+def logreg_predict(
+    model: Models, features: dict, type: str, class_: np.ndarray | None
+) -> np.ndarray:
     """Predict from a ``logreg_fit`` model. ``type``: ``probability`` (default) of ``class``
     (default: the second class of a binary model, the most probable class otherwise),
     ``label`` (the index of the most probable class in ``model.classes``, which is the label
@@ -170,7 +201,9 @@ _BAYES_EXAMPLE_FIT = f"SELECT naive_bayes_fit(ProtocolName, {_CT_FEATURES}) AS m
 
 
 @sql_function(
-    LABEL, FEATURES, options(bayes.OPTIONS),
+    LABEL,
+    FEATURES,
+    options(bayes.OPTIONS),
     returns=NAIVE_BAYES_MODEL,
     kind="aggregate",
     example=_BAYES_EXAMPLE_FIT,
@@ -186,9 +219,11 @@ def naive_bayes_fit(label: list, features: dict, options: dict) -> dict:
     *_class_prediction(NAIVE_BAYES_MODEL, "probability"),
     returns="DOUBLE",
     example=f"SELECT m.model.classes[int(naive_bayes_predict(m.model, {_CT_FEATURES.replace('struct(', 'struct(i.')}, "
-            f"'label'))] AS protocol FROM demo_images i CROSS JOIN ({_BAYES_EXAMPLE_FIT}) m WHERE i.Modality = 'CT'",
+    f"'label'))] AS protocol FROM demo_images i CROSS JOIN ({_BAYES_EXAMPLE_FIT}) m WHERE i.Modality = 'CT'",
 )
-def naive_bayes_predict(model: Models, features: dict, type: str, class_: np.ndarray | None) -> np.ndarray:
+def naive_bayes_predict(
+    model: Models, features: dict, type: str, class_: np.ndarray | None
+) -> np.ndarray:
     """Predict from a ``naive_bayes_fit`` model; ``type`` and ``class`` as ``logreg_predict``.
     A NULL feature or an unseen category is left out of the likelihood (it is equally
     likely under every class), so the other features decide."""
@@ -200,7 +235,7 @@ def naive_bayes_predict(model: Models, features: dict, type: str, class_: np.nda
     returns=Table(bayes.SUMMARY_FIELDS),
     kind="table",
     example="SELECT s.* FROM (SELECT naive_bayes_fit(sex, struct(age, tumor_mm)) AS model FROM demo_patients) m, "
-            "LATERAL naive_bayes_summary(m.model) s",
+    "LATERAL naive_bayes_summary(m.model) s",
 )
 def naive_bayes_summary(model: dict | None) -> Iterable[tuple]:
     """Per class and feature: the class prior, a number's mean and standard deviation, or
@@ -210,7 +245,9 @@ def naive_bayes_summary(model: dict | None) -> Iterable[tuple]:
 
 # --- random forests -------------------------------------------------------------------------
 
-_FOREST_EXAMPLE_FIT = "SELECT random_forest_fit(died, struct(age, smoker, tumor_mm, sex)) AS model FROM demo_patients"
+_FOREST_EXAMPLE_FIT = (
+    "SELECT random_forest_fit(died, struct(age, smoker, tumor_mm, sex)) AS model FROM demo_patients"
+)
 
 
 def forest_labels(array: pa.Array) -> tuple[list, str]:
@@ -221,7 +258,9 @@ def forest_labels(array: pa.Array) -> tuple[list, str]:
 
 
 @sql_function(
-    column("label", "ANY", forest_labels), FEATURES, options(forest.OPTIONS),
+    column("label", "ANY", forest_labels),
+    FEATURES,
+    options(forest.OPTIONS),
     returns=RANDOM_FOREST_MODEL,
     kind="aggregate",
     example="SELECT random_forest_fit(died, struct(age, smoker, tumor_mm, sex), map('trees', '50')) FROM demo_patients",
@@ -239,9 +278,11 @@ def random_forest_fit(label: tuple[list, str], features: dict, options: dict) ->
     *_class_prediction(RANDOM_FOREST_MODEL, None),
     returns="DOUBLE",
     example="SELECT random_forest_predict(m.model, struct(p.age, p.smoker, p.tumor_mm, p.sex)) FROM demo_patients p "
-            f"CROSS JOIN ({_FOREST_EXAMPLE_FIT}) m",
+    f"CROSS JOIN ({_FOREST_EXAMPLE_FIT}) m",
 )
-def random_forest_predict(model: Models, features: dict, type: str | None, class_: np.ndarray | None) -> np.ndarray:
+def random_forest_predict(
+    model: Models, features: dict, type: str | None, class_: np.ndarray | None
+) -> np.ndarray:
     """Predict from a ``random_forest_fit`` model: the mean of the trees for regression;
     for classification ``type`` and ``class`` as ``logreg_predict`` (probabilities are the
     trees' mean, as scikit-learn's). An unseen category matches none of the known ones."""
@@ -266,7 +307,9 @@ _ALS_EXAMPLE_FIT = "SELECT als_fit(reader, capture, quality) AS model FROM demo_
 
 
 @sql_function(
-    column("user", "ANY", labels), column("item", "ANY", labels), column("rating", "DOUBLE", numbers),
+    column("user", "ANY", labels),
+    column("item", "ANY", labels),
+    column("rating", "DOUBLE", numbers),
     options(als.OPTIONS),
     returns=ALS_MODEL,
     kind="aggregate",
@@ -281,7 +324,9 @@ def als_fit(user: list, item: list, rating: np.ndarray, options: dict) -> dict:
 
 
 @sql_function(
-    column("model", ALS_MODEL, Models), column("user", "ANY", objects), column("item", "ANY", objects),
+    column("model", ALS_MODEL, Models),
+    column("user", "ANY", objects),
+    column("item", "ANY", objects),
     returns="DOUBLE",
     example=f"SELECT r.reader, r.capture, als_predict(m.model, r.reader, r.capture) FROM demo_reads r CROSS JOIN ({_ALS_EXAMPLE_FIT}) m",
 )
@@ -292,7 +337,9 @@ def als_predict(model: Models, user: np.ndarray, item: np.ndarray) -> np.ndarray
 
 
 @sql_function(
-    column("model", ALS_MODEL, model_row), column("user", "ANY"), constant("k", "INT", bound=Bound(1, 10_000)),
+    column("model", ALS_MODEL, model_row),
+    column("user", "ANY"),
+    constant("k", "INT", bound=Bound(1, 10_000)),
     returns=Table((("item", "string"), ("score", "double"), ("rank", "bigint"))),
     kind="table",
     example=f"SELECT r.* FROM ({_ALS_EXAMPLE_FIT}) m, LATERAL als_recommend(m.model, 'R01', 3) r",
@@ -309,7 +356,7 @@ def als_recommend(model: dict | None, user: Any, k: int) -> Iterable[tuple]:
     returns=Table(als.SUMMARY_FIELDS),
     kind="table",
     example="SELECT s.kind, s.id, s.norm FROM (SELECT als_fit(reader, capture, quality, map('rank', '3')) AS model "
-            "FROM demo_reads) m, LATERAL als_summary(m.model) s",
+    "FROM demo_reads) m, LATERAL als_summary(m.model) s",
 )
 def als_summary(model: dict | None) -> Iterable[tuple]:
     """One row per user (``kind`` ``user``), then per item (``item``) of an ``als_fit``
@@ -322,6 +369,7 @@ def als_summary(model: dict | None) -> Iterable[tuple]:
 
 # --- evaluation -----------------------------------------------------------------------------
 
+
 def binary_labels(array: pa.Array) -> np.ndarray:
     """0/1 or boolean labels as floats (NULL as NaN)."""
     values = numbers(array)
@@ -333,11 +381,13 @@ def binary_labels(array: pa.Array) -> np.ndarray:
 
 
 @sql_function(
-    column("label", "BOOLEAN or 0/1", binary_labels), column("score", "DOUBLE", numbers), options(metrics.BINARY_OPTIONS),
+    column("label", "BOOLEAN or 0/1", binary_labels),
+    column("score", "DOUBLE", numbers),
+    options(metrics.BINARY_OPTIONS),
     returns=BINARY_METRICS,
     kind="aggregate",
     example="SELECT binary_metrics(p.died, logreg_predict(m.model, struct(p.age, p.smoker, p.tumor_mm, p.sex))).auc "
-            f"FROM demo_patients p CROSS JOIN ({_LOGREG_EXAMPLE_FIT}) m",
+    f"FROM demo_patients p CROSS JOIN ({_LOGREG_EXAMPLE_FIT}) m",
 )
 def binary_metrics(label: np.ndarray, score: np.ndarray, options: dict) -> dict:
     """Evaluate scores against 0/1 (or boolean) labels, as scikit-learn's metrics: auc,
@@ -348,7 +398,8 @@ def binary_metrics(label: np.ndarray, score: np.ndarray, options: dict) -> dict:
 
 
 @sql_function(
-    LABEL, column("predicted", "ANY", labels),
+    LABEL,
+    column("predicted", "ANY", labels),
     returns=MULTICLASS_METRICS,
     kind="aggregate",
     example="SELECT multiclass_metrics(sex, IF(tumor_mm > 15, 'M', 'F')).accuracy FROM demo_patients",
@@ -361,11 +412,12 @@ def multiclass_metrics(label: list, predicted: list) -> dict:
 
 
 @sql_function(
-    column("label", "DOUBLE", numbers), column("predicted", "DOUBLE", numbers),
+    column("label", "DOUBLE", numbers),
+    column("predicted", "DOUBLE", numbers),
     returns=REGRESSION_METRICS,
     kind="aggregate",
     example="SELECT regression_metrics(p.tumor_mm, linreg_predict(m.model, struct(p.age, p.smoker, p.sex))).rmse "
-            f"FROM demo_patients p CROSS JOIN ({_LINREG_EXAMPLE_FIT}) m",
+    f"FROM demo_patients p CROSS JOIN ({_LINREG_EXAMPLE_FIT}) m",
 )
 def regression_metrics(label: np.ndarray, predicted: np.ndarray) -> dict:
     """Evaluate predicted values: mse, rmse, mae, r2, explained_variance, n."""
@@ -395,8 +447,13 @@ class ConfusionMatrix:
         from pyspark.sql.types import LongType, StringType, StructField, StructType
         from pyspark.sql.udtf import AnalyzeResult
 
-        schema = StructType([StructField("label", StringType()), StructField("predicted", StringType()),
-                             StructField("count", LongType())])
+        schema = StructType(
+            [
+                StructField("label", StringType()),
+                StructField("predicted", StringType()),
+                StructField("count", LongType()),
+            ]
+        )
         return AnalyzeResult(schema=schema, withSinglePartition=True)
 
     def __init__(self) -> None:
@@ -414,7 +471,8 @@ class ConfusionMatrix:
 
 
 @sql_function(
-    column("key", "ANY", labels), constant("seed", "INT", int),
+    column("key", "ANY", labels),
+    constant("seed", "INT", int),
     returns="DOUBLE",
     example="SELECT PatientID, split_fraction(PatientID, 42) < 0.8 AS train FROM demo_patients",
 )

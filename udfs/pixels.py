@@ -15,8 +15,9 @@ in a DICOM table: one bad file never kills a query. ``dicom_image(file).error`` 
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator, Sequence
 from functools import partial
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,9 +33,15 @@ from .registry import Struct, Table, column, constant, options, sql_function
 
 IMAGE = Struct(
     (
-        ("rows", "bigint"), ("columns", "bigint"), ("frames", "bigint"), ("samples", "bigint"),
-        ("photometric", "string"), ("pixel_spacing", "array<double>"), ("window", "array<double>"),
-        ("data", "array<float>"), ("error", "string"),
+        ("rows", "bigint"),
+        ("columns", "bigint"),
+        ("frames", "bigint"),
+        ("samples", "bigint"),
+        ("photometric", "string"),
+        ("pixel_spacing", "array<double>"),
+        ("window", "array<double>"),
+        ("data", "array<float>"),
+        ("error", "string"),
     ),
     "IMAGE",
 )
@@ -47,7 +54,9 @@ THUMBNAIL_SIDE = Bound(1, 4096)
 VOLUME_SLICES = Bound(1, 4096, "slices")
 
 
-def decoded(source: str | bytes, frame: int = 0, invert: bool = False, dtype: type = np.float32) -> pixels.Image:
+def decoded(
+    source: str | bytes, frame: int = 0, invert: bool = False, dtype: type = np.float32
+) -> pixels.Image:
     """Decode one frame of a file (a path or URI, or its bytes); any failure (a file larger
     than the size limit included) is a ValueError naming the file and the reason."""
     where = source if isinstance(source, str) else f"<{len(source)} bytes>"
@@ -71,7 +80,12 @@ def _decoded_or_none(source: str | bytes | None, dtype: type = np.float32) -> pi
 
 
 def _is_file(kind: pa.DataType) -> bool:
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+    return (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    )
 
 
 def files(array: pa.Array) -> list[str | bytes | None]:
@@ -85,8 +99,10 @@ def images(array: pa.Array, dtype: type = np.float32) -> list[pixels.Image | Non
     """The images of an ``image`` argument: image structs, or files decoded (first frame;
     NULL when a file cannot be decoded)."""
     if pa.types.is_struct(array.type):
-        return [None if row is None or row.get("data") is None else pixels.Image.from_struct(row, dtype)
-                for row in array.to_pylist()]
+        return [
+            None if row is None or row.get("data") is None else pixels.Image.from_struct(row, dtype)
+            for row in array.to_pylist()
+        ]
     if _is_file(array.type):
         return [_decoded_or_none(source, dtype) for source in array.to_pylist()]
     raise Expected("an image struct (dicom_image) or a file path or its bytes", str(array.type))
@@ -149,7 +165,9 @@ def dicom_pixels(file: list, frame: np.ndarray | None) -> list[np.ndarray | None
     out: list[np.ndarray | None] = []
     for source, number in zip(file, frames):
         try:
-            out.append(None if source is None else decoded(source, int(np.nan_to_num(number))).data.ravel())
+            out.append(
+                None if source is None else decoded(source, int(np.nan_to_num(number))).data.ravel()
+            )
         except ValueError:
             out.append(None)
     return out
@@ -180,7 +198,9 @@ def window_setting(value: Any) -> float | str:
     return value.lower()
 
 
-def _window_of(image: pixels.Image, window: float | str | None, width: float | None) -> tuple[float, float]:
+def _window_of(
+    image: pixels.Image, window: float | str | None, width: float | None
+) -> tuple[float, float]:
     if window is None:
         return pixels.display_window(image)
     if isinstance(window, str):
@@ -193,9 +213,21 @@ def _window_of(image: pixels.Image, window: float | str | None, width: float | N
 def pixel_arrays(array: pa.Array) -> list[pixels.Image | None]:
     """Images from an image argument, or from bare pixel arrays (shape unknown: one row)."""
     if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
-        return [None if v is None else pixels.Image(1, len(v), 1, 1, "MONOCHROME2", None, None,
-                                                     np.asarray(v, dtype=np.float32).reshape(1, -1))
-                for v in array.to_pylist()]
+        return [
+            None
+            if v is None
+            else pixels.Image(
+                1,
+                len(v),
+                1,
+                1,
+                "MONOCHROME2",
+                None,
+                None,
+                np.asarray(v, dtype=np.float32).reshape(1, -1),
+            )
+            for v in array.to_pylist()
+        ]
     return images(array)
 
 
@@ -205,15 +237,21 @@ def pixel_arrays(array: pa.Array) -> list[pixels.Image | None]:
     constant("width", "DOUBLE", default=None),
     returns="ARRAY<FLOAT>",
     example="SELECT dicom_window(dicom_pixels(path), 'lung'), dicom_window(path), dicom_window(path, 40, 400) "
-            "FROM demo_images WHERE Modality = 'CT' LIMIT 2",
+    "FROM demo_images WHERE Modality = 'CT' LIMIT 2",
 )
-def dicom_window(values: list, window: float | str | None, width: float | None) -> list[np.ndarray | None]:
+def dicom_window(
+    values: list, window: float | str | None, width: float | None
+) -> list[np.ndarray | None]:
     """Values mapped to [0, 1] through a display window (the DICOM linear VOI function):
     ``window`` (the center) and ``width``, or a preset (``lung`` -600/1500, ``bone`` 400/1800,
     ``brain`` 40/80, ``abdomen`` 40/400, ``mediastinum`` 50/350, ``liver`` 60/160), or, with
     no window given, the file's own WindowCenter/WindowWidth (else the value range)."""
-    return [None if image is None else pixels.window(image.data, *_window_of(image, window, width)).ravel()
-            for image in values]
+    return [
+        None
+        if image is None
+        else pixels.window(image.data, *_window_of(image, window, width)).ravel()
+        for image in values
+    ]
 
 
 def preset(name: str) -> str | None:
@@ -230,7 +268,9 @@ PNG_ARGUMENTS = (
 )
 
 
-def _pngs(image: Sequence[pixels.Image | None], size: int, window: str | None) -> list[bytes | None]:
+def _pngs(
+    image: Sequence[pixels.Image | None], size: int, window: str | None
+) -> list[bytes | None]:
     return [None if one is None else pixels.to_png(one, size, window) for one in image]
 
 
@@ -256,8 +296,10 @@ def dicom_png(image: list, size: int, window: str | None) -> list[bytes | None]:
 def dicom_png_uri(image: list, size: int, window: str | None) -> list[str | None]:
     """``dicom_png`` as a ``data:image/png;base64,...`` URI, which notebooks and BI tools
     show as an image."""
-    return [None if png is None else "data:image/png;base64," + base64.b64encode(png).decode()
-            for png in _pngs(image, size, window)]
+    return [
+        None if png is None else "data:image/png;base64," + base64.b64encode(png).decode()
+        for png in _pngs(image, size, window)
+    ]
 
 
 def _slices(array: pa.Array) -> list[int]:
@@ -271,9 +313,11 @@ def _slices(array: pa.Array) -> list[int]:
     returns=VOLUME,
     kind="aggregate",
     example="SELECT SeriesInstanceUID, series_volume(dicom_image(path), ImagePositionPatient, ImageOrientationPatient).shape "
-            "FROM demo_images WHERE Modality = 'CT' AND _corrupt_record IS NULL GROUP BY SeriesInstanceUID",
+    "FROM demo_images WHERE Modality = 'CT' AND _corrupt_record IS NULL GROUP BY SeriesInstanceUID",
 )
-def series_volume(image: pa.Array, ImagePositionPatient: list, ImageOrientationPatient: list) -> dict:  # noqa: N803 - SQL names
+def series_volume(
+    image: pa.Array, ImagePositionPatient: list, ImageOrientationPatient: list
+) -> dict:
     """A series' slices stacked into a volume, sorted along the slice normal: shape (slices,
     rows, columns), spacing (between slices, rows, columns in mm), origin (position of the
     first slice), orientation, and the values (slices x rows x columns). A series with mixed
@@ -282,6 +326,9 @@ def series_volume(image: pa.Array, ImagePositionPatient: list, ImageOrientationP
     in one aggregation: compute ``min(...)`` and the like in another query.)"""
     slices = [
         Slice(one.data, position, orientation, one.pixel_spacing)
-        for one, position, orientation in zip(images(image), ImagePositionPatient, ImageOrientationPatient) if one is not None
+        for one, position, orientation in zip(
+            images(image), ImagePositionPatient, ImageOrientationPatient
+        )
+        if one is not None
     ]
     return stack(slices)

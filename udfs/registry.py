@@ -29,22 +29,34 @@ The body is a plain Python function of those values; the registry does the rest:
 from __future__ import annotations
 
 import inspect
-import keyword
 import itertools
+import keyword
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence, Tuple
+from typing import Any, Literal
 
 import pyarrow as pa
 
 from dicomsql.errors import ArgumentError, DicomsqlError, FunctionArgumentError
 from dicomsql.options import Bound, Option, OptionError, parse
 
-from .arrow import Expected, Fields, column as arrow_column, first_valid, struct_array, struct_ddl
+from .arrow import Expected, Fields, first_valid, struct_array, struct_ddl
+from .arrow import column as arrow_column
 
 __all__ = [
-    "FUNCTIONS", "SqlFunction", "Argument", "Struct", "Table", "sql_function", "column", "constant", "options",
-    "register_functions", "ArgumentError", "Expected",
+    "FUNCTIONS",
+    "SqlFunction",
+    "Argument",
+    "Struct",
+    "Table",
+    "sql_function",
+    "column",
+    "constant",
+    "options",
+    "register_functions",
+    "ArgumentError",
+    "Expected",
 ]
 
 Kind = Literal["scalar", "aggregate", "table"]
@@ -85,7 +97,10 @@ class Table:
 
     @property
     def ddl(self) -> str:
-        return ", ".join(f"{name} {kind.ddl if isinstance(kind, Struct) else kind.upper()}" for name, kind in self.fields)
+        return ", ".join(
+            f"{name} {kind.ddl if isinstance(kind, Struct) else kind.upper()}"
+            for name, kind in self.fields
+        )
 
     def __str__(self) -> str:
         return f"TABLE({', '.join(f'{name} {str(kind).upper()}' for name, kind in self.fields)})"
@@ -150,11 +165,14 @@ class Argument:
             if self.table:
                 return parse(None, self.table)
             if self.default is REQUIRED:
-                raise Expected(str(self.bound) if self.bound else f"a non-NULL {self.sql}", "NULL" if present else "nothing")
+                raise Expected(
+                    str(self.bound) if self.bound else f"a non-NULL {self.sql}",
+                    "NULL" if present else "nothing",
+                )
             return self.default
         value = parse(dict(given), self.table) if self.table else self.read(given)
         if self.bound is not None:
-            for size in (self.sizes(value) if self.sizes else [value]):
+            for size in self.sizes(value) if self.sizes else [value]:
                 try:
                     self.bound.check(size)
                 except ValueError:
@@ -172,14 +190,27 @@ def _shown(size: Any, bound: Bound) -> str:
     return f"{shown} {bound.unit}".strip()
 
 
-def column(name: str, sql: str | Struct, read: Callable[[Any], Any] = _same, *, default: Any = REQUIRED,
-           bound: Bound | None = None, sizes: Callable[[Any], Iterable[Any]] | None = None) -> Argument:
+def column(
+    name: str,
+    sql: str | Struct,
+    read: Callable[[Any], Any] = _same,
+    *,
+    default: Any = REQUIRED,
+    bound: Bound | None = None,
+    sizes: Callable[[Any], Iterable[Any]] | None = None,
+) -> Argument:
     """An argument with a value per row: ``read`` turns Spark's column into the body's value."""
     return Argument(name, sql, read, default=default, bound=bound, sizes=sizes)
 
 
-def constant(name: str, sql: str, read: Callable[[Any], Any] = _same, *, default: Any = REQUIRED,
-             bound: Bound | None = None) -> Argument:
+def constant(
+    name: str,
+    sql: str,
+    read: Callable[[Any], Any] = _same,
+    *,
+    default: Any = REQUIRED,
+    bound: Bound | None = None,
+) -> Argument:
     """An argument with one value for the call (``k``, ``size``, ``type``...): the first non-NULL
     value, read by ``read``; NULL or left out is ``default``."""
     return Argument(name, sql, read, is_constant=True, default=default, bound=bound)
@@ -239,8 +270,12 @@ class SqlFunction:
     def limits(self) -> str:
         """The bounds of the arguments and options, as a sentence ("" when there are none)."""
         arguments = [f"``{name}`` {bound}" for name, bound in self.bounds.items()]
-        options_ = [f"``{o.name}`` {o.parse}" for o in self.option_table if isinstance(o.parse, Bound)]
-        parts = ([", ".join(arguments)] if arguments else []) + ([f"option {', '.join(options_)}"] if options_ else [])
+        options_ = [
+            f"``{o.name}`` {o.parse}" for o in self.option_table if isinstance(o.parse, Bound)
+        ]
+        parts = ([", ".join(arguments)] if arguments else []) + (
+            [f"option {', '.join(options_)}"] if options_ else []
+        )
         return f"Limits: {'; '.join(parts)}." if parts else ""
 
     # --- calling the body -------------------------------------------------------------------
@@ -265,16 +300,22 @@ class SqlFunction:
                 raise ValueError(f"{self.name}: {exc}") from None
             raise FunctionArgumentError.because(self.name, argument, str(exc)) from None
 
-    def values(self, given: Sequence[Any], only: Callable[[Argument], bool] = lambda a: True) -> dict[str, Any]:
+    def values(
+        self, given: Sequence[Any], only: Callable[[Argument], bool] = lambda a: True
+    ) -> dict[str, Any]:
         """The body's keyword arguments from Spark's values (fewer when the call left optional
         ones out)."""
         if len(given) > len(self.arguments):
-            raise FunctionArgumentError(self.name, "list", f"at most {len(self.arguments)} arguments", str(len(given)))
+            raise FunctionArgumentError(
+                self.name, "list", f"at most {len(self.arguments)} arguments", str(len(given))
+            )
         values = {}
         for index, argument in enumerate(self.arguments):
             if only(argument):
                 with self._naming(argument.name):
-                    values[argument.python_name] = argument.value(given[index] if index < len(given) else None, index < len(given))
+                    values[argument.python_name] = argument.value(
+                        given[index] if index < len(given) else None, index < len(given)
+                    )
         return values
 
     def call(self, given: Sequence[Any]) -> Any:
@@ -289,7 +330,11 @@ class SqlFunction:
         batches = (batch if isinstance(batch, tuple) else (batch,) for batch in batches)
         first = next(batches, None)
         if first is None:  # an empty group: the body sees no rows and the constants' defaults
-            constants = {a.python_name: a.value(None, False) if a.optional else None for a in self.arguments if a.is_constant}
+            constants = {
+                a.python_name: a.value(None, False) if a.optional else None
+                for a in self.arguments
+                if a.is_constant
+            }
         else:
             constants = self.values(first, lambda a: a.is_constant)
 
@@ -304,11 +349,19 @@ class SqlFunction:
         """Arrow of a body's result: an array of ``rows`` values for scalars, a scalar else."""
         returns = self.returns
         if rows is None:
-            return (returns.array([value]) if isinstance(returns, Struct) else arrow_column([value], returns.lower()))[0]
+            return (
+                returns.array([value])
+                if isinstance(returns, Struct)
+                else arrow_column([value], returns.lower())
+            )[0]
         values = list(value) if not hasattr(value, "dtype") else value
         if len(values) != rows:
             raise AssertionError(f"{self.name} returned {len(values)} values for {rows} rows")
-        return returns.array(values) if isinstance(returns, Struct) else arrow_column(values, returns.lower())
+        return (
+            returns.array(values)
+            if isinstance(returns, Struct)
+            else arrow_column(values, returns.lower())
+        )
 
     # --- the Spark wrappers -----------------------------------------------------------------
 
@@ -319,7 +372,7 @@ class SqlFunction:
             return _table_class(self)
         if self.kind == "aggregate" and self.streaming:
 
-            def aggregate_stream(batches: Iterator[Tuple[pa.Array, ...]]) -> pa.Scalar:
+            def aggregate_stream(batches: Iterator[tuple[pa.Array, ...]]) -> pa.Scalar:
                 return self.result(self.stream(batches))
 
             return aggregate_stream
@@ -330,7 +383,7 @@ class SqlFunction:
 
             return aggregate
 
-        def scalar(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
+        def scalar(batches: Iterator[tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
             for batch in batches:
                 batch = batch if isinstance(batch, tuple) else (batch,)
                 if not len(batch[0]):
@@ -393,8 +446,13 @@ FUNCTIONS: dict[str, SqlFunction] = {}
 
 
 def sql_function(
-    *arguments: Argument, returns: Returns, example: str, kind: Kind = "scalar", name: str | None = None,
-    streaming: bool = False, rows_per_batch: int | None = None,
+    *arguments: Argument,
+    returns: Returns,
+    example: str,
+    kind: Kind = "scalar",
+    name: str | None = None,
+    streaming: bool = False,
+    rows_per_batch: int | None = None,
 ) -> Callable[[Any], Any]:
     """Declare a SQL function (decorator) from its :class:`Argument`\\ s, result type and example.
     The SQL name defaults to the Python name.
@@ -407,7 +465,14 @@ def sql_function(
 
     def declare(implementation: Any) -> Any:
         function = SqlFunction(
-            name or implementation.__name__, kind, arguments, returns, example, implementation, streaming, rows_per_batch
+            name or implementation.__name__,
+            kind,
+            arguments,
+            returns,
+            example,
+            implementation,
+            streaming,
+            rows_per_batch,
         )
         if function.name in FUNCTIONS:
             raise ValueError(f"SQL function {function.name} is declared twice")

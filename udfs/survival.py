@@ -11,7 +11,7 @@ struct that can be stored with ``CREATE TABLE ... AS`` and applied with a join::
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -41,11 +41,14 @@ def _rows(columns: dict[str, np.ndarray], where: np.ndarray) -> dict[str, np.nda
 
 
 @sql_function(
-    DURATION, EVENT, FEATURES, options(cox.OPTIONS),
+    DURATION,
+    EVENT,
+    FEATURES,
+    options(cox.OPTIONS),
     returns=COX_MODEL,
     kind="aggregate",
     example="SELECT site, coxph_fit(months, died, struct(age, smoker, tumor_mm, treated)) AS model "
-            "FROM demo_patients GROUP BY site",
+    "FROM demo_patients GROUP BY site",
 )
 def coxph_fit(duration: np.ndarray, event: np.ndarray, features: dict, options: dict) -> dict:
     """Fit a Cox proportional hazards model per group: coefficients with their inference and
@@ -62,42 +65,54 @@ def coxph_fit(duration: np.ndarray, event: np.ndarray, features: dict, options: 
 
 
 @sql_function(
-    DURATION, EVENT, column("weight", "DOUBLE", numbers), FEATURES, options(cox.OPTIONS),
+    DURATION,
+    EVENT,
+    column("weight", "DOUBLE", numbers),
+    FEATURES,
+    options(cox.OPTIONS),
     returns=COX_MODEL,
     kind="aggregate",
     example="SELECT coxph_fit_weighted(months, died, IF(treated = 1, 2.0, 1.0), struct(age, smoker)) FROM demo_patients",
 )
-def coxph_fit_weighted(duration: np.ndarray, event: np.ndarray, weight: np.ndarray, features: dict,
-                       options: dict) -> dict:
+def coxph_fit_weighted(
+    duration: np.ndarray, event: np.ndarray, weight: np.ndarray, features: dict, options: dict
+) -> dict:
     """``coxph_fit`` with a positive case weight per row (as lifelines' ``weights_col``;
     the standard errors are the naive ones)."""
     return cox.fit(duration, event, features, weights=weight, options=options)
 
 
 @sql_function(
-    DURATION, EVENT, column("stratum", "ANY", objects), FEATURES, options(cox.OPTIONS),
+    DURATION,
+    EVENT,
+    column("stratum", "ANY", objects),
+    FEATURES,
+    options(cox.OPTIONS),
     returns=COX_MODEL,
     kind="aggregate",
     example="SELECT coxph_fit_stratified(months, died, site, struct(age, smoker, tumor_mm, treated)) FROM demo_patients",
 )
-def coxph_fit_stratified(duration: np.ndarray, event: np.ndarray, stratum: np.ndarray, features: dict,
-                         options: dict) -> dict:
+def coxph_fit_stratified(
+    duration: np.ndarray, event: np.ndarray, stratum: np.ndarray, features: dict, options: dict
+) -> dict:
     """``coxph_fit`` with a baseline hazard of its own per ``stratum`` value (shared
     coefficients). Survival predictions then need the stratum: see ``coxph_predict``."""
     return cox.fit(duration, event, features, strata=stratum, options=options)
 
 
 @sql_function(
-    column("model", COX_MODEL, Models), FEATURES,
+    column("model", COX_MODEL, Models),
+    FEATURES,
     constant("type", "STRING", str, default="partial_hazard"),
     TIME,
     column("stratum", "ANY", objects, default=None),
     returns="DOUBLE",
     example="SELECT p.PatientID, coxph_predict(m.model, struct(p.age, p.smoker, p.tumor_mm, p.treated), 'survival', 24.0) "
-            f"FROM demo_patients p CROSS JOIN ({_COX_EXAMPLE_FIT}) m",
+    f"FROM demo_patients p CROSS JOIN ({_COX_EXAMPLE_FIT}) m",
 )
-def coxph_predict(model: Models, features: dict, type: str, time: np.ndarray | None,
-                  stratum: np.ndarray | None) -> np.ndarray:
+def coxph_predict(
+    model: Models, features: dict, type: str, time: np.ndarray | None, stratum: np.ndarray | None
+) -> np.ndarray:
     """Predict from a ``coxph_fit`` model, with features matched to the model by field name
     (a missing or unknown field is an error naming it) and encoded as at fit time (an
     unseen category counts as the reference, a NULL gives NULL).
@@ -117,7 +132,9 @@ def coxph_predict(model: Models, features: dict, type: str, time: np.ndarray | N
         strata, out = stratum[where], np.empty(len(where))
         for value in set(strata):  # NULL or unknown strata predict NaN (NULL)
             rows = strata == value
-            out[rows] = cox.predict(fitted, _rows(selected, rows), type, None if times is None else times[rows], value)
+            out[rows] = cox.predict(
+                fitted, _rows(selected, rows), type, None if times is None else times[rows], value
+            )
         return out
 
     return predict_rows(model, predict)
@@ -136,18 +153,26 @@ def coxph_summary(model: dict | None) -> Iterable[tuple]:
 
 
 @sql_function(
-    DURATION, EVENT, FEATURES, column("model", COX_MODEL, Models), options(cox.CHECK_OPTIONS),
+    DURATION,
+    EVENT,
+    FEATURES,
+    column("model", COX_MODEL, Models),
+    options(cox.CHECK_OPTIONS),
     returns=COX_CHECK,
     kind="aggregate",
     example="SELECT coxph_check(p.months, p.died, struct(p.age, p.smoker, p.tumor_mm, p.treated), m.model) "
-            f"FROM demo_patients p CROSS JOIN ({_COX_EXAMPLE_FIT}) m",
+    f"FROM demo_patients p CROSS JOIN ({_COX_EXAMPLE_FIT}) m",
 )
-def coxph_check(duration: np.ndarray, event: np.ndarray, features: dict, model: Models, options: dict) -> dict:
+def coxph_check(
+    duration: np.ndarray, event: np.ndarray, features: dict, model: Models, options: dict
+) -> dict:
     """Test the proportional hazards assumption of a fitted model, per feature: scaled
     Schoenfeld residuals against transformed time (lifelines' ``proportional_hazard_test``,
     R's ``cox.zph``). A small ``p`` says the feature's effect changes over time."""
     if not features:
-        raise ArgumentError("features", "must be a STRUCT of the model's features, got an empty struct")
+        raise ArgumentError(
+            "features", "must be a STRUCT of the model's features, got an empty struct"
+        )
     fitted = next((fitted for fitted, _ in model), None)
     if fitted is None:
         return {"error": "no model"}
@@ -155,7 +180,9 @@ def coxph_check(duration: np.ndarray, event: np.ndarray, features: dict, model: 
 
 
 @sql_function(
-    DURATION, EVENT, options(km.OPTIONS),
+    DURATION,
+    EVENT,
+    options(km.OPTIONS),
     returns=KM_MODEL,
     kind="aggregate",
     example="SELECT treated, km_fit(months, died).median AS median_months FROM demo_patients GROUP BY treated",
@@ -168,7 +195,8 @@ def km_fit(duration: np.ndarray, event: np.ndarray, options: dict) -> dict:
 
 
 @sql_function(
-    column("model", KM_MODEL, Models), column("time", "DOUBLE", numbers),
+    column("model", KM_MODEL, Models),
+    column("time", "DOUBLE", numbers),
     returns="DOUBLE",
     example="SELECT km_survival(km_fit(months, died), 24.0) AS two_year_survival FROM demo_patients",
 )
@@ -178,7 +206,9 @@ def km_survival(model: Models, time: np.ndarray) -> np.ndarray:
 
 
 @sql_function(
-    DURATION, EVENT, column("group", "ANY", objects),
+    DURATION,
+    EVENT,
+    column("group", "ANY", objects),
     returns=LOGRANK_RESULT,
     kind="aggregate",
     example="SELECT logrank_test(months, died, treated) FROM demo_patients",
@@ -190,11 +220,14 @@ def logrank_test(duration: np.ndarray, event: np.ndarray, group: np.ndarray) -> 
 
 
 @sql_function(
-    DURATION, EVENT, FEATURES, options(aft.OPTIONS),
+    DURATION,
+    EVENT,
+    FEATURES,
+    options(aft.OPTIONS),
     returns=AFT_MODEL,
     kind="aggregate",
     example="SELECT aft_fit(months, died, struct(age, smoker, tumor_mm, treated), map('distribution', 'lognormal')) "
-            "FROM demo_patients",
+    "FROM demo_patients",
 )
 def aft_fit(duration: np.ndarray, event: np.ndarray, features: dict, options: dict) -> dict:
     """Fit an accelerated failure time model per group. The model names each estimate in
@@ -205,17 +238,23 @@ def aft_fit(duration: np.ndarray, event: np.ndarray, features: dict, options: di
 
 
 @sql_function(
-    column("model", AFT_MODEL, Models), FEATURES, constant("type", "STRING", str, default="median"), TIME,
+    column("model", AFT_MODEL, Models),
+    FEATURES,
+    constant("type", "STRING", str, default="median"),
+    TIME,
     returns="DOUBLE",
     example="SELECT aft_predict(m.model, struct(p.age, p.smoker, p.tumor_mm, p.treated), 'median') FROM demo_patients p "
-            f"CROSS JOIN ({_AFT_EXAMPLE_FIT}) m",
+    f"CROSS JOIN ({_AFT_EXAMPLE_FIT}) m",
 )
 def aft_predict(model: Models, features: dict, type: str, time: np.ndarray | None) -> np.ndarray:
     """Predict from an ``aft_fit`` model: ``median`` (default) or ``expectation`` of the
     survival time, or ``survival`` at ``time``; features matched by field name and encoded
     as at fit time."""
     return predict_rows(
-        model, lambda fitted, where: aft.predict(fitted, _rows(features, where), type, None if time is None else time[where])
+        model,
+        lambda fitted, where: aft.predict(
+            fitted, _rows(features, where), type, None if time is None else time[where]
+        ),
     )
 
 

@@ -22,7 +22,8 @@ import json
 import math
 import re
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pydicom import datadict
 from pydicom.dataelem import RawDataElement
@@ -37,11 +38,25 @@ _BULK_BYTES = (BULK_DATA_THRESHOLD // 4) * 3
 
 _SPECIFIC_CHARACTER_SET = 0x00080005
 #: Character sets whose text decodes with one Python codec (no ISO 2022 code extensions).
-_SIMPLE_CHARSETS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
+_SIMPLE_CHARSETS = {
+    "": "latin_1",
+    "ISO_IR 6": "latin_1",
+    "ISO_IR 100": "latin_1",
+    "ISO_IR 192": "utf_8",
+}
 #: VRs whose bytes are written as InlineBinary / BulkDataURI here; UN goes to pydicom, which
 #: may know the element's real VR.
 _BINARY_VRS = frozenset(BYTES_VR - {VR.UN})
-_NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
+_NUMBER_FORMATS = {
+    "US": "H",
+    "SS": "h",
+    "UL": "L",
+    "SL": "l",
+    "FL": "f",
+    "FD": "d",
+    "SV": "q",
+    "UV": "Q",
+}
 _INTEGER = re.compile(r"[+-]?\d+\Z")
 #: LUT descriptors: pydicom reads their first value as unsigned whatever the VR says.
 _LUT_DESCRIPTOR_TAGS = frozenset({0x00281101, 0x00281102, 0x00281103, 0x00283002})
@@ -139,10 +154,25 @@ def _at(value: bytes, _codec: str, end: str) -> list[str]:
 
 
 _CONVERTERS: dict[str, Callable[[bytes, str, str], list]] = {
-    "AE": _ae, "AS": _string, "CS": _string, "DA": _string, "DT": _string, "TM": _string,
-    "UI": _ui, "UR": _ur, "LO": _text, "SH": _text, "UC": _text,
-    "LT": _single_text, "ST": _single_text, "UT": _single_text, "PN": _person_names,
-    "DS": _ds, "IS": _is, "AT": _at, **{vr: _numbers(vr) for vr in _NUMBER_FORMATS},
+    "AE": _ae,
+    "AS": _string,
+    "CS": _string,
+    "DA": _string,
+    "DT": _string,
+    "TM": _string,
+    "UI": _ui,
+    "UR": _ur,
+    "LO": _text,
+    "SH": _text,
+    "UC": _text,
+    "LT": _single_text,
+    "ST": _single_text,
+    "UT": _single_text,
+    "PN": _person_names,
+    "DS": _ds,
+    "IS": _is,
+    "AT": _at,
+    **{vr: _numbers(vr) for vr in _NUMBER_FORMATS},
 }
 
 
@@ -191,7 +221,10 @@ class _ModelBuilder:
                 pass
         element = dataset[tag]
         if element.VR == "SQ":
-            return {"vr": "SQ", "Value": [self.dataset(item, codec, path) for item in element.value]}
+            return {
+                "vr": "SQ",
+                "Value": [self.dataset(item, codec, path) for item in element.value],
+            }
         return element.to_json_dict(self._bulk_data_uri, BULK_DATA_THRESHOLD)
 
     def _raw(self, vr: str | None, value: bytes | None, codec: str | None) -> dict[str, Any]:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import struct
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Sequence
+from typing import Any, BinaryIO
 
 import pydicom
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
@@ -73,6 +74,7 @@ CORE_KEYWORDS: tuple[str, ...] = (
     "WindowWidth",
 )
 
+
 def _has_column(keyword: str) -> bool:
     try:
         attribute(keyword)
@@ -107,17 +109,17 @@ class HeaderColumns:
     attributes: tuple[Attribute, ...]
 
     @classmethod
-    def core(cls) -> "HeaderColumns":
+    def core(cls) -> HeaderColumns:
         """The columns of :data:`CORE_KEYWORDS`."""
         return cls.of(CORE_KEYWORDS)
 
     @classmethod
-    def of(cls, keywords: Sequence[str]) -> "HeaderColumns":
+    def of(cls, keywords: Sequence[str]) -> HeaderColumns:
         """The columns of these standard keywords, in this order."""
         return cls(tuple(attribute(keyword) for keyword in keywords))
 
     @classmethod
-    def named(cls, keys: Sequence[str]) -> "HeaderColumns":
+    def named(cls, keys: Sequence[str]) -> HeaderColumns:
         """The columns of keywords or tags (``'PatientAge'``, ``'00101010'``,
         ``'(0010,1010)'``), in this order, each once. ``ValueError`` names a key that is
         unknown, private or binary (those are read from ``meta`` with ``dicom_tag``)."""
@@ -129,9 +131,13 @@ class HeaderColumns:
                 raise ValueError(f"unknown DICOM keyword {key!r}") from None
             keyword = keyword_for_tag(tag)
             if not keyword or tag >> 16 & 1:
-                raise ValueError(f"{key!r} is not a standard attribute; read it with dicom_tag(meta, {key!r})")
+                raise ValueError(
+                    f"{key!r} is not a standard attribute; read it with dicom_tag(meta, {key!r})"
+                )
             if tag_for_keyword(keyword) != tag:  # overlay and curve groups (60xx, 50xx)
-                raise ValueError(f"{key!r} is in a repeating group; read it with dicom_tag(meta, {key!r})")
+                raise ValueError(
+                    f"{key!r} is in a repeating group; read it with dicom_tag(meta, {key!r})"
+                )
             try:
                 attribute(keyword)
             except ValueError as exc:
@@ -141,7 +147,7 @@ class HeaderColumns:
         return cls.of(keywords)
 
     @classmethod
-    def present_in(cls, models: Sequence[dict[str, Any]]) -> "HeaderColumns":
+    def present_in(cls, models: Sequence[dict[str, Any]]) -> HeaderColumns:
         """The core columns plus every standard attribute with a typed column found at the
         top level of these DICOM JSON models, sorted by keyword (stable for given files)."""
         keywords = set(CORE_KEYWORDS)
@@ -166,7 +172,9 @@ class HeaderColumns:
         """Spark DDL types aligned with :attr:`names`."""
         return [a.ddl for a in self.attributes] + (["DOUBLE"] if self._derives_age else [])
 
-    def values(self, model: dict[str, Any], invalid: dict[str, str] | None = None) -> tuple[list[Any], list[str]]:
+    def values(
+        self, model: dict[str, Any], invalid: dict[str, str] | None = None
+    ) -> tuple[list[Any], list[str]]:
         """The typed values of a DICOM JSON ``model``, aligned with :attr:`names`, and a
         warning for each value that does not parse in its VR (that value is None; the row is
         kept). ``invalid`` names elements left out of the model as invalid (see
@@ -234,7 +242,7 @@ def read_dataset(fp: BinaryIO, size: int | None = None) -> Dataset:
             warnings.simplefilter("ignore")
             dataset = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
         pixel_data_start = fp.tell()
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad files
+    except Exception as exc:
         raise InvalidDicomFileError(f"malformed DICOM: {type(exc).__name__}: {exc}") from exc
     if len(dataset) == 0:
         raise InvalidDicomFileError("not a DICOM file: no data elements could be read")
@@ -310,11 +318,13 @@ class HeaderRecord:
     error: str | None = None
 
     @classmethod
-    def failed(cls, columns: HeaderColumns, error: str) -> "HeaderRecord":
+    def failed(cls, columns: HeaderColumns, error: str) -> HeaderRecord:
         return cls([None] * len(columns.names), None, [], error)
 
 
-def read_header(fp: BinaryIO, columns: HeaderColumns, source_uri: str = "", size: int | None = None) -> HeaderRecord:
+def read_header(
+    fp: BinaryIO, columns: HeaderColumns, source_uri: str = "", size: int | None = None
+) -> HeaderRecord:
     """Read one file's header into a :class:`HeaderRecord`. Never raises for bad content:
     a file that is not DICOM, truncated or malformed gives a record with ``error`` set."""
     try:

@@ -21,8 +21,16 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
 from .header import looks_like_dicom
 
 __all__ = [
-    "PixelSource", "Image", "DecodeError", "WINDOW_PRESETS", "decode",
-    "window", "file_window", "display_window", "to_8bit", "to_png",
+    "PixelSource",
+    "Image",
+    "DecodeError",
+    "WINDOW_PRESETS",
+    "decode",
+    "window",
+    "file_window",
+    "display_window",
+    "to_8bit",
+    "to_png",
 ]
 
 #: A file path, the file's bytes, or an open binary file.
@@ -37,6 +45,7 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "mediastinum": (50.0, 350.0),
     "liver": (60.0, 160.0),
 }
+
 
 class DecodeError(ValueError):
     """The pixel data cannot be decoded; the message says why (pydicom's own, which lists
@@ -58,7 +67,7 @@ class Image:
     data: np.ndarray
 
     @classmethod
-    def from_struct(cls, row: dict, dtype: type = np.float32) -> "Image":
+    def from_struct(cls, row: dict, dtype: type = np.float32) -> Image:
         """The image of an image struct (``dicom_image``'s fields, as a dict).
 
         >>> Image.from_struct({"rows": 1, "columns": 2, "data": [0.0, 1.0]}).data.shape
@@ -67,8 +76,12 @@ class Image:
         samples = row.get("samples") or 1
         shape = (row["rows"], row["columns"]) + ((samples,) if samples > 1 else ())
         return cls(
-            rows=row["rows"], columns=row["columns"], frames=row.get("frames") or 1, samples=samples,
-            photometric=row.get("photometric") or "MONOCHROME2", pixel_spacing=row.get("pixel_spacing"),
+            rows=row["rows"],
+            columns=row["columns"],
+            frames=row.get("frames") or 1,
+            samples=samples,
+            photometric=row.get("photometric") or "MONOCHROME2",
+            pixel_spacing=row.get("pixel_spacing"),
             window=tuple(row["window"]) if row.get("window") else None,
             data=np.asarray(row["data"], dtype=dtype).reshape(shape),
         )
@@ -76,9 +89,14 @@ class Image:
     def struct(self) -> dict:
         """This image as an image struct's fields (the values flat, row by row)."""
         return {
-            "rows": self.rows, "columns": self.columns, "frames": self.frames, "samples": self.samples,
-            "photometric": self.photometric, "pixel_spacing": self.pixel_spacing,
-            "window": list(self.window) if self.window else None, "data": self.data.ravel(),
+            "rows": self.rows,
+            "columns": self.columns,
+            "frames": self.frames,
+            "samples": self.samples,
+            "photometric": self.photometric,
+            "pixel_spacing": self.pixel_spacing,
+            "window": list(self.window) if self.window else None,
+            "data": self.data.ravel(),
         }
 
 
@@ -89,7 +107,11 @@ def _frames(dataset: Dataset) -> int:
 def _first(value: object) -> float | None:
     if value is None or value == "":
         return None
-    return float(value[0]) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else float(value)
+    return (
+        float(value[0])
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
+        else float(value)
+    )
 
 
 def file_window(dataset: Dataset) -> tuple[float, float] | None:
@@ -103,7 +125,9 @@ def _decode_error(dataset: Dataset, exc: Exception) -> DecodeError:
     if syntax is None:
         return DecodeError(f"{type(exc).__name__}: {exc}")
     name = getattr(syntax, "name", str(syntax))
-    return DecodeError(f"{name} ({syntax}): {type(exc).__name__}: {_one_line(str(exc)) or type(exc).__name__}")
+    return DecodeError(
+        f"{name} ({syntax}): {type(exc).__name__}: {_one_line(str(exc)) or type(exc).__name__}"
+    )
 
 
 def _one_line(message: str) -> str:
@@ -117,7 +141,9 @@ def _one_line(message: str) -> str:
     return " ".join([first, "; ".join(rest)]) if rest else first
 
 
-def decode(source: PixelSource, frame: int = 0, *, invert: bool = False, dtype: type = np.float32) -> Image:
+def decode(
+    source: PixelSource, frame: int = 0, *, invert: bool = False, dtype: type = np.float32
+) -> Image:
     """Frame ``frame`` (0-based) of a DICOM file, decoded (see the module docs), as ``dtype``
     (float32, what SQL arrays hold; float64 spares a conversion for computations).
 
@@ -136,7 +162,11 @@ def decode(source: PixelSource, frame: int = 0, *, invert: bool = False, dtype: 
     if not looks_like_dicom(head):
         raise DecodeError("not a DICOM file")
     dataset = dcmread(source, force=True)
-    if "PixelData" not in dataset and "FloatPixelData" not in dataset and "DoubleFloatPixelData" not in dataset:
+    if (
+        "PixelData" not in dataset
+        and "FloatPixelData" not in dataset
+        and "DoubleFloatPixelData" not in dataset
+    ):
         raise DecodeError("the file has no pixel data")
     frames = _frames(dataset)
     if not 0 <= frame < frames:
@@ -157,9 +187,14 @@ def decode(source: PixelSource, frame: int = 0, *, invert: bool = False, dtype: 
         data = data.min() + data.max() - data
     spacing = dataset.get("PixelSpacing")
     return Image(
-        rows=data.shape[0], columns=data.shape[1], frames=frames, samples=samples, photometric=photometric,
+        rows=data.shape[0],
+        columns=data.shape[1],
+        frames=frames,
+        samples=samples,
+        photometric=photometric,
         pixel_spacing=[float(v) for v in spacing] if spacing else None,
-        window=file_window(dataset), data=data,
+        window=file_window(dataset),
+        data=data,
     )
 
 
@@ -198,7 +233,11 @@ def to_8bit(image: Image, preset: str | None = None) -> np.ndarray:
         if image.photometric == "MONOCHROME1":  # high values are dark
             shown = 1.0 - shown
         return np.round(shown * 255).astype(np.uint8)
-    top = 255.0 if image.data.max() <= 255 else float(2 ** int(np.ceil(np.log2(image.data.max() + 1))) - 1)
+    top = (
+        255.0
+        if image.data.max() <= 255
+        else float(2 ** int(np.ceil(np.log2(image.data.max() + 1))) - 1)
+    )
     return np.round(np.clip(image.data / top, 0, 1) * 255).astype(np.uint8)
 
 
@@ -213,7 +252,9 @@ def to_png(image: Image, size: int = 256, preset: str | None = None) -> bytes:
     scale = size / max(image.rows, image.columns)
     shape = (max(1, round(image.columns * scale)), max(1, round(image.rows * scale)))
     if shape != picture.size:
-        picture = picture.resize(shape, PILImage.Resampling.LANCZOS if scale < 1 else PILImage.Resampling.BILINEAR)
+        picture = picture.resize(
+            shape, PILImage.Resampling.LANCZOS if scale < 1 else PILImage.Resampling.BILINEAR
+        )
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()

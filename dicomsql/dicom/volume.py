@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +44,16 @@ def stack(slices: Sequence[Slice]) -> dict[str, Any]:
     the reason in ``error``."""
     if not slices:
         return _refusal("no slices")
-    if any(s.position is None or s.orientation is None or len(s.position) != 3 or len(s.orientation) != 6 for s in slices):
-        return _refusal("every slice needs ImagePositionPatient (3 values) and ImageOrientationPatient (6 values)")
+    if any(
+        s.position is None
+        or s.orientation is None
+        or len(s.position) != 3
+        or len(s.orientation) != 6
+        for s in slices
+    ):
+        return _refusal(
+            "every slice needs ImagePositionPatient (3 values) and ImageOrientationPatient (6 values)"
+        )
     orientations = np.array([s.orientation for s in slices], dtype=float)
     if np.abs(orientations - orientations[0]).max() > _ORIENTATION_TOLERANCE:
         return _refusal("mixed orientations: the slices are not parallel")
@@ -63,13 +72,16 @@ def stack(slices: Sequence[Slice]) -> dict[str, Any]:
     if len(gaps) and gaps.min() < 1e-6:
         return _refusal("two slices at the same position")
     if len(gaps) and (gaps.max() - gaps.min()) > _SPACING_TOLERANCE * gaps.mean():
-        return _refusal(f"uneven slice spacing ({gaps.min():.4g} to {gaps.max():.4g} mm): not a regular volume")
+        return _refusal(
+            f"uneven slice spacing ({gaps.min():.4g} to {gaps.max():.4g} mm): not a regular volume"
+        )
     volume = np.stack([np.asarray(slices[i].pixels, dtype=np.float32) for i in order])
     pixel_spacing = next(iter(spacings))
     return {
         "shape": list(volume.shape),
-        "spacing": [float(gaps.mean()) if len(gaps) else None,
-                    *(float(v) for v in pixel_spacing)] if pixel_spacing else [float(gaps.mean()) if len(gaps) else None, None, None],
+        "spacing": [float(gaps.mean()) if len(gaps) else None, *(float(v) for v in pixel_spacing)]
+        if pixel_spacing
+        else [float(gaps.mean()) if len(gaps) else None, None, None],
         "origin": [float(v) for v in slices[order[0]].position],
         "orientation": orientations[0].tolist(),
         "data": volume.ravel(),

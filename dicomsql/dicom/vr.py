@@ -30,8 +30,9 @@ files read. (Spark 4.3 has a TIME type, but the Thrift server cannot return it:
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pydicom import datadict
 from pydicom.valuerep import DT
@@ -147,7 +148,9 @@ class Attribute:
         values = element.get("Value")
         if values is None:
             if "InlineBinary" in element or "BulkDataURI" in element:
-                raise ValueError(f"binary value (VR {element.get('vr')}) where {self.vr} was expected")
+                raise ValueError(
+                    f"binary value (VR {element.get('vr')}) where {self.vr} was expected"
+                )
             return None
         if self.vr == "SQ":
             return model_json(values) if values else None

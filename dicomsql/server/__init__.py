@@ -63,7 +63,7 @@ class Server:
             self.engine.shutdown()
             self._listener = None
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -100,7 +100,7 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def serve(
-    spark: "pyspark.sql.SparkSession",
+    spark: pyspark.sql.SparkSession,
     host: str = DEFAULTS["host"],
     port: int = DEFAULTS["port"],
     max_concurrent_queries: int | None = None,

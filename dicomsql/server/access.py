@@ -45,7 +45,9 @@ class Access:
     tls: ssl.SSLContext | None = None
     audit: AuditLog | None = None
     throttle: Throttle = field(default_factory=Throttle)
-    _checks: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(_CONCURRENT_CHECKS), repr=False)
+    _checks: threading.Semaphore = field(
+        default_factory=lambda: threading.Semaphore(_CONCURRENT_CHECKS), repr=False
+    )
 
     def __post_init__(self) -> None:
         self.shared_databases = tuple(name.lower() for name in self.shared_databases)
@@ -57,8 +59,14 @@ class Access:
     def check_host(self, host: str) -> None:
         """Refuse to serve a non-loopback ``host`` without logins and TLS."""
         if not is_loopback(host) and (not self.checks_passwords or self.tls is None):
-            missing = [what for what, absent in (("--auth password (or ldap)", not self.checks_passwords),
-                                                 ("--tls-cert and --tls-key", self.tls is None)) if absent]
+            missing = [
+                what
+                for what, absent in (
+                    ("--auth password (or ldap)", not self.checks_passwords),
+                    ("--tls-cert and --tls-key", self.tls is None),
+                )
+                if absent
+            ]
             raise DicomsqlError(
                 f"--host {host} is reachable from other machines: serving patient data there needs "
                 f"{' and '.join(missing)} (or serve on 127.0.0.1)"
@@ -94,7 +102,9 @@ def tls_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
     except FileNotFoundError as missing:
         raise DicomsqlError(f"--tls-cert/--tls-key: no such file {missing.filename}") from None
     except ssl.SSLError as exc:
-        raise DicomsqlError(f"--tls-cert {cert} and --tls-key {key} are not a PEM certificate and its key: {exc.reason}") from None
+        raise DicomsqlError(
+            f"--tls-cert {cert} and --tls-key {key} are not a PEM certificate and its key: {exc.reason}"
+        ) from None
     return context
 
 
@@ -108,4 +118,6 @@ def is_loopback(host: str) -> bool:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
     except socket.gaierror:
         return False
-    return bool(addresses) and all(ipaddress.ip_address(address.split("%")[0]).is_loopback for address in addresses)
+    return bool(addresses) and all(
+        ipaddress.ip_address(address.split("%")[0]).is_loopback for address in addresses
+    )

@@ -25,16 +25,24 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from ..errors import DicomsqlError
 from ..settings import ROLES
 
 __all__ = [
-    "ROLES", "Account", "AuthenticationFailed", "Authenticator", "NoLogin", "PasswordFile",
-    "Throttle", "check_user_name", "database_of",
+    "ROLES",
+    "Account",
+    "AuthenticationFailed",
+    "Authenticator",
+    "NoLogin",
+    "PasswordFile",
+    "Throttle",
+    "check_user_name",
+    "database_of",
 ]
 
 _USER_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
@@ -141,8 +149,13 @@ def verify_password(password: str, stored: str) -> bool:
         kind, n, r, p, salt, digest = stored.split("$")
         expected = base64.b64decode(digest)
         actual = hashlib.scrypt(
-            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-            maxmem=_SCRYPT_MEMORY, dklen=len(expected),
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=_SCRYPT_MEMORY,
+            dklen=len(expected),
         )
     except (ValueError, TypeError):
         return False
@@ -221,7 +234,9 @@ class PasswordFile:
             yield accounts
             staging = self.path.with_suffix(".tmp")
             staging.unlink(missing_ok=True)
-            with open(os.open(staging, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "w", encoding="utf-8") as out:
+            with open(
+                os.open(staging, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "w", encoding="utf-8"
+            ) as out:
                 json.dump(accounts, out, indent=1, sort_keys=True)
             os.replace(staging, self.path)
 
@@ -231,7 +246,9 @@ class Throttle:
     ``window`` seconds, each further attempt from there waits ``delay`` seconds more (up to
     ``longest``) before it is answered. A success clears the address."""
 
-    def __init__(self, free: int = 5, window: float = 60.0, delay: float = 0.5, longest: float = 5.0) -> None:
+    def __init__(
+        self, free: int = 5, window: float = 60.0, delay: float = 0.5, longest: float = 5.0
+    ) -> None:
         self.free, self.window, self.delay, self.longest = free, window, delay, longest
         self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()

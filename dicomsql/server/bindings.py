@@ -23,7 +23,12 @@ _done = False
 
 def _listed(typeargs: Any) -> Any:
     """``typeargs`` with struct references as lists, nested container arguments included."""
-    if isinstance(typeargs, tuple) and len(typeargs) == 2 and inspect.isclass(typeargs[0]) and hasattr(typeargs[0], "thrift_spec"):
+    if (
+        isinstance(typeargs, tuple)
+        and len(typeargs) == 2
+        and inspect.isclass(typeargs[0])
+        and hasattr(typeargs[0], "thrift_spec")
+    ):
         return [typeargs[0], None]  # the spec is filled in once every class is rewritten
     if isinstance(typeargs, tuple):
         return tuple(_listed(item) for item in typeargs)
@@ -44,12 +49,15 @@ def accelerate() -> None:
     if _done:
         return
     classes = [
-        value for module in (ttypes, TCLIService) for value in vars(module).values()
+        value
+        for module in (ttypes, TCLIService)
+        for value in vars(module).values()
         if inspect.isclass(value) and isinstance(getattr(value, "thrift_spec", None), tuple)
     ]
     for cls in classes:
         cls.thrift_spec = tuple(
-            None if field is None else (*field[:3], _listed(field[3]), *field[4:]) for field in cls.thrift_spec
+            None if field is None else (*field[:3], _listed(field[3]), *field[4:])
+            for field in cls.thrift_spec
         )
     for cls in classes:
         for field in cls.thrift_spec:
@@ -69,7 +77,11 @@ class Protocol(TBinaryProtocolAccelerated):
     first), with limits on string and container sizes."""
 
     def __init__(self, transport: Any):
-        super().__init__(transport, string_length_limit=MAX_STRING_BYTES, container_length_limit=MAX_CONTAINER_ITEMS)
+        super().__init__(
+            transport,
+            string_length_limit=MAX_STRING_BYTES,
+            container_length_limit=MAX_CONTAINER_ITEMS,
+        )
         decode, encode = self._fast_decode, self._fast_encode
         if decode is not None and encode is not None:
             self._fast_decode = lambda struct, protocol, spec: decode(struct, protocol, list(spec))

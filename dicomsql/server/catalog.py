@@ -10,18 +10,33 @@ character, ``\\`` escapes) and also Hive's ``*``; NULL or empty matches everythi
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from TCLIService.ttypes import TTypeId as T
 
 from .rowsets import JDBC_TYPES, Column, column_for
 
-__all__ = ["COLUMNS", "matcher", "schemas", "tables", "table_types", "columns", "functions", "type_info"]
+__all__ = [
+    "COLUMNS",
+    "matcher",
+    "schemas",
+    "tables",
+    "table_types",
+    "columns",
+    "functions",
+    "type_info",
+]
 
 
 def _columns(spec: str) -> list[Column]:
     """Columns from ``"NAME type, ..."`` with types string/int/smallint/bool."""
-    kinds = {"string": (T.STRING_TYPE, "string"), "int": (T.INT_TYPE, "int"), "smallint": (T.SMALLINT_TYPE, "smallint"), "bool": (T.BOOLEAN_TYPE, "boolean")}
+    kinds = {
+        "string": (T.STRING_TYPE, "string"),
+        "int": (T.INT_TYPE, "int"),
+        "smallint": (T.SMALLINT_TYPE, "smallint"),
+        "bool": (T.BOOLEAN_TYPE, "boolean"),
+    }
     return [Column(name, *kinds[kind]) for name, kind in (item.split() for item in spec.split(","))]
 
 
@@ -63,7 +78,15 @@ COLUMNS: dict[str, list[Column]] = {
 Rows = list[tuple[Any, ...]]
 
 #: Decimal digits of the numeric types (DECIMAL: the most it may have).
-_PRECISION = {T.TINYINT_TYPE: 3, T.SMALLINT_TYPE: 5, T.INT_TYPE: 10, T.BIGINT_TYPE: 19, T.FLOAT_TYPE: 7, T.DOUBLE_TYPE: 15, T.DECIMAL_TYPE: 38}
+_PRECISION = {
+    T.TINYINT_TYPE: 3,
+    T.SMALLINT_TYPE: 5,
+    T.INT_TYPE: 10,
+    T.BIGINT_TYPE: 19,
+    T.FLOAT_TYPE: 7,
+    T.DOUBLE_TYPE: 15,
+    T.DECIMAL_TYPE: 38,
+}
 
 
 def matcher(pattern: str | None) -> Callable[[str], bool]:
@@ -79,7 +102,15 @@ def matcher(pattern: str | None) -> Callable[[str], bool]:
         return lambda _name: True
     parts = []
     for token in re.findall(r"\\.|.", pattern, re.DOTALL):  # a lone trailing \ stands for itself
-        parts.append(re.escape(token[1:] or token) if token.startswith("\\") else ".*" if token in "%*" else "." if token == "_" else re.escape(token))
+        parts.append(
+            re.escape(token[1:] or token)
+            if token.startswith("\\")
+            else ".*"
+            if token in "%*"
+            else "."
+            if token == "_"
+            else re.escape(token)
+        )
     regex = re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
     return lambda name: regex.fullmatch(name or "") is not None
 
@@ -93,7 +124,9 @@ def table_types() -> Rows:
     return [("TABLE",), ("VIEW",)]
 
 
-def _relations(spark: Any, schema_pattern: str | None, table_pattern: str | None) -> list[tuple[str | None, Any]]:
+def _relations(
+    spark: Any, schema_pattern: str | None, table_pattern: str | None
+) -> list[tuple[str | None, Any]]:
     """(schema, catalog Table) of the matching relations; temporary views with schema None."""
     match_schema, match_table = matcher(schema_pattern), matcher(table_pattern)
     found: list[tuple[str | None, Any]] = []
@@ -112,17 +145,34 @@ def _relations(spark: Any, schema_pattern: str | None, table_pattern: str | None
     return found
 
 
-def tables(spark: Any, schema_pattern: str | None, table_pattern: str | None, types: Sequence[str] | None) -> Rows:
+def tables(
+    spark: Any, schema_pattern: str | None, table_pattern: str | None, types: Sequence[str] | None
+) -> Rows:
     wanted = {t.upper() for t in types} if types else {"TABLE", "VIEW"}
     rows = []
     for schema, table in _relations(spark, schema_pattern, table_pattern):
         kind = "VIEW" if table.isTemporary or table.tableType == "VIEW" else "TABLE"
         if kind in wanted:
-            rows.append(("", schema, table.name, kind, table.description or "", None, None, None, None, None))
+            rows.append(
+                (
+                    "",
+                    schema,
+                    table.name,
+                    kind,
+                    table.description or "",
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            )
     return rows
 
 
-def columns(spark: Any, schema_pattern: str | None, table_pattern: str | None, column_pattern: str | None) -> Rows:
+def columns(
+    spark: Any, schema_pattern: str | None, table_pattern: str | None, column_pattern: str | None
+) -> Rows:
     match_column = matcher(column_pattern)
     rows = []
     for schema, table in _relations(spark, schema_pattern, table_pattern):
@@ -139,13 +189,43 @@ def columns(spark: Any, schema_pattern: str | None, table_pattern: str | None, c
 
 def _column_row(schema: str | None, table: str, field: Any, position: int) -> tuple[Any, ...]:
     column = column_for(field.name, field.dataType, field.metadata.get("comment"))
-    size = {**_PRECISION, T.BOOLEAN_TYPE: 1, T.DATE_TYPE: 10, T.TIMESTAMP_TYPE: 29}.get(column.type_id) if column.precision is None else column.precision
-    digits = column.scale if column.type_id == T.DECIMAL_TYPE else 6 if column.type_id == T.TIMESTAMP_TYPE else None
+    size = (
+        {**_PRECISION, T.BOOLEAN_TYPE: 1, T.DATE_TYPE: 10, T.TIMESTAMP_TYPE: 29}.get(column.type_id)
+        if column.precision is None
+        else column.precision
+    )
+    digits = (
+        column.scale
+        if column.type_id == T.DECIMAL_TYPE
+        else 6
+        if column.type_id == T.TIMESTAMP_TYPE
+        else None
+    )
     radix = 10 if column.type_id in _PRECISION else None
     return (
-        "", schema, table, field.name, column.jdbc_type, column.type_name if "<" in column.type_name else column.type_name.upper(),
-        size, None, digits, radix, 1 if field.nullable else 0, column.comment or "", None, None, None, None,
-        position, "YES" if field.nullable else "NO", None, None, None, None, "NO",
+        "",
+        schema,
+        table,
+        field.name,
+        column.jdbc_type,
+        column.type_name if "<" in column.type_name else column.type_name.upper(),
+        size,
+        None,
+        digits,
+        radix,
+        1 if field.nullable else 0,
+        column.comment or "",
+        None,
+        None,
+        None,
+        None,
+        position,
+        "YES" if field.nullable else "NO",
+        None,
+        None,
+        None,
+        None,
+        "NO",
     )
 
 
@@ -169,18 +249,48 @@ def functions(spark: Any, schema_pattern: str | None, function_pattern: str | No
 def type_info() -> Rows:
     """One row per Hive type a client can name (JDBC getTypeInfo)."""
     types = [
-        ("VOID", T.NULL_TYPE), ("BOOLEAN", T.BOOLEAN_TYPE), ("TINYINT", T.TINYINT_TYPE), ("SMALLINT", T.SMALLINT_TYPE),
-        ("INT", T.INT_TYPE), ("BIGINT", T.BIGINT_TYPE), ("FLOAT", T.FLOAT_TYPE), ("DOUBLE", T.DOUBLE_TYPE),
-        ("STRING", T.STRING_TYPE), ("CHAR", T.CHAR_TYPE), ("VARCHAR", T.VARCHAR_TYPE), ("DATE", T.DATE_TYPE),
-        ("TIMESTAMP", T.TIMESTAMP_TYPE), ("BINARY", T.BINARY_TYPE), ("DECIMAL", T.DECIMAL_TYPE),
-        ("ARRAY", T.ARRAY_TYPE), ("MAP", T.MAP_TYPE), ("STRUCT", T.STRUCT_TYPE),
+        ("VOID", T.NULL_TYPE),
+        ("BOOLEAN", T.BOOLEAN_TYPE),
+        ("TINYINT", T.TINYINT_TYPE),
+        ("SMALLINT", T.SMALLINT_TYPE),
+        ("INT", T.INT_TYPE),
+        ("BIGINT", T.BIGINT_TYPE),
+        ("FLOAT", T.FLOAT_TYPE),
+        ("DOUBLE", T.DOUBLE_TYPE),
+        ("STRING", T.STRING_TYPE),
+        ("CHAR", T.CHAR_TYPE),
+        ("VARCHAR", T.VARCHAR_TYPE),
+        ("DATE", T.DATE_TYPE),
+        ("TIMESTAMP", T.TIMESTAMP_TYPE),
+        ("BINARY", T.BINARY_TYPE),
+        ("DECIMAL", T.DECIMAL_TYPE),
+        ("ARRAY", T.ARRAY_TYPE),
+        ("MAP", T.MAP_TYPE),
+        ("STRUCT", T.STRUCT_TYPE),
     ]
     rows = []
     for name, type_id in types:
         text = type_id in (T.STRING_TYPE, T.CHAR_TYPE, T.VARCHAR_TYPE)
-        rows.append((
-            name, JDBC_TYPES[type_id], _PRECISION.get(type_id), "'" if text else None, "'" if text else None, None,
-            1, text, 3 if text else 2, type_id not in _PRECISION, False, False, None,
-            0, 38 if type_id == T.DECIMAL_TYPE else 0, None, None, 10 if type_id in _PRECISION else None,
-        ))
+        rows.append(
+            (
+                name,
+                JDBC_TYPES[type_id],
+                _PRECISION.get(type_id),
+                "'" if text else None,
+                "'" if text else None,
+                None,
+                1,
+                text,
+                3 if text else 2,
+                type_id not in _PRECISION,
+                False,
+                False,
+                None,
+                0,
+                38 if type_id == T.DECIMAL_TYPE else 0,
+                None,
+                None,
+                10 if type_id in _PRECISION else None,
+            )
+        )
     return rows

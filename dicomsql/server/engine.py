@@ -18,8 +18,9 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
 from TCLIService.ttypes import TOperationState, TOperationType
@@ -42,7 +43,13 @@ REWIND_BYTES = 64 * 1024 * 1024
 #: The most bytes one FetchResults answers with (at least one row), whatever rows were asked.
 FETCH_BYTES = 16 * 1024 * 1024
 #: Parsed plans (besides Show* and Describe*) of statements that start no Spark job.
-_CATALOGUE_PLANS = {"SetCommand", "ResetCommand", "SetCatalogAndNamespace", "SetNamespaceCommand", "ExplainCommand"}
+_CATALOGUE_PLANS = {
+    "SetCommand",
+    "ResetCommand",
+    "SetCatalogAndNamespace",
+    "SetNamespaceCommand",
+    "ExplainCommand",
+}
 #: How often query timeouts are checked.
 _TIMEOUT_CHECK_SECONDS = 0.25
 #: Client sessions share this many FAIR scheduler pools, assigned in turn.
@@ -55,10 +62,17 @@ MAX_OPEN_OPERATIONS = 1000
 MAX_OPEN_OPERATIONS_ANALYST = 100
 _ERROR_CLASS = re.compile(r"\[([A-Z][A-Z0-9_.]*)\]")
 #: States an operation ends in (FINISHED: its result can be fetched).
-ENDED = frozenset({S.FINISHED_STATE, S.CANCELED_STATE, S.CLOSED_STATE, S.ERROR_STATE, S.TIMEDOUT_STATE})
+ENDED = frozenset(
+    {S.FINISHED_STATE, S.CANCELED_STATE, S.CLOSED_STATE, S.ERROR_STATE, S.TIMEDOUT_STATE}
+)
 FAILED = frozenset({S.ERROR_STATE, S.TIMEDOUT_STATE})
 #: How a statement's end is audited, by the state it ended in.
-_OUTCOMES = {S.FINISHED_STATE: "ok", S.ERROR_STATE: "error", S.CANCELED_STATE: "cancelled", S.TIMEDOUT_STATE: "timed out"}
+_OUTCOMES = {
+    S.FINISHED_STATE: "ok",
+    S.ERROR_STATE: "error",
+    S.CANCELED_STATE: "cancelled",
+    S.TIMEDOUT_STATE: "timed out",
+}
 _STATEMENT = TOperationType.EXECUTE_STATEMENT
 
 
@@ -79,7 +93,7 @@ class Operation:
     statement's job group, when the rows already read run out.
     """
 
-    def __init__(self, session: "ClientSession", kind: int, description: str):
+    def __init__(self, session: ClientSession, kind: int, description: str):
         self.session = session
         self.kind = kind
         self.description = description
@@ -120,7 +134,9 @@ class Operation:
             self.state, self.error = state, error or self.error
             if state in ENDED:
                 self.completed_ms = int(time.time() * 1000)
-            self._log.append(f"{time.strftime('%H:%M:%S')} {S._VALUES_TO_NAMES[state].removesuffix('_STATE').lower()}")
+            self._log.append(
+                f"{time.strftime('%H:%M:%S')} {S._VALUES_TO_NAMES[state].removesuffix('_STATE').lower()}"
+            )
             self._changed.notify_all()
 
     def wait(self, timeout: float | None = None) -> int:
@@ -139,7 +155,9 @@ class Operation:
     def time_out(self) -> None:
         """The client's query timeout passed: cancel, unless the whole result is read."""
         if not self._ended:
-            message = f"the statement ran longer than its timeout of {self.timeout:g}s and was cancelled"
+            message = (
+                f"the statement ran longer than its timeout of {self.timeout:g}s and was cancelled"
+            )
             self.cancel(S.TIMEDOUT_STATE, OperationError(message, "HYT00"))
 
     def close(self) -> None:
@@ -198,8 +216,12 @@ class Operation:
             return  # cancelled, closed or timed out: that state stays
         message, sqlstate = client_error(exc)
         found = _ERROR_CLASS.search(message)
-        self.error_class = getattr(exc, "rule", None) or (found.group(1) if found else type(exc).__name__)
-        log.info("statement failed (SQLSTATE %s, %s)", sqlstate, self.error_class)  # the message may hold data: not logged
+        self.error_class = getattr(exc, "rule", None) or (
+            found.group(1) if found else type(exc).__name__
+        )
+        log.info(
+            "statement failed (SQLSTATE %s, %s)", sqlstate, self.error_class
+        )  # the message may hold data: not logged
         if sqlstate == INTERNAL_SQLSTATE:
             log_internal_error(exc)
         self.set_state(S.ERROR_STATE, OperationError(message, sqlstate))
@@ -246,7 +268,9 @@ class Operation:
                 batch = self._pending[0]
                 part = batch.slice(0, max_rows - count)
                 if count and size + part.nbytes > FETCH_BYTES:
-                    part = part.slice(0, max(1, part.num_rows * (FETCH_BYTES - size) // max(1, part.nbytes)))
+                    part = part.slice(
+                        0, max(1, part.num_rows * (FETCH_BYTES - size) // max(1, part.nbytes))
+                    )
                 taken.append(part)
                 count, size = count + part.num_rows, size + part.nbytes
                 rest = batch.slice(part.num_rows)
@@ -268,16 +292,22 @@ class Operation:
             self._ended = True
             self._pending = []
             with self._changed:
-                self._log.append(f"{time.strftime('%H:%M:%S')} result cut at {self.max_rows} rows (the server's --max-result-rows)")
+                self._log.append(
+                    f"{time.strftime('%H:%M:%S')} result cut at {self.max_rows} rows (the server's --max-result-rows)"
+                )
 
     def check_result(self) -> None:
         """Raise the client's error unless the result can be read (FINISHED)."""
         if self.state in FAILED and self.error:
             raise self.error
         if self.state in (S.CANCELED_STATE, S.CLOSED_STATE):
-            raise OperationError(f"the operation was {'cancelled' if self.state == S.CANCELED_STATE else 'closed'}")
+            raise OperationError(
+                f"the operation was {'cancelled' if self.state == S.CANCELED_STATE else 'closed'}"
+            )
         if self.state != S.FINISHED_STATE:
-            raise OperationError("the operation has no result yet: wait until GetOperationStatus says FINISHED")
+            raise OperationError(
+                "the operation has no result yet: wait until GetOperationStatus says FINISHED"
+            )
 
     def _read_next_group(self) -> None:
         try:
@@ -289,7 +319,9 @@ class Operation:
 
     def _rewind(self) -> None:
         if self._kept is None:
-            raise OperationError(f"FETCH_FIRST is available for results of up to {REWIND_BYTES >> 20} MiB; run the statement again")
+            raise OperationError(
+                f"FETCH_FIRST is available for results of up to {REWIND_BYTES >> 20} MiB; run the statement again"
+            )
         self._pending = list(self._kept)  # every batch received so far
         self._offset = 0
 
@@ -309,7 +341,9 @@ FEW_ROWS = 100
 _COLLECTED_AS_ROWS = {"GlobalLimit", "LocalRelation", "CommandResult", "Tail"}
 
 
-def _arrow_partitions(frame: Any, columns: Sequence[Column], cancelled: threading.Event) -> Iterator[list[pa.RecordBatch]]:
+def _arrow_partitions(
+    frame: Any, columns: Sequence[Column], cancelled: threading.Event
+) -> Iterator[list[pa.RecordBatch]]:
     """The rows of ``frame`` as groups of Arrow batches, in order: a few rows (see
     :data:`COLLECT_ROWS`) at once, any other result streamed, one Spark job per group of
     partitions (as many as the cluster runs at once), each when the client has read the
@@ -325,7 +359,9 @@ def _arrow_partitions(frame: Any, columns: Sequence[Column], cancelled: threadin
     plan = served._jdf.queryExecution().optimizedPlan()
     most_rows = plan.maxRows()
     bound = most_rows.get() if most_rows.isDefined() else None
-    if bound is not None and (bound <= FEW_ROWS or bound <= COLLECT_ROWS and plan.nodeName() in _COLLECTED_AS_ROWS):
+    if bound is not None and (
+        bound <= FEW_ROWS or bound <= COLLECT_ROWS and plan.nodeName() in _COLLECTED_AS_ROWS
+    ):
         yield arrow_table(columns, served.collect()).to_batches()
         return
     spark = frame.sparkSession
@@ -349,9 +385,15 @@ def serving_frame(frame: Any, columns: Sequence[Column]) -> Any:
     NULL fields kept). Columns are renamed by position when that is needed: duplicate names
     are fine."""
     names = [c.name for c in columns]
-    if all(c.travels == "as is" for c in columns) and len(set(n.lower() for n in names)) == len(names):
+    if all(c.travels == "as is" for c in columns) and len(set(n.lower() for n in names)) == len(
+        names
+    ):
         return frame
-    expressions = {"as is": "c{0}", "text": "CAST(c{0} AS STRING)", "json": "to_json(c{0}, map('ignoreNullFields', 'false'))"}
+    expressions = {
+        "as is": "c{0}",
+        "text": "CAST(c{0} AS STRING)",
+        "json": "to_json(c{0}, map('ignoreNullFields', 'false'))",
+    }
     return frame.toDF(*(f"c{i}" for i in range(len(columns)))).selectExpr(
         *(f"{expressions[c.travels].format(i)} AS c{i}" for i, c in enumerate(columns))
     )
@@ -361,7 +403,9 @@ class ClientSession:
     """One client's Spark session and its operations. An analyst's statements are checked by
     the policy (:mod:`.policy`) before they run, in the scope of its own database."""
 
-    def __init__(self, engine: "Engine", spark: Any, account: Account, address: str, protocol: int, pool: str):
+    def __init__(
+        self, engine: Engine, spark: Any, account: Account, address: str, protocol: int, pool: str
+    ):
         self.engine = engine
         self.spark = spark
         self.pool = pool
@@ -375,9 +419,17 @@ class ClientSession:
         self.caches = False  # whether the client ran CACHE TABLE
         self.last_used = time.monotonic()
         self._started = False  # whether a statement ran
-        self.scope = None if account.admin else policy.Scope(
-            own_database=account.database, shared_databases=frozenset(engine.access.shared_databases),
-            functions=engine.functions, session=spark, served_views=engine.served_views, check_paths=check_paths,
+        self.scope = (
+            None
+            if account.admin
+            else policy.Scope(
+                own_database=account.database,
+                shared_databases=frozenset(engine.access.shared_databases),
+                functions=engine.functions,
+                session=spark,
+                served_views=engine.served_views,
+                check_paths=check_paths,
+            )
         )
         self._lock = threading.Lock()
         self._checking = threading.Lock()  # an analyst's check + analysis, one statement at a time
@@ -389,7 +441,9 @@ class ClientSession:
         with self._lock:
             most = MAX_OPEN_OPERATIONS if self.scope is None else MAX_OPEN_OPERATIONS_ANALYST
             if len(self.operations) >= most:
-                raise OperationError(f"this session has {most} operations open: close some first", "54000")
+                raise OperationError(
+                    f"this session has {most} operations open: close some first", "54000"
+                )
             operation = Operation(self, kind, description)
             self.operations[operation.id] = operation
         return operation
@@ -410,7 +464,9 @@ class ClientSession:
             raise OperationError(str(violation), violation.sqlstate) from None
         except Exception as exc:  # noqa: BLE001 - a syntax error (or a failing check): nothing ran
             message, sqlstate = client_error(exc)
-            self.audit(statement, "error", "PARSE_SYNTAX_ERROR" if plan is None else type(exc).__name__)
+            self.audit(
+                statement, "error", "PARSE_SYNTAX_ERROR" if plan is None else type(exc).__name__
+            )
             raise OperationError(message, sqlstate) from None
         self.audit(statement, "started")
         operation = self.new_operation(kind, statement)
@@ -428,7 +484,9 @@ class ClientSession:
         self.caches = self.caches or name.startswith("Cache")
         light = name.startswith(("Show", "Describe")) or name in _CATALOGUE_PLANS
         runnable = None if name == "CompoundBody" else plan  # a script runs through spark.sql
-        self.engine.submit(lambda: operation.run_statement(statement, runnable, analysed), light=light)
+        self.engine.submit(
+            lambda: operation.run_statement(statement, runnable, analysed), light=light
+        )
         return operation
 
     def _keeps_own_database(self, plan: Any) -> bool:
@@ -436,7 +494,12 @@ class ClientSession:
         statement (``connect()`` runs it whatever the URL): the session stays in its own
         database, as a JDBC client's that asks for ``default`` does."""
         first, self._started = not self._started, True
-        if not first or self.scope is None or plan is None or plan.getClass().getSimpleName() != "SetCatalogAndNamespace":
+        if (
+            not first
+            or self.scope is None
+            or plan is None
+            or plan.getClass().getSimpleName() != "SetCatalogAndNamespace"
+        ):
             return False
         return [part.lower() for part in policy.names_of(plan.child())] == ["default"]
 
@@ -450,7 +513,9 @@ class ClientSession:
         for node in policy.nodes_named(plan, "SetCommand"):
             if node.kv().isDefined():
                 pair = node.kv().get()
-                policy.check_setting(pair._1(), pair._2().get() if pair._2().isDefined() else None, admin=True)
+                policy.check_setting(
+                    pair._1(), pair._2().get() if pair._2().isDefined() else None, admin=True
+                )
 
     def _parsed_plan(self, statement: str) -> tuple[Any, Exception | None]:
         """The plan Spark's parser makes of ``statement``, or (None, the syntax error)."""
@@ -487,7 +552,10 @@ class ClientSession:
         from pyspark.sql import DataFrame
 
         jvm = self.spark.sparkContext._jvm
-        return DataFrame(jvm.org.apache.spark.sql.classic.Dataset.ofRows(self.spark._jsparkSession, plan), self.spark)
+        return DataFrame(
+            jvm.org.apache.spark.sql.classic.Dataset.ofRows(self.spark._jsparkSession, plan),
+            self.spark,
+        )
 
     def configure(self, configuration: dict[str, str]) -> None:
         """Apply a client's OpenSession ``configuration`` (``use:database``,
@@ -498,24 +566,39 @@ class ClientSession:
             if key == "use:database":
                 if value and not (self.scope is not None and value.lower() == "default"):
                     if self.scope is not None and value.lower() not in self.scope.readable:
-                        raise policy.PolicyViolation("read_allowed_databases", f"use:database={value}")
+                        raise policy.PolicyViolation(
+                            "read_allowed_databases", f"use:database={value}"
+                        )
                     self.spark.catalog.setCurrentDatabase(value)
-            elif not key.startswith(("set:", "use:")) or key.startswith(("set:hiveconf:", "set:hivevar:")):
+            elif not key.startswith(("set:", "use:")) or key.startswith(
+                ("set:hiveconf:", "set:hivevar:")
+            ):
                 name = key.split(":", 2)[2] if key.startswith("set:") else key
                 if name in _CLIENT_HINTS:
                     continue
                 policy.check_setting(name, value, admin=self.scope is None)
                 self.spark.conf.set(name, value)
 
-    def audit(self, statement: str, outcome: str, detail: str | None = None, rows: int | None = None, seconds: float | None = None) -> None:
+    def audit(
+        self,
+        statement: str,
+        outcome: str,
+        detail: str | None = None,
+        rows: int | None = None,
+        seconds: float | None = None,
+    ) -> None:
         """Record a statement of this session in the audit log (if there is one)."""
         log_ = self.engine.access.audit
         if log_ is not None:
-            log_.statement(self.user, self.address, self.id.hex(), statement, outcome, detail, rows, seconds)
+            log_.statement(
+                self.user, self.address, self.id.hex(), statement, outcome, detail, rows, seconds
+            )
 
     def idle_for(self, now: float) -> float:
         """Seconds since the last request, 0 while a statement runs or waits."""
-        if any(op.state in (S.PENDING_STATE, S.RUNNING_STATE) for op in list(self.operations.values())):
+        if any(
+            op.state in (S.PENDING_STATE, S.RUNNING_STATE) for op in list(self.operations.values())
+        ):
             return 0.0
         return now - self.last_used
 
@@ -535,7 +618,11 @@ class ClientSession:
             operation.close()
         if self.caches:
             for table in self.spark.catalog.listTables():
-                if table.isTemporary and table.name not in self.engine.served_views and self.spark.catalog.isCached(table.name):
+                if (
+                    table.isTemporary
+                    and table.name not in self.engine.served_views
+                    and self.spark.catalog.isCached(table.name)
+                ):
                     self.spark.catalog.uncacheTable(table.name)
 
 
@@ -549,9 +636,15 @@ class Engine:
         self.access = access
         # what analysts may call and which views are the server's: as the served session is now
         self.functions = policy.Functions.of(spark)
-        self.served_views = frozenset(t.name.lower() for t in spark.catalog.listTables() if t.isTemporary)
-        self._pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="dicomsql-query")
-        self._light_pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="dicomsql-catalogue")
+        self.served_views = frozenset(
+            t.name.lower() for t in spark.catalog.listTables() if t.isTemporary
+        )
+        self._pool = ThreadPoolExecutor(
+            max_workers=max_concurrent, thread_name_prefix="dicomsql-query"
+        )
+        self._light_pool = ThreadPoolExecutor(
+            max_workers=max_concurrent, thread_name_prefix="dicomsql-catalogue"
+        )
         self.sessions: dict[bytes, ClientSession] = {}
         self._opened = 0
         self._databases: set[str] = set()
@@ -561,15 +654,24 @@ class Engine:
         self._watcher = threading.Thread(target=self._watch, name="dicomsql-timeouts", daemon=True)
         self._watcher.start()
 
-    def open_session(self, account: Account, address: str, protocol: int, configuration: dict[str, str]) -> ClientSession:
+    def open_session(
+        self, account: Account, address: str, protocol: int, configuration: dict[str, str]
+    ) -> ClientSession:
         """A new client session: a clone of the served session with ``configuration`` applied
         (see :meth:`ClientSession.configure`). An analyst's starts in its own database
         (created at its first login) and counts against ``--max-sessions-per-user``."""
         from pyspark.sql import SparkSession
 
         limit = self.access.max_sessions_per_user
-        if not account.admin and limit and sum(s.user == account.name for s in list(self.sessions.values())) >= limit:
-            raise OperationError(f"{account.name} has {limit} sessions open, the most allowed (--max-sessions-per-user): close one", "08004")
+        if (
+            not account.admin
+            and limit
+            and sum(s.user == account.name for s in list(self.sessions.values())) >= limit
+        ):
+            raise OperationError(
+                f"{account.name} has {limit} sessions open, the most allowed (--max-sessions-per-user): close one",
+                "08004",
+            )
         spark = SparkSession(self.spark.sparkContext, self.spark._jsparkSession.cloneSession())
         with self._lock:
             self._opened += 1
@@ -591,7 +693,9 @@ class Engine:
         with self._database_lock:  # two first logins at once: one CREATE
             if name not in self._databases:
                 if not self.spark.catalog.databaseExists(name):
-                    self.spark.sql(f"CREATE DATABASE `{name}` COMMENT 'dicomsql: the tables of one analyst'")
+                    self.spark.sql(
+                        f"CREATE DATABASE `{name}` COMMENT 'dicomsql: the tables of one analyst'"
+                    )
                 self._databases.add(name)
 
     def close_session(self, session_id: bytes) -> None:
@@ -636,7 +740,10 @@ class Engine:
 def log_internal_error(exc: BaseException) -> None:
     """Log an error no client caused: its class at ERROR, the traceback (which may hold
     values and paths of the data) only at DEBUG."""
-    log.error("internal error (%s); set the dicomsql.server logger to DEBUG for its traceback", type(exc).__name__)
+    log.error(
+        "internal error (%s); set the dicomsql.server logger to DEBUG for its traceback",
+        type(exc).__name__,
+    )
     log.debug("internal error", exc_info=exc)
 
 
@@ -644,7 +751,7 @@ def _logged(work: Callable[[], None]) -> Callable[[], None]:
     def run() -> None:
         try:
             work()
-        except Exception:  # noqa: BLE001 - a pool thread has nobody else to tell
+        except Exception:
             log.exception("operation failed outside its own error handling")
 
     return run

@@ -74,35 +74,51 @@ class LdapDirectory:
         scheme, self.host, self.port = parse_url(url)
         self.url = url
         self.user_dn = check_user_dn(user_dn)
-        self.admin_group = None if admin_group is None else check_dn(admin_group, "--ldap-admin-group")
+        self.admin_group = (
+            None if admin_group is None else check_dn(admin_group, "--ldap-admin-group")
+        )
         self.use_ssl = scheme == "ldaps"
         if start_tls and self.use_ssl:
-            raise DicomsqlError("--ldap-start-tls is for ldap:// URLs: an ldaps:// --ldap-url is TLS already")
+            raise DicomsqlError(
+                "--ldap-start-tls is for ldap:// URLs: an ldaps:// --ldap-url is TLS already"
+            )
         if ca_file is not None and not (start_tls or self.use_ssl):
-            raise DicomsqlError("--ldap-ca needs TLS: use an ldaps:// --ldap-url or --ldap-start-tls")
+            raise DicomsqlError(
+                "--ldap-ca needs TLS: use an ldaps:// --ldap-url or --ldap-start-tls"
+            )
         if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
-            raise DicomsqlError(f"the LDAP timeout must be a whole number of seconds, at least 1, got {timeout!r}")
+            raise DicomsqlError(
+                f"the LDAP timeout must be a whole number of seconds, at least 1, got {timeout!r}"
+            )
         self.start_tls = start_tls
         self.timeout = timeout
-        self._tls = _VerifyingTls(tls_context(ca_file), self.host) if start_tls or self.use_ssl else None
+        self._tls = (
+            _VerifyingTls(tls_context(ca_file), self.host) if start_tls or self.use_ssl else None
+        )
 
     def authenticate(self, user: str, password: str) -> Account:
         """The account of ``user`` if ``password`` binds as its DN, else
         :class:`AuthenticationFailed` (with the directory's answer as its reason)."""
         dn = user_dn_of(self.user_dn, user)
         if not password:
-            raise AuthenticationFailed(f"empty password for {dn!r} refused (it would be an unauthenticated LDAP bind)")
+            raise AuthenticationFailed(
+                f"empty password for {dn!r} refused (it would be an unauthenticated LDAP bind)"
+            )
         connection = self._connection(dn, password)
         try:
             connection.open()
             if self.start_tls:
                 connection.start_tls()
             if not connection.bind():
-                raise AuthenticationFailed(f"LDAP bind as {dn!r} refused: {describe(connection.result)}")
+                raise AuthenticationFailed(
+                    f"LDAP bind as {dn!r} refused: {describe(connection.result)}"
+                )
             admin = self._is_admin(connection, dn)
         except (LDAPException, OSError) as exc:
             detail = connection.last_error or exc
-            raise AuthenticationFailed(f"LDAP directory {self.url} failed: {type(exc).__name__}: {detail}") from exc
+            raise AuthenticationFailed(
+                f"LDAP directory {self.url} failed: {type(exc).__name__}: {detail}"
+            ) from exc
         finally:
             with contextlib.suppress(LDAPException, OSError):
                 connection.unbind()
@@ -113,23 +129,40 @@ class LdapDirectory:
         """An unopened connection that will bind as ``dn`` (its own server object: ldap3's
         keeps per-connection state, and logins run in parallel)."""
         server = ldap3.Server(
-            self.host, port=self.port, use_ssl=self.use_ssl, tls=self._tls,
-            get_info=ldap3.NONE, connect_timeout=self.timeout,
+            self.host,
+            port=self.port,
+            use_ssl=self.use_ssl,
+            tls=self._tls,
+            get_info=ldap3.NONE,
+            connect_timeout=self.timeout,
         )
         return ldap3.Connection(
-            server, user=dn, password=password, authentication=ldap3.SIMPLE,
-            receive_timeout=self.timeout, auto_bind=ldap3.AUTO_BIND_NONE, auto_referrals=False,
-            auto_escape=False, read_only=True, raise_exceptions=False,
+            server,
+            user=dn,
+            password=password,
+            authentication=ldap3.SIMPLE,
+            receive_timeout=self.timeout,
+            auto_bind=ldap3.AUTO_BIND_NONE,
+            auto_referrals=False,
+            auto_escape=False,
+            read_only=True,
+            raise_exceptions=False,
         )
 
     def _is_admin(self, connection: ldap3.Connection, dn: str) -> bool:
         """Whether the admin group, read as the bound user, has ``dn`` as a member."""
         if self.admin_group is None:
             return False
-        return bool(connection.search(
-            self.admin_group, membership_filter(dn), search_scope=ldap3.BASE,
-            attributes=[ldap3.NO_ATTRIBUTES], size_limit=1, time_limit=self.timeout,
-        ))
+        return bool(
+            connection.search(
+                self.admin_group,
+                membership_filter(dn),
+                search_scope=ldap3.BASE,
+                attributes=[ldap3.NO_ATTRIBUTES],
+                size_limit=1,
+                time_limit=self.timeout,
+            )
+        )
 
 
 class _VerifyingTls(ldap3.Tls):
@@ -145,7 +178,10 @@ class _VerifyingTls(ldap3.Tls):
         """Wrap ``connection``'s socket in TLS for the directory's host (ldap3's hook, used
         for ``ldaps://`` and StartTLS alike)."""
         connection.socket = self.context.wrap_socket(
-            connection.socket, server_side=False, server_hostname=self.host, do_handshake_on_connect=do_handshake,
+            connection.socket,
+            server_side=False,
+            server_hostname=self.host,
+            do_handshake_on_connect=do_handshake,
         )
 
 
@@ -155,9 +191,13 @@ def tls_context(ca_file: str | os.PathLike[str] | None) -> ssl.SSLContext:
     if ca_file is not None and not Path(ca_file).is_file():
         raise DicomsqlError(f"--ldap-ca {ca_file}: no such file")
     try:
-        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=None if ca_file is None else os.fspath(ca_file))
+        return ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=None if ca_file is None else os.fspath(ca_file)
+        )
     except ssl.SSLError as exc:
-        raise DicomsqlError(f"--ldap-ca {ca_file} is not a PEM file of CA certificates: {exc}") from exc
+        raise DicomsqlError(
+            f"--ldap-ca {ca_file} is not a PEM file of CA certificates: {exc}"
+        ) from exc
 
 
 def parse_url(url: str) -> tuple[str, str, int]:
@@ -172,7 +212,9 @@ def parse_url(url: str) -> tuple[str, str, int]:
     ...
     dicomsql.errors.DicomsqlError: --ldap-url must be ldap://host[:port] or ldaps://host[:port], got 'http://directory'
     """
-    error = DicomsqlError(f"--ldap-url must be ldap://host[:port] or ldaps://host[:port], got {url!r}")
+    error = DicomsqlError(
+        f"--ldap-url must be ldap://host[:port] or ldaps://host[:port], got {url!r}"
+    )
     try:
         parts = urlsplit(url)
         port = parts.port

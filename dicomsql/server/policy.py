@@ -20,12 +20,23 @@ few session settings; declare and set SQL variables; run SQL-scripting blocks of
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..errors import DicomsqlError
 
-__all__ = ["PolicyViolation", "Functions", "Scope", "check", "check_setting", "NODES", "DENIED", "SETTINGS", "RULES"]
+__all__ = [
+    "PolicyViolation",
+    "Functions",
+    "Scope",
+    "check",
+    "check_setting",
+    "NODES",
+    "DENIED",
+    "SETTINGS",
+    "RULES",
+]
 
 #: Every rule a statement can break, with what it protects. The policy's errors name these.
 RULES: dict[str, str] = {
@@ -74,21 +85,38 @@ FIXED_SETTINGS = ("spark.sql.variable.substitute", "spark.sql.runSQLOnFiles", "s
 
 #: Built-in functions an analyst may not call: the rule each breaks, and why.
 DENIED_FUNCTIONS: dict[str, tuple[str, str]] = {
-    **dict.fromkeys(("reflect", "java_method", "try_reflect"), ("no_code", "calls any Java method in the server (System.exit, getenv...)")),
-    **dict.fromkeys(("from_protobuf", "to_protobuf"), ("no_file_access", "reads a descriptor file from the server's disk")),
-    "from_xml": ("no_file_access", "reads the XSD file or URL its rowValidationXSDPath option names"),
+    **dict.fromkeys(
+        ("reflect", "java_method", "try_reflect"),
+        ("no_code", "calls any Java method in the server (System.exit, getenv...)"),
+    ),
+    **dict.fromkeys(
+        ("from_protobuf", "to_protobuf"),
+        ("no_file_access", "reads a descriptor file from the server's disk"),
+    ),
+    "from_xml": (
+        "no_file_access",
+        "reads the XSD file or URL its rowValidationXSDPath option names",
+    ),
 }
 
 #: Statements refused by a rule of their own (the default-deny rule would refuse them too;
 #: this names why).
 DENIED: dict[str, str] = {
-    "AddJarsCommand": "no_code", "AddFilesCommand": "no_code", "AddArchivesCommand": "no_code",
-    "ScriptTransformation": "no_code", "CreateFunction": "no_code", "CreateSQLFunctionCommand": "no_code",
-    "InsertIntoDir": "no_file_access", "LoadData": "no_file_access",
-    "WhileStatement": "no_loops_in_scripts", "RepeatStatement": "no_loops_in_scripts",
-    "LoopStatement": "no_loops_in_scripts", "ForStatement": "no_loops_in_scripts",
+    "AddJarsCommand": "no_code",
+    "AddFilesCommand": "no_code",
+    "AddArchivesCommand": "no_code",
+    "ScriptTransformation": "no_code",
+    "CreateFunction": "no_code",
+    "CreateSQLFunctionCommand": "no_code",
+    "InsertIntoDir": "no_file_access",
+    "LoadData": "no_file_access",
+    "WhileStatement": "no_loops_in_scripts",
+    "RepeatStatement": "no_loops_in_scripts",
+    "LoopStatement": "no_loops_in_scripts",
+    "ForStatement": "no_loops_in_scripts",
     "UnresolvedExecuteImmediate": "no_dynamic_sql",
-    "CreateView": "temporary_views_only", "AlterViewAs": "temporary_views_only",
+    "CreateView": "temporary_views_only",
+    "AlterViewAs": "temporary_views_only",
 }
 
 
@@ -112,9 +140,12 @@ class Functions:
     table: frozenset[str]
 
     @classmethod
-    def of(cls, spark: Any) -> "Functions":
+    def of(cls, spark: Any) -> Functions:
         state = spark._jsparkSession.sessionState()
-        names = [_names(state.functionRegistry().listFunction()), _names(state.tableFunctionRegistry().listFunction())]
+        names = [
+            _names(state.functionRegistry().listFunction()),
+            _names(state.tableFunctionRegistry().listFunction()),
+        ]
         return cls(*(frozenset(n for n in group if n not in DENIED_FUNCTIONS) for group in names))
 
     def check(self, name_parts: list[str], table: bool = False) -> None:
@@ -124,7 +155,11 @@ class Functions:
         if name in DENIED_FUNCTIONS:
             rule, why = DENIED_FUNCTIONS[name]
             raise PolicyViolation(rule, f"{name} {why}")
-        if qualifier not in ([], ["builtin"], ["system", "builtin"], ["session"], ["system", "session"]) or name not in allowed:
+        if (
+            qualifier
+            not in ([], ["builtin"], ["system", "builtin"], ["session"], ["system", "session"])
+            or name not in allowed
+        ):
             raise PolicyViolation("function_not_allowed", ".".join(name_parts))
 
 
@@ -143,7 +178,9 @@ class Scope:
     shared_databases: frozenset[str]
     functions: Functions
     session: Any  # the client's SparkSession
-    served_views: frozenset[str] = frozenset()  # the served session's temporary views (not the client's own)
+    served_views: frozenset[str] = (
+        frozenset()
+    )  # the served session's temporary views (not the client's own)
     check_paths: Callable[[list[str]], None] = lambda paths: None
     in_script: bool = field(default=False, init=False)
 
@@ -155,7 +192,11 @@ class Scope:
         return self.session.catalog.currentDatabase()
 
     def is_temp_view(self, name: str) -> bool:
-        return bool(self.session._jsparkSession.sessionState().catalog().isTempView(_scala_seq(self.session, [name])))
+        return bool(
+            self.session._jsparkSession.sessionState()
+            .catalog()
+            .isTempView(_scala_seq(self.session, [name]))
+        )
 
 
 def check(plan: Any, scope: Scope) -> None:
@@ -171,7 +212,9 @@ def _check_plan(plan: Any, scope: Scope) -> None:
             raise PolicyViolation(DENIED[name], _statement_name(name))
         rule = NODES.get(name)
         if rule is None:
-            raise PolicyViolation("default_deny", f"{_statement_name(name)} is not an analyst statement")
+            raise PolicyViolation(
+                "default_deny", f"{_statement_name(name)} is not an analyst statement"
+            )
         rule(node, scope)
         for expression in _expressions(node):
             _check_expression(expression, scope)
@@ -189,7 +232,10 @@ def check_setting(key: str, value: str | None, admin: bool = False) -> None:
     if not admin and key in SETTING_BOUNDS:
         low, high = SETTING_BOUNDS[key]
         if not value.strip().lstrip("-").isdigit() or not low <= int(value) <= high:
-            raise PolicyViolation("setting_not_allowed", f"{key} must be a whole number from {low} to {high}, got {value!r}")
+            raise PolicyViolation(
+                "setting_not_allowed",
+                f"{key} must be a whole number from {low} to {high}, got {value!r}",
+            )
 
 
 # --- walking the plan ---------------------------------------------------------------------
@@ -203,7 +249,9 @@ def _seq(scala_seq: Any) -> Iterator[Any]:
 
 def _scala_seq(spark: Any, items: list[str]) -> Any:
     jvm = spark.sparkContext._jvm
-    return jvm.scala.jdk.javaapi.CollectionConverters.asScala(jvm.java.util.ArrayList(items)).toSeq()
+    return jvm.scala.jdk.javaapi.CollectionConverters.asScala(
+        jvm.java.util.ArrayList(items)
+    ).toSeq()
 
 
 def _option(scala_option: Any) -> Any:
@@ -213,12 +261,18 @@ def _option(scala_option: Any) -> Any:
 def _nodes(plan: Any) -> Iterator[Any]:
     """``plan`` and every plan node in it, parents first: children, and inner plans
     (subqueries, CTEs)."""
-    logical_plan = plan.getClass().getClassLoader().loadClass("org.apache.spark.sql.catalyst.plans.logical.LogicalPlan")
+    logical_plan = (
+        plan.getClass()
+        .getClassLoader()
+        .loadClass("org.apache.spark.sql.catalyst.plans.logical.LogicalPlan")
+    )
     pending = [plan]
     while pending:
         node = pending.pop()
         yield node
-        if node.getClass().getSimpleName() == "SingleStatement":  # a script's statement: its children are its plan's
+        if (
+            node.getClass().getSimpleName() == "SingleStatement"
+        ):  # a script's statement: its children are its plan's
             pending.append(node.parsedPlan())
             continue
         inner = [tree for tree in _seq(node.innerChildren()) if logical_plan.isInstance(tree)]
@@ -236,12 +290,20 @@ def _expressions(node: Any) -> Iterator[Any]:
 def _check_expression(expression: Any, scope: Scope) -> None:
     kind = expression.getClass().getSimpleName()
     if kind == "ExpressionWithUnresolvedIdentifier":
-        raise PolicyViolation("function_not_allowed", "IDENTIFIER(...) as a function name (the function is known only when it runs)")
+        raise PolicyViolation(
+            "function_not_allowed",
+            "IDENTIFIER(...) as a function name (the function is known only when it runs)",
+        )
     if kind == "UnresolvedFunction":
         scope.functions.check(list(_seq(expression.nameParts())))
     elif kind == "UnresolvedGenerator":
         identifier = expression.name()
-        scope.functions.check([*([_option(identifier.database())] if identifier.database().isDefined() else []), identifier.funcName()])
+        scope.functions.check(
+            [
+                *([_option(identifier.database())] if identifier.database().isDefined() else []),
+                identifier.funcName(),
+            ]
+        )
 
 
 def _statement_name(node_class: str) -> str:
@@ -308,7 +370,9 @@ def _write_target(parts: list[str], scope: Scope) -> None:
     """``parts`` names a table of the user's own database."""
     database = _database_of(parts, scope) or scope.current_database().lower()
     if database != scope.own_database:
-        raise PolicyViolation("write_own_database", f"{'.'.join(parts)} is in {database}, not {scope.own_database}")
+        raise PolicyViolation(
+            "write_own_database", f"{'.'.join(parts)} is in {database}, not {scope.own_database}"
+        )
 
 
 def _managed_parquet(node: Any, scope: Scope) -> None:
@@ -320,7 +384,9 @@ def _managed_parquet(node: Any, scope: Scope) -> None:
     if provider is not None and provider.lower() != "parquet":
         raise PolicyViolation("write_own_database", f"tables are Parquet, not {provider}")
     if spec.location().isDefined() or spec.external() or _option(spec.serde()) is not None:
-        raise PolicyViolation("no_file_access", "CREATE TABLE with a LOCATION, EXTERNAL or a Hive format")
+        raise PolicyViolation(
+            "no_file_access", "CREATE TABLE with a LOCATION, EXTERNAL or a Hive format"
+        )
     if not spec.optionExpression().options().isEmpty():
         raise PolicyViolation("no_file_access", "CREATE TABLE with OPTIONS")
 
@@ -433,12 +499,37 @@ NODES: dict[str, Callable[[Any, Scope], None]] = {
     # queries
     **dict.fromkeys(
         (
-            "Project", "Filter", "Aggregate", "Join", "LateralJoin", "Union", "Intersect", "Except",
-            "Distinct", "Sort", "GlobalLimit", "LocalLimit", "Offset", "SubqueryAlias", "UnresolvedWith",
-            "OneRowRelation", "LocalRelation", "UnresolvedInlineTable", "UnresolvedHaving", "Generate",
-            "Pivot", "Unpivot", "Sample", "RepartitionByExpression", "UnresolvedHint",
-            "WithWindowDefinition", "PipeOperator", "UnresolvedTVFAliases",
-            "UnresolvedSubqueryColumnAliases", "CurrentNamespace$", "UnresolvedFunctionName",
+            "Project",
+            "Filter",
+            "Aggregate",
+            "Join",
+            "LateralJoin",
+            "Union",
+            "Intersect",
+            "Except",
+            "Distinct",
+            "Sort",
+            "GlobalLimit",
+            "LocalLimit",
+            "Offset",
+            "SubqueryAlias",
+            "UnresolvedWith",
+            "OneRowRelation",
+            "LocalRelation",
+            "UnresolvedInlineTable",
+            "UnresolvedHaving",
+            "Generate",
+            "Pivot",
+            "Unpivot",
+            "Sample",
+            "RepartitionByExpression",
+            "UnresolvedHint",
+            "WithWindowDefinition",
+            "PipeOperator",
+            "UnresolvedTVFAliases",
+            "UnresolvedSubqueryColumnAliases",
+            "CurrentNamespace$",
+            "UnresolvedFunctionName",
         ),
         _allowed,
     ),
@@ -449,10 +540,20 @@ NODES: dict[str, Callable[[Any, Scope], None]] = {
     # SHOW and DESCRIBE (what they name is read)
     **dict.fromkeys(
         (
-            "ShowTables", "ShowTablesExtended", "ShowViews", "ShowColumns", "ShowFunctions",
-            "ShowCreateTable", "ShowTableProperties", "ShowPartitions", "ShowCatalogsCommand",
-            "ShowCurrentNamespaceCommand", "DescribeRelation", "DescribeColumn",
-            "DescribeNamespace", "DescribeFunction",
+            "ShowTables",
+            "ShowTablesExtended",
+            "ShowViews",
+            "ShowColumns",
+            "ShowFunctions",
+            "ShowCreateTable",
+            "ShowTableProperties",
+            "ShowPartitions",
+            "ShowCatalogsCommand",
+            "ShowCurrentNamespaceCommand",
+            "DescribeRelation",
+            "DescribeColumn",
+            "DescribeNamespace",
+            "DescribeFunction",
         ),
         _allowed,
     ),
@@ -479,8 +580,16 @@ NODES: dict[str, Callable[[Any, Scope], None]] = {
     # SQL scripting
     "CompoundBody": _script,
     **dict.fromkeys(
-        ("SingleStatement", "IfElseStatement", "LeaveStatement", "SearchedCaseStatement", "SimpleCaseStatement",
-         "CreateVariable", "SetVariable", "DropVariable"),
+        (
+            "SingleStatement",
+            "IfElseStatement",
+            "LeaveStatement",
+            "SearchedCaseStatement",
+            "SimpleCaseStatement",
+            "CreateVariable",
+            "SetVariable",
+            "DropVariable",
+        ),
         _allowed,
     ),
 }

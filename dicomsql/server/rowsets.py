@@ -9,24 +9,49 @@ query's columns into that (``engine.serving_frame``), so this module only moves 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from TCLIService import ttypes
 
-__all__ = ["Column", "column_for", "table_schema", "to_row_set", "empty_row_set", "arrow_table", "JDBC_TYPES"]
+__all__ = [
+    "Column",
+    "column_for",
+    "table_schema",
+    "to_row_set",
+    "empty_row_set",
+    "arrow_table",
+    "JDBC_TYPES",
+]
 
 T = ttypes.TTypeId
 
 #: java.sql.Types codes, for the DATA_TYPE column of catalogue results.
 JDBC_TYPES = {
-    T.NULL_TYPE: 0, T.BOOLEAN_TYPE: 16, T.TINYINT_TYPE: -6, T.SMALLINT_TYPE: 5, T.INT_TYPE: 4,
-    T.BIGINT_TYPE: -5, T.FLOAT_TYPE: 6, T.DOUBLE_TYPE: 8, T.STRING_TYPE: 12, T.VARCHAR_TYPE: 12,
-    T.CHAR_TYPE: 1, T.DECIMAL_TYPE: 3, T.DATE_TYPE: 91, T.TIMESTAMP_TYPE: 93, T.BINARY_TYPE: -2,
-    T.ARRAY_TYPE: 2003, T.MAP_TYPE: 2000, T.STRUCT_TYPE: 2002, T.USER_DEFINED_TYPE: 1111,
-    T.INTERVAL_DAY_TIME_TYPE: 1111, T.INTERVAL_YEAR_MONTH_TYPE: 1111,
+    T.NULL_TYPE: 0,
+    T.BOOLEAN_TYPE: 16,
+    T.TINYINT_TYPE: -6,
+    T.SMALLINT_TYPE: 5,
+    T.INT_TYPE: 4,
+    T.BIGINT_TYPE: -5,
+    T.FLOAT_TYPE: 6,
+    T.DOUBLE_TYPE: 8,
+    T.STRING_TYPE: 12,
+    T.VARCHAR_TYPE: 12,
+    T.CHAR_TYPE: 1,
+    T.DECIMAL_TYPE: 3,
+    T.DATE_TYPE: 91,
+    T.TIMESTAMP_TYPE: 93,
+    T.BINARY_TYPE: -2,
+    T.ARRAY_TYPE: 2003,
+    T.MAP_TYPE: 2000,
+    T.STRUCT_TYPE: 2002,
+    T.USER_DEFINED_TYPE: 1111,
+    T.INTERVAL_DAY_TIME_TYPE: 1111,
+    T.INTERVAL_YEAR_MONTH_TYPE: 1111,
 }
 
 #: Spark type name (``DataType.typeName()``) -> (TTypeId, how the value travels).
@@ -101,12 +126,21 @@ def table_schema(columns: Sequence[Column]) -> ttypes.TTableSchema:
 def _column_desc(column: Column, position: int) -> ttypes.TColumnDesc:
     qualifiers = None
     if column.precision is not None:
-        qualifiers = ttypes.TTypeQualifiers(qualifiers={
-            "precision": ttypes.TTypeQualifierValue(i32Value=column.precision),
-            "scale": ttypes.TTypeQualifierValue(i32Value=column.scale or 0),
-        })
-    entry = ttypes.TTypeEntry(primitiveEntry=ttypes.TPrimitiveTypeEntry(type=column.type_id, typeQualifiers=qualifiers))
-    return ttypes.TColumnDesc(columnName=column.name, typeDesc=ttypes.TTypeDesc(types=[entry]), position=position, comment=column.comment)
+        qualifiers = ttypes.TTypeQualifiers(
+            qualifiers={
+                "precision": ttypes.TTypeQualifierValue(i32Value=column.precision),
+                "scale": ttypes.TTypeQualifierValue(i32Value=column.scale or 0),
+            }
+        )
+    entry = ttypes.TTypeEntry(
+        primitiveEntry=ttypes.TPrimitiveTypeEntry(type=column.type_id, typeQualifiers=qualifiers)
+    )
+    return ttypes.TColumnDesc(
+        columnName=column.name,
+        typeDesc=ttypes.TTypeDesc(types=[entry]),
+        position=position,
+        comment=column.comment,
+    )
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -146,25 +180,33 @@ def _nulls(array: pa.Array) -> bytes:
     return np.packbits(array.is_null().to_numpy(zero_copy_only=False), bitorder="little").tobytes()
 
 
-def to_row_set(columns: Sequence[Column], batch: pa.RecordBatch | pa.Table, offset: int, columnar: bool) -> ttypes.TRowSet:
+def to_row_set(
+    columns: Sequence[Column], batch: pa.RecordBatch | pa.Table, offset: int, columnar: bool
+) -> ttypes.TRowSet:
     """The rows of ``batch`` as a ``TRowSet``: columnar (protocol V6 and later) or row by row."""
     arrays = [batch.column(i) for i in range(len(columns))]
     arrays = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays]
     if columnar:
-        return ttypes.TRowSet(startRowOffset=offset, rows=[], columns=[_column(c, a) for c, a in zip(columns, arrays)])
+        return ttypes.TRowSet(
+            startRowOffset=offset, rows=[], columns=[_column(c, a) for c, a in zip(columns, arrays)]
+        )
     return ttypes.TRowSet(startRowOffset=offset, rows=_rows(columns, arrays, batch.num_rows))
 
 
 def _column(column: Column, array: pa.Array) -> ttypes.TColumn:
     field, column_class, _, _, filler = _slot(column)
-    return ttypes.TColumn(**{field: column_class(values=_values(array, filler), nulls=_nulls(array))})
+    return ttypes.TColumn(
+        **{field: column_class(values=_values(array, filler), nulls=_nulls(array))}
+    )
 
 
 def _rows(columns: Sequence[Column], arrays: Iterable[pa.Array], count: int) -> list[ttypes.TRow]:
     cells = []
     for column, array in zip(columns, arrays):
         _, _, field, value_class, _ = _slot(column)
-        cells.append([ttypes.TColumnValue(**{field: value_class(value=v)}) for v in array.to_pylist()])
+        cells.append(
+            [ttypes.TColumnValue(**{field: value_class(value=v)}) for v in array.to_pylist()]
+        )
     return [ttypes.TRow(colVals=[cell[r] for cell in cells]) for r in range(count)]
 
 
@@ -172,17 +214,31 @@ def empty_row_set(columns: Sequence[Column], columnar: bool) -> ttypes.TRowSet:
     """A row set with no rows (the end of a result)."""
     if not columnar:
         return ttypes.TRowSet(startRowOffset=0, rows=[])
-    return ttypes.TRowSet(startRowOffset=0, rows=[], columns=[_column(c, pa.array([], _arrow_type(c))) for c in columns])
+    return ttypes.TRowSet(
+        startRowOffset=0,
+        rows=[],
+        columns=[_column(c, pa.array([], _arrow_type(c))) for c in columns],
+    )
 
 
 def _arrow_type(column: Column) -> pa.DataType:
     return {
-        "boolVal": pa.bool_(), "byteVal": pa.int8(), "i16Val": pa.int16(), "i32Val": pa.int32(),
-        "i64Val": pa.int64(), "doubleVal": pa.float64(), "binaryVal": pa.binary(),
+        "boolVal": pa.bool_(),
+        "byteVal": pa.int8(),
+        "i16Val": pa.int16(),
+        "i32Val": pa.int32(),
+        "i64Val": pa.int64(),
+        "doubleVal": pa.float64(),
+        "binaryVal": pa.binary(),
     }.get(_slot(column)[0], pa.string())
 
 
 def arrow_table(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> pa.Table:
     """An Arrow table of ``rows`` (Python values) typed for ``columns``: catalogue results."""
     data = list(zip(*rows)) if rows else [()] * len(columns)
-    return pa.table({f"_{i}": pa.array(list(values), _arrow_type(c)) for i, (c, values) in enumerate(zip(columns, data))})
+    return pa.table(
+        {
+            f"_{i}": pa.array(list(values), _arrow_type(c))
+            for i, (c, values) in enumerate(zip(columns, data))
+        }
+    )

@@ -10,13 +10,22 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import INTERNAL_SQLSTATE, client_error
 from . import catalog
 from .bindings import TCLIService, accelerate
 from .bindings import ttypes as t
-from .engine import ENDED, FAILED, ClientSession, Engine, Operation, OperationError, log_internal_error
+from .engine import (
+    ENDED,
+    FAILED,
+    ClientSession,
+    Engine,
+    Operation,
+    OperationError,
+    log_internal_error,
+)
 from .rowsets import Column, arrow_table, empty_row_set, table_schema, to_row_set
 from .transport import Peer
 
@@ -36,11 +45,13 @@ _SYNC_POLL_SECONDS = 0.5
 #: long polling: JDBC clients poll without pausing); short, as a JDBC cancel waits behind it.
 _LONG_POLL_SECONDS = 1.0
 _MAX_FETCH_ROWS = 100_000
-O = t.TOperationType
+Op = t.TOperationType
 
 
 def _error(message: str, sqlstate: str = "HY000") -> t.TStatus:
-    return t.TStatus(statusCode=t.TStatusCode.ERROR_STATUS, errorMessage=message, sqlState=sqlstate, errorCode=0)
+    return t.TStatus(
+        statusCode=t.TStatusCode.ERROR_STATUS, errorMessage=message, sqlState=sqlstate, errorCode=0
+    )
 
 
 def _client_error(exc: Exception) -> OperationError:
@@ -58,7 +69,7 @@ def _answers(response: type, **failed: Any) -> Callable:
 
     def decorate(handler: Callable) -> Callable:
         @functools.wraps(handler)
-        def answer(self: "Service", request: Any) -> Any:
+        def answer(self: Service, request: Any) -> Any:
             try:
                 return handler(self, request)
             except Exception as exc:  # noqa: BLE001 - the client hears one line; the log has the rest
@@ -70,12 +81,19 @@ def _answers(response: type, **failed: Any) -> Callable:
     return decorate
 
 
-def _listing_request(response: type, kind: int, name: str, rows: Callable[[Any, Any], list]) -> Callable:
+def _listing_request(
+    response: type, kind: int, name: str, rows: Callable[[Any, Any], list]
+) -> Callable:
     """A catalogue request handler: ``rows(spark, request)`` in the client's session become
     the result of an operation with :data:`catalog.COLUMNS` ``[name]``."""
 
-    def handle(self: "Service", req: Any) -> Any:
-        return response(status=_OK, operationHandle=self._listing(req.sessionHandle, kind, name, lambda spark: rows(spark, req)))
+    def handle(self: Service, req: Any) -> Any:
+        return response(
+            status=_OK,
+            operationHandle=self._listing(
+                req.sessionHandle, kind, name, lambda spark: rows(spark, req)
+            ),
+        )
 
     return _answers(response)(handle)
 
@@ -94,14 +112,26 @@ class Service(TCLIService.Iface):
     def OpenSession(self, req: t.TOpenSessionReq) -> t.TOpenSessionResp:
         protocol = min(req.client_protocol, SERVER_PROTOCOL)
         # NOSASL (only without passwords): the session names its user
-        account = self.peer.account or self.engine.access.authenticator.authenticate(req.username or "", "")
-        session = self.engine.open_session(account, self.peer.address, protocol, dict(req.configuration or {}))
+        account = self.peer.account or self.engine.access.authenticator.authenticate(
+            req.username or "", ""
+        )
+        session = self.engine.open_session(
+            account, self.peer.address, protocol, dict(req.configuration or {})
+        )
         self._sessions[session.id] = session
-        log.info("session opened for %s (%s) from %s (protocol V%d)", account.name, account.role, self.peer.address, protocol + 1)
+        log.info(
+            "session opened for %s (%s) from %s (protocol V%d)",
+            account.name,
+            account.role,
+            self.peer.address,
+            protocol + 1,
+        )
         return t.TOpenSessionResp(
             status=_OK,
             serverProtocolVersion=protocol,
-            sessionHandle=t.TSessionHandle(sessionId=t.THandleIdentifier(guid=session.id, secret=session.secret)),
+            sessionHandle=t.TSessionHandle(
+                sessionId=t.THandleIdentifier(guid=session.id, secret=session.secret)
+            ),
             configuration={},
         )
 
@@ -123,7 +153,9 @@ class Service(TCLIService.Iface):
         identifier = handle.sessionId if handle else None
         session = self._sessions.get(identifier.guid) if identifier else None
         if session is None or session.secret != identifier.secret:
-            raise OperationError("invalid session handle (closed, or not opened on this connection)", "08003")
+            raise OperationError(
+                "invalid session handle (closed, or not opened on this connection)", "08003"
+            )
         return session
 
     def _session(self, handle: t.TSessionHandle) -> ClientSession:
@@ -134,13 +166,16 @@ class Service(TCLIService.Iface):
         still_valid = getattr(self.engine.access.authenticator, "still_valid", None)
         if still_valid is not None and not still_valid(session.account):
             self.engine.close_session(session.id)
-            raise OperationError("the account was removed or its role changed: log in again", "28000")
+            raise OperationError(
+                "the account was removed or its role changed: log in again", "28000"
+            )
         session.last_used = time.monotonic()
         return session
 
     def _closed_for_idleness(self) -> OperationError:
         return OperationError(
-            f"the session was closed after {self.engine.access.idle_timeout:g}s without a request (--idle-timeout): open a new one", "08003"
+            f"the session was closed after {self.engine.access.idle_timeout:g}s without a request (--idle-timeout): open a new one",
+            "08003",
         )
 
     def _operation(self, handle: t.TOperationHandle) -> Operation:
@@ -151,7 +186,9 @@ class Service(TCLIService.Iface):
                 return operation
         if any(session_id not in self.engine.sessions for session_id in self._sessions):
             raise self._closed_for_idleness()
-        raise OperationError("invalid operation handle (closed, or not of this connection)", "HY010")
+        raise OperationError(
+            "invalid operation handle (closed, or not of this connection)", "HY010"
+        )
 
     @staticmethod
     def _handle(operation: Operation) -> t.TOperationHandle:
@@ -168,7 +205,9 @@ class Service(TCLIService.Iface):
     @_answers(t.TExecuteStatementResp)
     def ExecuteStatement(self, req: t.TExecuteStatementReq) -> t.TExecuteStatementResp:
         session = self._session(req.sessionHandle)
-        operation = session.execute(req.statement, O.EXECUTE_STATEMENT, timeout=req.queryTimeout or None)
+        operation = session.execute(
+            req.statement, Op.EXECUTE_STATEMENT, timeout=req.queryTimeout or None
+        )
         if not req.runAsync:
             while operation.wait(_SYNC_POLL_SECONDS) not in ENDED:
                 if self.peer.gone():  # nobody waits for the answer: stop the work
@@ -221,17 +260,27 @@ class Service(TCLIService.Iface):
             raise OperationError("only FETCH_NEXT and FETCH_FIRST are supported", "HYC00")
         if req.fetchType == 1:  # the operation log
             lines = operation.log_lines(from_start)
-            rows = to_row_set(_LOG_COLUMNS, arrow_table(_LOG_COLUMNS, [(line,) for line in lines]), 0, columnar)
+            rows = to_row_set(
+                _LOG_COLUMNS, arrow_table(_LOG_COLUMNS, [(line,) for line in lines]), 0, columnar
+            )
             return t.TFetchResultsResp(status=_OK, hasMoreRows=False, results=rows)
-        max_rows = min(req.maxRows if req.maxRows and req.maxRows > 0 else _DEFAULT_FETCH_ROWS, _MAX_FETCH_ROWS)
+        max_rows = min(
+            req.maxRows if req.maxRows and req.maxRows > 0 else _DEFAULT_FETCH_ROWS, _MAX_FETCH_ROWS
+        )
         rows, offset, more = operation.fetch(max_rows, from_start)
         columns = operation.columns or []
-        results = to_row_set(columns, rows, offset, columnar) if rows is not None else empty_row_set(columns, columnar)
+        results = (
+            to_row_set(columns, rows, offset, columnar)
+            if rows is not None
+            else empty_row_set(columns, columnar)
+        )
         return t.TFetchResultsResp(status=_OK, hasMoreRows=more, results=results)
 
     # --- catalogue: each a listing of the client's session ----------------------------------
 
-    def _listing(self, handle: t.TSessionHandle, kind: int, name: str, rows: Callable[[Any], list]) -> t.TOperationHandle:
+    def _listing(
+        self, handle: t.TSessionHandle, kind: int, name: str, rows: Callable[[Any], list]
+    ) -> t.TOperationHandle:
         session = self._session(handle)
         operation = session.new_operation(kind, name)
         try:
@@ -241,25 +290,49 @@ class Service(TCLIService.Iface):
             raise _client_error(exc) from None
         return self._handle(operation)
 
-    GetCatalogs = _listing_request(t.TGetCatalogsResp, O.GET_CATALOGS, "catalogs", lambda spark, req: [])
-    GetSchemas = _listing_request(t.TGetSchemasResp, O.GET_SCHEMAS, "schemas", lambda spark, req: catalog.schemas(spark, req.schemaName))
-    GetTableTypes = _listing_request(t.TGetTableTypesResp, O.GET_TABLE_TYPES, "table_types", lambda spark, req: catalog.table_types())
+    GetCatalogs = _listing_request(
+        t.TGetCatalogsResp, Op.GET_CATALOGS, "catalogs", lambda spark, req: []
+    )
+    GetSchemas = _listing_request(
+        t.TGetSchemasResp,
+        Op.GET_SCHEMAS,
+        "schemas",
+        lambda spark, req: catalog.schemas(spark, req.schemaName),
+    )
+    GetTableTypes = _listing_request(
+        t.TGetTableTypesResp,
+        Op.GET_TABLE_TYPES,
+        "table_types",
+        lambda spark, req: catalog.table_types(),
+    )
     GetTables = _listing_request(
-        t.TGetTablesResp, O.GET_TABLES, "tables",
+        t.TGetTablesResp,
+        Op.GET_TABLES,
+        "tables",
         lambda spark, req: catalog.tables(spark, req.schemaName, req.tableName, req.tableTypes),
     )
     GetColumns = _listing_request(
-        t.TGetColumnsResp, O.GET_COLUMNS, "columns",
+        t.TGetColumnsResp,
+        Op.GET_COLUMNS,
+        "columns",
         lambda spark, req: catalog.columns(spark, req.schemaName, req.tableName, req.columnName),
     )
     GetFunctions = _listing_request(
-        t.TGetFunctionsResp, O.GET_FUNCTIONS, "functions",
+        t.TGetFunctionsResp,
+        Op.GET_FUNCTIONS,
+        "functions",
         lambda spark, req: catalog.functions(spark, req.schemaName, req.functionName),
     )
-    GetTypeInfo = _listing_request(t.TGetTypeInfoResp, O.GET_TYPE_INFO, "type_info", lambda spark, req: catalog.type_info())
+    GetTypeInfo = _listing_request(
+        t.TGetTypeInfoResp, Op.GET_TYPE_INFO, "type_info", lambda spark, req: catalog.type_info()
+    )
     # Spark tables have no primary or foreign keys
-    GetPrimaryKeys = _listing_request(t.TGetPrimaryKeysResp, O.UNKNOWN, "primary_keys", lambda spark, req: [])
-    GetCrossReference = _listing_request(t.TGetCrossReferenceResp, O.UNKNOWN, "cross_reference", lambda spark, req: [])
+    GetPrimaryKeys = _listing_request(
+        t.TGetPrimaryKeysResp, Op.UNKNOWN, "primary_keys", lambda spark, req: []
+    )
+    GetCrossReference = _listing_request(
+        t.TGetCrossReferenceResp, Op.UNKNOWN, "cross_reference", lambda spark, req: []
+    )
 
     @_answers(t.TGetInfoResp)
     def GetInfo(self, req: t.TGetInfoReq) -> t.TGetInfoResp:
@@ -287,7 +360,11 @@ class Service(TCLIService.Iface):
     # --- delegation tokens: not used without Kerberos -------------------------------------
 
     def _no_tokens(self, response: type) -> Any:
-        return response(status=_error("delegation tokens need Kerberos, which this server does not use", "HYC00"))
+        return response(
+            status=_error(
+                "delegation tokens need Kerberos, which this server does not use", "HYC00"
+            )
+        )
 
     def GetDelegationToken(self, req: Any) -> t.TGetDelegationTokenResp:
         return self._no_tokens(t.TGetDelegationTokenResp)
@@ -299,7 +376,11 @@ class Service(TCLIService.Iface):
         return self._no_tokens(t.TRenewDelegationTokenResp)
 
     def GetLog(self, req: Any) -> t.TGetLogResp:
-        return t.TGetLogResp(status=_error("GetLog is gone since HiveServer2 0.14: use FetchResults with fetchType 1", "HYC00"))
+        return t.TGetLogResp(
+            status=_error(
+                "GetLog is gone since HiveServer2 0.14: use FetchResults with fetchType 1", "HYC00"
+            )
+        )
 
 
 #: The column holding the database of each catalogue listing's rows.

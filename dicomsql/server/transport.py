@@ -20,8 +20,8 @@ import ssl
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import TBufferedTransport, TFramedTransport, TTransportException
@@ -69,7 +69,9 @@ class Peer:
             return False
         except OSError:
             return True
-        return waiting == b"" or (isinstance(self.connection, ssl.SSLSocket) and waiting == _TLS_ALERT)
+        return waiting == b"" or (
+            isinstance(self.connection, ssl.SSLSocket) and waiting == _TLS_ALERT
+        )
 
 
 #: Serves one connection: (input protocol, output protocol, peer) -> returns when it ends.
@@ -88,9 +90,11 @@ class Listener:
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept_loop, name="dicomsql-listener", daemon=True)
+        self._thread = threading.Thread(
+            target=self._accept_loop, name="dicomsql-listener", daemon=True
+        )
 
-    def start(self) -> "Listener":
+    def start(self) -> Listener:
         self._thread.start()
         return self
 
@@ -108,7 +112,7 @@ class Listener:
         while not self._stopping.is_set():
             try:
                 connection, address = self._socket.accept()
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 continue
             except OSError as exc:  # e.g. out of file descriptors: keep serving the others
                 if self._stopping.is_set():
@@ -126,7 +130,12 @@ class Listener:
                 continue
             _tune(connection)
             peer = Peer(address=f"{address[0]}:{address[1]}", connection=connection)
-            threading.Thread(target=self._serve, args=(connection, peer), name=f"dicomsql-client-{peer.address}", daemon=True).start()
+            threading.Thread(
+                target=self._serve,
+                args=(connection, peer),
+                name=f"dicomsql-client-{peer.address}",
+                daemon=True,
+            ).start()
 
     def _serve(self, connection: socket.socket, peer: Peer) -> None:
         try:
@@ -177,7 +186,9 @@ def _tls(context: ssl.SSLContext, connection: socket.socket, peer: Peer) -> ssl.
     try:
         return context.wrap_socket(connection, server_side=True)
     except (ssl.SSLError, OSError) as exc:
-        log.info("connection from %s: no TLS handshake (%s), closed", peer.address, type(exc).__name__)
+        log.info(
+            "connection from %s: no TLS handshake (%s), closed", peer.address, type(exc).__name__
+        )
         _close_quietly(connection)
         return None
 
@@ -207,7 +218,9 @@ def _open_transport(connection: socket.socket, peer: Peer, access: Access):
         if access.checks_passwords:
             log.info("connection from %s: NOSASL carries no password, closed", peer.address)
             if access.audit:
-                access.audit.login("", peer.address, ok=False, reason="NOSASL connection: no password")
+                access.audit.login(
+                    "", peer.address, ok=False, reason="NOSASL connection: no password"
+                )
             return None
         connection.settimeout(None)
         return TBufferedTransport(raw)
@@ -227,7 +240,7 @@ class _Unread:
             return first
         return self._connection.recv(size, *flags)
 
-    def __getattr__(self, name: str):  # noqa: ANN204 - the socket's other methods
+    def __getattr__(self, name: str):
         return getattr(self._connection, name)
 
 
@@ -240,7 +253,9 @@ def _sasl_plain(connection: socket.socket, deadline: float) -> tuple[str, str]:
     if status != _SASL_START:
         raise SaslError("expected a SASL START message")
     if mechanism.upper() != b"PLAIN":
-        raise SaslError(f"unsupported SASL mechanism {mechanism.decode(errors='replace')!r}: use PLAIN (or auth=noSasl)")
+        raise SaslError(
+            f"unsupported SASL mechanism {mechanism.decode(errors='replace')!r}: use PLAIN (or auth=noSasl)"
+        )
     status, response = _read_sasl(connection, deadline)
     if status not in (_SASL_OK, _SASL_COMPLETE):
         raise SaslError("expected the PLAIN response")

@@ -16,8 +16,9 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from pyspark.sql.datasource import DataSource, DataSourceReader, Filter, InputPartition
 from pyspark.sql.types import StructType
@@ -58,14 +59,16 @@ class TableLayout:
             *_FILE_FIELDS,
             *([_CONTENT_FIELD] if self.content else []),
             *zip(self.columns.names, self.columns.ddl),
-            ("meta", "STRING"), ("_warnings", "ARRAY<STRING>"), (self.corrupt_column, "STRING"),
+            ("meta", "STRING"),
+            ("_warnings", "ARRAY<STRING>"),
+            (self.corrupt_column, "STRING"),
         ]
 
     def ddl(self) -> str:
         return ", ".join(f"`{name}` {ddl}" for name, ddl in self.fields())
 
     @classmethod
-    def from_field_names(cls, names: Sequence[str], corrupt_column: str) -> "TableLayout":
+    def from_field_names(cls, names: Sequence[str], corrupt_column: str) -> TableLayout:
         """The layout whose :meth:`fields` have these names; ``ValueError`` when none has."""
         content = len(names) > 3 and names[3] == _CONTENT_FIELD[0]
         typed = [n for n in names[3 + content : -3] if n != "PatientAgeYears"]
@@ -99,7 +102,9 @@ def plan_partitions(files: Sequence[FileEntry], options: DicomOptions) -> list[F
     elif options.maxFilesPerPartition:
         count = math.ceil(len(files) / options.maxFilesPerPartition)
     else:
-        count = max(2 * (os.cpu_count() or 1), math.ceil(len(files) / DEFAULT_MAX_FILES_PER_PARTITION))
+        count = max(
+            2 * (os.cpu_count() or 1), math.ceil(len(files) / DEFAULT_MAX_FILES_PER_PARTITION)
+        )
     count = max(1, min(count, len(files)))
     bounds = [round(i * len(files) / count) for i in range(count + 1)]
     return [FilesPartition(i, tuple(files[bounds[i] : bounds[i + 1]])) for i in range(count)]
@@ -107,8 +112,12 @@ def plan_partitions(files: Sequence[FileEntry], options: DicomOptions) -> list[F
 
 def _list(options: DicomOptions) -> list[FileEntry]:
     return list_files(
-        options.paths, options.recursiveFileLookup, options.pathGlobFilter,
-        options.modifiedAfter, options.modifiedBefore, options.files,
+        options.paths,
+        options.recursiveFileLookup,
+        options.pathGlobFilter,
+        options.modifiedAfter,
+        options.modifiedBefore,
+        options.files,
     )
 
 
@@ -157,7 +166,9 @@ class DicomDataSource(DataSource):
 
     def schema(self) -> str:
         check_paths(self.parsed.paths)  # fail at CREATE VIEW, not at the first query
-        layout = TableLayout(self._columns(), self.parsed.pixels == "bytes", self.parsed.columnNameOfCorruptRecord)
+        layout = TableLayout(
+            self._columns(), self.parsed.pixels == "bytes", self.parsed.columnNameOfCorruptRecord
+        )
         corrupt = layout.corrupt_column
         if not corrupt or "`" in corrupt or corrupt in [name for name, _ in layout.fields()[:-1]]:
             raise DicomsqlError(
@@ -166,9 +177,11 @@ class DicomDataSource(DataSource):
             )
         return layout.ddl()
 
-    def reader(self, schema: StructType) -> "DicomReader":
+    def reader(self, schema: StructType) -> DicomReader:
         try:
-            layout = TableLayout.from_field_names(schema.fieldNames(), self.parsed.columnNameOfCorruptRecord)
+            layout = TableLayout.from_field_names(
+                schema.fieldNames(), self.parsed.columnNameOfCorruptRecord
+            )
         except ValueError:
             raise DicomsqlError(
                 "dicom source: the schema comes from the files and the options (tags, pixels); "
@@ -201,9 +214,12 @@ class DicomReader(DataSourceReader):
     def _wanted(self, entry: FileEntry) -> bool:
         if not self.filters:
             return True
-        return matches(self.filters, file_values(_displayable(entry.path)[0], entry.size, entry.modified_micros))
+        return matches(
+            self.filters,
+            file_values(_displayable(entry.path)[0], entry.size, entry.modified_micros),
+        )
 
-    def read(self, partition: FilesPartition) -> Iterator["pyarrow.RecordBatch"]:
+    def read(self, partition: FilesPartition) -> Iterator[pyarrow.RecordBatch]:
         from pyspark.sql.pandas.types import to_arrow_schema
 
         batches = _BatchBuilder(to_arrow_schema(self.schema, timezone="UTC"))
@@ -212,21 +228,33 @@ class DicomReader(DataSourceReader):
             content, record = _read_file(entry, self.layout, path)
             if record.error is not None:
                 if self.options.mode == "FAILFAST":
-                    raise InvalidDicomFileError(f"dicom source (mode FAILFAST): {path}: {record.error}")
+                    raise InvalidDicomFileError(
+                        f"dicom source (mode FAILFAST): {path}: {record.error}"
+                    )
                 if self.options.mode == "DROPMALFORMED":
                     continue
             warnings = path_warnings + record.warnings
-            batches.add([
-                path, entry.size, entry.modified_micros, *([content] if self.layout.content else []),
-                *record.values, record.meta, warnings or None, record.error,
-            ])
+            batches.add(
+                [
+                    path,
+                    entry.size,
+                    entry.modified_micros,
+                    *([content] if self.layout.content else []),
+                    *record.values,
+                    record.meta,
+                    warnings or None,
+                    record.error,
+                ]
+            )
             if batches.rows >= BATCH_ROWS:
                 yield batches.flush()
         if batches.rows:
             yield batches.flush()
 
 
-def _read_file(entry: FileEntry, layout: TableLayout, path: str) -> tuple[bytes | None, HeaderRecord]:
+def _read_file(
+    entry: FileEntry, layout: TableLayout, path: str
+) -> tuple[bytes | None, HeaderRecord]:
     """The file's bytes (when the layout has ``content``: not for a file larger than the size
     limit) and its header record."""
     if entry.error:
@@ -241,7 +269,9 @@ def _read_file(entry: FileEntry, layout: TableLayout, path: str) -> tuple[bytes 
     except (OSError, DicomsqlError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return None, HeaderRecord.failed(layout.columns, f"cannot open: {reason}")
-    return content, read_header(io.BytesIO(content), layout.columns, source_uri=path, size=len(content))
+    return content, read_header(
+        io.BytesIO(content), layout.columns, source_uri=path, size=len(content)
+    )
 
 
 def _displayable(path: str) -> tuple[str, list[str]]:
@@ -258,7 +288,7 @@ def _displayable(path: str) -> tuple[str, list[str]]:
 class _BatchBuilder:
     """Accumulates rows column by column and emits Arrow record batches of a schema."""
 
-    def __init__(self, arrow_schema: "pyarrow.Schema") -> None:
+    def __init__(self, arrow_schema: pyarrow.Schema) -> None:
         self.arrow_schema = arrow_schema
         self._reset()
 
@@ -271,9 +301,11 @@ class _BatchBuilder:
             column.append(value)
         self.rows += 1
 
-    def flush(self) -> "pyarrow.RecordBatch":
+    def flush(self) -> pyarrow.RecordBatch:
         import pyarrow as pa
 
-        arrays = [pa.array(values, type=field.type) for values, field in zip(self.data, self.arrow_schema)]
+        arrays = [
+            pa.array(values, type=field.type) for values, field in zip(self.data, self.arrow_schema)
+        ]
         self._reset()
         return pa.RecordBatch.from_arrays(arrays, schema=self.arrow_schema)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime
 import operator
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from pyspark.sql.datasource import (
     EqualNullSafe,

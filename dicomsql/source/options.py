@@ -13,8 +13,9 @@ import datetime
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import DicomsqlError
 from ..options import Option, boolean, choice, integer, parse
@@ -71,33 +72,40 @@ def _json_path_list(text: str) -> tuple[str, ...]:
 
 OPTIONS: tuple[Option, ...] = (
     Option(
-        "path", (),
+        "path",
+        (),
         "Required (or files): a DICOM file, a directory (read recursively) or a glob; several separated "
         "by commas (or load([...])). Local paths or URIs pyarrow opens (s3://, gs://, hdfs://, "
         "file://) where the cluster has credentials.",
         parse=_path_list,
     ),
-    Option("paths", (), "Set by Spark for load([path, ...]); joined to path.", parse=_json_path_list),
     Option(
-        "files", (),
+        "paths", (), "Set by Spark for load([path, ...]); joined to path.", parse=_json_path_list
+    ),
+    Option(
+        "files",
+        (),
         "A JSON list of files to read exactly (no folders, no globs): a file missing or "
         "outside the data roots is a row saying so. dicomsql ingest uses it.",
         parse=_json_path_list,
     ),
     Option(
-        "tags", "core",
+        "tags",
+        "core",
         "Typed columns: core (the standard set); all (every standard attribute present in a "
         "sample of the files, sorted, stable for the same files); or a comma list of keywords "
         "and tags, e.g. 'PatientAge, (0018,0050), 00280030' (private tags are read with dicom_tag).",
         parse=_tags,
     ),
     Option(
-        "sampleSize", 200,
+        "sampleSize",
+        200,
         "How many files tags 'all' samples (spread evenly over the listing) to find the attributes present.",
         parse=integer(1),
     ),
     Option(
-        "pixels", "none",
+        "pixels",
+        "none",
         "none: headers only, pixel data never read; bytes: also a content BINARY column "
         "holding the whole file, for pixel functions where executors cannot open the path "
         "(a file larger than the server's --max-file-size is a row with the error instead).",
@@ -106,30 +114,40 @@ OPTIONS: tuple[Option, ...] = (
     Option("recursiveFileLookup", True, "Read files in subdirectories too.", parse=boolean),
     Option("pathGlobFilter", None, "Only read files whose name matches this glob, e.g. '*.dcm'."),
     Option(
-        "modifiedAfter", None,
+        "modifiedAfter",
+        None,
         "Only files modified after this time (2024-06-01T13:00:00, UTC unless an offset is given).",
         parse=_timestamp,
     ),
-    Option("modifiedBefore", None, "Only files modified before this time (same format).", parse=_timestamp),
     Option(
-        "mode", "PERMISSIVE",
+        "modifiedBefore",
+        None,
+        "Only files modified before this time (same format).",
+        parse=_timestamp,
+    ),
+    Option(
+        "mode",
+        "PERMISSIVE",
         "What a bad file does: PERMISSIVE gives a row with the error in the corrupt record "
         "column, DROPMALFORMED drops it, FAILFAST fails the query naming the file.",
         parse=choice(*MODES, normalise=str.upper),
     ),
     Option(
-        "columnNameOfCorruptRecord", "_corrupt_record",
+        "columnNameOfCorruptRecord",
+        "_corrupt_record",
         "Name of the column that says why a file could not be read (NULL when it could).",
     ),
     Option(
-        "maxFilesPerPartition", None,
+        "maxFilesPerPartition",
+        None,
         "At most this many files per Spark partition (default: spread over 2 x CPU cores, "
         "at most 2,000 files each).",
         parse=integer(1),
     ),
     Option("numPartitions", None, "Exactly this many Spark partitions.", parse=integer(1)),
     Option(
-        "pushdown", False,
+        "pushdown",
+        False,
         "Evaluate filters on path, size and modificationTime on the file listing, so filtered-out "
         "files are never opened. Spark 4.3 reuses the last pushed-down plan of a view for a "
         "later query without any filter, so this is only safe behind a view that always filters: "
@@ -182,12 +200,14 @@ def parse_options(raw: Mapping[str, str]) -> DicomOptions:
 
 IMAGE_OPTIONS: tuple[Option, ...] = (
     Option(
-        "invert", False,
+        "invert",
+        False,
         "Mirror the values within their range, e.g. to show a MONOCHROME1 image the usual way.",
         parse=boolean,
     ),
     Option(
-        "mode", "PERMISSIVE",
+        "mode",
+        "PERMISSIVE",
         "What a file that cannot be decoded does: PERMISSIVE gives NULL data and the reason in "
         "error, FAILFAST fails the query.",
         parse=choice("PERMISSIVE", "FAILFAST", normalise=str.upper),

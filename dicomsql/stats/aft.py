@@ -15,11 +15,13 @@ loglogistic   1 / (1 + (t / alpha)^beta)                  alpha = exp(b.x + b0),
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats as scipy_stats
+from scipy import special
+from scipy import stats as scipy_stats
 
 from ..errors import ArgumentError
 from ..options import Option, choice, number
@@ -27,7 +29,16 @@ from .checks import survival_problem
 from .family import FITTER_FAILURES, Family, Unfit, complete
 from .features import Encoding, encode
 
-__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "PREDICTION_TYPES", "fit", "predict", "summary"]
+__all__ = [
+    "OPTIONS",
+    "MODEL_FIELDS",
+    "SUMMARY_FIELDS",
+    "FAMILY",
+    "PREDICTION_TYPES",
+    "fit",
+    "predict",
+    "summary",
+]
 
 DISTRIBUTIONS = {
     "weibull": ("WeibullAFTFitter", "lambda_", "rho_"),
@@ -35,9 +46,13 @@ DISTRIBUTIONS = {
     "loglogistic": ("LogLogisticAFTFitter", "alpha_", "beta_"),
 }
 OPTIONS: tuple[Option, ...] = (
-    Option("distribution", "weibull", "The distribution of the survival times.", choice(*DISTRIBUTIONS)),
+    Option(
+        "distribution", "weibull", "The distribution of the survival times.", choice(*DISTRIBUTIONS)
+    ),
     Option("penalizer", 0.0, "Strength of the L2 penalty on the coefficients.", number(0.0)),
-    Option("alpha", 0.05, "1 - confidence level of the intervals.", number(0.0, 0.5, open_low=True)),
+    Option(
+        "alpha", 0.05, "1 - confidence level of the intervals.", number(0.0, 0.5, open_low=True)
+    ),
 )
 #: (field, SQL type) of a model. ``features`` are the design's columns (a number field, or
 #: ``field=value`` for a category after the first); the estimates are aligned with
@@ -66,16 +81,26 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
 #: (column, SQL type) of ``summary``: one row per estimate, as lifelines' ``summary``
 #: (``parameter`` is ``location`` or ``shape``, ``feature`` a feature or ``Intercept``).
 SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
-    ("parameter", "string"), ("feature", "string"), ("coef", "double"), ("se", "double"), ("z", "double"),
-    ("p", "double"), ("ci_lower", "double"), ("ci_upper", "double"),
+    ("parameter", "string"),
+    ("feature", "string"),
+    ("coef", "double"),
+    ("se", "double"),
+    ("z", "double"),
+    ("p", "double"),
+    ("ci_lower", "double"),
+    ("ci_upper", "double"),
 )
 FAMILY = Family(OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("distribution", "alpha"))
 PREDICTION_TYPES = ("median", "expectation", "survival")
 _DURATION, _EVENT = "\x00duration", "\x00event"
 
 
-def fit(durations: Sequence[float], events: Sequence[float], features: Mapping[str, np.ndarray],
-        options: Mapping[str, str] | None = None) -> dict[str, Any]:
+def fit(
+    durations: Sequence[float],
+    events: Sequence[float],
+    features: Mapping[str, np.ndarray],
+    options: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Fit an AFT model of ``features`` (columns by name, encoded as :func:`cox.fit`'s);
     ``parameters`` names every estimate ``location:feature``, ``location:Intercept`` and
     ``shape:Intercept`` (shape on the log scale, as lifelines). Incomplete rows are left out
@@ -87,7 +112,12 @@ def fit(durations: Sequence[float], events: Sequence[float], features: Mapping[s
     table[_DURATION] = np.asarray(rows.take(durations), dtype=float)
     table[_EVENT] = np.asarray(rows.take(events), dtype=float)
     described = {**encoding.as_model(), **rows.counts()}
-    return FAMILY.model(settings, described, lambda: _estimate(table, encoding.names, settings), failures=FITTER_FAILURES)
+    return FAMILY.model(
+        settings,
+        described,
+        lambda: _estimate(table, encoding.names, settings),
+        failures=FITTER_FAILURES,
+    )
 
 
 def _estimate(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) -> dict[str, Any]:
@@ -96,17 +126,24 @@ def _estimate(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) -
 
     if not names:
         raise Unfit("no features")
-    problem = survival_problem(table[_DURATION], table[_EVENT], {name: table[name] for name in names}, positive=True)
+    problem = survival_problem(
+        table[_DURATION], table[_EVENT], {name: table[name] for name in names}, positive=True
+    )
     if problem:
         raise Unfit(problem)
     fitter_name, location, _ = DISTRIBUTIONS[settings["distribution"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitter = getattr(lifelines, fitter_name)(penalizer=settings["penalizer"], alpha=settings["alpha"])
+        fitter = getattr(lifelines, fitter_name)(
+            penalizer=settings["penalizer"], alpha=settings["alpha"]
+        )
         fitter.fit(table, _DURATION, _EVENT)
     summary = fitter.summary
     return {
-        "parameters": [f"{'location' if group == location else 'shape'}:{name}" for group, name in fitter.params_.index],
+        "parameters": [
+            f"{'location' if group == location else 'shape'}:{name}"
+            for group, name in fitter.params_.index
+        ],
         "coef": fitter.params_.to_numpy(dtype=float).tolist(),
         "se": fitter.standard_errors_.to_numpy(dtype=float).tolist(),
         "z": summary["z"].to_numpy(dtype=float).tolist(),
@@ -120,7 +157,9 @@ def _estimate(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) -
     }
 
 
-def _location_and_shape(model: Mapping[str, Any], features: Mapping[str, np.ndarray]) -> tuple[np.ndarray, float]:
+def _location_and_shape(
+    model: Mapping[str, Any], features: Mapping[str, np.ndarray]
+) -> tuple[np.ndarray, float]:
     """Per row the location's linear predictor, and the shape. Features are encoded as at
     fit time (a model with ``covariates`` and no ``fields`` is one of the release before:
     alias for one release)."""
@@ -131,12 +170,18 @@ def _location_and_shape(model: Mapping[str, Any], features: Mapping[str, np.ndar
     return matrix @ slopes + coef["location:Intercept"], float(np.exp(coef["shape:Intercept"]))
 
 
-def predict(model: Mapping[str, Any], features: Mapping[str, np.ndarray], kind: str = "median",
-            time: np.ndarray | None = None) -> np.ndarray:
+def predict(
+    model: Mapping[str, Any],
+    features: Mapping[str, np.ndarray],
+    kind: str = "median",
+    time: np.ndarray | None = None,
+) -> np.ndarray:
     """``median`` or ``expectation`` of the survival time, or ``survival`` at ``time``;
     features matched by field name (an unseen category counts as the reference)."""
     if kind not in PREDICTION_TYPES:
-        raise ArgumentError("type", f"type must be one of {', '.join(PREDICTION_TYPES)}, got {kind!r}")
+        raise ArgumentError(
+            "type", f"type must be one of {', '.join(PREDICTION_TYPES)}, got {kind!r}"
+        )
     linear, shape = _location_and_shape(model, features)
     distribution = model["distribution"]
     if kind == "survival":
@@ -150,7 +195,11 @@ def predict(model: Mapping[str, Any], features: Mapping[str, np.ndarray], kind: 
         return 1.0 / (1.0 + (t / np.exp(linear)) ** shape)
     if distribution == "weibull":
         scale = np.exp(linear)
-        return scale * np.log(2) ** (1 / shape) if kind == "median" else scale * special.gamma(1 + 1 / shape)
+        return (
+            scale * np.log(2) ** (1 / shape)
+            if kind == "median"
+            else scale * special.gamma(1 + 1 / shape)
+        )
     if distribution == "lognormal":
         return np.exp(linear) if kind == "median" else np.exp(linear + shape**2 / 2)
     scale = np.exp(linear)
@@ -167,5 +216,15 @@ def summary(model: Mapping[str, Any]) -> list[tuple]:
     if model.get("coef") is None:
         return []
     names = [name.partition(":") for name in model["parameters"]]
-    return [(parameter, feature, *values) for (parameter, _, feature), *values in zip(
-        names, model["coef"], model["se"], model["z"], model["p"], model["ci_lower"], model["ci_upper"])]
+    return [
+        (parameter, feature, *values)
+        for (parameter, _, feature), *values in zip(
+            names,
+            model["coef"],
+            model["se"],
+            model["z"],
+            model["p"],
+            model["ci_lower"],
+            model["ci_upper"],
+        )
+    ]

@@ -14,7 +14,8 @@ Users and items are kept as text (any SQL type; see :func:`class_name`).
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,11 +23,26 @@ from ..options import SEED, Option, boolean, integer, number
 from .family import Family, Unfit, complete
 from .features import class_name
 
-__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "initial_factors", "fit", "predict", "recommend", "summary"]
+__all__ = [
+    "OPTIONS",
+    "MODEL_FIELDS",
+    "SUMMARY_FIELDS",
+    "FAMILY",
+    "initial_factors",
+    "fit",
+    "predict",
+    "recommend",
+    "summary",
+]
 
 OPTIONS: tuple[Option, ...] = (
     Option("rank", 10, "Number of latent factors.", integer(1, 200)),
-    Option("reg", 0.1, "Regularisation, weighted by each user's and item's number of ratings.", number(0.0)),
+    Option(
+        "reg",
+        0.1,
+        "Regularisation, weighted by each user's and item's number of ratings.",
+        number(0.0),
+    ),
     Option("iterations", 10, "Alternating sweeps (users then items).", integer(1, 1000)),
     Option("implicit", False, "Implicit feedback (ratings are interaction strengths).", boolean),
     Option("alpha", 1.0, "Implicit feedback: confidence per unit of rating.", number(0.0)),
@@ -55,21 +71,39 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
 #: norms, is their cosine similarity; a norm near 0 is a user or item the model says little
 #: about (few ratings, strongly regularised).
 SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
-    ("kind", "string"), ("id", "string"), ("norm", "double"), ("factors", "array<double>"),
+    ("kind", "string"),
+    ("id", "string"),
+    ("norm", "double"),
+    ("factors", "array<double>"),
 )
 
-FAMILY = Family(OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("rank", "reg", "implicit", "alpha", "iterations"))
+FAMILY = Family(
+    OPTIONS,
+    MODEL_FIELDS,
+    SUMMARY_FIELDS,
+    recorded=("rank", "reg", "implicit", "alpha", "iterations"),
+)
 
 
 def initial_factors(users: int, items: int, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded starting factors: rows of random normals scaled to unit length (as Spark's)."""
     rng = np.random.default_rng(seed)
     user, item = rng.normal(size=(users, rank)), rng.normal(size=(items, rank))
-    return user / np.linalg.norm(user, axis=1, keepdims=True), item / np.linalg.norm(item, axis=1, keepdims=True)
+    return user / np.linalg.norm(user, axis=1, keepdims=True), item / np.linalg.norm(
+        item, axis=1, keepdims=True
+    )
 
 
-def _solve(owner: np.ndarray, other: np.ndarray, ratings: np.ndarray, factors: np.ndarray, owners: int,
-           reg: float, implicit: bool, alpha: float) -> np.ndarray:
+def _solve(
+    owner: np.ndarray,
+    other: np.ndarray,
+    ratings: np.ndarray,
+    factors: np.ndarray,
+    owners: int,
+    reg: float,
+    implicit: bool,
+    alpha: float,
+) -> np.ndarray:
     """New factors of every owner (user or item) given the other side's ``factors``: one
     regularised least-squares problem per owner, all solved at once."""
     rank = factors.shape[1]
@@ -93,8 +127,13 @@ def _solve(owner: np.ndarray, other: np.ndarray, ratings: np.ndarray, factors: n
     return solved
 
 
-def fit(users: Sequence[Any], items: Sequence[Any], ratings: Sequence[float],
-        options: Mapping[str, str] | None = None, initial: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+def fit(
+    users: Sequence[Any],
+    items: Sequence[Any],
+    ratings: Sequence[float],
+    options: Mapping[str, str] | None = None,
+    initial: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """Factorise the (user, item, rating) triples; rows with a NULL are left out
     (``n_dropped``); repeated pairs are summed for implicit feedback and averaged for
     explicit. ``initial`` overrides the seeded starting factors (for testing)."""
@@ -103,12 +142,22 @@ def fit(users: Sequence[Any], items: Sequence[Any], ratings: Sequence[float],
     item_names = np.array([class_name(item) for item in items], dtype=object)
     values = np.asarray(ratings, dtype=float)
     rows = complete(user_names, item_names, values)
-    return FAMILY.model(settings, rows.counts(), lambda: _factorise(
-        rows.take(user_names), rows.take(item_names), rows.take(values), settings, initial))
+    return FAMILY.model(
+        settings,
+        rows.counts(),
+        lambda: _factorise(
+            rows.take(user_names), rows.take(item_names), rows.take(values), settings, initial
+        ),
+    )
 
 
-def _factorise(user_names: np.ndarray, item_names: np.ndarray, values: np.ndarray, settings: dict[str, Any],
-               initial: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+def _factorise(
+    user_names: np.ndarray,
+    item_names: np.ndarray,
+    values: np.ndarray,
+    settings: dict[str, Any],
+    initial: tuple[np.ndarray, np.ndarray] | None,
+) -> dict[str, Any]:
     """The alternating sweeps over complete (user, item, rating) rows."""
     if len(values) == 0:
         raise Unfit("no complete rows")
@@ -119,14 +168,39 @@ def _factorise(user_names: np.ndarray, item_names: np.ndarray, values: np.ndarra
     totals = np.bincount(pair_index, weights=values)
     merged = totals if settings["implicit"] else totals / np.bincount(pair_index)
     user_of, item_of = unique_pairs // len(known_items), unique_pairs % len(known_items)
-    user_factors, item_factors = initial or initial_factors(len(known_users), len(known_items), settings["rank"], settings["seed"])
+    user_factors, item_factors = initial or initial_factors(
+        len(known_users), len(known_items), settings["rank"], settings["seed"]
+    )
     for _ in range(settings["iterations"]):
-        user_factors = _solve(user_of, item_of, merged, item_factors, len(known_users), settings["reg"], settings["implicit"], settings["alpha"])
-        item_factors = _solve(item_of, user_of, merged, user_factors, len(known_items), settings["reg"], settings["implicit"], settings["alpha"])
+        user_factors = _solve(
+            user_of,
+            item_of,
+            merged,
+            item_factors,
+            len(known_users),
+            settings["reg"],
+            settings["implicit"],
+            settings["alpha"],
+        )
+        item_factors = _solve(
+            item_of,
+            user_of,
+            merged,
+            user_factors,
+            len(known_items),
+            settings["reg"],
+            settings["implicit"],
+            settings["alpha"],
+        )
     fitted = np.einsum("ij,ij->i", user_factors[user_of], item_factors[item_of])
     rmse = float(np.sqrt(np.mean((merged - fitted) ** 2))) if not settings["implicit"] else None
-    return {"users": list(known_users), "items": list(known_items), "user_factors": list(user_factors),
-            "item_factors": list(item_factors), "rmse": rmse}
+    return {
+        "users": list(known_users),
+        "items": list(known_items),
+        "user_factors": list(user_factors),
+        "item_factors": list(item_factors),
+        "rmse": rmse,
+    }
 
 
 def predict(model: Mapping[str, Any], users: Sequence[Any], items: Sequence[Any]) -> np.ndarray:
@@ -136,8 +210,15 @@ def predict(model: Mapping[str, Any], users: Sequence[Any], items: Sequence[Any]
     item_position = {name: index for index, name in enumerate(model["items"])}
     user_rows = np.array([user_position.get(class_name(user), -1) for user in users], dtype=int)
     item_rows = np.array([item_position.get(class_name(item), -1) for item in items], dtype=int)
-    user_factors, item_factors = np.asarray(model["user_factors"], dtype=float), np.asarray(model["item_factors"], dtype=float)
-    scores = np.einsum("ij,ij->i", user_factors[np.clip(user_rows, 0, None)], item_factors[np.clip(item_rows, 0, None)])
+    user_factors, item_factors = (
+        np.asarray(model["user_factors"], dtype=float),
+        np.asarray(model["item_factors"], dtype=float),
+    )
+    scores = np.einsum(
+        "ij,ij->i",
+        user_factors[np.clip(user_rows, 0, None)],
+        item_factors[np.clip(item_rows, 0, None)],
+    )
     return np.where((user_rows >= 0) & (item_rows >= 0), scores, np.nan)
 
 
@@ -148,9 +229,14 @@ def recommend(model: Mapping[str, Any], user: Any, k: int) -> list[tuple[str, fl
     name = class_name(user)
     if name not in model["users"]:
         return []
-    scores = np.asarray(model["item_factors"], dtype=float) @ np.asarray(model["user_factors"][model["users"].index(name)], dtype=float)
+    scores = np.asarray(model["item_factors"], dtype=float) @ np.asarray(
+        model["user_factors"][model["users"].index(name)], dtype=float
+    )
     best = np.argsort(-scores, kind="stable")[:k]
-    return [(model["items"][index], float(scores[index]), rank) for rank, index in enumerate(best, start=1)]
+    return [
+        (model["items"][index], float(scores[index]), rank)
+        for rank, index in enumerate(best, start=1)
+    ]
 
 
 def summary(model: Mapping[str, Any]) -> Iterator[tuple]:

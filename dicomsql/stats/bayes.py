@@ -12,7 +12,8 @@ is equally likely under every class, so the other features decide.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
@@ -21,11 +22,30 @@ from ..options import Option, number
 from .family import Family, Rows, Unfit
 from .features import Encoding, class_output, is_categorical, labelled_rows
 
-__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "fit", "log_probabilities", "predict", "summary"]
+__all__ = [
+    "OPTIONS",
+    "MODEL_FIELDS",
+    "SUMMARY_FIELDS",
+    "FAMILY",
+    "fit",
+    "log_probabilities",
+    "predict",
+    "summary",
+]
 
 OPTIONS: tuple[Option, ...] = (
-    Option("var_smoothing", 1e-9, "Share of the largest variance added to every variance (GaussianNB).", number(0.0)),
-    Option("smoothing", 1.0, "Additive (Laplace) smoothing of the category counts (CategoricalNB alpha).", number(0.0, open_low=True)),
+    Option(
+        "var_smoothing",
+        1e-9,
+        "Share of the largest variance added to every variance (GaussianNB).",
+        number(0.0),
+    ),
+    Option(
+        "smoothing",
+        1.0,
+        "Additive (Laplace) smoothing of the category counts (CategoricalNB alpha).",
+        number(0.0, open_low=True),
+    ),
 )
 
 #: (field, SQL type) of a model. ``mean`` and ``variance`` are classes x fields (NULL for a
@@ -49,26 +69,43 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
 #: (column, SQL type) of ``summary``: per class and feature, the mean and standard deviation of
 #: a number, or the probability of each category.
 SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
-    ("class", "string"), ("prior", "double"), ("feature", "string"), ("category", "string"),
-    ("mean", "double"), ("std", "double"), ("probability", "double"),
+    ("class", "string"),
+    ("prior", "double"),
+    ("feature", "string"),
+    ("category", "string"),
+    ("mean", "double"),
+    ("std", "double"),
+    ("probability", "double"),
 )
 
 FAMILY = Family(OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("var_smoothing", "smoothing"))
 
 
-def fit(labels: Sequence[Any], columns: Mapping[str, np.ndarray], options: Mapping[str, str] | None = None) -> dict[str, Any]:
+def fit(
+    labels: Sequence[Any],
+    columns: Mapping[str, np.ndarray],
+    options: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Fit a naive Bayes classifier of ``labels`` (any type) on the feature ``columns``
     (numbers as floats with NaN for NULL, strings as object arrays with None). Rows with a
     NULL are left out (``n_dropped``). Invalid ``options`` raise ``ValueError``."""
     settings = FAMILY.settings(options)
     keep, classes, target = labelled_rows(labels, columns)
     rows = Rows(keep)
-    described = {"features": list(columns), "fields": list(columns), "classes": classes, **rows.counts()}
-    return FAMILY.model(settings, described, lambda: _estimate(rows.take(columns), classes, target, settings))
+    described = {
+        "features": list(columns),
+        "fields": list(columns),
+        "classes": classes,
+        **rows.counts(),
+    }
+    return FAMILY.model(
+        settings, described, lambda: _estimate(rows.take(columns), classes, target, settings)
+    )
 
 
-def _estimate(kept: Mapping[str, np.ndarray], classes: list[str], target: np.ndarray,
-              settings: dict[str, Any]) -> dict[str, Any]:
+def _estimate(
+    kept: Mapping[str, np.ndarray], classes: list[str], target: np.ndarray, settings: dict[str, Any]
+) -> dict[str, Any]:
     """Per class the means and variances of the numbers and the category counts of the
     strings of the complete rows ``kept``."""
     if not classes:
@@ -79,8 +116,15 @@ def _estimate(kept: Mapping[str, np.ndarray], classes: list[str], target: np.nda
     mean, variance = [], []
     for k in range(len(classes)):
         rows = target == k
-        mean.append([None if name not in numeric else float(kept[name][rows].mean()) for name in fields])
-        variance.append([None if name not in numeric else float(kept[name][rows].var() + epsilon) for name in fields])
+        mean.append(
+            [None if name not in numeric else float(kept[name][rows].mean()) for name in fields]
+        )
+        variance.append(
+            [
+                None if name not in numeric else float(kept[name][rows].var() + epsilon)
+                for name in fields
+            ]
+        )
     categories: list[list[str] | None] = []
     category_count: list[list[list[float]]] = [[[] for _ in fields] for _ in classes]
     for index, name in enumerate(fields):
@@ -92,9 +136,16 @@ def _estimate(kept: Mapping[str, np.ndarray], classes: list[str], target: np.nda
         position = {category: column for column, category in enumerate(known)}
         codes = np.array([position[value] for value in kept[name]], dtype=int)
         for k in range(len(classes)):
-            category_count[k][index] = np.bincount(codes[target == k], minlength=len(known)).astype(float).tolist()
-    return {"categories": categories, "class_count": np.bincount(target, minlength=len(classes)).astype(float),
-            "mean": mean, "variance": variance, "category_count": category_count}
+            category_count[k][index] = (
+                np.bincount(codes[target == k], minlength=len(known)).astype(float).tolist()
+            )
+    return {
+        "categories": categories,
+        "class_count": np.bincount(target, minlength=len(classes)).astype(float),
+        "mean": mean,
+        "variance": variance,
+        "category_count": category_count,
+    }
 
 
 def log_probabilities(model: Mapping[str, Any], columns: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -113,7 +164,9 @@ def log_probabilities(model: Mapping[str, Any], columns: Mapping[str, np.ndarray
             terms = -0.5 * (np.log(2 * np.pi * variance) + (values[:, None] - mean) ** 2 / variance)
             joint += np.nan_to_num(terms, nan=0.0)
             continue
-        counts = np.array([row[index] for row in model["category_count"]], dtype=float)  # classes x categories
+        counts = np.array(
+            [row[index] for row in model["category_count"]], dtype=float
+        )  # classes x categories
         smoothed = counts + model["smoothing"]
         log_p = np.log(smoothed) - np.log(smoothed.sum(axis=1, keepdims=True))
         position = {category: column for column, category in enumerate(encoding.categories[index])}
@@ -123,8 +176,12 @@ def log_probabilities(model: Mapping[str, Any], columns: Mapping[str, np.ndarray
     return joint - logsumexp(joint, axis=1, keepdims=True)
 
 
-def predict(model: Mapping[str, Any], columns: Mapping[str, np.ndarray], kind: str = "probability",
-            wanted: Sequence[Any] | None = None) -> np.ndarray:
+def predict(
+    model: Mapping[str, Any],
+    columns: Mapping[str, np.ndarray],
+    kind: str = "probability",
+    wanted: Sequence[Any] | None = None,
+) -> np.ndarray:
     """``probability`` (default), ``label`` or ``log_odds`` per row: see
     :func:`dicomsql.stats.features.class_output`."""
     return class_output(log_probabilities(model, columns), model["classes"], kind, wanted)
@@ -141,7 +198,15 @@ def summary(model: Mapping[str, Any]) -> Iterator[tuple]:
         for index, field in enumerate(model["fields"]):
             categories = (model.get("categories") or [None] * len(model["fields"]))[index]
             if categories is None:
-                yield (name, prior, field, None, model["mean"][k][index], float(np.sqrt(model["variance"][k][index])), None)
+                yield (
+                    name,
+                    prior,
+                    field,
+                    None,
+                    model["mean"][k][index],
+                    float(np.sqrt(model["variance"][k][index])),
+                    None,
+                )
                 continue
             counts = np.asarray(model["category_count"][k][index], dtype=float) + model["smoothing"]
             for category, probability in zip(categories, counts / counts.sum()):

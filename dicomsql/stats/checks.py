@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
 __all__ = ["survival_problem"]
 
 
-def survival_problem(durations: np.ndarray, events: np.ndarray, features: Mapping[str, np.ndarray] | None = None, *,
-                     positive: bool = False, weights: np.ndarray | None = None, need_events: bool = True) -> str | None:
+def survival_problem(
+    durations: np.ndarray,
+    events: np.ndarray,
+    features: Mapping[str, np.ndarray] | None = None,
+    *,
+    positive: bool = False,
+    weights: np.ndarray | None = None,
+    need_events: bool = True,
+) -> str | None:
     """Why complete survival data cannot be fitted (None when they can): no rows, negative
     (or, with ``positive``, zero) durations, events other than 0/1, no events (unless
     ``need_events`` is false: a Kaplan-Meier curve can be all censored), bad weights, or a

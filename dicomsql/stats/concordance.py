@@ -25,18 +25,27 @@ def _pairs_below(death_ranks: np.ndarray, prefixes: np.ndarray, query_ranks: np.
     from merging the previous level's sorted blocks (a stable sort of sorted runs).
     """
     m = len(death_ranks)
-    span = int(max(death_ranks.max(initial=0), query_ranks.max(initial=0))) + 1  # block keys never overlap
+    span = (
+        int(max(death_ranks.max(initial=0), query_ranks.max(initial=0))) + 1
+    )  # block keys never overlap
     total = 0
     positions = np.arange(m)
     order = positions  # level 0: every block is one death
     level = 0
     while (1 << level) <= m:
         if level:
-            order = order[np.argsort((positions[order] >> level) * span + death_ranks[order], kind="stable")]
+            order = order[
+                np.argsort((positions[order] >> level) * span + death_ranks[order], kind="stable")
+            ]
         keys = (positions[order] >> level) * span + death_ranks[order]
         has_block = ((prefixes >> level) & 1) == 1
         block = (prefixes[has_block] >> level) - 1
-        total += int(np.sum(np.searchsorted(keys, block * span + query_ranks[has_block], side="left") - (block << level)))
+        total += int(
+            np.sum(
+                np.searchsorted(keys, block * span + query_ranks[has_block], side="left")
+                - (block << level)
+            )
+        )
         level += 1
     return total
 

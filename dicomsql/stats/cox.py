@@ -15,7 +15,8 @@ import contextlib
 import io
 import re
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,15 +30,37 @@ from .family import FITTER_FAILURES, Family, Unfit, complete
 from .features import Encoding, encode
 from .inference import wald
 
-__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "PREDICTION_TYPES", "fit", "predict", "summary", "check"]
+__all__ = [
+    "OPTIONS",
+    "MODEL_FIELDS",
+    "SUMMARY_FIELDS",
+    "FAMILY",
+    "PREDICTION_TYPES",
+    "fit",
+    "predict",
+    "summary",
+    "check",
+]
 
 OPTIONS: tuple[Option, ...] = (
     Option("ties", "efron", "How tied event times are handled.", choice("efron", "breslow")),
     Option("penalizer", 0.0, "Strength of the coefficient penalty (0: none).", number(0.0)),
-    Option("l1_ratio", 0.0, "Share of L1 in the penalty (0: ridge, 1: lasso); Efron ties only.", number(0.0, 1.0)),
-    Option("alpha", 0.05, "1 - confidence level of the intervals.", number(0.0, 0.5, open_low=True)),
+    Option(
+        "l1_ratio",
+        0.0,
+        "Share of L1 in the penalty (0: ridge, 1: lasso); Efron ties only.",
+        number(0.0, 1.0),
+    ),
+    Option(
+        "alpha", 0.05, "1 - confidence level of the intervals.", number(0.0, 0.5, open_low=True)
+    ),
     Option("max_iter", 50, "At most this many Newton-Raphson steps.", integer(1, 1000)),
-    Option("tol", 1e-7, "Convergence tolerance of the Newton-Raphson steps.", number(0.0, open_low=True)),
+    Option(
+        "tol",
+        1e-7,
+        "Convergence tolerance of the Newton-Raphson steps.",
+        number(0.0, open_low=True),
+    ),
 )
 
 #: (field, SQL type) of a model, in order; arrays are aligned with ``features`` (the
@@ -81,13 +104,27 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
 
 #: (column, SQL type) of ``summary``, one row per feature, as lifelines' ``summary``.
 SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
-    ("feature", "string"), ("coef", "double"), ("hazard_ratio", "double"), ("se", "double"),
-    ("z", "double"), ("p", "double"), ("ci_lower", "double"), ("ci_upper", "double"),
+    ("feature", "string"),
+    ("coef", "double"),
+    ("hazard_ratio", "double"),
+    ("se", "double"),
+    ("z", "double"),
+    ("p", "double"),
+    ("ci_lower", "double"),
+    ("ci_upper", "double"),
 )
 
-FAMILY = Family(OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("ties", "penalizer", "l1_ratio", "alpha"))
+FAMILY = Family(
+    OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("ties", "penalizer", "l1_ratio", "alpha")
+)
 
-PREDICTION_TYPES = ("partial_hazard", "log_partial_hazard", "survival", "cumulative_hazard", "median")
+PREDICTION_TYPES = (
+    "partial_hazard",
+    "log_partial_hazard",
+    "survival",
+    "cumulative_hazard",
+    "median",
+)
 
 _DURATION, _EVENT, _WEIGHT, _STRATUM = "\x00duration", "\x00event", "\x00weight", "\x00stratum"
 
@@ -113,17 +150,37 @@ def fit(
     """
     settings = FAMILY.settings(options)
     if settings["ties"] == "breslow" and settings["l1_ratio"] > 0:
-        raise OptionError("option l1_ratio must be 0 with ties 'breslow' (lifelines' elastic net is Efron's)", "l1_ratio")
+        raise OptionError(
+            "option l1_ratio must be 0 with ties 'breslow' (lifelines' elastic net is Efron's)",
+            "l1_ratio",
+        )
     rows = complete(durations, events, features, weights, strata)
     encoding, matrix = encode(rows.take(features), reference=True)
-    table = _table(rows.take(durations), rows.take(events), encoding.names, matrix,
-                   None if weights is None else rows.take(weights), None if strata is None else rows.take(strata))
+    table = _table(
+        rows.take(durations),
+        rows.take(events),
+        encoding.names,
+        matrix,
+        None if weights is None else rows.take(weights),
+        None if strata is None else rows.take(strata),
+    )
     described = {**encoding.as_model(), **rows.counts(), "weighted": weights is not None}
-    return FAMILY.model(settings, described, lambda: _estimate(table, encoding.names, settings), failures=FITTER_FAILURES)
+    return FAMILY.model(
+        settings,
+        described,
+        lambda: _estimate(table, encoding.names, settings),
+        failures=FITTER_FAILURES,
+    )
 
 
-def _table(durations: np.ndarray, events: np.ndarray, names: list[str], matrix: np.ndarray,
-           weights: np.ndarray | None = None, strata: np.ndarray | None = None) -> pd.DataFrame:
+def _table(
+    durations: np.ndarray,
+    events: np.ndarray,
+    names: list[str],
+    matrix: np.ndarray,
+    weights: np.ndarray | None = None,
+    strata: np.ndarray | None = None,
+) -> pd.DataFrame:
     """The frame lifelines fits: one column per feature, then duration, event, weight, stratum."""
     table = pd.DataFrame(matrix, columns=names)
     table[_DURATION] = np.asarray(durations, dtype=float)
@@ -139,8 +196,12 @@ def _estimate(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) -
     """The estimates of a complete table, or :class:`Unfit` saying why there are none."""
     if not names:
         raise Unfit("no features")
-    problem = survival_problem(table[_DURATION], table[_EVENT], {name: table[name] for name in names},
-                               weights=table[_WEIGHT] if _WEIGHT in table else None)
+    problem = survival_problem(
+        table[_DURATION],
+        table[_EVENT],
+        {name: table[name] for name in names},
+        weights=table[_WEIGHT] if _WEIGHT in table else None,
+    )
     if problem:
         raise Unfit(problem)
     return (_fit_efron if settings["ties"] == "efron" else _fit_breslow)(table, names, settings)
@@ -154,21 +215,29 @@ def _fit_efron(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) 
     from lifelines.exceptions import ConvergenceWarning
 
     fitter = CoxPHFitter(
-        penalizer=settings["penalizer"], l1_ratio=settings["l1_ratio"], alpha=settings["alpha"],
+        penalizer=settings["penalizer"],
+        l1_ratio=settings["l1_ratio"],
+        alpha=settings["alpha"],
         baseline_estimation_method="breslow",
     )
     progress = io.StringIO()
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(progress):
         warnings.simplefilter("always")
         fitter.fit(
-            table, _DURATION, _EVENT,
+            table,
+            _DURATION,
+            _EVENT,
             weights_col=_WEIGHT if _WEIGHT in table else None,
             strata=[_STRATUM] if _STRATUM in table else None,
             show_progress=True,
             fit_options={"max_steps": settings["max_iter"], "precision": settings["tol"]},
         )
     iterations = [int(m) for m in _ITERATION.findall(progress.getvalue())]
-    trouble = [str(w.message).strip().splitlines()[0] for w in caught if issubclass(w.category, ConvergenceWarning)]
+    trouble = [
+        str(w.message).strip().splitlines()[0]
+        for w in caught
+        if issubclass(w.category, ConvergenceWarning)
+    ]
     converged = not trouble
     coef = fitter.params_[names].to_numpy()
     se = fitter.standard_errors_[names].to_numpy()
@@ -179,13 +248,22 @@ def _fit_efron(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) 
     model.update(
         means=means.tolist(),
         log_likelihood=float(fitter.log_likelihood_),
-        concordance=concordance_index(table[_DURATION].to_numpy(), -partial_hazard, table[_EVENT].to_numpy()),
+        concordance=concordance_index(
+            table[_DURATION].to_numpy(), -partial_hazard, table[_EVENT].to_numpy()
+        ),
         events=int(table[_EVENT].sum()),
-        iterations=iterations[-1] if iterations else None, converged=converged,
+        iterations=iterations[-1] if iterations else None,
+        converged=converged,
         warning=f"lifelines: {trouble[0]}" if trouble else None,
     )
     ratio_test = fitter.log_likelihood_ratio_test()
-    model.update(_likelihood_ratio(model["log_likelihood"], model["log_likelihood"] - ratio_test.test_statistic / 2, len(names)))
+    model.update(
+        _likelihood_ratio(
+            model["log_likelihood"],
+            model["log_likelihood"] - ratio_test.test_statistic / 2,
+            len(names),
+        )
+    )
     model.update(_baseline_fields(baseline, _STRATUM in table))
     return model
 
@@ -193,11 +271,21 @@ def _fit_efron(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) 
 def _inference(coef: np.ndarray, se: np.ndarray, alpha: float) -> dict[str, Any]:
     """The coefficients with their hazard ratios and Wald inference (z, as lifelines)."""
     z, p, lower, upper = wald(coef, se, alpha)
-    columns = {"coef": coef, "hazard_ratio": np.exp(coef), "se": se, "z": z, "p": p, "ci_lower": lower, "ci_upper": upper}
+    columns = {
+        "coef": coef,
+        "hazard_ratio": np.exp(coef),
+        "se": se,
+        "z": z,
+        "p": p,
+        "ci_lower": lower,
+        "ci_upper": upper,
+    }
     return {name: np.asarray(values, dtype=float).tolist() for name, values in columns.items()}
 
 
-def _likelihood_ratio(log_likelihood: float, log_likelihood_null: float, df: int) -> dict[str, float]:
+def _likelihood_ratio(
+    log_likelihood: float, log_likelihood_null: float, df: int
+) -> dict[str, float]:
     statistic = 2 * (log_likelihood - log_likelihood_null)
     return {
         "log_likelihood_null": log_likelihood_null,
@@ -210,17 +298,26 @@ def _likelihood_ratio(log_likelihood: float, log_likelihood_null: float, df: int
 def _baseline_fields(baseline: pd.DataFrame, stratified: bool) -> dict[str, Any]:
     """The baseline cumulative hazard, one column per stratum (lifelines' layout)."""
     if not stratified:
-        return {"baseline_times": baseline.index.to_numpy(dtype=float).tolist(),
-                "baseline_cumhaz": baseline.iloc[:, 0].to_numpy(dtype=float).tolist(), "strata": None,
-                "strata_baseline_times": None, "strata_baseline_cumhaz": None}
+        return {
+            "baseline_times": baseline.index.to_numpy(dtype=float).tolist(),
+            "baseline_cumhaz": baseline.iloc[:, 0].to_numpy(dtype=float).tolist(),
+            "strata": None,
+            "strata_baseline_times": None,
+            "strata_baseline_cumhaz": None,
+        }
     strata, times, cumhaz = [], [], []
     for stratum in baseline.columns:
         column = baseline[stratum]
         strata.append(str(stratum[0] if isinstance(stratum, tuple) else stratum))
         times.append(column.index.to_numpy(dtype=float).tolist())
         cumhaz.append(column.to_numpy(dtype=float).tolist())
-    return {"baseline_times": None, "baseline_cumhaz": None, "strata": strata,
-            "strata_baseline_times": times, "strata_baseline_cumhaz": cumhaz}
+    return {
+        "baseline_times": None,
+        "baseline_cumhaz": None,
+        "strata": strata,
+        "strata_baseline_times": times,
+        "strata_baseline_cumhaz": cumhaz,
+    }
 
 
 def _strata_rows(time: np.ndarray, groups: np.ndarray):
@@ -230,8 +327,14 @@ def _strata_rows(time: np.ndarray, groups: np.ndarray):
         yield rows[np.argsort(-time[rows], kind="stable")]
 
 
-def _breslow_terms(beta: np.ndarray, x: np.ndarray, time: np.ndarray, event: np.ndarray,
-                   weight: np.ndarray, groups: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+def _breslow_terms(
+    beta: np.ndarray,
+    x: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    weight: np.ndarray,
+    groups: np.ndarray,
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Breslow partial log-likelihood, gradient and Hessian (without penalty)."""
     p = x.shape[1]
     loglik, gradient, hessian = 0.0, np.zeros(p), np.zeros((p, p))
@@ -253,7 +356,9 @@ def _breslow_terms(beta: np.ndarray, x: np.ndarray, time: np.ndarray, event: np.
         mean_x = r1 / r0[:, None]
         loglik += float(np.sum(dx @ beta) - np.sum(d * np.log(r0)))
         gradient += dx.sum(axis=0) - (d[:, None] * mean_x).sum(axis=0)
-        hessian -= np.einsum("t,tij->ij", d, r2 / r0[:, None, None] - mean_x[:, :, None] * mean_x[:, None, :])
+        hessian -= np.einsum(
+            "t,tij->ij", d, r2 / r0[:, None, None] - mean_x[:, :, None] * mean_x[:, None, :]
+        )
     return loglik, gradient, hessian
 
 
@@ -268,19 +373,26 @@ def _fit_breslow(table: pd.DataFrame, names: list[str], settings: dict[str, Any]
     standard = (x - means) / scale
     time, event = table[_DURATION].to_numpy(), table[_EVENT].to_numpy()
     weight = table[_WEIGHT].to_numpy() if _WEIGHT in table else np.ones(len(table))
-    groups = table[_STRATUM].astype(str).to_numpy() if _STRATUM in table else np.zeros(len(table), dtype=int)
+    groups = (
+        table[_STRATUM].astype(str).to_numpy()
+        if _STRATUM in table
+        else np.zeros(len(table), dtype=int)
+    )
     penalty = settings["penalizer"] * len(table)
 
     def terms(beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         loglik, gradient, hessian = _breslow_terms(beta, standard, time, event, weight, groups)
-        return (loglik - 0.5 * penalty * beta @ beta, gradient - penalty * beta,
-                hessian - penalty * np.eye(len(beta)))
+        return (
+            loglik - 0.5 * penalty * beta @ beta,
+            gradient - penalty * beta,
+            hessian - penalty * np.eye(len(beta)),
+        )
 
     beta = np.zeros(len(names))
     loglik, gradient, hessian = terms(beta)
     loglik_null = loglik
     converged, warning, iterations, moved = False, None, 0, 0.0
-    for iterations in range(1, settings["max_iter"] + 1):
+    for iterations in range(1, settings["max_iter"] + 1):  # noqa: B007 - read after the loop
         step = np.linalg.solve(-hessian, gradient)
         decrement = float(gradient @ step) / 2
         size = 1.0
@@ -297,36 +409,63 @@ def _fit_breslow(table: pd.DataFrame, names: list[str], settings: dict[str, Any]
         beta, previous = beta + size * step, loglik
         loglik, gradient, hessian = candidate
         moved = float(np.linalg.norm(size * step))
-        if moved < settings["tol"] or decrement < settings["tol"] or abs(loglik - previous) < 1e-9 * abs(previous):
+        if (
+            moved < settings["tol"]
+            or decrement < settings["tol"]
+            or abs(loglik - previous) < 1e-9 * abs(previous)
+        ):
             converged = True
             break
     if converged and moved > 0.1:  # as lifelines: the likelihood flattened while beta still moves
         converged = False
-        warning = f"converged with a large last step ({moved:.3f}): collinearity or complete separation?"
+        warning = (
+            f"converged with a large last step ({moved:.3f}): collinearity or complete separation?"
+        )
     elif not converged and warning is None:
-        warning = f"did not converge in {settings['max_iter']} iterations (separation, or raise max_iter)"
+        warning = (
+            f"did not converge in {settings['max_iter']} iterations (separation, or raise max_iter)"
+        )
     coef = beta / scale
     se = np.sqrt(np.diag(np.linalg.inv(-hessian))) / scale
     model = _inference(coef, se, settings["alpha"])
     partial_hazard = np.exp((x - means) @ coef)
     model.update(
-        means=means.tolist(), log_likelihood=loglik,  # penalised, as lifelines reports it
+        means=means.tolist(),
+        log_likelihood=loglik,  # penalised, as lifelines reports it
         concordance=concordance_index(time, -partial_hazard, event),
-        events=int(event.sum()), iterations=iterations, converged=converged, warning=warning,
+        events=int(event.sum()),
+        iterations=iterations,
+        converged=converged,
+        warning=warning,
     )
     model.update(_likelihood_ratio(model["log_likelihood"], loglik_null, len(names)))
-    model.update(_baseline_fields(_breslow_baseline(time, event, weight, partial_hazard, groups), _STRATUM in table))
+    model.update(
+        _baseline_fields(
+            _breslow_baseline(time, event, weight, partial_hazard, groups), _STRATUM in table
+        )
+    )
     return model
 
 
-def _breslow_baseline(time: np.ndarray, event: np.ndarray, weight: np.ndarray, partial_hazard: np.ndarray,
-                      groups: np.ndarray) -> pd.DataFrame:
+def _breslow_baseline(
+    time: np.ndarray,
+    event: np.ndarray,
+    weight: np.ndarray,
+    partial_hazard: np.ndarray,
+    groups: np.ndarray,
+) -> pd.DataFrame:
     """Breslow's estimator of the baseline cumulative hazard at every distinct time, one
     column per stratum (as lifelines' ``_compute_baseline_hazards``)."""
     columns = {}
     for stratum in np.unique(groups):
         rows = groups == stratum
-        frame = pd.DataFrame({"t": time[rows], "d": weight[rows] * event[rows], "r": weight[rows] * partial_hazard[rows]})
+        frame = pd.DataFrame(
+            {
+                "t": time[rows],
+                "d": weight[rows] * event[rows],
+                "r": weight[rows] * partial_hazard[rows],
+            }
+        )
         by_time = frame.groupby("t").sum()
         at_risk = by_time["r"][::-1].cumsum()[::-1]
         columns[stratum] = by_time["d"] / at_risk
@@ -348,7 +487,9 @@ def _feature_names(model: Mapping[str, Any]) -> list[str] | None:
 _NO_STRATUM = object()  # the stratum argument was not given (None is a NULL stratum)
 
 
-def _baseline_of(model: dict[str, Any], stratum: Any, kind: str) -> tuple[list[float], list[float]] | None:
+def _baseline_of(
+    model: dict[str, Any], stratum: Any, kind: str
+) -> tuple[list[float], list[float]] | None:
     """The baseline a prediction uses; None for a stratum the model does not know (or NULL)."""
     if model["strata"] is None:
         return model["baseline_times"], model["baseline_cumhaz"]
@@ -379,7 +520,9 @@ def predict(
     NaN). Argument problems raise :class:`ArgumentError` naming the argument.
     """
     if kind not in PREDICTION_TYPES:
-        raise ArgumentError("type", f"type must be one of {', '.join(PREDICTION_TYPES)}, got {kind!r}")
+        raise ArgumentError(
+            "type", f"type must be one of {', '.join(PREDICTION_TYPES)}, got {kind!r}"
+        )
     x = _encoding(model).matrix(features, "features")
     log_hazard = (x - np.asarray(model["means"])) @ np.asarray(model["coef"])
     if kind == "log_partial_hazard":
@@ -409,23 +552,45 @@ def summary(model: Mapping[str, Any]) -> list[tuple]:
     names = _feature_names(model)
     if names is None or model.get("coef") is None:
         return []
-    return list(zip(names, model["coef"], model["hazard_ratio"], model["se"],
-                    model["z"], model["p"], model["ci_lower"], model["ci_upper"]))
+    return list(
+        zip(
+            names,
+            model["coef"],
+            model["hazard_ratio"],
+            model["se"],
+            model["z"],
+            model["p"],
+            model["ci_lower"],
+            model["ci_upper"],
+        )
+    )
 
 
 CHECK_OPTIONS: tuple[Option, ...] = (
-    Option("time_transform", "rank",
-           "How time enters the scaled Schoenfeld residual test (as lifelines / R's cox.zph).",
-           choice("rank", "km", "identity", "log")),
+    Option(
+        "time_transform",
+        "rank",
+        "How time enters the scaled Schoenfeld residual test (as lifelines / R's cox.zph).",
+        choice("rank", "km", "identity", "log"),
+    ),
 )
 CHECK_FIELDS: tuple[tuple[str, str], ...] = (
-    ("features", "array<string>"), ("statistic", "array<double>"), ("p", "array<double>"),
-    ("df", "bigint"), ("time_transform", "string"), ("error", "string"),
+    ("features", "array<string>"),
+    ("statistic", "array<double>"),
+    ("p", "array<double>"),
+    ("df", "bigint"),
+    ("time_transform", "string"),
+    ("error", "string"),
 )
 
 
-def check(durations: Sequence[float], events: Sequence[float], features: Mapping[str, np.ndarray],
-          model: Mapping[str, Any], options: Mapping[str, str] | None = None) -> dict[str, Any]:
+def check(
+    durations: Sequence[float],
+    events: Sequence[float],
+    features: Mapping[str, np.ndarray],
+    model: Mapping[str, Any],
+    options: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The proportional-hazards test of a fitted model per feature (scaled Schoenfeld
     residuals against transformed time; lifelines' ``proportional_hazard_test``), on the
     data the model was fitted to, encoded as the model encodes them. The data are refitted
@@ -435,12 +600,21 @@ def check(durations: Sequence[float], events: Sequence[float], features: Mapping
     from lifelines.statistics import proportional_hazard_test
 
     settings = parse(options, CHECK_OPTIONS)
-    result = {"features": None, "statistic": None, "p": None, "df": 1,
-              "time_transform": settings["time_transform"], "error": None}
+    result = {
+        "features": None,
+        "statistic": None,
+        "p": None,
+        "df": 1,
+        "time_transform": settings["time_transform"],
+        "error": None,
+    }
     if model.get("error") or model.get("coef") is None:
         return {**result, "error": f"the model has no estimates: {model.get('error')}"}
     if model.get("strata") or model.get("weighted") or model.get("ties") == "breslow":
-        return {**result, "error": "coxph_check tests unweighted, unstratified models with Efron ties"}
+        return {
+            **result,
+            "error": "coxph_check tests unweighted, unstratified models with Efron ties",
+        }
     names = _feature_names(model)
     try:
         matrix = _encoding(model).matrix(features, "features")
@@ -450,15 +624,26 @@ def check(durations: Sequence[float], events: Sequence[float], features: Mapping
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fitter = CoxPHFitter(penalizer=model["penalizer"] or 0.0, l1_ratio=model["l1_ratio"] or 0.0)
+            fitter = CoxPHFitter(
+                penalizer=model["penalizer"] or 0.0, l1_ratio=model["l1_ratio"] or 0.0
+            )
             fitter.fit(table, _DURATION, _EVENT)
-            test = proportional_hazard_test(fitter, table, time_transform=settings["time_transform"])
+            test = proportional_hazard_test(
+                fitter, table, time_transform=settings["time_transform"]
+            )
     except Exception as exc:  # noqa: BLE001 - a reason, never a dead query
         return {**result, "error": f"could not test: {type(exc).__name__}: {exc}"}
     refit = fitter.params_[names].to_numpy()
     problem = None
     if not np.allclose(refit, model["coef"], rtol=1e-4, atol=1e-6):
-        problem = "these data do not reproduce the model's coefficients (another group, or other ties?)"
+        problem = (
+            "these data do not reproduce the model's coefficients (another group, or other ties?)"
+        )
     statistics = test.summary.loc[names]
-    return {**result, "features": names, "statistic": statistics["test_statistic"].tolist(),
-            "p": statistics["p"].tolist(), "error": problem}
+    return {
+        **result,
+        "features": names,
+        "statistic": statistics["test_statistic"].tolist(),
+        "p": statistics["p"].tolist(),
+        "error": problem,
+    }

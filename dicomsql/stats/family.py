@@ -19,8 +19,9 @@ Models stay plain dicts of numbers, strings and lists: no fitter objects, no pic
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +98,9 @@ def complete(*inputs: Mapping[str, np.ndarray] | Sequence[Any] | None) -> Rows:
     columns: dict[str, np.ndarray] = {}
     for position, values in enumerate(value for value in inputs if value is not None):
         if isinstance(values, Mapping):
-            columns.update({f"{position}:{name}": np.asarray(array) for name, array in values.items()})
+            columns.update(
+                {f"{position}:{name}": np.asarray(array) for name, array in values.items()}
+            )
         else:
             columns[str(position)] = column(values)
     return Rows(complete_rows(columns))
@@ -118,16 +121,28 @@ class Family:
 
     def __post_init__(self) -> None:
         names = {name for name, _ in self.model_fields}
-        unknown = [name for name in self.recorded if name not in names or name not in {o.name for o in self.options}]
+        unknown = [
+            name
+            for name in self.recorded
+            if name not in names or name not in {o.name for o in self.options}
+        ]
         if unknown:
-            raise ValueError(f"recorded option(s) {', '.join(unknown)} must be both options and model fields")
+            raise ValueError(
+                f"recorded option(s) {', '.join(unknown)} must be both options and model fields"
+            )
 
     def settings(self, options: Mapping[str, str] | None) -> dict[str, Any]:
         """The options map parsed against the family's table; ``ValueError`` names a bad one."""
         return parse(options, self.options)
 
-    def model(self, settings: Mapping[str, Any], described: Mapping[str, Any],
-              estimate: Callable[[], Mapping[str, Any]], *, failures: tuple[type[Exception], ...] = ()) -> dict[str, Any]:
+    def model(
+        self,
+        settings: Mapping[str, Any],
+        described: Mapping[str, Any],
+        estimate: Callable[[], Mapping[str, Any]],
+        *,
+        failures: tuple[type[Exception], ...] = (),
+    ) -> dict[str, Any]:
         """The model dict: every field NULL, then the recorded options, then ``described``
         (what is known before estimating: ``n``, ``n_dropped``, the feature encoding...),
         then what ``estimate()`` returns. An :class:`Unfit` (or one of ``failures``, the

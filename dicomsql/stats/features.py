@@ -19,14 +19,26 @@ forests. Class labels (any SQL type) are kept as strings in sorted order; see
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import ArgumentError
 
-__all__ = ["Encoding", "FeatureLearner", "class_name", "class_names", "labelled_rows", "complete_rows", "is_categorical", "encode", "class_output", "CLASS_OUTPUTS"]
+__all__ = [
+    "Encoding",
+    "FeatureLearner",
+    "class_name",
+    "class_names",
+    "labelled_rows",
+    "complete_rows",
+    "is_categorical",
+    "encode",
+    "class_output",
+    "CLASS_OUTPUTS",
+]
 
 Columns = Mapping[str, np.ndarray]
 
@@ -61,14 +73,16 @@ class Encoding:
     reference: bool
 
     @classmethod
-    def from_model(cls, model: Mapping[str, Any], reference: bool) -> "Encoding":
+    def from_model(cls, model: Mapping[str, Any], reference: bool) -> Encoding:
         """The encoding a fitted model was trained with.
 
         A Cox or AFT model stored before these models had ``fields`` names its numeric
         fields in ``covariates`` (alias for one release)."""
         fields = model["fields"] if model.get("fields") is not None else model["covariates"]
         categories = model.get("categories") or [None] * len(fields)
-        return cls(tuple(fields), tuple(None if c is None else tuple(c) for c in categories), reference)
+        return cls(
+            tuple(fields), tuple(None if c is None else tuple(c) for c in categories), reference
+        )
 
     def coded(self, index: int) -> tuple[str, ...]:
         """The categories of field ``index`` that get a column."""
@@ -88,7 +102,11 @@ class Encoding:
 
     def as_model(self) -> dict[str, Any]:
         """The model fields that describe this encoding."""
-        return {"features": self.names, "fields": list(self.fields), "categories": [None if c is None else list(c) for c in self.categories]}
+        return {
+            "features": self.names,
+            "fields": list(self.fields),
+            "categories": [None if c is None else list(c) for c in self.categories],
+        }
 
     def check(self, columns: Columns, argument: str = "features") -> None:
         """Raise :class:`ArgumentError` (naming ``argument``, the SQL argument the columns
@@ -98,12 +116,17 @@ class Encoding:
         unknown = [name for name in columns if name not in self.fields]
         if missing or unknown:
             parts = ([f"missing field(s) {', '.join(missing)}"] if missing else []) + (
-                [f"unknown field(s) {', '.join(unknown)}"] if unknown else [])
-            raise ArgumentError(argument, "; ".join(parts) + f" (the model's fields are {', '.join(self.fields)})")
+                [f"unknown field(s) {', '.join(unknown)}"] if unknown else []
+            )
+            raise ArgumentError(
+                argument, "; ".join(parts) + f" (the model's fields are {', '.join(self.fields)})"
+            )
         for field, categories in zip(self.fields, self.categories):
             if is_categorical(columns[field]) != (categories is not None):
                 expected = "a string" if categories is not None else "a number"
-                raise ArgumentError(argument, f"field {field} must be {expected}, as when the model was fitted")
+                raise ArgumentError(
+                    argument, f"field {field} must be {expected}, as when the model was fitted"
+                )
 
     def matrix(self, columns: Columns, argument: str = "features") -> np.ndarray:
         """The rows of ``columns`` as a float matrix, one column per name of :attr:`names`.
@@ -171,7 +194,9 @@ class FeatureLearner:
         """The encoding learnt so far and the slot of each of its columns."""
         fields = self.fields or []
         categories = tuple(
-            tuple(sorted(category for (field, category) in self.slots if field == name)) if self.categorical[name] else None
+            tuple(sorted(category for (field, category) in self.slots if field == name))
+            if self.categorical[name]
+            else None
             for name in fields
         )
         encoding = Encoding(tuple(fields), categories, reference)
@@ -234,7 +259,9 @@ def _indexed_classes(names: Sequence[str | None]) -> tuple[list[str], np.ndarray
     return classes, np.array([-1 if name is None else position[name] for name in names], dtype=int)
 
 
-def labelled_rows(labels: Sequence[Any], columns: Columns) -> tuple[np.ndarray, list[str], np.ndarray]:
+def labelled_rows(
+    labels: Sequence[Any], columns: Columns
+) -> tuple[np.ndarray, list[str], np.ndarray]:
     """What a classifier is fitted on: the mask of the rows with a label and every feature
     (:func:`complete_rows`), the classes of their labels and each kept row's class index
     (:func:`class_names`).
@@ -252,8 +279,12 @@ def labelled_rows(labels: Sequence[Any], columns: Columns) -> tuple[np.ndarray, 
 CLASS_OUTPUTS = ("probability", "label", "log_odds")
 
 
-def class_output(log_probabilities: np.ndarray, classes: Sequence[str], kind: str,
-                 wanted: Sequence[Any] | None = None) -> np.ndarray:
+def class_output(
+    log_probabilities: np.ndarray,
+    classes: Sequence[str],
+    kind: str,
+    wanted: Sequence[Any] | None = None,
+) -> np.ndarray:
     """A classifier's prediction per row from the log of its class probabilities (rows x
     classes).
 
@@ -275,7 +306,10 @@ def class_output(log_probabilities: np.ndarray, classes: Sequence[str], kind: st
         names = [class_name(value) for value in wanted]
         unknown = sorted({name for name in names if name is not None and name not in position})
         if unknown:
-            raise ArgumentError("class", f"class {unknown[0]!r} is not one of the model's classes {', '.join(classes)}")
+            raise ArgumentError(
+                "class",
+                f"class {unknown[0]!r} is not one of the model's classes {', '.join(classes)}",
+            )
         column = np.array([position.get(name, -1) for name in names], dtype=int)
     chosen = np.where(column >= 0, log_probabilities[rows, np.clip(column, 0, None)], np.nan)
     if kind == "probability":

@@ -12,7 +12,8 @@ category is "none of the known ones" (all its columns 0).
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,16 @@ from ..options import SEED, Option, boolean, choice, integer
 from .family import Family, Rows, Unfit, complete
 from .features import Encoding, class_output, encode, labelled_rows
 
-__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "TASKS", "fit", "predict", "summary"]
+__all__ = [
+    "OPTIONS",
+    "MODEL_FIELDS",
+    "SUMMARY_FIELDS",
+    "FAMILY",
+    "TASKS",
+    "fit",
+    "predict",
+    "summary",
+]
 
 TASKS = ("classification", "regression")
 
@@ -40,13 +50,21 @@ def _max_features(text: str) -> str | float:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("task", None, "classification or regression (default: from the label's type).", choice(*TASKS)),
+    Option(
+        "task",
+        None,
+        "classification or regression (default: from the label's type).",
+        choice(*TASKS),
+    ),
     Option("trees", 100, "Number of trees.", integer(1, 2000)),
     Option("max_depth", 10, "Largest depth of a tree (bounds the model's size).", integer(1, 32)),
     Option("min_samples_leaf", 1, "Fewest training rows in a leaf.", integer(1, 1_000_000)),
-    Option("max_features", None,
-           "Features tried per split: sqrt (classification default), log2, all (regression default) or a share.",
-           _max_features),
+    Option(
+        "max_features",
+        None,
+        "Features tried per split: sqrt (classification default), log2, all (regression default) or a share.",
+        _max_features,
+    ),
     Option("bootstrap", True, "Grow each tree on a bootstrap sample.", boolean),
     Option("seed", 0, "Random seed: the same data and seed give the same forest.", SEED),
 )
@@ -78,13 +96,26 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 #: (column, SQL type) of ``summary``: one row per feature, most important first.
-SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (("feature", "string"), ("feature_importance", "double"), ("rank", "bigint"))
+SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
+    ("feature", "string"),
+    ("feature_importance", "double"),
+    ("rank", "bigint"),
+)
 
-FAMILY = Family(OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("trees", "max_depth", "min_samples_leaf", "seed"))
+FAMILY = Family(
+    OPTIONS,
+    MODEL_FIELDS,
+    SUMMARY_FIELDS,
+    recorded=("trees", "max_depth", "min_samples_leaf", "seed"),
+)
 
 
-def fit(labels: Sequence[Any], columns: Mapping[str, np.ndarray], options: Mapping[str, str] | None = None,
-        default_task: str = "classification") -> dict[str, Any]:
+def fit(
+    labels: Sequence[Any],
+    columns: Mapping[str, np.ndarray],
+    options: Mapping[str, str] | None = None,
+    default_task: str = "classification",
+) -> dict[str, Any]:
     """Grow a random forest predicting ``labels`` from the feature ``columns`` (numbers as
     floats with NaN for NULL, strings as object arrays with None). ``default_task`` applies
     when the ``task`` option is not given. Rows with a NULL are left out (``n_dropped``).
@@ -97,17 +128,31 @@ def fit(labels: Sequence[Any], columns: Mapping[str, np.ndarray], options: Mappi
         keep, classes, target = labelled_rows(labels, columns)
         rows = Rows(keep)
     else:
-        values = np.array([np.nan if label is None else float(label) for label in labels], dtype=float)
+        values = np.array(
+            [np.nan if label is None else float(label) for label in labels], dtype=float
+        )
         rows = complete(values, columns)
         target = rows.take(values)
     encoding, matrix = encode(rows.take(columns), reference=False)
     max_features = settings["max_features"] or ("sqrt" if classification else "all")
-    described = {**encoding.as_model(), "task": task, "max_features": str(max_features), **rows.counts()}
-    return FAMILY.model(settings, described, lambda: _grow(matrix, target, classes, max_features, settings))
+    described = {
+        **encoding.as_model(),
+        "task": task,
+        "max_features": str(max_features),
+        **rows.counts(),
+    }
+    return FAMILY.model(
+        settings, described, lambda: _grow(matrix, target, classes, max_features, settings)
+    )
 
 
-def _grow(matrix: np.ndarray, target: np.ndarray, classes: list[str] | None, max_features: str | float,
-          settings: dict[str, Any]) -> dict[str, Any]:
+def _grow(
+    matrix: np.ndarray,
+    target: np.ndarray,
+    classes: list[str] | None,
+    max_features: str | float,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
     """The forest's trees as arrays (``classes`` None for a regression)."""
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
@@ -117,9 +162,13 @@ def _grow(matrix: np.ndarray, target: np.ndarray, classes: list[str] | None, max
         raise Unfit("no features")
     classification = classes is not None
     estimator = (RandomForestClassifier if classification else RandomForestRegressor)(
-        n_estimators=settings["trees"], max_depth=settings["max_depth"], min_samples_leaf=settings["min_samples_leaf"],
-        max_features=None if max_features == "all" else max_features, bootstrap=settings["bootstrap"],
-        random_state=settings["seed"], n_jobs=1,
+        n_estimators=settings["trees"],
+        max_depth=settings["max_depth"],
+        min_samples_leaf=settings["min_samples_leaf"],
+        max_features=None if max_features == "all" else max_features,
+        bootstrap=settings["bootstrap"],
+        random_state=settings["seed"],
+        n_jobs=1,
     )
     estimator.fit(matrix, target)
     trees = [tree.tree_ for tree in estimator.estimators_]
@@ -140,7 +189,13 @@ def _node_values(value: np.ndarray, classification: bool) -> np.ndarray:
     return value / value.sum(axis=1, keepdims=True) if classification else value[:, 0]
 
 
-def _leaves(matrix: np.ndarray, feature: np.ndarray, threshold: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def _leaves(
+    matrix: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+) -> np.ndarray:
     """The leaf each row reaches in one tree."""
     node = np.zeros(len(matrix), dtype=np.int64)
     rows = np.arange(len(matrix))
@@ -157,16 +212,26 @@ def _forest_mean(model: Mapping[str, Any], matrix: np.ndarray, width: int) -> np
     """The mean over trees of the leaf values of each row (rows x width)."""
     total = np.zeros((len(matrix), width))
     for feature, threshold, left, right, value in zip(
-        model["tree_feature"], model["tree_threshold"], model["tree_left"], model["tree_right"], model["tree_value"]
+        model["tree_feature"],
+        model["tree_threshold"],
+        model["tree_left"],
+        model["tree_right"],
+        model["tree_value"],
     ):
         feature = np.asarray(feature, dtype=np.int64)
         values = np.asarray(value, dtype=float).reshape(len(feature), width)
-        total += values[_leaves(matrix, feature, np.asarray(threshold), np.asarray(left), np.asarray(right))]
+        total += values[
+            _leaves(matrix, feature, np.asarray(threshold), np.asarray(left), np.asarray(right))
+        ]
     return total / len(model["tree_feature"])
 
 
-def predict(model: Mapping[str, Any], columns: Mapping[str, np.ndarray], kind: str | None = None,
-            wanted: Sequence[Any] | None = None) -> np.ndarray:
+def predict(
+    model: Mapping[str, Any],
+    columns: Mapping[str, np.ndarray],
+    kind: str | None = None,
+    wanted: Sequence[Any] | None = None,
+) -> np.ndarray:
     """Predictions per row (NaN where a feature is NULL): the forest's mean for regression
     (``type`` ``value``);
     for classification ``probability`` (default), ``label`` or ``log_odds`` (see
@@ -176,7 +241,10 @@ def predict(model: Mapping[str, Any], columns: Mapping[str, np.ndarray], kind: s
     matrix = np.nan_to_num(matrix).astype(np.float32)  # scikit-learn compares float32 features
     if model["task"] == "regression":
         if kind not in (None, "value"):
-            raise ArgumentError("type", f"a regression forest predicts its value: type must be 'value', got {kind!r}")
+            raise ArgumentError(
+                "type",
+                f"a regression forest predicts its value: type must be 'value', got {kind!r}",
+            )
         result = _forest_mean(model, matrix, 1)[:, 0]
         result[missing] = np.nan
         return result

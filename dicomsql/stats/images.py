@@ -11,19 +11,41 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STATS_FIELDS", "PCA_FIELDS", "EIGEN_FIELDS", "covariance", "eigen", "pca", "summary", "resize", "orient"]
+__all__ = [
+    "STATS_FIELDS",
+    "PCA_FIELDS",
+    "EIGEN_FIELDS",
+    "covariance",
+    "eigen",
+    "pca",
+    "summary",
+    "resize",
+    "orient",
+]
 
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 
 STATS_FIELDS: tuple[tuple[str, str], ...] = (
-    ("n", "bigint"), ("min", "double"), ("max", "double"), ("mean", "double"), ("std", "double"),
-    ("percentiles", "array<double>"), ("percentile_levels", "array<double>"),
-    ("histogram", "array<bigint>"), ("bin_edges", "array<double>"),
+    ("n", "bigint"),
+    ("min", "double"),
+    ("max", "double"),
+    ("mean", "double"),
+    ("std", "double"),
+    ("percentiles", "array<double>"),
+    ("percentile_levels", "array<double>"),
+    ("histogram", "array<bigint>"),
+    ("bin_edges", "array<double>"),
 )
-EIGEN_FIELDS: tuple[tuple[str, str], ...] = (("eigenvalues", "array<double>"), ("eigenvectors", "array<array<double>>"))
+EIGEN_FIELDS: tuple[tuple[str, str], ...] = (
+    ("eigenvalues", "array<double>"),
+    ("eigenvectors", "array<array<double>>"),
+)
 PCA_FIELDS: tuple[tuple[str, str], ...] = (
-    ("mean", "array<double>"), ("components", "array<array<double>>"), ("explained_variance", "array<double>"),
-    ("explained_variance_ratio", "array<double>"), ("scores", "array<array<double>>"),
+    ("mean", "array<double>"),
+    ("components", "array<array<double>>"),
+    ("explained_variance", "array<double>"),
+    ("explained_variance_ratio", "array<double>"),
+    ("scores", "array<array<double>>"),
 )
 
 
@@ -40,7 +62,9 @@ def orient(vectors: np.ndarray) -> np.ndarray:
 def _matrix(image: np.ndarray) -> np.ndarray:
     matrix = np.asarray(image, dtype=np.float64)
     if matrix.ndim != 2:
-        raise ValueError(f"needs a single-sample (grayscale) image, got an array of shape {matrix.shape}")
+        raise ValueError(
+            f"needs a single-sample (grayscale) image, got an array of shape {matrix.shape}"
+        )
     if matrix.shape[0] < 2:
         raise ValueError("needs an image of at least 2 rows")
     return matrix
@@ -74,7 +98,9 @@ def pca(image: np.ndarray, k: int) -> dict[str, Any]:
         "mean": mean,
         "components": components,
         "explained_variance": variance[:k],
-        "explained_variance_ratio": variance[:k] / variance.sum() if variance.sum() > 0 else np.zeros(k),
+        "explained_variance_ratio": variance[:k] / variance.sum()
+        if variance.sum() > 0
+        else np.zeros(k),
         "scores": centred @ components.T,
     }
 
@@ -88,10 +114,15 @@ def summary(values: np.ndarray, bins: int = 64) -> dict[str, Any]:
         return {"n": 0}
     histogram, edges = np.histogram(flat, bins=bins)
     return {
-        "n": int(flat.size), "min": float(flat.min()), "max": float(flat.max()),
-        "mean": float(flat.mean()), "std": float(flat.std()),
-        "percentiles": np.percentile(flat, PERCENTILES), "percentile_levels": np.asarray(PERCENTILES, dtype=float),
-        "histogram": histogram, "bin_edges": edges,
+        "n": int(flat.size),
+        "min": float(flat.min()),
+        "max": float(flat.max()),
+        "mean": float(flat.mean()),
+        "std": float(flat.std()),
+        "percentiles": np.percentile(flat, PERCENTILES),
+        "percentile_levels": np.asarray(PERCENTILES, dtype=float),
+        "histogram": histogram,
+        "bin_edges": edges,
     }
 
 
@@ -104,7 +135,11 @@ def resize(image: np.ndarray, rows: int, columns: int) -> np.ndarray:
     data = np.asarray(image, dtype=np.float32)
     planes = [data] if data.ndim == 2 else [data[..., i] for i in range(data.shape[-1])]
     resized = [
-        np.asarray(PILImage.fromarray(plane, mode="F").resize((columns, rows), PILImage.Resampling.BILINEAR))
+        np.asarray(
+            PILImage.fromarray(plane, mode="F").resize(
+                (columns, rows), PILImage.Resampling.BILINEAR
+            )
+        )
         for plane in planes
     ]
     return resized[0] if data.ndim == 2 else np.stack(resized, axis=-1)

@@ -3,7 +3,7 @@ the checks that say why a design matrix cannot be fitted."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -11,7 +11,9 @@ from scipy import stats as scipy_stats
 __all__ = ["wald", "design_problem"]
 
 
-def wald(coef: np.ndarray, se: np.ndarray, alpha: float, df: float | None = None) -> tuple[np.ndarray, ...]:
+def wald(
+    coef: np.ndarray, se: np.ndarray, alpha: float, df: float | None = None
+) -> tuple[np.ndarray, ...]:
     """``(statistic, p, ci_lower, ci_upper)`` of estimates with standard errors ``se``:
     z statistics and the normal distribution, or t statistics with ``df`` degrees of freedom."""
     coef, se = np.asarray(coef, dtype=float), np.asarray(se, dtype=float)
@@ -37,5 +39,7 @@ def design_problem(scatter: np.ndarray, names: Sequence[str], centred: bool = Tr
     values, vectors = np.linalg.eigh(correlation)
     if values[0] <= 1e-10 * max(values[-1], 1.0):
         involved = [name for name, weight in zip(names, vectors[:, 0]) if abs(weight) > 0.1]
-        return f"collinear features {', '.join(involved)}: one is a linear combination of the others"
+        return (
+            f"collinear features {', '.join(involved)}: one is a linear combination of the others"
+        )
     return None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,12 @@ from .family import Family, Unfit, complete
 __all__ = ["OPTIONS", "MODEL_FIELDS", "LOGRANK_FIELDS", "FAMILY", "fit", "survival_at", "logrank"]
 
 OPTIONS: tuple[Option, ...] = (
-    Option("alpha", 0.05, "1 - confidence level of the band (exponential Greenwood).", number(0.0, 0.5, open_low=True)),
+    Option(
+        "alpha",
+        0.05,
+        "1 - confidence level of the band (exponential Greenwood).",
+        number(0.0, 0.5, open_low=True),
+    ),
 )
 
 MODEL_FIELDS: tuple[tuple[str, str], ...] = (
@@ -34,8 +40,13 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 LOGRANK_FIELDS: tuple[tuple[str, str], ...] = (
-    ("statistic", "double"), ("df", "bigint"), ("p", "double"),
-    ("groups", "array<string>"), ("n", "array<bigint>"), ("events", "array<bigint>"), ("error", "string"),
+    ("statistic", "double"),
+    ("df", "bigint"),
+    ("p", "double"),
+    ("groups", "array<string>"),
+    ("n", "array<bigint>"),
+    ("events", "array<bigint>"),
+    ("error", "string"),
 )
 
 
@@ -47,7 +58,9 @@ def _problem(durations: np.ndarray, events: np.ndarray) -> str | None:
     return survival_problem(durations, events, need_events=False)
 
 
-def fit(durations: Sequence[float], events: Sequence[float], options: dict[str, str] | None = None) -> dict[str, Any]:
+def fit(
+    durations: Sequence[float], events: Sequence[float], options: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The Kaplan-Meier estimate: survival at each distinct time with its confidence band,
     the numbers at risk, with events and censored there, and the median survival time
     (+Infinity when the curve never falls to 0.5)."""
@@ -90,7 +103,9 @@ def survival_at(model: dict[str, Any], time: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(at), np.nan, survival)
 
 
-def logrank(durations: Sequence[float], events: Sequence[float], groups: Sequence[Any]) -> dict[str, Any]:
+def logrank(
+    durations: Sequence[float], events: Sequence[float], groups: Sequence[Any]
+) -> dict[str, Any]:
     """The log-rank test that the survival of 2 or more groups is the same (lifelines'
     ``multivariate_logrank_test``)."""
     from lifelines.statistics import multivariate_logrank_test
@@ -110,7 +125,9 @@ def logrank(durations: Sequence[float], events: Sequence[float], groups: Sequenc
         test = multivariate_logrank_test(d, labels, e)
     return {
         **result,
-        "statistic": float(test.test_statistic), "df": len(names) - 1, "p": float(test.p_value),
+        "statistic": float(test.test_statistic),
+        "df": len(names) - 1,
+        "p": float(test.p_value),
         "groups": names,
         "n": [int((labels == g).sum()) for g in names],
         "events": [int(e[labels == g].sum()) for g in names],

@@ -10,7 +10,8 @@ intercept, R^2 and the F test are uncentred as statsmodels'). Ridge minimises
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -21,12 +22,23 @@ from .features import Encoding, FeatureLearner
 from .inference import design_problem, wald
 from .moments import Moments
 
-__all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "LinregAccumulator", "fit", "predict", "summary"]
+__all__ = [
+    "OPTIONS",
+    "MODEL_FIELDS",
+    "SUMMARY_FIELDS",
+    "FAMILY",
+    "LinregAccumulator",
+    "fit",
+    "predict",
+    "summary",
+]
 
 OPTIONS: tuple[Option, ...] = (
     Option("intercept", True, "Fit an intercept.", boolean),
     Option("l2", 0.0, "Ridge penalty (0: ordinary least squares).", number(0.0)),
-    Option("alpha", 0.05, "1 - confidence level of the intervals.", number(0.0, 0.5, open_low=True)),
+    Option(
+        "alpha", 0.05, "1 - confidence level of the intervals.", number(0.0, 0.5, open_low=True)
+    ),
 )
 
 #: (field, SQL type) of a model, in order; arrays are aligned with ``features``.
@@ -60,8 +72,13 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
 
 #: (column, SQL type) of ``summary``: the intercept first, then one row per feature.
 SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
-    ("feature", "string"), ("coef", "double"), ("se", "double"), ("t", "double"), ("p", "double"),
-    ("ci_lower", "double"), ("ci_upper", "double"),
+    ("feature", "string"),
+    ("coef", "double"),
+    ("se", "double"),
+    ("t", "double"),
+    ("p", "double"),
+    ("ci_lower", "double"),
+    ("ci_upper", "double"),
 )
 
 FAMILY = Family(OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("l2", "alpha"))
@@ -90,15 +107,21 @@ class LinregAccumulator:
         """The fitted model (see :data:`MODEL_FIELDS`); a group that cannot be fitted gives
         NULL estimates and ``error`` saying why."""
         encoding, slots = self.learner.encoding(reference=True)
-        described = {**encoding.as_model(), "n": self.moments.n, "n_dropped": self.n_dropped,
-                     "fit_intercept": self.settings["intercept"]}
+        described = {
+            **encoding.as_model(),
+            "n": self.moments.n,
+            "n_dropped": self.n_dropped,
+            "fit_intercept": self.settings["intercept"],
+        }
         return FAMILY.model(self.settings, described, lambda: self._estimate(encoding.names, slots))
 
     def _estimate(self, names: list[str], slots: np.ndarray) -> dict[str, Any]:
         settings, n, p = self.settings, self.moments.n, len(slots)
         df = n - p - int(settings["intercept"])
         if df <= 0:
-            raise Unfit(f"{n} complete row(s) for {p} feature(s){' and an intercept' if settings['intercept'] else ''}: need more rows")
+            raise Unfit(
+                f"{n} complete row(s) for {p} feature(s){' and an intercept' if settings['intercept'] else ''}: need more rows"
+            )
         columns = np.r_[0, slots + 1]
         mean = self.moments.mean[columns]
         scatter = self.moments.scatter[np.ix_(columns, columns)]
@@ -110,7 +133,9 @@ class LinregAccumulator:
         return _solve(scatter, mean, n, df, settings)
 
 
-def _solve(scatter: np.ndarray, mean: np.ndarray, n: int, df: int, settings: dict[str, Any]) -> dict[str, Any]:
+def _solve(
+    scatter: np.ndarray, mean: np.ndarray, n: int, df: int, settings: dict[str, Any]
+) -> dict[str, Any]:
     """Least squares from the (centred, or uncentred without intercept) scatter matrix of
     ``[y, X]``."""
     xx, xy, yy = scatter[1:, 1:], scatter[1:, 0], scatter[0, 0]
@@ -120,7 +145,10 @@ def _solve(scatter: np.ndarray, mean: np.ndarray, n: int, df: int, settings: dic
     sigma2 = rss / df
     r2 = 1 - rss / yy if yy > 0 else np.nan
     fitted: dict[str, Any] = {
-        "coef": coef, "r2": r2, "residual_std_error": float(np.sqrt(sigma2)), "df_residual": df,
+        "coef": coef,
+        "r2": r2,
+        "residual_std_error": float(np.sqrt(sigma2)),
+        "df_residual": df,
         "adj_r2": 1 - (1 - r2) * (n - int(settings["intercept"])) / df,
     }
     if settings["intercept"]:
@@ -136,12 +164,16 @@ def _solve(scatter: np.ndarray, mean: np.ndarray, n: int, df: int, settings: dic
     fitted.update(se=se, t=t, p=p_value, ci_lower=lower, ci_upper=upper)
     if settings["intercept"]:
         intercept_se = float(np.sqrt(sigma2 / n + mean[1:] @ covariance @ mean[1:]))
-        t0, p0, _, _ = wald(np.array([fitted["intercept"]]), np.array([intercept_se]), settings["alpha"], df)
+        t0, p0, _, _ = wald(
+            np.array([fitted["intercept"]]), np.array([intercept_se]), settings["alpha"], df
+        )
         fitted.update(intercept_se=intercept_se, intercept_t=float(t0[0]), intercept_p=float(p0[0]))
     return fitted
 
 
-def fit(label: np.ndarray, columns: Mapping[str, np.ndarray], options: Mapping[str, str] | None = None) -> dict[str, Any]:
+def fit(
+    label: np.ndarray, columns: Mapping[str, np.ndarray], options: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Fit a linear regression of ``label`` on the feature ``columns`` in one batch (see
     :class:`LinregAccumulator`). Invalid ``options`` raise ``ValueError`` naming the option."""
     accumulator = LinregAccumulator(options)
@@ -163,9 +195,22 @@ def summary(model: Mapping[str, Any]) -> Iterator[tuple]:
     alpha = model["alpha"]
     if model.get("fit_intercept"):
         se = model.get("intercept_se")
-        bounds = wald(np.array([model["intercept"]]), np.array([se]), alpha, model["df_residual"])[2:] if se else (None, None)
-        yield ("intercept", model["intercept"], se, model.get("intercept_t"), model.get("intercept_p"),
-               *(None if b is None else float(b[0]) for b in bounds))
+        bounds = (
+            wald(np.array([model["intercept"]]), np.array([se]), alpha, model["df_residual"])[2:]
+            if se
+            else (None, None)
+        )
+        yield (
+            "intercept",
+            model["intercept"],
+            se,
+            model.get("intercept_t"),
+            model.get("intercept_p"),
+            *(None if b is None else float(b[0]) for b in bounds),
+        )
     for index, feature in enumerate(model["features"]):
-        inference = [None if model.get(name) is None else model[name][index] for name in ("se", "t", "p", "ci_lower", "ci_upper")]
+        inference = [
+            None if model.get(name) is None else model[name][index]
+            for name in ("se", "t", "p", "ci_lower", "ci_upper")
+        ]
         yield (feature, model["coef"][index], *inference)

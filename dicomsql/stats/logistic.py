@@ -15,7 +15,8 @@ Penalised fits carry no standard errors.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import optimize
@@ -31,11 +32,19 @@ __all__ = ["OPTIONS", "MODEL_FIELDS", "SUMMARY_FIELDS", "FAMILY", "fit", "predic
 
 OPTIONS: tuple[Option, ...] = (
     Option("intercept", True, "Fit an intercept (one per class after the first).", boolean),
-    Option("l2", 0.0, "Ridge penalty on the summed log-likelihood (1/C of scikit-learn).", number(0.0)),
-    Option("l1", 0.0, "Lasso penalty on the summed log-likelihood (statsmodels' alpha).", number(0.0)),
-    Option("alpha", 0.05, "1 - confidence level of the intervals.", number(0.0, 0.5, open_low=True)),
+    Option(
+        "l2", 0.0, "Ridge penalty on the summed log-likelihood (1/C of scikit-learn).", number(0.0)
+    ),
+    Option(
+        "l1", 0.0, "Lasso penalty on the summed log-likelihood (statsmodels' alpha).", number(0.0)
+    ),
+    Option(
+        "alpha", 0.05, "1 - confidence level of the intervals.", number(0.0, 0.5, open_low=True)
+    ),
     Option("max_iter", 100, "At most this many Newton-Raphson steps.", integer(1, 1000)),
-    Option("tol", 1e-8, "Convergence: the largest change of a coefficient.", number(0.0, open_low=True)),
+    Option(
+        "tol", 1e-8, "Convergence: the largest change of a coefficient.", number(0.0, open_low=True)
+    ),
 )
 
 #: (field, SQL type) of a model. Binary models fill the arrays aligned with ``features``
@@ -80,8 +89,15 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
 
 #: (column, SQL type) of ``summary``: per class after the first, the intercept then each feature.
 SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
-    ("class", "string"), ("feature", "string"), ("coef", "double"), ("odds_ratio", "double"), ("se", "double"),
-    ("z", "double"), ("p", "double"), ("ci_lower", "double"), ("ci_upper", "double"),
+    ("class", "string"),
+    ("feature", "string"),
+    ("coef", "double"),
+    ("odds_ratio", "double"),
+    ("se", "double"),
+    ("z", "double"),
+    ("p", "double"),
+    ("ci_lower", "double"),
+    ("ci_upper", "double"),
 )
 
 FAMILY = Family(OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("l1", "l2", "alpha"))
@@ -94,7 +110,9 @@ class _Problem:
     column per class after the first; column 0 of the design is the intercept if fitted.
     """
 
-    def __init__(self, design: np.ndarray, target: np.ndarray, classes: int, intercept: bool, l2: float) -> None:
+    def __init__(
+        self, design: np.ndarray, target: np.ndarray, classes: int, intercept: bool, l2: float
+    ) -> None:
         self.design, self.target, self.classes, self.l2 = design, target, classes, l2
         self.indicator = np.eye(classes)[target][:, 1:]
         self.penalised = np.ones(design.shape[1])
@@ -109,7 +127,9 @@ class _Problem:
         return log_softmax(np.column_stack([np.zeros(len(eta)), eta]), axis=1)
 
     def log_likelihood(self, theta: np.ndarray) -> float:
-        return float(np.sum(self.log_probabilities(theta)[np.arange(len(self.target)), self.target]))
+        return float(
+            np.sum(self.log_probabilities(theta)[np.arange(len(self.target)), self.target])
+        )
 
     def loss(self, theta: np.ndarray) -> float:
         penalty = 0.5 * self.l2 * float(np.sum(self.penalised[:, None] * self.shape(theta) ** 2))
@@ -117,7 +137,9 @@ class _Problem:
 
     def gradient(self, theta: np.ndarray) -> np.ndarray:
         probabilities = np.exp(self.log_probabilities(theta))[:, 1:]
-        gradient = -self.design.T @ (self.indicator - probabilities) + self.l2 * self.penalised[:, None] * self.shape(theta)
+        gradient = -self.design.T @ (self.indicator - probabilities) + self.l2 * self.penalised[
+            :, None
+        ] * self.shape(theta)
         return gradient.T.ravel()
 
     def hessian(self, theta: np.ndarray) -> np.ndarray:
@@ -129,12 +151,14 @@ class _Problem:
             for j in range(k, blocks):
                 weight = probabilities[:, k] * ((k == j) - probabilities[:, j])
                 block = (self.design * weight[:, None]).T @ self.design
-                hessian[k * columns:(k + 1) * columns, j * columns:(j + 1) * columns] = block
-                hessian[j * columns:(j + 1) * columns, k * columns:(k + 1) * columns] = block.T
+                hessian[k * columns : (k + 1) * columns, j * columns : (j + 1) * columns] = block
+                hessian[j * columns : (j + 1) * columns, k * columns : (k + 1) * columns] = block.T
         return hessian + np.diag(np.tile(self.l2 * self.penalised, blocks))
 
 
-def _newton(problem: _Problem, start: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, int, bool]:
+def _newton(
+    problem: _Problem, start: np.ndarray, max_iter: int, tol: float
+) -> tuple[np.ndarray, int, bool]:
     """Newton-Raphson with step halving; (parameters, iterations, converged)."""
     theta, loss = start, problem.loss(start)
     for iteration in range(1, max_iter + 1):
@@ -152,7 +176,9 @@ def _newton(problem: _Problem, start: np.ndarray, max_iter: int, tol: float) -> 
     return theta, max_iter, False
 
 
-def _lasso(problem: _Problem, start: np.ndarray, l1: float, max_iter: int, tol: float) -> tuple[np.ndarray, int, bool]:
+def _lasso(
+    problem: _Problem, start: np.ndarray, l1: float, max_iter: int, tol: float
+) -> tuple[np.ndarray, int, bool]:
     """Minimise loss + l1 |penalised parameters| by L-BFGS-B on their positive and negative parts."""
     weights = np.tile(problem.penalised, problem.classes - 1)
     size = len(start)
@@ -164,10 +190,20 @@ def _lasso(problem: _Problem, start: np.ndarray, l1: float, max_iter: int, tol: 
         return value, np.r_[gradient + l1 * weights, -gradient + l1 * weights]
 
     free = weights == 0  # intercepts: the positive part alone, unbounded
-    bounds = [(None, None) if is_free else (0, None) for is_free in free] + [(0, 0) if is_free else (0, None) for is_free in free]
-    start_parts = np.r_[np.where(free, start, np.clip(start, 0, None)), np.where(free, 0, np.clip(-start, 0, None))]
-    result = optimize.minimize(objective, start_parts, jac=True, method="L-BFGS-B", bounds=bounds,
-                               options={"maxiter": max(max_iter, 1000), "ftol": 1e-15, "gtol": min(tol, 1e-8)})
+    bounds = [(None, None) if is_free else (0, None) for is_free in free] + [
+        (0, 0) if is_free else (0, None) for is_free in free
+    ]
+    start_parts = np.r_[
+        np.where(free, start, np.clip(start, 0, None)), np.where(free, 0, np.clip(-start, 0, None))
+    ]
+    result = optimize.minimize(
+        objective,
+        start_parts,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": max(max_iter, 1000), "ftol": 1e-15, "gtol": min(tol, 1e-8)},
+    )
     return result.x[:size] - result.x[size:], int(result.nit), bool(result.success)
 
 
@@ -177,7 +213,11 @@ def _null_log_likelihood(target: np.ndarray, classes: int) -> float:
     return float(np.sum(counts[present] * np.log(counts[present] / counts.sum())))
 
 
-def fit(labels: Sequence[Any], columns: Mapping[str, np.ndarray], options: Mapping[str, str] | None = None) -> dict[str, Any]:
+def fit(
+    labels: Sequence[Any],
+    columns: Mapping[str, np.ndarray],
+    options: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Fit a logistic regression of ``labels`` (any type: booleans, numbers, strings) on the
     feature ``columns`` (numbers as floats with NaN for NULL, strings as object arrays).
 
@@ -189,13 +229,32 @@ def fit(labels: Sequence[Any], columns: Mapping[str, np.ndarray], options: Mappi
     keep, classes, target = labelled_rows(labels, columns)
     rows = Rows(keep)
     encoding, matrix = encode(rows.take(columns), reference=True)
-    described = {**encoding.as_model(), "classes": classes, **rows.counts(), "fit_intercept": settings["intercept"]}
-    return FAMILY.model(settings, described, lambda: _estimate(
-        _fit_problem(matrix, target, classes, encoding.names, settings), target, classes, encoding.names, settings))
+    described = {
+        **encoding.as_model(),
+        "classes": classes,
+        **rows.counts(),
+        "fit_intercept": settings["intercept"],
+    }
+    return FAMILY.model(
+        settings,
+        described,
+        lambda: _estimate(
+            _fit_problem(matrix, target, classes, encoding.names, settings),
+            target,
+            classes,
+            encoding.names,
+            settings,
+        ),
+    )
 
 
-def _fit_problem(matrix: np.ndarray, target: np.ndarray, classes: list[str], features: list[str],
-                 settings: dict[str, Any]) -> _Problem:
+def _fit_problem(
+    matrix: np.ndarray,
+    target: np.ndarray,
+    classes: list[str],
+    features: list[str],
+    settings: dict[str, Any],
+) -> _Problem:
     """The problem to solve; :class:`Unfit` saying why there is none."""
     if len(classes) < 2:
         raise Unfit(f"the label needs at least 2 classes, got {len(classes)}")
@@ -212,8 +271,13 @@ def _fit_problem(matrix: np.ndarray, target: np.ndarray, classes: list[str], fea
     return _Problem(design, target, len(classes), settings["intercept"], settings["l2"])
 
 
-def _estimate(problem: _Problem, target: np.ndarray, classes: list[str], features: list[str],
-              settings: dict[str, Any]) -> dict[str, Any]:
+def _estimate(
+    problem: _Problem,
+    target: np.ndarray,
+    classes: list[str],
+    features: list[str],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
     columns, blocks = problem.design.shape[1], len(classes) - 1
     start = np.zeros((blocks, columns))
     if settings["intercept"]:  # start from the class frequencies
@@ -221,46 +285,74 @@ def _estimate(problem: _Problem, target: np.ndarray, classes: list[str], feature
         start[:, 0] = np.log(counts[1:] / counts[0])
     try:
         if settings["l1"] > 0:
-            theta, iterations, converged = _lasso(problem, start.ravel(), settings["l1"], settings["max_iter"], settings["tol"])
+            theta, iterations, converged = _lasso(
+                problem, start.ravel(), settings["l1"], settings["max_iter"], settings["tol"]
+            )
         else:
-            theta, iterations, converged = _newton(problem, start.ravel(), settings["max_iter"], settings["tol"])
+            theta, iterations, converged = _newton(
+                problem, start.ravel(), settings["max_iter"], settings["tol"]
+            )
     except np.linalg.LinAlgError:
-        raise Unfit("the Hessian became singular: the classes are (quasi-)perfectly separated; add an l2 penalty") from None
+        raise Unfit(
+            "the Hessian became singular: the classes are (quasi-)perfectly separated; add an l2 penalty"
+        ) from None
     penalised = settings["l1"] > 0 or settings["l2"] > 0
     fitted = problem.log_probabilities(theta)[np.arange(len(target)), target]
     if not penalised and (not converged or np.all(fitted > -1e-8)):
-        raise Unfit("the features separate the classes perfectly: the estimates diverge; add an l2 penalty",
-                    iterations=iterations, converged=False)
+        raise Unfit(
+            "the features separate the classes perfectly: the estimates diverge; add an l2 penalty",
+            iterations=iterations,
+            converged=False,
+        )
     loglik = float(np.sum(fitted))
     null = _null_log_likelihood(target, len(classes))
     statistic = 2 * (loglik - null)
     degrees = len(features) * blocks
     estimates: dict[str, Any] = {
-        "log_likelihood": loglik, "log_likelihood_null": null, "pseudo_r2": 1 - loglik / null if null else np.nan,
-        "lr_test_statistic": statistic, "lr_test_p": float(scipy_stats.chi2.sf(statistic, degrees)) if degrees else np.nan,
-        "aic": -2 * loglik + 2 * len(theta), "iterations": iterations, "converged": converged,
+        "log_likelihood": loglik,
+        "log_likelihood_null": null,
+        "pseudo_r2": 1 - loglik / null if null else np.nan,
+        "lr_test_statistic": statistic,
+        "lr_test_p": float(scipy_stats.chi2.sf(statistic, degrees)) if degrees else np.nan,
+        "aic": -2 * loglik + 2 * len(theta),
+        "iterations": iterations,
+        "converged": converged,
     }
     coefficients = problem.shape(theta)  # columns x blocks
     standard_errors = None
     if not penalised:
-        standard_errors = np.sqrt(np.diag(np.linalg.inv(problem.hessian(theta)))).reshape(blocks, columns).T
+        standard_errors = (
+            np.sqrt(np.diag(np.linalg.inv(problem.hessian(theta)))).reshape(blocks, columns).T
+        )
     offset = int(settings["intercept"])
     if blocks == 1:
         coef = coefficients[offset:, 0]
-        estimates.update(coef=coef, odds_ratio=np.exp(coef), intercept=float(coefficients[0, 0]) if offset else None)
+        estimates.update(
+            coef=coef,
+            odds_ratio=np.exp(coef),
+            intercept=float(coefficients[0, 0]) if offset else None,
+        )
         if standard_errors is not None:
             se = standard_errors[offset:, 0]
             z, p, lower, upper = wald(coef, se, settings["alpha"])
             estimates.update(se=se, z=z, p=p, ci_lower=lower, ci_upper=upper)
             if offset:
                 z0, p0, _, _ = wald(coefficients[:1, 0], standard_errors[:1, 0], settings["alpha"])
-                estimates.update(intercept_se=float(standard_errors[0, 0]), intercept_z=float(z0[0]), intercept_p=float(p0[0]))
+                estimates.update(
+                    intercept_se=float(standard_errors[0, 0]),
+                    intercept_z=float(z0[0]),
+                    intercept_p=float(p0[0]),
+                )
     else:
-        estimates.update(class_coef=list(coefficients[offset:].T),
-                         class_intercept=coefficients[0] if offset else None)
+        estimates.update(
+            class_coef=list(coefficients[offset:].T),
+            class_intercept=coefficients[0] if offset else None,
+        )
         if standard_errors is not None:
-            estimates.update(class_se=list(standard_errors[offset:].T),
-                             class_intercept_se=standard_errors[0] if offset else None)
+            estimates.update(
+                class_se=list(standard_errors[offset:].T),
+                class_intercept_se=standard_errors[0] if offset else None,
+            )
     return estimates
 
 
@@ -268,7 +360,11 @@ def _coefficients(model: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """(intercepts per class after the first, coefficients features x classes-after-first)."""
     if model.get("class_coef") is not None:
         coef = np.asarray(model["class_coef"], dtype=float).T
-        intercept = np.asarray(model["class_intercept"], dtype=float) if model.get("class_intercept") is not None else np.zeros(coef.shape[1])
+        intercept = (
+            np.asarray(model["class_intercept"], dtype=float)
+            if model.get("class_intercept") is not None
+            else np.zeros(coef.shape[1])
+        )
     else:
         coef = np.asarray(model["coef"], dtype=float).reshape(-1, 1)
         intercept = np.array([model.get("intercept") or 0.0])
@@ -283,8 +379,12 @@ def log_probabilities(model: Mapping[str, Any], columns: Mapping[str, np.ndarray
     return eta - logsumexp(eta, axis=1, keepdims=True)
 
 
-def predict(model: Mapping[str, Any], columns: Mapping[str, np.ndarray], kind: str = "probability",
-            wanted: Sequence[Any] | None = None) -> np.ndarray:
+def predict(
+    model: Mapping[str, Any],
+    columns: Mapping[str, np.ndarray],
+    kind: str = "probability",
+    wanted: Sequence[Any] | None = None,
+) -> np.ndarray:
     """``probability`` (default), ``label`` or ``log_odds`` per row: see
     :func:`dicomsql.stats.features.class_output`."""
     return class_output(log_probabilities(model, columns), model["classes"], kind, wanted)
@@ -303,12 +403,19 @@ def summary(model: Mapping[str, Any]) -> Iterator[tuple]:
     fit_intercept = bool(model.get("fit_intercept"))
     names = (["intercept"] if fit_intercept else []) + list(model["features"])
     for index, name in enumerate(model["classes"][1:]):
-        estimates = np.r_[intercept[index:index + 1] if fit_intercept else [], coef[:, index]]
+        estimates = np.r_[intercept[index : index + 1] if fit_intercept else [], coef[:, index]]
         if se is None:
             inference = [[None] * len(names)] * 5
         else:
-            errors = np.r_[np.ravel(intercept_se)[index:index + 1] if fit_intercept else [], se[:, index]]
+            errors = np.r_[
+                np.ravel(intercept_se)[index : index + 1] if fit_intercept else [], se[:, index]
+            ]
             inference = [errors, *wald(estimates, errors, model["alpha"])]
         for row, feature in enumerate(names):
-            yield (name, feature, float(estimates[row]), float(np.exp(estimates[row])),
-                   *(None if values[row] is None else float(values[row]) for values in inference))
+            yield (
+                name,
+                feature,
+                float(estimates[row]),
+                float(np.exp(estimates[row])),
+                *(None if values[row] is None else float(values[row]) for values in inference),
+            )

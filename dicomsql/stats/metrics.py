@@ -14,38 +14,75 @@ deterministic train/test split.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..options import Option, number, parse
 from .features import class_name, class_names
 
-__all__ = ["BINARY_FIELDS", "MULTICLASS_FIELDS", "REGRESSION_FIELDS", "BINARY_OPTIONS",
-           "binary", "multiclass", "regression", "confusion", "split_fraction"]
+__all__ = [
+    "BINARY_FIELDS",
+    "MULTICLASS_FIELDS",
+    "REGRESSION_FIELDS",
+    "BINARY_OPTIONS",
+    "binary",
+    "multiclass",
+    "regression",
+    "confusion",
+    "split_fraction",
+]
 
 BINARY_OPTIONS: tuple[Option, ...] = (
     Option("threshold", 0.5, "Scores at or above it predict the positive class.", number()),
 )
 
 BINARY_FIELDS: tuple[tuple[str, str], ...] = (
-    ("n", "bigint"), ("positives", "bigint"), ("auc", "double"), ("average_precision", "double"),
-    ("logloss", "double"), ("threshold", "double"), ("accuracy", "double"), ("precision", "double"),
-    ("recall", "double"), ("f1", "double"), ("roc_fpr", "array<double>"), ("roc_tpr", "array<double>"),
-    ("roc_thresholds", "array<double>"), ("pr_precision", "array<double>"), ("pr_recall", "array<double>"),
-    ("pr_thresholds", "array<double>"), ("n_dropped", "bigint"), ("error", "string"),
+    ("n", "bigint"),
+    ("positives", "bigint"),
+    ("auc", "double"),
+    ("average_precision", "double"),
+    ("logloss", "double"),
+    ("threshold", "double"),
+    ("accuracy", "double"),
+    ("precision", "double"),
+    ("recall", "double"),
+    ("f1", "double"),
+    ("roc_fpr", "array<double>"),
+    ("roc_tpr", "array<double>"),
+    ("roc_thresholds", "array<double>"),
+    ("pr_precision", "array<double>"),
+    ("pr_recall", "array<double>"),
+    ("pr_thresholds", "array<double>"),
+    ("n_dropped", "bigint"),
+    ("error", "string"),
 )
 
 MULTICLASS_FIELDS: tuple[tuple[str, str], ...] = (
-    ("n", "bigint"), ("accuracy", "double"), ("kappa", "double"), ("macro_precision", "double"),
-    ("macro_recall", "double"), ("macro_f1", "double"), ("weighted_f1", "double"), ("classes", "array<string>"),
-    ("precision", "array<double>"), ("recall", "array<double>"), ("f1", "array<double>"), ("support", "array<bigint>"),
+    ("n", "bigint"),
+    ("accuracy", "double"),
+    ("kappa", "double"),
+    ("macro_precision", "double"),
+    ("macro_recall", "double"),
+    ("macro_f1", "double"),
+    ("weighted_f1", "double"),
+    ("classes", "array<string>"),
+    ("precision", "array<double>"),
+    ("recall", "array<double>"),
+    ("f1", "array<double>"),
+    ("support", "array<bigint>"),
     ("n_dropped", "bigint"),
 )
 
 REGRESSION_FIELDS: tuple[tuple[str, str], ...] = (
-    ("n", "bigint"), ("mse", "double"), ("rmse", "double"), ("mae", "double"), ("r2", "double"),
-    ("explained_variance", "double"), ("n_dropped", "bigint"),
+    ("n", "bigint"),
+    ("mse", "double"),
+    ("rmse", "double"),
+    ("mae", "double"),
+    ("r2", "double"),
+    ("explained_variance", "double"),
+    ("n_dropped", "bigint"),
 )
 
 
@@ -54,7 +91,9 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else 0.0
 
 
-def binary(labels: np.ndarray, scores: np.ndarray, options: dict[str, str] | None = None) -> dict[str, Any]:
+def binary(
+    labels: np.ndarray, scores: np.ndarray, options: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Metrics of ``scores`` (higher: more likely positive) against 0/1 ``labels``; rows
     with a NULL are left out. Labels other than 0/1 raise ``ValueError``; ``logloss`` is
     NULL unless every score is a probability."""
@@ -63,7 +102,12 @@ def binary(labels: np.ndarray, scores: np.ndarray, options: dict[str, str] | Non
     y, s = labels[keep], scores[keep]
     if not np.isin(y, (0.0, 1.0)).all():
         raise ValueError("labels must be 0/1 or boolean")
-    result: dict[str, Any] = {"n": len(y), "positives": int(y.sum()), "threshold": settings["threshold"], "n_dropped": int((~keep).sum())}
+    result: dict[str, Any] = {
+        "n": len(y),
+        "positives": int(y.sum()),
+        "threshold": settings["threshold"],
+        "n_dropped": int((~keep).sum()),
+    }
     if len(y) == 0 or y.sum() in (0, len(y)):
         return {**result, "error": "both classes are needed"}
     order = np.argsort(-s, kind="mergesort")
@@ -91,9 +135,15 @@ def binary(labels: np.ndarray, scores: np.ndarray, options: dict[str, str] | Non
         "auc": float(np.trapezoid(tpr, fpr)),
         "average_precision": float(np.sum(np.diff(np.r_[0.0, recall]) * precision)),
         "logloss": logloss,
-        "accuracy": float(np.mean(predicted == actual)), "precision": p, "recall": r, "f1": _ratio(2 * p * r, p + r),
-        "roc_fpr": fpr, "roc_tpr": tpr, "roc_thresholds": np.r_[np.inf, thresholds[keep_points]],
-        "pr_precision": np.r_[precision[::-1], 1.0], "pr_recall": np.r_[recall[::-1], 0.0],
+        "accuracy": float(np.mean(predicted == actual)),
+        "precision": p,
+        "recall": r,
+        "f1": _ratio(2 * p * r, p + r),
+        "roc_fpr": fpr,
+        "roc_tpr": tpr,
+        "roc_thresholds": np.r_[np.inf, thresholds[keep_points]],
+        "pr_precision": np.r_[precision[::-1], 1.0],
+        "pr_recall": np.r_[recall[::-1], 0.0],
         "pr_thresholds": thresholds[::-1],
     }
 
@@ -113,13 +163,19 @@ def multiclass(labels: Sequence[Any], predicted: Sequence[Any]) -> dict[str, Any
     expected = _ratio(float(support @ chosen), float(total) ** 2)
     present = support > 0  # macro averages are over the classes of the labels and the predictions
     return {
-        "n": total, "n_dropped": len(labels) - total, "classes": classes, "accuracy": accuracy,
+        "n": total,
+        "n_dropped": len(labels) - total,
+        "classes": classes,
+        "accuracy": accuracy,
         "kappa": _ratio(accuracy - expected, 1 - expected) if total else None,
         "macro_precision": float(precision.mean()) if len(classes) else None,
         "macro_recall": float(recall.mean()) if len(classes) else None,
         "macro_f1": float(f1.mean()) if len(classes) else None,
         "weighted_f1": _ratio(float(f1[present] @ support[present]), float(support.sum())),
-        "precision": precision, "recall": recall, "f1": f1, "support": support.tolist(),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "support": support.tolist(),
     }
 
 
@@ -134,7 +190,10 @@ def regression(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
     mse = float(np.mean(residual**2))
     variance = float(np.var(y))
     return {
-        **result, "mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(residual))),
+        **result,
+        "mse": mse,
+        "rmse": float(np.sqrt(mse)),
+        "mae": float(np.mean(np.abs(residual))),
         "r2": 1 - mse / variance if variance else None,
         "explained_variance": 1 - float(np.var(residual)) / variance if variance else None,
     }

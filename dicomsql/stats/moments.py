@@ -23,7 +23,7 @@ class Moments:
     mean: np.ndarray | None = None
     scatter: np.ndarray | None = None
 
-    def add(self, vectors: np.ndarray) -> "Moments":
+    def add(self, vectors: np.ndarray) -> Moments:
         """Add a batch of vectors (rows)."""
         vectors = np.asarray(vectors, dtype=np.float64)
         if len(vectors) == 0:
@@ -32,7 +32,7 @@ class Moments:
         centred = vectors - mean
         return self.merge(Moments(len(vectors), mean, centred.T @ centred))
 
-    def merge(self, other: "Moments") -> "Moments":
+    def merge(self, other: Moments) -> Moments:
         """The moments of both sets together (exact, order-independent up to rounding)."""
         if other.n == 0:
             return self
@@ -40,15 +40,19 @@ class Moments:
             self.n, self.mean, self.scatter = other.n, other.mean.copy(), other.scatter.copy()
             return self
         if other.mean.shape != self.mean.shape:
-            raise ValueError(f"vectors of different lengths: {self.mean.shape[0]} and {other.mean.shape[0]}")
+            raise ValueError(
+                f"vectors of different lengths: {self.mean.shape[0]} and {other.mean.shape[0]}"
+            )
         n = self.n + other.n
         delta = other.mean - self.mean
-        self.scatter = self.scatter + other.scatter + np.outer(delta, delta) * (self.n * other.n / n)
+        self.scatter = (
+            self.scatter + other.scatter + np.outer(delta, delta) * (self.n * other.n / n)
+        )
         self.mean = self.mean + delta * (other.n / n)
         self.n = n
         return self
 
-    def widen(self, dimension: int) -> "Moments":
+    def widen(self, dimension: int) -> Moments:
         """Append columns that were 0 in every vector so far (a one-hot column for a category
         first seen in a later batch): their mean and scatter are 0."""
         if self.n and dimension > len(self.mean):

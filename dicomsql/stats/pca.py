@@ -19,32 +19,79 @@ from ..options import SEED, Option, choice, integer, parse
 from .images import orient
 from .moments import MAX_DIMENSION, Moments
 
-__all__ = ["Moments", "COV_FIELDS", "MODEL_FIELDS", "OPTIONS", "PcaAccumulator", "from_moments", "project", "reconstruct"]
+__all__ = [
+    "Moments",
+    "COV_FIELDS",
+    "MODEL_FIELDS",
+    "OPTIONS",
+    "PcaAccumulator",
+    "from_moments",
+    "project",
+    "reconstruct",
+]
 
 COV_FIELDS: tuple[tuple[str, str], ...] = (
-    ("n", "bigint"), ("mean", "array<double>"), ("covariance", "array<array<double>>"), ("error", "string"),
+    ("n", "bigint"),
+    ("mean", "array<double>"),
+    ("covariance", "array<array<double>>"),
+    ("error", "string"),
 )
 #: what a partition hands to the merge: the scatter matrix rather than the covariance
-PARTIAL_FIELDS: tuple[tuple[str, str], ...] = (("n", "bigint"), ("mean", "array<double>"), ("scatter", "array<array<double>>"))
+PARTIAL_FIELDS: tuple[tuple[str, str], ...] = (
+    ("n", "bigint"),
+    ("mean", "array<double>"),
+    ("scatter", "array<array<double>>"),
+)
 MODEL_FIELDS: tuple[tuple[str, str], ...] = (
-    ("n", "bigint"), ("dimension", "bigint"), ("method", "string"),
-    ("mean", "array<double>"), ("components", "array<array<double>>"), ("eigenvalues", "array<double>"),
-    ("explained_variance_ratio", "array<double>"), ("total_variance", "double"), ("error", "string"),
+    ("n", "bigint"),
+    ("dimension", "bigint"),
+    ("method", "string"),
+    ("mean", "array<double>"),
+    ("components", "array<array<double>>"),
+    ("eigenvalues", "array<double>"),
+    ("explained_variance_ratio", "array<double>"),
+    ("total_variance", "double"),
+    ("error", "string"),
 )
 OPTIONS: tuple[Option, ...] = (
-    Option("max_dimension", 4096, "Largest d for which the d x d covariance is accumulated.", integer(1, MAX_DIMENSION)),
-    Option("method", "auto", "How the components are found.", choice("auto", "covariance", "gram", "randomized")),
+    Option(
+        "max_dimension",
+        4096,
+        "Largest d for which the d x d covariance is accumulated.",
+        integer(1, MAX_DIMENSION),
+    ),
+    Option(
+        "method",
+        "auto",
+        "How the components are found.",
+        choice("auto", "covariance", "gram", "randomized"),
+    ),
     Option("seed", 0, "Seed of the randomized SVD.", SEED),
 )
 
 
-def _model(n: int, dimension: int, method: str, mean: np.ndarray, components: np.ndarray,
-           eigenvalues: np.ndarray, total_variance: float) -> dict[str, Any]:
+def _model(
+    n: int,
+    dimension: int,
+    method: str,
+    mean: np.ndarray,
+    components: np.ndarray,
+    eigenvalues: np.ndarray,
+    total_variance: float,
+) -> dict[str, Any]:
     components = orient(components)
     ratio = eigenvalues / total_variance if total_variance > 0 else np.zeros_like(eigenvalues)
-    return {"n": n, "dimension": dimension, "method": method, "mean": mean, "components": components,
-            "eigenvalues": eigenvalues, "explained_variance_ratio": ratio, "total_variance": total_variance,
-            "error": None}
+    return {
+        "n": n,
+        "dimension": dimension,
+        "method": method,
+        "mean": mean,
+        "components": components,
+        "eigenvalues": eigenvalues,
+        "explained_variance_ratio": ratio,
+        "total_variance": total_variance,
+        "error": None,
+    }
 
 
 def from_moments(moments: Moments, k: int) -> dict[str, Any]:
@@ -54,10 +101,19 @@ def from_moments(moments: Moments, k: int) -> dict[str, Any]:
 
     covariance = moments.covariance()
     d = len(covariance)
-    values, vectors = eigh(covariance, subset_by_index=[d - k, d - 1])  # only the k largest: O(d^2 k)
+    values, vectors = eigh(
+        covariance, subset_by_index=[d - k, d - 1]
+    )  # only the k largest: O(d^2 k)
     order = np.argsort(values)[::-1]
-    return _model(moments.n, len(moments.mean), "covariance", moments.mean, vectors[:, order].T,
-                  np.clip(values[order], 0, None), float(np.trace(covariance)))
+    return _model(
+        moments.n,
+        len(moments.mean),
+        "covariance",
+        moments.mean,
+        vectors[:, order].T,
+        np.clip(values[order], 0, None),
+        float(np.trace(covariance)),
+    )
 
 
 def _from_vectors(vectors: np.ndarray, k: int, method: str, seed: int) -> dict[str, Any]:
@@ -71,7 +127,9 @@ def _from_vectors(vectors: np.ndarray, k: int, method: str, seed: int) -> dict[s
         values, left = np.clip(values[order], 0, None), left[:, order]
         components = (centred.T @ left / np.sqrt(np.where(values > 0, values, 1.0))).T
         return _model(n, d, "gram", mean, components, values / (n - 1), total)
-    rng = np.random.default_rng(seed)  # randomized SVD (Halko, Martinsson, Tropp), 2 power iterations
+    rng = np.random.default_rng(
+        seed
+    )  # randomized SVD (Halko, Martinsson, Tropp), 2 power iterations
     sketch = centred @ rng.normal(size=(d, min(d, k + 10)))
     for _ in range(2):
         sketch = centred @ (centred.T @ np.linalg.qr(sketch)[0])
@@ -90,7 +148,7 @@ class PcaAccumulator:
     kept: list[np.ndarray] = field(default_factory=list)
 
     @classmethod
-    def create(cls, k: int, options: dict[str, str] | None) -> "PcaAccumulator":
+    def create(cls, k: int, options: dict[str, str] | None) -> PcaAccumulator:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         return cls(k, parse(options, OPTIONS))
@@ -98,8 +156,10 @@ class PcaAccumulator:
     def _streams(self, dimension: int) -> bool:
         method, largest = self.options["method"], self.options["max_dimension"]
         if method == "covariance" and dimension > largest:
-            raise ValueError(f"method covariance accumulates a d x d matrix: vectors must have at most "
-                             f"max_dimension ({largest}) values, got {dimension}")
+            raise ValueError(
+                f"method covariance accumulates a d x d matrix: vectors must have at most "
+                f"max_dimension ({largest}) values, got {dimension}"
+            )
         return method == "covariance" or (method == "auto" and dimension <= largest)
 
     def add(self, vectors: np.ndarray) -> None:
@@ -127,10 +187,15 @@ class PcaAccumulator:
 
 def project(model: dict[str, Any], vectors: np.ndarray) -> np.ndarray:
     """Scores of ``vectors`` (rows) on the model's components."""
-    return (np.asarray(vectors, dtype=np.float64) - np.asarray(model["mean"])) @ np.asarray(model["components"]).T
+    return (np.asarray(vectors, dtype=np.float64) - np.asarray(model["mean"])) @ np.asarray(
+        model["components"]
+    ).T
 
 
 def reconstruct(model: dict[str, Any], scores: np.ndarray) -> np.ndarray:
     """Vectors back from their scores: mean + scores . components."""
     components = np.asarray(model["components"])
-    return np.asarray(model["mean"]) + np.asarray(scores, dtype=np.float64)[:, : len(components)] @ components
+    return (
+        np.asarray(model["mean"])
+        + np.asarray(scores, dtype=np.float64)[:, : len(components)] @ components
+    )
