@@ -39,6 +39,23 @@ def test_dicom_image_struct(spark):
         )
 
 
+def test_invert_mirrors_the_values_within_their_range(spark):
+    rows = spark.sql(
+        f"""SELECT path, dicom_image(path).data AS plain,
+                   dicom_image(path, 0, map('invert', 'false')).data AS not_inverted,
+                   dicom_image(path, 0, map('invert', 'true')).data AS inverted {GOOD_CT} LIMIT 2"""
+    ).collect()
+    assert len(rows) == 2
+    for row in rows:
+        hu = _hu(row.path).ravel()
+        assert hu.min() < hu.max()
+        np.testing.assert_array_equal(np.array(row.plain, dtype=np.float32), hu)
+        np.testing.assert_array_equal(np.array(row.not_inverted, dtype=np.float32), hu)
+        np.testing.assert_array_equal(
+            np.array(row.inverted, dtype=np.float32), hu.min() + hu.max() - hu
+        )
+
+
 def test_frames_of_multiframe_and_colour_files(spark, shipped):
     path = str(PYDICOM_TEST_FILES / "SC_rgb_rle_2frame.dcm")
     row = spark.sql(

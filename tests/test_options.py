@@ -3,6 +3,7 @@ dicom_image and every function's options map), and the documentation generated f
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,28 @@ def test_every_function_option_is_in_its_reference_section():
         section = markdown.split(f"\n### {name}\n", 1)[1].split("\n### ", 1)[0]
         if function.option_table:
             assert options_table(function.option_table) in section, name
+
+
+#: The test modules other than this one, where an option is set.
+OTHER_TESTS = "\n".join(
+    path.read_text(encoding="utf-8")
+    for path in sorted(Path(__file__).parent.glob("test_*.py"))
+    if path.name != Path(__file__).name
+)
+
+
+def _set_by_a_test(table: str, name: str) -> bool:
+    """Whether another test module sets option ``name``: quoted ('name' or "name"), as a
+    keyword argument (name=), or for a setting as its flag (--name-with-dashes)."""
+    forms = [rf"'{name}'", rf'"{name}"', rf"\b{name}=(?!=)"]
+    if table == "settings":
+        forms.append(rf"--{name.replace('_', '-')}(?![\w-])")
+    return re.search("|".join(forms), OTHER_TESTS) is not None
+
+
+@pytest.mark.parametrize("case", EVERY_OPTION, ids=_ids)
+def test_every_option_is_set_by_some_test(case):
+    table, option = case
+    assert _set_by_a_test(table, option.name), (
+        f"{table}: option {option.name} is set by no test outside {Path(__file__).name}"
+    )

@@ -15,7 +15,7 @@ from dicomsql.dicom.header import HeaderColumns
 from dicomsql.dicom.vr import attribute
 from dicomsql.source.datasource import plan_partitions
 from dicomsql.source.options import parse_options
-from dicomsql.storage import list_files
+from dicomsql.storage import DATA_ROOTS_VARIABLE, data_roots_value, list_files
 from dicomsql.views import dicom_view_sql
 
 from .reference import BROKEN, READABLE, expected_value
@@ -277,6 +277,100 @@ def test_several_paths_and_modification_times(spark, pydicom_files, tmp_path):
         .load(str(tmp_path))
     )
     assert [os.path.basename(r.path) for r in before.select("path").collect()] == ["old.dcm"]
+
+
+def test_a_list_of_paths_is_the_paths_option_joined_to_path(spark, pydicom_files):
+    a, b = str(pydicom_files / "CT_small.dcm"), str(pydicom_files / "MR_small.dcm")
+    expected = [(a, "CT"), (b, "MR")]
+
+    def read(frame):
+        return sorted((r.path, r.Modality) for r in frame.select("path", "Modality").collect())
+
+    assert read(spark.read.format("dicom").load([a, b])) == expected
+    assert read(spark.read.format("dicom").option("paths", json.dumps([a, b])).load()) == expected
+    assert (
+        read(spark.read.format("dicom").options(path=a, paths=json.dumps([b])).load()) == expected
+    )
+
+
+def test_files_are_read_exactly_and_a_missing_one_is_a_row(spark, pydicom_files, tmp_path):
+    ct, missing = str(pydicom_files / "CT_small.dcm"), str(tmp_path / "missing.dcm")
+    frame = spark.read.format("dicom").option("files", json.dumps([ct, missing, str(tmp_path)]))
+    rows = {r.path: r for r in frame.load().select("path", "Modality", "_corrupt_record").collect()}
+    assert set(rows) == {ct, missing, str(tmp_path)}  # no folder listed, nothing else read
+    assert rows[ct].Modality == "CT" and rows[ct]._corrupt_record is None
+    assert rows[missing]._corrupt_record == "cannot open: No such file or directory"
+    assert rows[str(tmp_path)]._corrupt_record == "not a regular file"
+
+
+def test_files_outside_the_data_roots_are_rows_saying_so(pydicom_files, tmp_path, monkeypatch):
+    inside, outside = tmp_path / "inside.dcm", str(pydicom_files / "CT_small.dcm")
+    inside.write_bytes(b"")
+    monkeypatch.setenv(DATA_ROOTS_VARIABLE, data_roots_value([str(tmp_path)]))
+    entries = list_files(
+        [], files=parse_options({"files": json.dumps([outside, str(inside)])}).files
+    )
+    assert [(e.path, e.error) for e in entries] == sorted(
+        [(outside, "refused: outside the data roots"), (str(inside), None)]
+    )
+
+
+def test_sample_size_is_how_many_files_spread_over_the_listing_tags_all_reads(
+    spark, pydicom_files, tmp_path
+):
+    ct, mr = (pydicom_files / "CT_small.dcm").read_bytes(), pydicom_files / "MR_small.dcm"
+    for name in ("a.dcm", "b.dcm", "d.dcm"):
+        (tmp_path / name).write_bytes(ct)
+    (tmp_path / "c.dcm").write_bytes(mr.read_bytes())
+    echo_time = float(pydicom.dcmread(mr).EchoTime)  # an attribute only the MR file has
+    assert "EchoTime" not in pydicom.dcmread(pydicom_files / "CT_small.dcm")
+
+    def sampled(size):
+        return (
+            spark.read.format("dicom")
+            .option("tags", "all")
+            .option("sampleSize", size)
+            .load(str(tmp_path))
+        )
+
+    one, two = sampled("1"), sampled("2")  # a.dcm; a.dcm and c.dcm (not a.dcm and b.dcm)
+    only_a = spark.read.format("dicom").option("tags", "all").load(str(tmp_path / "a.dcm"))
+    assert one.schema == only_a.schema and "EchoTime" not in one.columns
+    assert two.schema == spark.read.format("dicom").option("tags", "all").load(str(tmp_path)).schema
+    assert [r.EchoTime for r in two.where("endswith(path, 'c.dcm')").collect()] == [echo_time]
+    assert one.count() == two.count() == 4  # the sample shapes the columns, not the rows
+
+
+def test_pushdown_evaluates_file_filters_on_the_listing_and_gives_the_same_rows(
+    spark, pydicom_files, tmp_path
+):
+    good = tmp_path / "good.dcm"
+    good.write_bytes((pydicom_files / "CT_small.dcm").read_bytes())
+    (tmp_path / "broken.dcm").write_text("not a DICOM file\n")
+
+    def query(pushdown, mode="PERMISSIVE"):
+        frame = (
+            spark.read.format("dicom")
+            .option("pushdown", pushdown)
+            .option("mode", mode)
+            .load(str(tmp_path))
+        )
+        return frame.where(frame.path.endswith("/good.dcm")).select("path", "Modality")
+
+    expected = [(str(good), "CT")]
+    for pushdown in ("true", "false"):
+        assert [tuple(r) for r in query(pushdown).collect()] == expected, pushdown
+    assert [tuple(r) for r in query("true", "FAILFAST").collect()] == expected  # never opened
+    with pytest.raises(Exception, match="mode FAILFAST"):  # opened: Spark filters after reading
+        query("false", "FAILFAST").collect()
+    plans = {
+        pushdown: query(pushdown)._jdf.queryExecution().executedPlan().toString()
+        for pushdown in ("true", "false")
+    }
+    spark_filters = {
+        pushdown: "Filter " in plan or "Filter(" in plan for pushdown, plan in plans.items()
+    }
+    assert spark_filters == {"true": False, "false": True}, plans
 
 
 def test_filters_on_file_columns_open_no_other_file(spark, pydicom_files):

@@ -12,6 +12,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.naive_bayes import CategoricalNB, GaussianNB
+from sklearn.tree import DecisionTreeRegressor
 
 from dicomsql.errors import ArgumentError
 from dicomsql.stats import als, bayes, forest, linear, logistic, metrics
@@ -353,6 +354,42 @@ def test_naive_bayes_leaves_out_null_features_and_unseen_categories():
     assert ("a", 0.5, "c", "u", None, None, pytest.approx(2 / 4)) in summary
 
 
+def test_naive_bayes_smoothing_options_are_gaussian_and_categorical_nbs(cancer):
+    features, target = cancer
+    numeric, matrix = columns_of(features), features.to_numpy()
+    model = bayes.fit(list(target), numeric, {"var_smoothing": "0.1"})
+    gaussian = GaussianNB(var_smoothing=0.1).fit(matrix, target)
+    assert model["var_smoothing"] == 0.1
+    np.testing.assert_allclose(np.array(model["variance"]), gaussian.var_, rtol=1e-12)
+    np.testing.assert_allclose(
+        bayes.log_probabilities(model, numeric), gaussian.predict_log_proba(matrix), atol=1e-9
+    )
+    unsmoothed = bayes.log_probabilities(bayes.fit(list(target), numeric), numeric)
+    assert np.abs(unsmoothed - gaussian.predict_log_proba(matrix)).max() > 1  # it matters
+
+    frame = with_site(features, seed=5).assign(
+        big=np.where(features.mean_radius > 14, "big", "small").astype(object)
+    )
+    strings = columns_of(frame[["site", "big"]])
+    codes = np.column_stack(
+        [np.unique(frame[name], return_inverse=True)[1] for name in ("site", "big")]
+    )
+    model = bayes.fit(list(target), strings, {"smoothing": "10"})
+    categorical = CategoricalNB(alpha=10.0).fit(codes, target)
+    assert model["smoothing"] == 10.0
+    np.testing.assert_allclose(
+        bayes.log_probabilities(model, strings), categorical.predict_log_proba(codes), atol=1e-9
+    )
+    probabilities = {(row[0], row[2], row[3]): row[6] for row in bayes.summary(model)}
+    for k, name in enumerate(model["classes"]):
+        for index, field in enumerate(("site", "big")):
+            expected = np.exp(categorical.feature_log_prob_[index][k])
+            found = [probabilities[name, field, c] for c in sorted(set(frame[field]))]
+            np.testing.assert_allclose(found, expected, rtol=1e-12)
+    laplace = bayes.log_probabilities(bayes.fit(list(target), strings), strings)
+    assert np.abs(laplace - categorical.predict_log_proba(codes)).max() > 0.01
+
+
 # --- random forests -------------------------------------------------------------------------
 
 
@@ -406,6 +443,70 @@ def test_random_forest_regressor_predicts_as_scikit_learn(diabetes):
         forest.predict(model, columns_of(features), "label")
     with pytest.raises(ValueError, match="option max_features must be sqrt, log2, all or a share"):
         forest.fit(list(target), columns_of(features), {"max_features": "2"})
+
+
+def test_random_forest_task_option_overrides_the_labels_type(diabetes, cancer):
+    features, target = diabetes
+    whole = target.astype(int)  # integer labels: classification unless asked
+    model = forest.fit(
+        list(whole), columns_of(features), {"trees": "5", "task": "regression"}
+    )  # default_task as the SQL function gives it for INT labels
+    assert (model["task"], model["classes"], model["max_features"]) == ("regression", None, "all")
+    reference = RandomForestRegressor(
+        n_estimators=5, max_depth=10, max_features=None, random_state=0, n_jobs=1
+    ).fit(features, whole.astype(float))
+    np.testing.assert_allclose(
+        forest.predict(model, columns_of(features)), reference.predict(features), rtol=1e-12
+    )
+
+    features, target = cancer
+    doubles = target.astype(float)  # DOUBLE labels: regression unless asked
+    model = forest.fit(
+        list(doubles),
+        columns_of(features),
+        {"trees": "7", "task": "classification"},
+        default_task="regression",
+    )
+    assert (model["task"], model["classes"], model["max_features"]) == (
+        "classification",
+        ["0", "1"],
+        "sqrt",
+    )
+    reference = RandomForestClassifier(
+        n_estimators=7, max_depth=10, max_features="sqrt", random_state=0, n_jobs=1
+    ).fit(features, doubles)
+    np.testing.assert_allclose(
+        forest.predict(model, columns_of(features)),
+        reference.predict_proba(features)[:, 1],
+        atol=1e-12,
+    )
+    np.testing.assert_array_equal(
+        forest.predict(model, columns_of(features), "label"), reference.predict(features)
+    )
+
+
+def test_random_forest_without_bootstrap_grows_every_tree_on_all_rows(diabetes):
+    features, target = diabetes
+    settings = {"trees": "5", "max_depth": "6", "max_features": "all", "seed": "4"}
+    model = forest.fit(
+        list(target), columns_of(features), {**settings, "bootstrap": "false"}, "regression"
+    )
+    reference = RandomForestRegressor(
+        n_estimators=5,
+        max_depth=6,
+        max_features=None,
+        bootstrap=False,
+        random_state=4,
+        n_jobs=1,
+    ).fit(features, target)
+    predicted = forest.predict(model, columns_of(features))
+    np.testing.assert_allclose(predicted, reference.predict(features), rtol=1e-12)
+    # every tree sees the same rows and every feature, so on those rows each predicts as one
+    # CART tree grown on all of them
+    tree = DecisionTreeRegressor(max_depth=6, random_state=0).fit(features, target)
+    np.testing.assert_allclose(predicted, tree.predict(features), rtol=1e-12)
+    bootstrapped = forest.fit(list(target), columns_of(features), settings, "regression")
+    assert np.abs(forest.predict(bootstrapped, columns_of(features)) - predicted).max() > 1
 
 
 # --- ALS ------------------------------------------------------------------------------------
