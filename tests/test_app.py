@@ -64,6 +64,20 @@ def test_bootstrap_variables_default_images_to_the_first_table(tmp_path):
     }
 
 
+def test_a_failing_bootstrap_statement_is_an_error_naming_it(spark, tmp_path):
+    broken = tmp_path / "broken.sql"
+    broken.write_text(
+        "CREATE TEMPORARY VIEW bootstrap_before_failing AS SELECT 1;\n\nSELECT * FROM no_such_table;\n"
+    )
+    with pytest.raises(
+        DicomsqlError, match=r"broken.sql: statement 2 \(line 3\) failed: .*no_such_table"
+    ):
+        App(bootstrap=broken).run_bootstrap(spark)
+    assert (
+        spark.sql("SELECT * FROM bootstrap_before_failing").collect()[0][0] == 1
+    )  # the statements before it ran
+
+
 class Recorder(list):
     """An ``execute`` that keeps the statements."""
 

@@ -148,15 +148,18 @@ def test_resize_and_cohort_pca_against_numpy(spark):
             f"SELECT image_resize(path, 100000, 100000) {GOOD_CT}"
         ).collect()  # 40 GB per image: refused
 
-    vector = "image_resize(path, 12, 10).data"
-    cov = spark.sql(f"SELECT cov_fit({vector}) AS c {GOOD_CT}").first().c
+    # the cohort functions on the resized images, decoded once (the query above)
+    spark.createDataFrame(
+        [(row.path, row.small.data) for row in frame], "path STRING, v ARRAY<DOUBLE>"
+    ).createOrReplaceTempView("small_ct")
+    cov = spark.sql("SELECT cov_fit(v) AS c FROM small_ct").first().c
     assert cov.n == len(vectors)
     np.testing.assert_allclose(
         np.array(cov.covariance), np.cov(vectors, rowvar=False), rtol=1e-9, atol=1e-6
     )
     partial = (
         spark.sql(
-            f"SELECT cov_merge(n, mean, scatter) AS c FROM cov_partials(TABLE(SELECT {vector} {GOOD_CT}))"
+            "SELECT cov_merge(n, mean, scatter) AS c FROM cov_partials(TABLE(SELECT v FROM small_ct))"
         )
         .first()
         .c
@@ -165,22 +168,22 @@ def test_resize_and_cohort_pca_against_numpy(spark):
         np.array(partial.covariance), np.array(cov.covariance), rtol=1e-9, atol=1e-6
     )
 
-    model = spark.sql(f"SELECT pca_fit({vector}, 4) AS m {GOOD_CT}").first().m
+    model = spark.sql("SELECT pca_fit(v, 4) AS m FROM small_ct").first().m
     _, singular, components = np.linalg.svd(vectors - vectors.mean(0), full_matrices=False)
     assert model.method == "covariance" and model.n == len(vectors) and model.dimension == 120
     np.testing.assert_allclose(model.eigenvalues, singular[:4] ** 2 / (len(vectors) - 1), rtol=1e-7)
     np.testing.assert_allclose(
         np.array(model.components), images.orient(components[:4]), rtol=1e-6, atol=1e-8
     )
-    from_cov = spark.sql(f"SELECT pca_from_cov(cov_fit({vector}), 4) AS m {GOOD_CT}").first().m
+    from_cov = spark.sql("SELECT pca_from_cov(cov_fit(v), 4) AS m FROM small_ct").first().m
     np.testing.assert_allclose(
         np.array(from_cov.components), np.array(model.components), rtol=1e-9, atol=1e-12
     )
 
-    projected = spark.sql(f"""SELECT i.path, pca_project(m.m, image_resize(i.path, 12, 10).data) AS scores,
-                                     pca_reconstruct(m.m, pca_project(m.m, image_resize(i.path, 12, 10).data)) AS back
-                              FROM demo_images i CROSS JOIN (SELECT pca_fit({vector}, 4) AS m {GOOD_CT}) m
-                              WHERE i.Modality = 'CT' AND i._corrupt_record IS NULL ORDER BY i.path""").collect()
+    projected = spark.sql("""SELECT i.path, pca_project(m.m, i.v) AS scores,
+                                     pca_reconstruct(m.m, pca_project(m.m, i.v)) AS back
+                              FROM small_ct i CROSS JOIN (SELECT pca_fit(v, 4) AS m FROM small_ct) m
+                              ORDER BY i.path""").collect()
     components = np.array(model.components)
     np.testing.assert_allclose(
         np.array([p.scores for p in projected]),
