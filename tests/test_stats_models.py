@@ -507,6 +507,7 @@ def test_random_forest_without_bootstrap_grows_every_tree_on_all_rows(diabetes):
     np.testing.assert_allclose(predicted, tree.predict(features), rtol=1e-12)
     bootstrapped = forest.fit(list(target), columns_of(features), settings, "regression")
     assert np.abs(forest.predict(bootstrapped, columns_of(features)) - predicted).max() > 1
+    assert (model["bootstrap"], bootstrapped["bootstrap"]) == (False, True)  # the model says so
 
 
 # --- ALS ------------------------------------------------------------------------------------

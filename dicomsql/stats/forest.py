@@ -84,6 +84,7 @@ MODEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("max_depth", "bigint"),
     ("min_samples_leaf", "bigint"),
     ("max_features", "string"),
+    ("bootstrap", "boolean"),
     ("seed", "bigint"),
     ("tree_feature", "array<array<bigint>>"),
     ("tree_threshold", "array<array<double>>"),
@@ -106,7 +107,7 @@ FAMILY = Family(
     OPTIONS,
     MODEL_FIELDS,
     SUMMARY_FIELDS,
-    recorded=("trees", "max_depth", "min_samples_leaf", "seed"),
+    recorded=("trees", "max_depth", "min_samples_leaf", "bootstrap", "seed"),
 )
 
 
