@@ -43,7 +43,9 @@ def _port_is_free(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_server):
+def test_serve_demo_then_tables_restart_keeps_ctas_tables_and_stops_cleanly(
+    cli_env, pydicom_files, start_server
+):
     first = start_server(env=cli_env)
     assert "writing the demo cohort" in first.output
     assert f"jdbc:hive2://127.0.0.1:{first.port}/default" in first.output
@@ -81,9 +83,10 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_s
     )
     p_value, _ = cursor.fetchone()
     assert p_value < 0.01  # treatment separates the populations
+    cursor.execute("CREATE TABLE kept_patients AS SELECT * FROM demo_patients")
     risk_query = (
         "SELECT p.PatientID, coxph_predict(m.model, struct(p.age, p.smoker, p.tumor_mm, p.treated), 'survival', 24.0) "
-        "FROM demo_patients p CROSS JOIN demo_cox m ORDER BY p.PatientID"
+        "FROM kept_patients p CROSS JOIN demo_cox m ORDER BY p.PatientID"
     )
     cursor.execute(risk_query)
     risks_before = cursor.fetchall()
@@ -110,8 +113,13 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_s
     assert "Stopped." in first.output and "Traceback" not in first.shutdown_output
     assert _port_is_free(first.port)
 
-    second = start_server(env=cli_env)
-    assert "writing the demo cohort" not in second.output  # the demo is reused
+    # restarted on the same home, serving given tables this time (and a bootstrap script)
+    second = start_server(
+        "--table", f"shipped={pydicom_files}", "--bootstrap", str(BOOTSTRAP), env=cli_env
+    )
+    assert "shipped" in second.output and "demo_images" not in second.output
+    assert f"reads:     {os.path.realpath(pydicom_files)}" in second.output
+    assert "bootstrap.sql: 6 statements run" in second.output
     cursor = second.cursor()
     cursor.execute("SELECT * FROM kept ORDER BY site")
     assert cursor.fetchall() == before
@@ -119,44 +127,17 @@ def test_serve_demo_restart_keeps_ctas_tables_and_stops_cleanly(cli_env, start_s
     assert cursor.fetchone()[0] == 1200
     cursor.execute(risk_query)  # a stored model predicts the same after a restart
     assert cursor.fetchall() == risks_before
-    cursor.close()
-    assert second.stop(signal.SIGINT) == 0
-    assert "Stopped." in second.output and "Traceback" not in second.output
-
-
-def test_serve_tables_a_busy_port_data_roots_and_bootstrap(
-    cli_env, pydicom_files, demo, start_server
-):
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        refused = run_dicomsql(
-            "serve", "--port", str(port), "--table", f"t={pydicom_files}", env=cli_env
-        )
-    assert refused.returncode == 2
-    assert f"port {port} on 127.0.0.1 is in use" in refused.stderr
-    assert "Traceback" not in refused.stderr
-
-    server = start_server(
-        "--table", f"shipped={pydicom_files}", "--bootstrap", str(BOOTSTRAP), env=cli_env
-    )
-    assert "shipped" in server.output and "demo_images" not in server.output
-    assert f"reads:     {os.path.realpath(pydicom_files)}" in server.output
-    assert "bootstrap.sql: 6 statements run" in server.output
-    cursor = server.cursor()
     cursor.execute("SELECT count(*) FROM shipped WHERE Modality = 'CT'")
     assert cursor.fetchone()[0] > 0
-    cursor.execute(
-        "SELECT sum(images), count(*) FROM series"
-    )  # the bootstrap's view over the first --table
+    cursor.execute("SELECT sum(images), count(*) FROM series")  # the bootstrap's view of shipped
     images, series = cursor.fetchone()
     cursor.execute(
-        "SELECT count(*), count(DISTINCT SeriesInstanceUID) FROM shipped WHERE _corrupt_record IS NULL AND SeriesInstanceUID IS NOT NULL"
+        "SELECT count(*), count(DISTINCT SeriesInstanceUID) FROM shipped "
+        "WHERE _corrupt_record IS NULL AND SeriesInstanceUID IS NOT NULL"
     )
     assert (images, series) == cursor.fetchone()
-    # a client cannot read DICOM files outside the served folders
-    outside = sorted((demo / "images").rglob("*.dcm"))[0]
+    # a client cannot read DICOM files outside the served folders: the demo's, now
+    outside = sorted((home / "demo" / "images").rglob("*.dcm"))[0]
     with pytest.raises(OperationalError, match="is outside the data roots this server reads"):
         cursor.execute(
             f"CREATE TEMPORARY VIEW elsewhere USING dicom OPTIONS (path '{outside.parent}')"
@@ -169,7 +150,21 @@ def test_serve_tables_a_busy_port_data_roots_and_bootstrap(
     ):
         cursor.execute(f"SELECT dicom_image('{outside}', 0, map('mode', 'FAILFAST')).data")
     cursor.close()
-    assert server.stop(signal.SIGTERM) == 0
+    assert second.stop(signal.SIGINT) == 0
+    assert "Stopped." in second.output and "Traceback" not in second.output
+
+
+def test_serve_refuses_a_busy_port(cli_env, pydicom_files):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        refused = run_dicomsql(
+            "serve", "--port", str(port), "--table", f"t={pydicom_files}", env=cli_env
+        )
+    assert refused.returncode == 2
+    assert f"port {port} on 127.0.0.1 is in use" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_a_home_held_by_another_process_gets_a_clear_message(spark, spark_home):

@@ -15,7 +15,6 @@ import pyarrow.compute as pc
 __all__ = [
     "arrow_type",
     "struct_ddl",
-    "columns_ddl",
     "column",
     "struct_array",
     "Expected",
@@ -52,11 +51,6 @@ def arrow_type(sql: str) -> pa.DataType:
 def struct_ddl(fields: Fields) -> str:
     """``STRUCT<field: TYPE, ...>`` for Spark."""
     return "STRUCT<" + ", ".join(f"{name}: {sql.upper()}" for name, sql in fields) + ">"
-
-
-def columns_ddl(fields: Fields) -> str:
-    """``name TYPE, ...``: the columns of a table function, for Spark."""
-    return ", ".join(f"{name} {sql.upper()}" for name, sql in fields)
 
 
 def column(values: Sequence[Any], sql: str) -> pa.Array:
@@ -101,11 +95,6 @@ def struct_array(rows: Sequence[dict[str, Any] | None], fields: Fields) -> pa.St
     ]
     mask = pa.array([row is None for row in rows])
     return pa.StructArray.from_arrays(arrays, names=[name for name, _ in fields], mask=mask)
-
-
-def struct_scalar(values: dict[str, Any], fields: Fields) -> pa.Scalar:
-    """A struct scalar of ``fields`` from a dict (missing keys are NULL)."""
-    return struct_array([values], fields)[0]
 
 
 class Expected(ValueError):
