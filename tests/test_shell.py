@@ -87,7 +87,7 @@ def test_shell_embedded(cli_env, pydicom_files):
     )
     shell.expect_exact("| 1CT1 |")
     shell.sendline(LONG_QUERY)
-    time.sleep(5)
+    time.sleep(3)
     shell.sendintr()
     shell.expect(r"Cancelled after \d+\.\d\ds\.", timeout=60)
     shell.sendline("SELECT 2 AS still_here;")
