@@ -22,6 +22,7 @@ __all__ = [
     "struct_numbers",
     "struct_features",
     "labels",
+    "rows_of",
     "objects",
     "model_row",
     "first_valid",
@@ -165,6 +166,11 @@ def struct_features(array: pa.Array) -> dict[str, np.ndarray]:
             values[missing] = np.nan
         columns[field.name] = values
     return columns
+
+
+def rows_of(columns: dict[str, np.ndarray], where: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows ``where`` (indexes or a mask) of every column of a features mapping."""
+    return {name: values[where] for name, values in columns.items()}
 
 
 def labels(array: pa.Array) -> list[Any]:

@@ -32,6 +32,7 @@ from .arrow import (
     numbers,
     objects,
     predict_rows,
+    rows_of,
     struct_features,
 )
 from .registry import Struct, Table, column, constant, options, sql_function
@@ -49,10 +50,6 @@ FEATURES = column("features", "STRUCT", struct_features)
 LABEL = column("label", "ANY", labels)
 
 
-def _rows(columns: dict[str, np.ndarray], where: np.ndarray) -> dict[str, np.ndarray]:
-    return {name: values[where] for name, values in columns.items()}
-
-
 def _classes(
     family: ModuleType, model: Models, features: dict, type: str | None, wanted: np.ndarray | None
 ) -> np.ndarray:
@@ -60,7 +57,7 @@ def _classes(
     return predict_rows(
         model,
         lambda fitted, where: family.predict(
-            fitted, _rows(features, where), type, None if wanted is None else wanted[where]
+            fitted, rows_of(features, where), type, None if wanted is None else wanted[where]
         ),
     )
 
@@ -119,7 +116,9 @@ def linreg_predict(model: Models, features: dict) -> np.ndarray:
     """The value a ``linreg_fit`` model predicts; features matched to the model by field
     name (a missing or unknown field is an error naming it), an unseen category counts as
     the reference category, a NULL feature gives NULL."""
-    return predict_rows(model, lambda fitted, where: linear.predict(fitted, _rows(features, where)))
+    return predict_rows(
+        model, lambda fitted, where: linear.predict(fitted, rows_of(features, where))
+    )
 
 
 @sql_function(

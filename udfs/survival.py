@@ -18,7 +18,7 @@ import numpy as np
 from dicomsql.errors import ArgumentError
 from dicomsql.stats import aft, cox, km
 
-from .arrow import Models, model_row, numbers, objects, predict_rows, struct_features
+from .arrow import Models, model_row, numbers, objects, predict_rows, rows_of, struct_features
 from .registry import Struct, Table, column, constant, options, sql_function
 
 COX_MODEL = Struct(cox.MODEL_FIELDS, "COX_MODEL")
@@ -34,10 +34,6 @@ TIME = column("time", "DOUBLE", numbers, default=None)
 
 _COX_EXAMPLE_FIT = "SELECT coxph_fit(months, died, struct(age, smoker, tumor_mm, treated)) AS model FROM demo_patients"
 _AFT_EXAMPLE_FIT = "SELECT aft_fit(months, died, struct(age, smoker, tumor_mm, treated)) AS model FROM demo_patients"
-
-
-def _rows(columns: dict[str, np.ndarray], where: np.ndarray) -> dict[str, np.ndarray]:
-    return {name: values[where] for name, values in columns.items()}
 
 
 @sql_function(
@@ -126,14 +122,14 @@ def coxph_predict(
     """
 
     def predict(fitted: dict, where: np.ndarray) -> np.ndarray:
-        selected, times = _rows(features, where), None if time is None else time[where]
+        selected, times = rows_of(features, where), None if time is None else time[where]
         if stratum is None:
             return cox.predict(fitted, selected, type, times)
         strata, out = stratum[where], np.empty(len(where))
         for value in set(strata):  # NULL or unknown strata predict NaN (NULL)
             rows = strata == value
             out[rows] = cox.predict(
-                fitted, _rows(selected, rows), type, None if times is None else times[rows], value
+                fitted, rows_of(selected, rows), type, None if times is None else times[rows], value
             )
         return out
 
@@ -253,7 +249,7 @@ def aft_predict(model: Models, features: dict, type: str, time: np.ndarray | Non
     return predict_rows(
         model,
         lambda fitted, where: aft.predict(
-            fitted, _rows(features, where), type, None if time is None else time[where]
+            fitted, rows_of(features, where), type, None if time is None else time[where]
         ),
     )
 
