@@ -62,10 +62,19 @@ class OptionError(DicomsqlError, ValueError):
 
 
 class Parsed(dict):
-    """What :func:`parse` returns: every option of a table by name, as values. Parsing it
-    again against the same table gives it back, so that a layer that parsed the options (the
-    SQL function registry) can hand them to one that parses what it is given (a model
-    family's ``fit``)."""
+    """What :func:`parse` returns: every option of ``table`` by name, as values. Parsing it
+    again against that table gives a copy, so that a layer that parsed the options (the SQL
+    function registry) can hand them to one that parses what it is given (a model family's
+    ``fit``); against any other table it is parsed as text. Tables are compared by their
+    options' names and defaults: a table pickled to a Spark worker is a copy of the module's."""
+
+    def __init__(self, values: Any = (), *, table: tuple[Option, ...] = ()) -> None:
+        super().__init__(values)
+        self.table_key = _table_key(table)
+
+
+def _table_key(table: tuple[Option, ...]) -> tuple:
+    return tuple((option.name, repr(option.default)) for option in table)
 
 
 def parse(
@@ -86,14 +95,14 @@ def parse(
     Traceback (most recent call last):
     dicomsql.options.OptionError: unknown option 'tie' (known: ties)
     >>> parsed = parse({"ties": "breslow"}, (ties,))
-    >>> parse(parsed, (ties,)) is parsed
+    >>> parse(parsed, (ties,)) == parsed
     True
     """
-    if isinstance(given, Parsed) and given.keys() == {option.name for option in table}:
-        return given
+    if isinstance(given, Parsed) and given.table_key == _table_key(table):
+        return Parsed(given, table=table)
     prefix = f"{where}: " if where else ""
     known = {option.name.lower(): option for option in table}
-    values = Parsed((option.name, option.default) for option in table)
+    values = Parsed(((option.name, option.default) for option in table), table=table)
     for key, text in (given or {}).items():
         option = known.get(str(key).strip().lower())
         if option is None:

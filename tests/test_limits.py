@@ -295,3 +295,70 @@ def test_pixels_bytes_failfast_names_the_file(small_limit):
     assert batch.column("content").to_pylist() == [None] and batch.column(
         "_corrupt_record"
     ).to_pylist() == [small_limit]
+
+
+# --- argument errors and calls the registry's wrappers handle -------------------------------
+
+
+def test_series_volume_names_its_image_argument():
+    with pytest.raises(
+        FunctionArgumentError, match="^series_volume: argument image must be an image struct"
+    ):
+        call("series_volume", [1, 2], [[0.0, 0.0, 0.0]] * 2, [[1.0, 0, 0, 0, 1.0, 0]] * 2)
+
+
+def test_pca_fit_takes_vectors_longer_than_the_covariance_bound():
+    rows = [[float((i * j) % 7) for j in range(9000)] for i in range(1, 5)]
+    model = call("pca_fit", rows, [2] * 4).as_py()
+    assert model["error"] is None and model["dimension"] == 9000 and model["method"] != "covariance"
+    with pytest.raises(FunctionArgumentError, match="^cov_fit: argument vector must be between 1"):
+        call("cov_fit", rows)
+
+
+def test_pca_reconstruct_names_its_scores_argument():
+    model = call("pca_fit", [[1.0, 2.0, 0.0], [2.0, 1.0, 1.0], [0.0, 1.0, 3.0]], [2] * 3)
+    with pytest.raises(FunctionArgumentError, match="^pca_reconstruct: argument scores"):
+        call("pca_reconstruct", pa.array([model.as_py()], type=model.type), [[1.0]])
+
+
+def test_an_unknown_or_nan_stratum_predicts_null():
+    durations, events = [5.0, 8.0, 3.0, 9.0, 4.0, 7.0, 6.0, 2.0], [1, 1, 0, 1, 1, 0, 1, 1]
+    features = pa.array([{"x": float(v)} for v in [1, 3, 2, 5, 4, 1, 2, 3]])
+    model = call("coxph_fit_stratified", durations, events, [1.0, 2.0] * 4, features).as_py()
+    assert model["error"] is None
+    models = pa.array([model] * 4, type=call("coxph_fit", durations, events, features).type)
+    predicted = call(
+        "coxph_predict",
+        models,
+        features.slice(0, 4),
+        ["survival"] * 4,
+        [4.0] * 4,
+        [1.0, 2.0, float("nan"), None],
+    ).to_pylist()
+    assert predicted[0] is not None and predicted[1] is not None and predicted[2:] == [None, None]
+
+
+def test_window_arguments_of_the_wrong_type_name_the_argument():
+    with pytest.raises(FunctionArgumentError, match="^dicom_png: argument window must be auto or"):
+        call("dicom_png", [CT], [64], [40])
+    with pytest.raises(
+        FunctionArgumentError, match="^dicom_window: argument width must be a number"
+    ):
+        call("dicom_window", [CT], [40.0], ["abc"])
+
+
+def test_a_null_file_is_a_null_image():
+    assert call("dicom_image", pa.nulls(2)).to_pylist() == [None, None]  # SELECT dicom_image(NULL)
+
+
+def test_table_functions_bind_arguments_by_name():
+    model = call("als_fit", ["u1", "u1", "u2"], ["a", "b", "a"], [5.0, 1.0, 4.0]).as_py()
+
+    class Row(dict):
+        def asDict(self, recursive=False):  # what Spark hands a table function for a struct
+            return dict(self)
+
+    table = FUNCTIONS["als_recommend"].evaluator()
+    assert list(table.eval(k=1, model=Row(model), user="u1")) == list(
+        table.eval(Row(model), "u1", 1)
+    )

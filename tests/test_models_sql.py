@@ -224,6 +224,10 @@ def test_capture_recommendations_with_als(spark):
     assert [(row.item, row.rank) for row in recommended] == [
         (item, rank) for item, _, rank in als.recommend(local, reader, 2)
     ]
+    named = spark.sql(f"""
+        SELECT r.* FROM (SELECT als_fit(reader, capture, quality, map('rank', '2', 'iterations', '8')) AS model FROM demo_reads) m,
+        LATERAL als_recommend(k => 2, model => m.model, user => '{reader}') r""").collect()
+    assert named == recommended  # a table function's arguments may be named
     predicted = spark.sql("""
         SELECT als_predict(m.model, r.reader, r.capture) AS known, als_predict(m.model, 'nobody', r.capture) AS unknown
         FROM demo_reads r CROSS JOIN (SELECT als_fit(reader, capture, quality, map('rank', '2', 'iterations', '8')) AS model

@@ -239,3 +239,19 @@ def test_every_option_is_set_by_some_test(case):
     assert _set_by_a_test(table, option.name), (
         f"{table}: option {option.name} is set by no test outside {Path(__file__).name}"
     )
+
+
+def test_parsed_options_pass_through_a_copy_of_their_table():
+    """The registry parses an options map in a Spark worker against a pickled copy of the
+    table; the family's fit then parses the result against the module's own table."""
+    from pyspark import cloudpickle
+
+    from dicomsql.stats import forest
+
+    copied = cloudpickle.loads(cloudpickle.dumps(forest.OPTIONS))
+    parsed = parse({"trees": "7"}, copied)
+    again = parse(parsed, forest.OPTIONS)
+    assert again == parsed and again["task"] is None and again["trees"] == 7
+    assert again is not parsed  # a copy: the caller may change it
+    with pytest.raises(OptionError):  # another table parses it as text
+        parse(parse(None, (TIES,)), (Option("ties", "x", "Another table.", choice("x")),))

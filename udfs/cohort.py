@@ -42,6 +42,7 @@ def _length(matrix: np.ndarray) -> list[int]:
     return [matrix.shape[1]] if matrix.size else []
 
 
+#: cov_fit's vectors: a d x d covariance follows, so d is bounded
 VECTORS = column("vector", "ARRAY<DOUBLE>", vectors, bound=VECTOR_VALUES, sizes=_length)
 
 
@@ -76,7 +77,7 @@ def cov_fit(batches: Iterator[tuple[np.ndarray]]) -> dict:
 
 
 @sql_function(
-    VECTORS,
+    column("vector", "ARRAY<DOUBLE>", vectors),
     constant("k", "INT", bound=COMPONENTS),
     options(pca.OPTIONS),
     returns=PCA_MODEL,
@@ -99,7 +100,12 @@ def pca_fit(batches: Iterator[tuple[np.ndarray]], k: int, options: dict) -> dict
         return {"n": accumulator.moments.n, "error": str(exc)}
 
 
-def _model_rows(model: Models, vector: list, transform: Callable[[dict, np.ndarray], Any]) -> list:
+def _model_rows(
+    model: Models,
+    vector: list,
+    transform: Callable[[dict, np.ndarray], Any],
+    argument: str = "vector",
+) -> list:
     out: list[Any] = [None] * len(vector)
     for fitted, where in model:
         rows = [i for i in where if vector[i] is not None]
@@ -108,7 +114,7 @@ def _model_rows(model: Models, vector: list, transform: Callable[[dict, np.ndarr
         try:
             results = transform(fitted, np.asarray([vector[i] for i in rows], dtype=np.float64))
         except ValueError as exc:
-            raise ArgumentError("vector", str(exc)) from None
+            raise ArgumentError(argument, str(exc)) from None
         for i, result in zip(rows, results):
             out[i] = result
     return out
@@ -138,7 +144,7 @@ def pca_project(model: Models, vector: list) -> list:
 def pca_reconstruct(model: Models, scores: list) -> list:
     """A vector back from its scores on a ``pca_fit`` model: mean + scores . components
     (the first len(scores) components)."""
-    return _model_rows(model, scores, pca.reconstruct)
+    return _model_rows(model, scores, pca.reconstruct, "scores")
 
 
 def _first_column(row: Any) -> Any:

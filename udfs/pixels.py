@@ -89,7 +89,10 @@ def _is_file(kind: pa.DataType) -> bool:
 
 
 def files(array: pa.Array) -> list[str | bytes | None]:
-    """The files of a ``file`` argument: paths or URIs, or the files' bytes."""
+    """The files of a ``file`` argument: paths or URIs, or the files' bytes (a NULL literal:
+    no file)."""
+    if pa.types.is_null(array.type):
+        return [None] * len(array)
     if not _is_file(array.type):
         raise Expected("a file path or URI (STRING) or its bytes (BINARY)", str(array.type))
     return array.to_pylist()
@@ -103,9 +106,16 @@ def images(array: pa.Array, dtype: type = np.float32) -> list[pixels.Image | Non
             None if row is None or row.get("data") is None else pixels.Image.from_struct(row, dtype)
             for row in array.to_pylist()
         ]
-    if _is_file(array.type):
-        return [_decoded_or_none(source, dtype) for source in array.to_pylist()]
-    raise Expected("an image struct (dicom_image) or a file path or its bytes", str(array.type))
+    _check_images(array)
+    return [
+        None if pa.types.is_null(array.type) else _decoded_or_none(source, dtype)
+        for source in array.to_pylist()
+    ]
+
+
+def _check_images(array: pa.Array) -> None:
+    if not (pa.types.is_struct(array.type) or _is_file(array.type) or pa.types.is_null(array.type)):
+        raise Expected("an image struct (dicom_image) or a file path or its bytes", str(array.type))
 
 
 #: The images of an ``image`` argument as float64, for the per-image maths.
@@ -198,6 +208,14 @@ def window_setting(value: Any) -> float | str:
     return value.lower()
 
 
+def number(value: Any) -> float:
+    """A DOUBLE constant (a SQL number, or text that reads as one)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise Expected("a number", repr(value)) from None
+
+
 def _window_of(
     image: pixels.Image, window: float | str | None, width: float | None
 ) -> tuple[float, float]:
@@ -233,8 +251,8 @@ def pixel_arrays(array: pa.Array) -> list[pixels.Image | None]:
 
 @sql_function(
     column("values", "ARRAY<FLOAT> or image", pixel_arrays),
-    constant("window", "DOUBLE center or preset STRING", window_setting, default=None),
-    constant("width", "DOUBLE", default=None),
+    constant("window", "DOUBLE or STRING", window_setting, default=None),
+    constant("width", "DOUBLE", number, default=None),
     returns="ARRAY<FLOAT>",
     example="SELECT dicom_window(dicom_pixels(path), 'lung'), dicom_window(path), dicom_window(path, 40, 400) "
     "FROM demo_images WHERE Modality = 'CT' LIMIT 2",
@@ -254,9 +272,11 @@ def dicom_window(
     ]
 
 
-def preset(name: str) -> str | None:
+def preset(name: Any) -> str | None:
     """A ``window`` argument: a preset name, or ``auto`` (None: the file's window)."""
-    if name.lower() != "auto" and name.lower() not in pixels.WINDOW_PRESETS:
+    if not isinstance(name, str) or (
+        name.lower() != "auto" and name.lower() not in pixels.WINDOW_PRESETS
+    ):
         raise Expected(f"auto or one of {', '.join(pixels.WINDOW_PRESETS)}", repr(name))
     return None if name.lower() == "auto" else name.lower()
 
@@ -303,6 +323,8 @@ def dicom_png_uri(image: list, size: int, window: str | None) -> list[str | None
 
 
 def _slices(array: pa.Array) -> list[int]:
+    """The number of slices of a group (checked against the bound before any is decoded)."""
+    _check_images(array)
     return [len(array) - array.null_count]
 
 

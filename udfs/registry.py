@@ -318,6 +318,30 @@ class SqlFunction:
                     )
         return values
 
+    def positional(self, given: Sequence[Any], named: Mapping[str, Any]) -> tuple:
+        """A table function's arguments in declaration order, from a call that named some
+        (``als_recommend(model => m.model, user => 'R01', k => 3)``); one left out before a
+        named one is NULL."""
+        if not named:
+            return tuple(given)
+        names = [a.name for a in self.arguments]
+        last = max(names.index(name) for name in named)
+        return tuple(given) + tuple(named.get(name) for name in names[len(given) : last + 1])
+
+    @property
+    def eval_signature(self) -> inspect.Signature:
+        """The signature Spark binds a table function's call to (positional or by name)."""
+        parameter = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        return inspect.Signature(
+            [inspect.Parameter("self", parameter)]
+            + [
+                inspect.Parameter(
+                    a.name, parameter, default=None if a.optional else inspect.Parameter.empty
+                )
+                for a in self.arguments
+            ]
+        )
+
     def call(self, given: Sequence[Any]) -> Any:
         """The body's result for Spark's argument values."""
         values = self.values(given)
@@ -417,8 +441,8 @@ def _table_class(function: SqlFunction) -> type:
     if isinstance(implementation, type):
 
         class Stateful(implementation):
-            def eval(self, *given: Any) -> Iterator[tuple]:
-                values = function.values(given)
+            def eval(self, *given: Any, **named: Any) -> Iterator[tuple]:
+                values = function.values(function.positional(given, named))
                 with function._naming():
                     yield from (function.returns.row(row) for row in super().eval(**values) or ())
 
@@ -428,15 +452,17 @@ def _table_class(function: SqlFunction) -> type:
 
         if not hasattr(implementation, "terminate"):
             del Stateful.terminate
+        Stateful.eval.__signature__ = function.eval_signature
         Stateful.__name__ = Stateful.__qualname__ = implementation.__name__
         return Stateful
 
     class Rows:
-        def eval(self, *given: Any) -> Iterator[tuple]:
-            values = function.values(given)
+        def eval(self, *given: Any, **named: Any) -> Iterator[tuple]:
+            values = function.values(function.positional(given, named))
             with function._naming():
                 yield from (function.returns.row(row) for row in implementation(**values))
 
+    Rows.eval.__signature__ = function.eval_signature
     Rows.__name__ = Rows.__qualname__ = function.name
     return Rows
 

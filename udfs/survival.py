@@ -125,7 +125,7 @@ def coxph_predict(
         selected, times = rows_of(features, where), None if time is None else time[where]
         if stratum is None:
             return cox.predict(fitted, selected, type, times)
-        strata, out = stratum[where], np.empty(len(where))
+        strata, out = stratum[where], np.full(len(where), np.nan)
         for value in set(strata):  # NULL or unknown strata predict NaN (NULL)
             rows = strata == value
             out[rows] = cox.predict(
