@@ -51,30 +51,24 @@ def _bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
     return _typed(integer(low, high))
 
 
+def _pairs(metavar: str, help: str) -> dict[str, Any]:
+    """A repeatable ``NAME=VALUE`` flag's add_argument keywords."""
+    return dict(type=_key_value, action="append", default=[], metavar=metavar, help=help)
+
+
 #: The flags several commands take, each declared once: flag -> add_argument's keywords.
 _FLAGS: dict[str, dict[str, Any]] = {
     "--master": dict(default=DEFAULTS["master"], help=_HELP["master"]),
     "--home": dict(default=DEFAULTS["home"], help=_HELP["home"]),
-    "--conf": dict(
-        type=_key_value,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="Extra Spark setting (repeatable), e.g. --conf spark.driver.memory=8g.",
+    "--conf": _pairs(
+        "KEY=VALUE", "Extra Spark setting (repeatable), e.g. --conf spark.driver.memory=8g."
     ),
-    "--table": dict(
-        type=_key_value,
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="The DICOM files under PATH (recursively) as temporary view NAME (repeatable).",
+    "--table": _pairs(
+        "NAME=PATH", "The DICOM files under PATH (recursively) as temporary view NAME (repeatable)."
     ),
-    "--var": dict(
-        type=_key_value,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="Bind ${NAME} and :NAME to VALUE (repeatable): a quoted name where a table name goes, else a literal.",
+    "--var": _pairs(
+        "NAME=VALUE",
+        "Bind ${NAME} and :NAME to VALUE (repeatable): a quoted name where a table name goes, else a literal.",
     ),
     "--jdbc": dict(
         metavar="URL",

@@ -143,17 +143,12 @@ class Certificates:
     key: Path
 
 
-@pytest.fixture(scope="session")
-def certificates(tmp_path_factory) -> Certificates:
-    folder = tmp_path_factory.mktemp("tls")
-    ca, ca_key, cert, key = (
-        folder / name for name in ("ca.pem", "ca.key", "server.pem", "server.key")
-    )
-    request, extensions = folder / "server.csr", folder / "server.ext"
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
 
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
 
+def self_signed_ca(cert: Path, key: Path, name: str) -> None:
+    """A CA certificate ``cert`` (PEM, valid 2 days) and its key, named ``name``."""
     openssl(
         "req",
         "-x509",
@@ -163,12 +158,23 @@ def certificates(tmp_path_factory) -> Certificates:
         "-days",
         "2",
         "-subj",
-        "/CN=dicomsql test CA",
+        f"/CN={name}",
         "-keyout",
-        str(ca_key),
+        str(key),
         "-out",
-        str(ca),
+        str(cert),
     )
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory) -> Certificates:
+    folder = tmp_path_factory.mktemp("tls")
+    ca, ca_key, cert, key = (
+        folder / name for name in ("ca.pem", "ca.key", "server.pem", "server.key")
+    )
+    request, extensions = folder / "server.csr", folder / "server.ext"
+
+    self_signed_ca(ca, ca_key, "dicomsql test CA")
     openssl(
         "req",
         "-newkey",
@@ -419,26 +425,7 @@ def ldap_directory(tmp_path_factory, certificates) -> Iterator[Directory]:
 def stranger_ca(tmp_path_factory) -> Path:
     """A self-signed CA certificate that signed neither the server's nor the directory's."""
     folder = tmp_path_factory.mktemp("stranger ca")
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=stranger CA",
-            "-keyout",
-            str(folder / "ca.key"),
-            "-out",
-            str(folder / "ca.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    self_signed_ca(folder / "ca.pem", folder / "ca.key", "stranger CA")
     return folder / "ca.pem"
 
 
