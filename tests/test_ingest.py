@@ -1,15 +1,21 @@
-"""Ingest: DICOM headers into a Parquet table, incrementally, through a real session."""
+"""Catalogs: DICOM headers into Parquet segments behind a view, refreshed incrementally and
+atomically, through a real session."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import threading
 
 import pytest
 
 from dicomsql.client import EmbeddedClient
 from dicomsql.errors import DicomsqlError
-from dicomsql.ingest import ingest
+from dicomsql.ingest import MAX_SEGMENTS, Catalog, ingest
 
 
 @pytest.fixture
@@ -23,6 +29,18 @@ def folder(tmp_path, demo):
 
 def _rows(spark, table):
     return {r.path: r for r in spark.table(table).collect()}
+
+
+def _segments(spark, catalog):
+    properties = dict(spark.sql(f"SHOW TBLPROPERTIES {catalog}").collect())
+    return [name for name, _ in json.loads(properties["dicomsql.catalog"])["segments"]]
+
+
+def _drop(spark, catalog):
+    """Drop a catalog: its view and every segment table."""
+    spark.sql(f"DROP VIEW {catalog}")
+    for row in spark.sql(f"SHOW TABLES LIKE '{catalog}__*'").collect():
+        spark.sql(f"DROP TABLE {row.tableName}")
 
 
 def test_first_run_reads_everything_and_equals_the_source(spark, folder):
@@ -43,7 +61,7 @@ def test_first_run_reads_everything_and_equals_the_source(spark, folder):
     source = spark.read.format("dicom").load(str(folder))
     assert table.schema == source.schema
     assert sorted(table.collect()) == sorted(source.collect())
-    spark.sql("DROP TABLE ingest_first")
+    _drop(spark, "ingest_first")
 
 
 def test_later_runs_read_only_new_and_changed_files_and_drop_deleted_ones(spark, folder):
@@ -66,9 +84,8 @@ def test_later_runs_read_only_new_and_changed_files_and_drop_deleted_ones(spark,
     assert rows[str(ct[1])].modificationTime.timestamp() == 2_000_000_000
     assert rows[str(added)].SOPInstanceUID == rows[str(ct[2])].SOPInstanceUID
     assert rows[str(folder / "notes.txt")]._corrupt_record.startswith("not a DICOM file")
-    assert not spark.catalog.tableExists("ingest_again__ingest")
-    assert not spark.catalog.tableExists("ingest_again__previous")
-    spark.sql("DROP TABLE ingest_again")
+    assert len(_segments(spark, "ingest_again")) == 2  # the rewritten one, the new files'
+    _drop(spark, "ingest_again")
 
 
 def test_tags_all_is_fixed_when_the_table_is_created(spark, folder):
@@ -81,32 +98,93 @@ def test_tags_all_is_fixed_when_the_table_is_created(spark, folder):
     )  # an existing table keeps its columns
     assert spark.table("ingest_all").columns == columns
     assert spark.table("ingest_all").count() == 24
-    spark.sql("DROP TABLE ingest_all")
+    _drop(spark, "ingest_all")
 
 
-def test_a_second_run_on_the_same_table_is_refused_while_one_runs(spark, folder):
+def test_a_second_run_on_the_same_catalog_is_refused_while_one_runs(spark, folder):
     client = EmbeddedClient(spark)
-    spark.sql("CREATE TABLE ingest_locked__ingest_lock (started STRING) USING parquet")
-    with pytest.raises(DicomsqlError, match="another ingest of ingest_locked is running"):
-        ingest(client.execute, "ingest_locked", [str(folder)])
-    spark.sql("DROP TABLE ingest_locked__ingest_lock")
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    spark.sql(
+        "CREATE TABLE ingest_locked__lock (started STRING) USING parquet "
+        f"TBLPROPERTIES ('dicomsql.owner' = '{socket.gethostname()} {running.pid}')"
+    )
+    try:
+        with pytest.raises(DicomsqlError, match="another refresh of ingest_locked is running"):
+            ingest(client.execute, "ingest_locked", [str(folder)])
+    finally:
+        running.kill()
+        running.wait()
+    # the lock's process is gone: the next run takes the lock over
     assert ingest(client.execute, "ingest_locked", [str(folder)]).rows == 24
-    spark.sql("DROP TABLE ingest_locked")
+    assert not spark.catalog.tableExists("ingest_locked__lock")
+    _drop(spark, "ingest_locked")
 
 
-def test_an_interrupted_run_is_repaired_by_the_next(spark, folder):
+def test_a_killed_refresh_leaves_the_catalog_as_it_was_and_the_next_one_cleans_up(spark, folder):
     client = EmbeddedClient(spark)
     ingest(client.execute, "ingest_repair", [str(folder)])
-    # interrupted after renaming the table away, before renaming the kept rows in
+    before = _segments(spark, "ingest_repair")
+    # killed after writing a segment, before publishing it
     spark.sql(
-        "CREATE TABLE ingest_repair__ingest USING parquet AS SELECT * FROM ingest_repair LIMIT 3"
+        "CREATE TABLE ingest_repair__0123456789ab USING parquet AS SELECT * FROM ingest_repair LIMIT 3"
     )
-    spark.sql("ALTER TABLE ingest_repair RENAME TO ingest_repair__previous")
+    assert spark.table("ingest_repair").count() == 24
     summary = ingest(client.execute, "ingest_repair", [str(folder)])
-    assert (summary.read, summary.rows) == (0, 24)  # the data came back; nothing re-read
-    assert not spark.catalog.tableExists("ingest_repair__previous")
-    assert not spark.catalog.tableExists("ingest_repair__ingest")
-    spark.sql("DROP TABLE ingest_repair")
+    assert (summary.read, summary.rows) == (0, 24)
+    assert not spark.catalog.tableExists("ingest_repair__0123456789ab")
+    assert _segments(spark, "ingest_repair") == before
+    _drop(spark, "ingest_repair")
+
+
+def test_a_table_of_an_older_ingest_becomes_the_first_segment(spark, folder):
+    spark.read.format("dicom").load(str(folder)).write.saveAsTable("ingest_older")
+    summary = ingest(EmbeddedClient(spark).execute, "ingest_older", [str(folder)])
+    assert (summary.read, summary.unchanged, summary.rows) == (0, 24, 24)
+    [segment] = _segments(spark, "ingest_older")
+    assert spark.table(segment).count() == 24
+    _drop(spark, "ingest_older")
+
+
+def test_segments_are_merged_beyond_the_most_a_catalog_keeps(spark, folder, pydicom_files):
+    client = EmbeddedClient(spark)
+    ct = sorted(folder.rglob("*.dcm"))
+    catalog = Catalog(client.execute, "ingest_merged", [str(folder)])
+    catalog.refresh()
+    for number in range(MAX_SEGMENTS + 1):
+        shutil.copy(ct[number], folder / f"copy_{number}.dcm")
+        catalog.refresh()
+    assert len(_segments(spark, "ingest_merged")) <= MAX_SEGMENTS
+    assert spark.table("ingest_merged").count() == 24 + MAX_SEGMENTS + 1
+    source = spark.read.format("dicom").load(str(folder))
+    assert sorted(spark.table("ingest_merged").collect()) == sorted(source.collect())
+    _drop(spark, "ingest_merged")
+
+
+def test_a_query_sees_the_catalog_before_or_after_a_refresh_never_half(spark, folder):
+    client = EmbeddedClient(spark)
+    catalog = Catalog(client.execute, "ingest_atomic", [str(folder)])
+    catalog.refresh()
+    ct = sorted((folder / "DEMO-0001" / "CT").glob("*.dcm"))
+    before = spark.sql("SELECT * FROM ingest_atomic")  # analysed now: the catalog as it is
+    os.remove(ct[0])
+    for number in range(3):
+        shutil.copy(ct[1], folder / f"copy_{number}.dcm")
+    seen, stop = set(), threading.Event()
+
+    def read():
+        while not stop.is_set():
+            seen.add(spark.sql("SELECT count(*) FROM ingest_atomic").collect()[0][0])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        catalog.refresh()
+    finally:
+        stop.set()
+        reader.join()
+    assert seen <= {24, 26} and 26 in seen | {spark.table("ingest_atomic").count()}
+    assert before.count() == 24  # its segments are retired, not dropped
+    _drop(spark, "ingest_atomic")
 
 
 def test_a_file_deleted_while_ingesting_is_a_row_not_a_failure(spark, folder, monkeypatch):
@@ -126,4 +204,4 @@ def test_a_file_deleted_while_ingesting_is_a_row_not_a_failure(spark, folder, mo
         f"SELECT _corrupt_record FROM ingest_vanished WHERE path = '{victim}'"
     ).collect()
     assert row._corrupt_record.startswith("cannot open")
-    spark.sql("DROP TABLE ingest_vanished")
+    _drop(spark, "ingest_vanished")
