@@ -34,9 +34,13 @@ if TYPE_CHECKING:
     import pyspark
 
     from .client import EmbeddedClient, JdbcClient
+    from .ingest import Catalog, Execute
     from .server import Access, Server
 
-__all__ = ["App", "DEMO_POLICIES", "checked_tables", "read_script", "session"]
+__all__ = ["App", "CATALOG_DATABASE", "DEMO_POLICIES", "checked_tables", "read_script", "session"]
+
+#: The database of the served tables' catalogs (``--table NAME=PATH`` -> ``dicomsql_catalog.NAME``).
+CATALOG_DATABASE = "dicomsql_catalog"
 
 #: What an App does with the home's demo cohort when no table is given.
 DEMO_POLICIES = {
@@ -126,6 +130,8 @@ class App:
         self.bootstrap = Path(bootstrap) if bootstrap is not None else None
         self._variables = dict(variables or {})
         self.say = say
+        #: The tables' catalogs, by lower-case name, once :meth:`prepare` refreshed them.
+        self.catalogs: dict[str, Catalog] = {}
 
     @property
     def serves_demo(self) -> bool:
@@ -173,9 +179,15 @@ class App:
         return spark
 
     def prepare(self, spark: pyspark.sql.SparkSession) -> list[str]:
-        """Create the views in ``spark`` and run the bootstrap script there; returns a line per
-        view (and one for the script), for the banner."""
-        lines = self.create_views(spark.sql)
+        """Refresh the tables' catalogs (unless ``live``), create the views in ``spark`` and
+        run the bootstrap script there; returns a line per view (and one for the script), for
+        the banner. The catalogs are refreshed in a session of their own (a clone of
+        ``spark``), so that a refresh's own temporary views never meet the served ones."""
+        from .client import EmbeddedClient
+        from .session import cloned
+
+        refresh_with = None if self.settings["live"] else EmbeddedClient(cloned(spark)).execute
+        lines = self.create_views(spark.sql, refresh_with)
         if self.bootstrap is not None:
             lines.append(self.run_bootstrap(spark))
         return lines
@@ -186,17 +198,43 @@ class App:
         self.prepare(spark)
         return spark
 
-    def create_views(self, execute: Callable[[str], object]) -> list[str]:
+    def create_views(
+        self, execute: Callable[[str], object], refresh_with: Execute | None = None
+    ) -> list[str]:
         """Create the DICOM views of the tables, or else (as the demo policy says) the demo's,
-        with ``execute`` (``spark.sql`` or a JDBC client's). Returns a line per view."""
+        with ``execute`` (``spark.sql`` or a JDBC client's). Returns a line per view.
+
+        With ``refresh_with`` (an ``execute`` returning rows), each table ``NAME`` is a view of
+        its catalog ``dicomsql_catalog.NAME``, refreshed now (progress to :attr:`say`) and kept
+        in :attr:`catalogs`; the live view over the files stays as ``NAME__files``. Without,
+        ``NAME`` is the live view."""
         from .demo import demo_is_complete
-        from .views import DEMO_VIEWS, demo_views_sql, dicom_view_sql
+        from .ingest import Catalog
+        from .views import DEMO_VIEWS, catalog_view_sql, demo_views_sql, dicom_view_sql
 
         if self.tables:
+            if refresh_with is not None:
+                refresh_with(
+                    f"CREATE DATABASE IF NOT EXISTS {CATALOG_DATABASE} "
+                    "COMMENT 'dicomsql: the catalogs of the served DICOM tables'"
+                )
+            lines = []
             for name, path in self.tables:
-                for statement in dicom_view_sql(name, path):
-                    execute(statement)
-            return [f"{name:<14} DICOM files under {path}" for name, path in self.tables]
+                files_view, live_view = dicom_view_sql(name, path)
+                execute(files_view)
+                if refresh_with is None:
+                    execute(live_view)
+                    lines.append(f"{name:<14} DICOM files under {path} (live)")
+                    continue
+                catalog = Catalog(refresh_with, f"{CATALOG_DATABASE}.{name}", [path])
+                summary = catalog.refresh(progress=self.say)
+                execute(catalog_view_sql(name, catalog.name))
+                self.catalogs[name.lower()] = catalog
+                lines.append(
+                    f"{name:<14} catalog of the {summary.rows:,} DICOM files under {path} "
+                    f"({summary.read:,} read now, {summary.removed:,} removed; live: {name}__files)"
+                )
+            return lines
         if self.demo == "write":
             self.ensure_demo()
         elif self.demo == "off" or not demo_is_complete(self.home.demo):
@@ -340,6 +378,8 @@ class App:
             port=self.settings["port"],
             max_concurrent_queries=self.settings["max_concurrent_queries"],
             access=self.access,
+            catalogs=self.catalogs,
+            refresh_interval=self.settings["refresh_interval"] or None,
         )
 
     def announce(self, server: Server) -> None:

@@ -64,8 +64,10 @@ _FLAGS: dict[str, dict[str, Any]] = {
         "KEY=VALUE", "Extra Spark setting (repeatable), e.g. --conf spark.driver.memory=8g."
     ),
     "--table": _pairs(
-        "NAME=PATH", "The DICOM files under PATH (recursively) as temporary view NAME (repeatable)."
+        "NAME=PATH",
+        "The DICOM files under PATH (recursively) as table NAME: a catalog, refreshed at start (repeatable).",
     ),
+    "--live": dict(action="store_true", help=_HELP["live"]),
     "--var": _pairs(
         "NAME=VALUE",
         "Bind ${NAME} and :NAME to VALUE (repeatable): a quoted name where a table name goes, else a literal.",
@@ -137,6 +139,7 @@ def _add_server_settings(serve: argparse.ArgumentParser) -> None:
         "idle_timeout": dict(metavar="SECONDS"),
         "max_file_size": dict(metavar="SIZE"),
         "audit_statements": {},
+        "refresh_interval": dict(metavar="SECONDS"),
     }
     for name, extra in option.items():
         default = list(DEFAULTS[name]) if extra.get("action") == "append" else DEFAULTS[name]
@@ -160,7 +163,7 @@ def _parser() -> argparse.ArgumentParser:
         "serve",
         help="Start Spark and the Thrift (JDBC) server; the demo cohort when no --table is given.",
     )
-    _add_flags(serve, *_SESSION_FLAGS, "--table")
+    _add_flags(serve, *_SESSION_FLAGS, "--table", "--live")
     serve.add_argument(
         "--data-root",
         action="append",
@@ -216,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
         help="SQL to run (several statements separated by ';').",
     )
     source.add_argument("-f", dest="file", type=Path, metavar="FILE", help="SQL script to run.")
-    _add_flags(sql, *_SESSION_FLAGS, "--table", *_LOGIN_FLAGS, "--max-rows")
+    _add_flags(sql, *_SESSION_FLAGS, "--table", "--live", *_LOGIN_FLAGS, "--max-rows")
     sql.add_argument(
         "--no-truncate", action="store_true", help="Print long values in full (table format)."
     )
@@ -243,7 +246,7 @@ def _parser() -> argparse.ArgumentParser:
         "shell",
         help="The interactive SQL shell: embedded, or through a server (--jdbc or the one holding the home).",
     )
-    _add_flags(shell, *_SESSION_FLAGS, "--table", *_LOGIN_FLAGS, "--max-rows")
+    _add_flags(shell, *_SESSION_FLAGS, "--table", "--live", *_LOGIN_FLAGS, "--max-rows")
 
     demo = commands.add_parser(
         "demo",

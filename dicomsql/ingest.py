@@ -34,11 +34,14 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from .client import QueryResult
 from .errors import DicomsqlError, QueryError
 from .sqltools import identifier, string_literal
 from .storage import FileEntry, list_files
+
+if TYPE_CHECKING:
+    from .client import QueryResult
 
 __all__ = ["Catalog", "IngestSummary", "ingest", "MAX_SEGMENTS", "RETIRE_SECONDS"]
 
@@ -51,7 +54,7 @@ MAX_SEGMENTS = 8
 RETIRE_SECONDS = 600.0
 _PROPERTY = "dicomsql.catalog"
 
-Execute = Callable[[str], QueryResult]
+Execute = Callable[[str], "QueryResult"]
 Progress = Callable[[str], None]
 #: path -> (segment, size, modification time in microseconds): a catalog's rows.
 Known = dict[str, tuple[str, "int | None", "int | None"]]

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pyspark
 
 __all__ = [
+    "cloned",
     "spark_session",
     "register",
     "spark_conf",
@@ -213,6 +214,14 @@ def spark_session(
         _active_home = None
         raise
     return register(spark)
+
+
+def cloned(spark: pyspark.sql.SparkSession) -> pyspark.sql.SparkSession:
+    """A clone of ``spark``: the same SparkContext, metastore and registered functions and
+    sources; its own settings, current database and temporary views (copies of ``spark``'s)."""
+    from pyspark.sql import SparkSession
+
+    return SparkSession(spark.sparkContext, spark._jsparkSession.cloneSession())
 
 
 def active_home() -> Home | None:

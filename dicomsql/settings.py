@@ -54,6 +54,18 @@ SETTINGS: tuple[Option, ...] = (
         parse=integer(1),
     ),
     Option(
+        "live",
+        False,
+        "Serve the --table folders as live views (every query lists and reads the files) instead of catalogs.",
+        parse=boolean,
+    ),
+    Option(
+        "refresh_interval",
+        0,
+        "Seconds between refreshes of the served catalogs from their folders (0: only at start and on REFRESH DICOM TABLE).",
+        parse=integer(0),
+    ),
+    Option(
         "demo_patients",
         100,
         "Patients in the demo cohort written when no data is given.",

@@ -15,7 +15,14 @@ from .dicom.header import CORE_KEYWORDS
 from .sqltools import identifier, string_literal
 from .storage import absolute_path, is_uri
 
-__all__ = ["DEMO_VIEWS", "DEMO_IMAGE_TAGS", "dicom_view_sql", "parquet_view_sql", "demo_views_sql"]
+__all__ = [
+    "DEMO_VIEWS",
+    "DEMO_IMAGE_TAGS",
+    "catalog_view_sql",
+    "dicom_view_sql",
+    "parquet_view_sql",
+    "demo_views_sql",
+]
 
 #: The demo cohort's views: name -> what it holds.
 DEMO_VIEWS = {
@@ -67,6 +74,18 @@ def dicom_view_sql(name: str, path: str | os.PathLike[str], **options: object) -
         f"CREATE OR REPLACE TEMPORARY VIEW {source} USING dicom OPTIONS ({rendered})",
         f"CREATE OR REPLACE TEMPORARY VIEW {identifier(name)} AS SELECT * FROM {source} WHERE path IS NOT NULL",
     ]
+
+
+def catalog_view_sql(name: str, catalog: str) -> str:
+    """SQL creating (or replacing) temporary view ``name`` over catalog ``catalog`` (a view,
+    see :mod:`dicomsql.ingest`): the temporary view is resolved at each query, so every query
+    reads the catalog as its last refresh left it.
+
+    >>> print(catalog_view_sql("ct", "dicomsql_catalog.ct"))
+    CREATE OR REPLACE TEMPORARY VIEW `ct` AS SELECT * FROM `dicomsql_catalog`.`ct`
+    """
+    quoted = ".".join(identifier(part) for part in catalog.split("."))
+    return f"CREATE OR REPLACE TEMPORARY VIEW {identifier(name)} AS SELECT * FROM {quoted}"
 
 
 def parquet_view_sql(name: str, path: str | os.PathLike[str]) -> str:

@@ -88,7 +88,7 @@ class Recorder(list):
 def test_views_of_the_tables(tmp_path):
     executed = Recorder()
     lines = App(tables={"ct": str(tmp_path)}, demo="write").create_views(executed)
-    assert lines == [f"ct             DICOM files under {tmp_path}"]
+    assert lines == [f"ct             DICOM files under {tmp_path} (live)"]
     assert len(executed) == 2 and executed[1].startswith("CREATE OR REPLACE TEMPORARY VIEW `ct` AS")
 
 

@@ -87,7 +87,17 @@ CASES: list[tuple[str, str | None]] = [
     ("USE user_bob", "read_allowed_databases"),
     ("CREATE TEMPORARY VIEW v AS SELECT * FROM served", None),
     ("CREATE GLOBAL TEMPORARY VIEW g AS SELECT 1", "temporary_views_only"),
-    ("CREATE VIEW v AS SELECT 1", "temporary_views_only"),
+    ("CREATE VIEW v AS SELECT 1", None),
+    (
+        "CREATE OR REPLACE VIEW user_alice.v AS SELECT * FROM t UNION ALL SELECT * FROM user_alice.u",
+        None,
+    ),
+    ("CREATE VIEW v AS SELECT * FROM shared.facts", "temporary_views_only"),
+    (
+        "CREATE VIEW v AS SELECT * FROM t WHERE a IN (SELECT a FROM shared.facts)",
+        "temporary_views_only",
+    ),
+    ("CREATE VIEW shared.v AS SELECT 1", "write_own_database"),
     ("ALTER VIEW mine AS SELECT 2", "temporary_views_only"),
     ("CREATE TEMPORARY VIEW d USING dicom OPTIONS (path '{roots}')", None),
     ("CREATE TEMPORARY VIEW d USING dicom OPTIONS (path '/etc')", "no_file_access"),

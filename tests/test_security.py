@@ -156,7 +156,14 @@ def _probes(outside: Path, home: Path) -> dict[str, tuple[str, str]]:
             "SELECT * FROM user_carol.private",
             "read_allowed_databases",
         ),
-        "persistent view": ("CREATE VIEW kept_view AS SELECT 1 AS a", "temporary_views_only"),
+        "persistent view over a shared table": (
+            "CREATE VIEW kept_view AS SELECT * FROM default.shared_facts",
+            "temporary_views_only",
+        ),
+        "persistent view in a shared database": (
+            "CREATE VIEW default.kept_view AS SELECT 1 AS a",
+            "write_own_database",
+        ),
         "global view": (
             "CREATE GLOBAL TEMPORARY VIEW everyone AS SELECT 1 AS a",
             "temporary_views_only",

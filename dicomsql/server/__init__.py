@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ from .access import Access
 
 if TYPE_CHECKING:
     import pyspark
+
+    from ..ingest import Catalog
 
 __all__ = ["Access", "Server", "serve", "free_port", "check_port_free", "silence_query_error_logs"]
 
@@ -105,13 +108,17 @@ def serve(
     port: int = DEFAULTS["port"],
     max_concurrent_queries: int | None = None,
     access: Access | None = None,
+    catalogs: Mapping[str, Catalog] | None = None,
+    refresh_interval: float | None = None,
 ) -> Server:
     """Serve ``spark`` over the HiveServer2 protocol on ``host:port`` and return once it
     listens. Every client session is a clone of ``spark`` as it is when the client connects.
     At most ``max_concurrent_queries`` statements run at once (default twice the driver's
     cores); more wait in a queue. ``access`` (default: no login, every client an analyst)
     says who may log in, what analysts may do, and where it is audited; a non-loopback
-    ``host`` needs logins and TLS."""
+    ``host`` needs logins and TLS. ``catalogs`` (by lower-case table name) are the served
+    tables' catalogs: clients refresh them with ``REFRESH DICOM TABLE name``, and the server
+    every ``refresh_interval`` seconds when given."""
     from .engine import Engine
     from .service import serve_connection
     from .transport import Listener
@@ -122,7 +129,13 @@ def serve(
     silence_query_error_logs()  # a client's failing query is its own (and the audit's), not the log's
     # the metastore starts on first use (seconds, with the embedded Derby): not in a client's time
     spark.sql("SHOW DATABASES").collect()
-    engine = Engine(spark, max_concurrent_queries or 2 * (os.cpu_count() or 1), access)
+    engine = Engine(
+        spark,
+        max_concurrent_queries or 2 * (os.cpu_count() or 1),
+        access,
+        catalogs=catalogs,
+        refresh_interval=refresh_interval,
+    )
     try:
         listener = Listener(host, port, serve_connection(engine), access).start()
     except OSError as exc:

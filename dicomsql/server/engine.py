@@ -18,20 +18,24 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from TCLIService.ttypes import TOperationState, TOperationType
 
 from ..errors import INTERNAL_SQLSTATE, client_error
 from ..jobs import JobGroup
+from ..session import cloned
 from ..storage import check_paths
 from . import policy
 from .access import Access
 from .auth import Account
 from .rowsets import Column, arrow_table, column_for
+
+if TYPE_CHECKING:
+    from ..ingest import Catalog
 
 __all__ = ["Engine", "ClientSession", "Operation", "OperationError"]
 
@@ -74,6 +78,19 @@ _OUTCOMES = {
     S.TIMEDOUT_STATE: "timed out",
 }
 _STATEMENT = TOperationType.EXECUTE_STATEMENT
+#: dicomsql's own statement: refresh a served table's catalog now (``REFRESH DICOM TABLE ct``).
+REFRESH_STATEMENT = re.compile(
+    r"\s*REFRESH\s+DICOM\s+TABLE\s+(?P<name>`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)\s*;?\s*",
+    re.IGNORECASE,
+)
+#: The result of REFRESH DICOM TABLE: the :class:`~dicomsql.ingest.IngestSummary` fields.
+REFRESH_FIELDS = {
+    "table": "string",
+    **dict.fromkeys(
+        ("listed", "new", "changed", "removed", "unchanged", "rows", "unreadable"), "long"
+    ),
+    "seconds": "double",
+}
 
 
 class OperationError(Exception):
@@ -194,6 +211,24 @@ class Operation:
                     self._ended = True
             self.columns = columns
             self.set_state(S.FINISHED_STATE)
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes the client's error
+            self._fail(exc)
+
+    def run_refresh(self, catalog: Catalog) -> None:
+        """Refresh ``catalog`` (on a pool thread) and give its summary as the one row. A
+        refresh is atomic: a cancel or timeout ends the operation, not the refresh, which
+        finishes (and its readers see it then, or not at all)."""
+        if self._cancelled.is_set():
+            return
+        from pyspark.sql.types import _parse_datatype_string
+
+        self.set_state(S.RUNNING_STATE)
+        try:
+            summary = catalog.refresh()
+            columns = [column_for(n, _parse_datatype_string(t)) for n, t in REFRESH_FIELDS.items()]
+            row = [getattr(summary, name) for name in REFRESH_FIELDS]
+            if not self._cancelled.is_set():
+                self.set_rows(columns, [row])
         except BaseException as exc:  # noqa: BLE001 - every failure becomes the client's error
             self._fail(exc)
 
@@ -453,6 +488,9 @@ class ClientSession:
         ``timeout`` seconds (the client's query timeout, for analysts at most the server's)
         it is cancelled, TIMEDOUT. A statement the policy refuses raises
         :class:`OperationError` (SQLSTATE 42501) naming the rule, and is audited as denied."""
+        refresh = REFRESH_STATEMENT.fullmatch(statement)
+        if refresh:
+            return self.refresh(statement, refresh.group("name").strip("`"), kind)
         analysed = self._analysed  # what the session had analysed when the check began
         plan, parse_error = self._parsed_plan(statement)
         try:
@@ -487,6 +525,22 @@ class ClientSession:
         self.engine.submit(
             lambda: operation.run_statement(statement, runnable, analysed), light=light
         )
+        return operation
+
+    def refresh(self, statement: str, name: str, kind: int) -> Operation:
+        """``REFRESH DICOM TABLE name``: queue a refresh of the served table's catalog (any
+        client may; what it reads is the served folder's, and only the server writes)."""
+        catalog = self.engine.catalogs.get(name.lower())
+        if catalog is None:
+            self.audit(statement, "error", "NOT_A_CATALOG")
+            served = ", ".join(sorted(self.engine.catalogs)) or "none: the server serves no catalog"
+            raise OperationError(
+                f"REFRESH DICOM TABLE: {name} is not a served catalog (served: {served})", "42P01"
+            )
+        self.audit(statement, "started")
+        operation = self.new_operation(kind, statement)
+        operation.set_state(S.PENDING_STATE)
+        self.engine.submit(lambda: operation.run_refresh(catalog))
         return operation
 
     def _keeps_own_database(self, plan: Any) -> bool:
@@ -631,9 +685,17 @@ class Engine:
     statements run on (``max_concurrent`` at once; beyond that they queue as PENDING).
     ``access`` says what analysts may do and records what everyone did."""
 
-    def __init__(self, spark: Any, max_concurrent: int, access: Access):
+    def __init__(
+        self,
+        spark: Any,
+        max_concurrent: int,
+        access: Access,
+        catalogs: Mapping[str, Catalog] | None = None,
+        refresh_interval: float | None = None,
+    ):
         self.spark = spark
         self.access = access
+        self.catalogs = dict(catalogs or {})
         # what analysts may call and which views are the server's: as the served session is now
         self.functions = policy.Functions.of(spark)
         self.served_views = frozenset(
@@ -653,6 +715,15 @@ class Engine:
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="dicomsql-timeouts", daemon=True)
         self._watcher.start()
+        self._refresher = None
+        if refresh_interval and self.catalogs:
+            self._refresher = threading.Thread(
+                target=self._refresh_every,
+                args=(refresh_interval,),
+                name="dicomsql-refresh",
+                daemon=True,
+            )
+            self._refresher.start()
 
     def open_session(
         self, account: Account, address: str, protocol: int, configuration: dict[str, str]
@@ -660,8 +731,6 @@ class Engine:
         """A new client session: a clone of the served session with ``configuration`` applied
         (see :meth:`ClientSession.configure`). An analyst's starts in its own database
         (created at its first login) and counts against ``--max-sessions-per-user``."""
-        from pyspark.sql import SparkSession
-
         limit = self.access.max_sessions_per_user
         if (
             not account.admin
@@ -672,7 +741,7 @@ class Engine:
                 f"{account.name} has {limit} sessions open, the most allowed (--max-sessions-per-user): close one",
                 "08004",
             )
-        spark = SparkSession(self.spark.sparkContext, self.spark._jsparkSession.cloneSession())
+        spark = cloned(self.spark)
         with self._lock:
             self._opened += 1
             pool = f"dicomsql-{self._opened % SCHEDULER_POOLS}"
@@ -727,10 +796,34 @@ class Engine:
                     log.info("session of %s closed after %gs idle", session.user, idle_limit)
                     self.close_session(session.id)
 
+    def _refresh_every(self, seconds: float) -> None:
+        """Refresh every catalog each ``seconds`` (a refresh that finds nothing changed reads
+        only the listing of the files and the catalog's properties)."""
+        while not self._stopping.wait(seconds):
+            for catalog in self.catalogs.values():
+                if self._stopping.is_set():
+                    return
+                try:
+                    summary = catalog.refresh()
+                except Exception as exc:  # noqa: BLE001 - the next interval tries again
+                    log.warning("refresh of %s failed (%s)", catalog.name, type(exc).__name__)
+                    continue
+                if summary.read or summary.removed:
+                    log.info(
+                        "refreshed %s: %d files read, %d rows removed, %.1fs",
+                        catalog.name,
+                        summary.read,
+                        summary.removed,
+                        summary.seconds,
+                    )
+
     def shutdown(self) -> None:
-        """Close every session (cancelling their statements) and stop the pool."""
+        """Close every session (cancelling their statements), stop the pool and the
+        refreshes (a refresh under way finishes first: it is atomic)."""
         self._stopping.set()
         self._watcher.join()
+        if self._refresher is not None:
+            self._refresher.join()
         for session_id in list(self.sessions):
             self.close_session(session_id)
         for pool in (self._pool, self._light_pool):

@@ -12,7 +12,7 @@ allowed by the default-deny rule. The error names the rule
 
 In short, an analyst may: query (SELECT, WITH, VALUES, TABLE, EXPLAIN, table functions); SHOW
 and DESCRIBE; create temporary views over queries or ``USING dicom`` within the data roots;
-CACHE/UNCACHE its own temporary views; CREATE TABLE AS SELECT, INSERT INTO and DROP TABLE of
+CACHE/UNCACHE its own temporary views; create views in its own database over its tables; CREATE TABLE AS SELECT, INSERT INTO and DROP TABLE of
 managed Parquet tables in its own database ``user_<name>`` (and rename them there); read the shared databases; SET a
 few session settings; declare and set SQL variables; run SQL-scripting blocks of all that
 (without loops, which no query timeout could stop).
@@ -46,7 +46,7 @@ RULES: dict[str, str] = {
     "no_dynamic_sql": "no SQL built at run time (EXECUTE IMMEDIATE): it cannot be checked before it runs",
     "read_allowed_databases": "read only the own database, the shared databases and temporary views",
     "write_own_database": "create, fill and drop managed Parquet tables only in the own database",
-    "temporary_views_only": "views are temporary and local to the session",
+    "temporary_views_only": "views are temporary and local to the session, or views of the own database over its own tables",
     "own_views_only": "CACHE, UNCACHE and DROP VIEW only for the session's own temporary views",
     "function_not_allowed": "call only Spark's built-in functions (but not reflect, java_method, protobuf) and the served ones",
     "setting_not_allowed": "SET only the settings of the allow-list",
@@ -115,7 +115,6 @@ DENIED: dict[str, str] = {
     "LoopStatement": "no_loops_in_scripts",
     "ForStatement": "no_loops_in_scripts",
     "UnresolvedExecuteImmediate": "no_dynamic_sql",
-    "CreateView": "temporary_views_only",
     "AlterViewAs": "temporary_views_only",
 }
 
@@ -418,6 +417,21 @@ def _temp_view(node: Any, scope: Scope) -> None:
         raise PolicyViolation("temporary_views_only", f"{node.viewType().toString()} views")
 
 
+def _own_database_view(node: Any, scope: Scope) -> None:
+    """CREATE [OR REPLACE] VIEW in the own database over tables of the own database only
+    (``dicomsql ingest`` publishes its catalogs so): what such a view reads, checked now,
+    is the analyst's own, whatever the policy lets it read later."""
+    _write_target(list(_seq(node.child().nameParts())), scope)
+    for relation in nodes_named(node.query(), "UnresolvedRelation"):
+        parts = _parts(relation)
+        database = _database_of(parts, scope) or scope.current_database().lower()
+        if database != scope.own_database:
+            raise PolicyViolation(
+                "temporary_views_only",
+                f"a view of {scope.own_database} reads only its tables, not {'.'.join(parts)}",
+            )
+
+
 def _dicom_view(node: Any, scope: Scope) -> None:
     """CREATE TEMPORARY VIEW ... USING dicom OPTIONS (path ...) under the data roots (the
     source checks them again when it lists and opens files)."""
@@ -565,6 +579,7 @@ NODES: dict[str, Callable[[Any, Scope], None]] = {
     "ResetCommand": _allowed,
     "SetCatalogAndNamespace": _use,
     "CreateViewCommand": _temp_view,
+    "CreateView": _own_database_view,
     "CreateTempViewUsing": _dicom_view,
     "CacheTable": _cache,
     "CacheTableAsSelect": _allowed,
