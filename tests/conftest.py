@@ -110,6 +110,15 @@ def beeline() -> str:
 
 
 @pytest.fixture
+def folder(tmp_path, demo):
+    """Two patients' files (24), copied so the test can add, change and delete some."""
+    target = tmp_path / "incoming"
+    for patient in ("DEMO-0001", "DEMO-0002"):
+        shutil.copytree(demo / "images" / patient, target / patient)
+    return target
+
+
+@pytest.fixture
 def cli_env(tmp_path) -> dict[str, str]:
     """Environment for running the dicomsql command in a subprocess with its own home."""
     env = dict(os.environ)

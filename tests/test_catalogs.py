@@ -22,15 +22,6 @@ from .conftest import dicomsql_command, run_dicomsql
 pytestmark = pytest.mark.server
 
 
-@pytest.fixture
-def folder(tmp_path, demo):
-    """Two patients' files (24), copied so the test can add some."""
-    target = tmp_path / "incoming"
-    for patient in ("DEMO-0001", "DEMO-0002"):
-        shutil.copytree(demo / "images" / patient, target / patient)
-    return target
-
-
 def _count(cursor, table: str) -> int:
     cursor.execute(f"SELECT count(*) FROM {table}")
     return cursor.fetchone()[0]

@@ -18,15 +18,6 @@ from dicomsql.errors import DicomsqlError
 from dicomsql.ingest import MAX_SEGMENTS, Catalog, ingest
 
 
-@pytest.fixture
-def folder(tmp_path, demo):
-    """Two patients' files, copied so the test can add, change and delete some."""
-    target = tmp_path / "incoming"
-    for patient in ("DEMO-0001", "DEMO-0002"):
-        shutil.copytree(demo / "images" / patient, target / patient)
-    return target
-
-
 def _rows(spark, table):
     return {r.path: r for r in spark.table(table).collect()}
 
