@@ -121,3 +121,14 @@ def test_a_refresh_killed_mid_way_leaves_the_catalog_and_the_next_run_completes(
     tables = run_dicomsql("sql", "-e", "SHOW TABLES LIKE 'cat*'", "--format", "csv", env=cli_env)
     names = sorted(line.split(",")[1] for line in tables.stdout.split()[1:])
     assert len(names) == 3 and names[0] == "cat"  # the view and its two segments, no orphan
+
+
+def test_live_serves_the_files_themselves(spark, spark_home, folder):
+    app = App({"home": spark_home, "live": True}, tables={"live_ct": folder})
+    [line] = app.prepare(spark)
+    assert line == f"live_ct        DICOM files under {folder} (live)" and app.catalogs == {}
+    assert spark.table("live_ct").count() == 24
+    shutil.copy(next(folder.rglob("*.dcm")), folder / "new.dcm")
+    assert spark.table("live_ct").count() == 25  # no refresh: every query reads the folder
+    spark.sql("DROP VIEW live_ct")
+    spark.sql("DROP VIEW live_ct__files")
