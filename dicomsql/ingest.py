@@ -5,8 +5,8 @@ A catalog ``ct`` is a view ``ct`` over immutable Parquet *segment* tables ``ct__
 the same database. A refresh lists the files and compares them with the catalog by
 ``(path, size, modificationTime)``; it reads only new or changed files, into one new segment,
 rewrites (as new segments) the segments holding rows of deleted or changed files, merges the
-smaller segments when there are more than :data:`MAX_SEGMENTS`, and then replaces the view in
-one metastore operation. So a query sees the catalog as it was before a refresh or after it,
+smaller segments when there are more than :data:`MAX_SEGMENTS`, and then replaces the view's query in
+one metastore operation (ALTER VIEW). So a query sees the catalog as it was before a refresh or after it,
 never half of one: Spark resolves the view once, when it analyses the query. The view's
 properties are the catalog's manifest (its paths, segments and retired segments). Segments a
 refresh replaced are dropped by a later refresh once :data:`RETIRE_SECONDS` have passed, so
@@ -475,13 +475,22 @@ class _Run:
         return " UNION ALL ".join(f"SELECT {columns} FROM {self.table.sibling(n)}" for n in names)
 
     def publish(self, manifest: Manifest) -> None:
-        """Point the catalog's view at the segments of ``manifest``, in one statement."""
-        comment = f"dicomsql catalog of the DICOM files under {', '.join(manifest.paths)}"
-        self.execute(
-            f"CREATE OR REPLACE VIEW {self.table.sql()} COMMENT {string_literal(comment)} "
-            f"TBLPROPERTIES ({string_literal(_PROPERTY)} = {string_literal(manifest.text())}) "
-            f"AS {self.union([name for name, _ in manifest.segments])}"
-        )
+        """Point the catalog's view at the segments of ``manifest``. Spark's CREATE OR REPLACE
+        VIEW drops the view and creates it again (a reader in between finds no view), so an
+        existing view is altered: its manifest first, then its query (one metastore update;
+        a crash in between leaves the query on segments the manifest still keeps, retired,
+        and the next refresh publishes again)."""
+        view, body = self.table.sql(), self.union([name for name, _ in manifest.segments])
+        properties = f"({string_literal(_PROPERTY)} = {string_literal(manifest.text())})"
+        if _read_manifest(self.execute, self.table) is None:
+            comment = f"dicomsql catalog of the DICOM files under {', '.join(manifest.paths)}"
+            self.execute(
+                f"CREATE VIEW {view} COMMENT {string_literal(comment)} "
+                f"TBLPROPERTIES {properties} AS {body}"
+            )
+            return
+        self.execute(f"ALTER VIEW {view} SET TBLPROPERTIES {properties}")
+        self.execute(f"ALTER VIEW {view} AS {body}")
 
 
 def ingest(

@@ -115,7 +115,6 @@ DENIED: dict[str, str] = {
     "LoopStatement": "no_loops_in_scripts",
     "ForStatement": "no_loops_in_scripts",
     "UnresolvedExecuteImmediate": "no_dynamic_sql",
-    "AlterViewAs": "temporary_views_only",
 }
 
 
@@ -418,10 +417,16 @@ def _temp_view(node: Any, scope: Scope) -> None:
 
 
 def _own_database_view(node: Any, scope: Scope) -> None:
-    """CREATE [OR REPLACE] VIEW in the own database over tables of the own database only
-    (``dicomsql ingest`` publishes its catalogs so): what such a view reads, checked now,
-    is the analyst's own, whatever the policy lets it read later."""
-    _write_target(list(_seq(node.child().nameParts())), scope)
+    """CREATE [OR REPLACE] VIEW and ALTER VIEW ... AS in the own database over tables of the
+    own database only (``dicomsql ingest`` publishes its catalogs so): what such a view reads,
+    checked now, is the analyst's own, whatever the policy lets it read later."""
+    child = node.child()
+    _write_target(
+        list(_seq(child.nameParts()))
+        if child.getClass().getSimpleName() == "UnresolvedIdentifier"
+        else _parts(child),
+        scope,
+    )
     for relation in nodes_named(node.query(), "UnresolvedRelation"):
         parts = _parts(relation)
         database = _database_of(parts, scope) or scope.current_database().lower()
@@ -580,6 +585,8 @@ NODES: dict[str, Callable[[Any, Scope], None]] = {
     "SetCatalogAndNamespace": _use,
     "CreateViewCommand": _temp_view,
     "CreateView": _own_database_view,
+    "AlterViewAs": _own_database_view,
+    "SetViewProperties": lambda node, scope: _write_target(_parts(node.child()), scope),
     "CreateTempViewUsing": _dicom_view,
     "CacheTable": _cache,
     "CacheTableAsSelect": _allowed,
@@ -589,6 +596,7 @@ NODES: dict[str, Callable[[Any, Scope], None]] = {
     "CreateTableAsSelect": _managed_parquet,
     "CreateTable": _managed_parquet,
     "UnresolvedIdentifier": _allowed,  # what it names is checked by the statement holding it
+    "UnresolvedView": _allowed,  # so too
     "InsertIntoStatement": _insert,
     "DropTable": _drop_table,
     "RenameTable": _rename,
