@@ -179,7 +179,8 @@ class Catalog:
     ``tags`` chooses the typed columns when the catalog is created (``core``, ``all`` or a
     list); an existing catalog keeps its columns. One object refreshes one catalog at a time
     (a second :meth:`refresh` waits for the first), and remembers what it last read, so that a
-    refresh finding nothing changed reads only the file listing and the view's properties.
+    refresh finding nothing changed reads only the file listing and the view's properties,
+    and counts the rows for its summary.
     """
 
     def __init__(
@@ -191,15 +192,6 @@ class Catalog:
         self.tags = tags
         self._refreshing = threading.Lock()
         self._known: tuple[Manifest, Known] | None = None
-
-    @classmethod
-    def named(cls, execute: Execute, name: str) -> Catalog:
-        """The existing catalog ``name``, of the paths its manifest records; an error when
-        there is no such catalog."""
-        manifest = _read_manifest(execute, _Table(name))
-        if manifest is None:
-            raise DicomsqlError(f"{name} is not a dicomsql catalog (see dicomsql ingest)")
-        return cls(execute, name, manifest.paths)
 
     @property
     def name(self) -> str:
@@ -347,7 +339,7 @@ class _Run:
         now = time.time()
         retired = (manifest.retired if manifest else ()) + tuple((s, now) for s in replaced)
         published = Manifest(tuple(self.catalog.paths), tuple(segments.items()), retired)
-        self.publish(published)
+        self.publish(published, create=manifest is None)
         self.catalog._known = (published, self.existing(published))
         return self.catalog._summary(files, len(new), len(changed), len(deleted), started)
 
@@ -361,7 +353,7 @@ class _Run:
         self.execute(f"ALTER TABLE {self.table.sql()} RENAME TO {self.table.sibling(segment)}")
         rows = self.execute(f"SELECT count(*) FROM {self.table.sibling(segment)}").rows[0][0]
         manifest = Manifest(tuple(self.catalog.paths), ((segment, rows),))
-        self.publish(manifest)
+        self.publish(manifest, create=True)
         return manifest
 
     def drop_unused(self, manifest: Manifest | None) -> Manifest | None:
@@ -474,15 +466,15 @@ class _Run:
         )
         return " UNION ALL ".join(f"SELECT {columns} FROM {self.table.sibling(n)}" for n in names)
 
-    def publish(self, manifest: Manifest) -> None:
-        """Point the catalog's view at the segments of ``manifest``. Spark's CREATE OR REPLACE
-        VIEW drops the view and creates it again (a reader in between finds no view), so an
-        existing view is altered: its manifest first, then its query (one metastore update;
-        a crash in between leaves the query on segments the manifest still keeps, retired,
-        and the next refresh publishes again)."""
+    def publish(self, manifest: Manifest, create: bool = False) -> None:
+        """Point the catalog's view at the segments of ``manifest`` (``create``: there is no
+        view yet). Spark's CREATE OR REPLACE VIEW drops the view and creates it again (a reader
+        in between finds no view), so an existing view is altered: its manifest first, then
+        its query (one metastore update; a crash in between leaves the query on segments the
+        manifest still keeps, retired, and the next refresh publishes again)."""
         view, body = self.table.sql(), self.union([name for name, _ in manifest.segments])
         properties = f"({string_literal(_PROPERTY)} = {string_literal(manifest.text())})"
-        if _read_manifest(self.execute, self.table) is None:
+        if create:
             comment = f"dicomsql catalog of the DICOM files under {', '.join(manifest.paths)}"
             self.execute(
                 f"CREATE VIEW {view} COMMENT {string_literal(comment)} "

@@ -160,11 +160,14 @@ def test_a_query_sees_the_catalog_before_or_after_a_refresh_never_half(spark, fo
     os.remove(ct[0])
     for number in range(3):
         shutil.copy(ct[1], folder / f"copy_{number}.dcm")
-    seen, stop = set(), threading.Event()
+    seen, failures, stop = set(), [], threading.Event()
 
     def read():
         while not stop.is_set():
-            seen.add(spark.sql("SELECT count(*) FROM ingest_atomic").collect()[0][0])
+            try:
+                seen.add(spark.sql("SELECT count(*) FROM ingest_atomic").collect()[0][0])
+            except Exception as exc:  # noqa: BLE001 - a reader must never fail: asserted below
+                failures.append(exc)
 
     reader = threading.Thread(target=read)
     reader.start()
@@ -173,6 +176,7 @@ def test_a_query_sees_the_catalog_before_or_after_a_refresh_never_half(spark, fo
     finally:
         stop.set()
         reader.join()
+    assert not failures, failures[0]  # e.g. the view missing while it is replaced
     assert seen <= {24, 26} and 26 in seen | {spark.table("ingest_atomic").count()}
     assert before.count() == 24  # its segments are retired, not dropped
     _drop(spark, "ingest_atomic")

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+from pyspark.sql.types import DoubleType, LongType, StringType
 from TCLIService.ttypes import TOperationState, TOperationType
 
 from ..errors import INTERNAL_SQLSTATE, client_error
@@ -84,13 +85,14 @@ REFRESH_STATEMENT = re.compile(
     re.IGNORECASE,
 )
 #: The result of REFRESH DICOM TABLE: the :class:`~dicomsql.ingest.IngestSummary` fields.
-REFRESH_FIELDS = {
-    "table": "string",
-    **dict.fromkeys(
-        ("listed", "new", "changed", "removed", "unchanged", "rows", "unreadable"), "long"
+REFRESH_COLUMNS = [
+    column_for("table", StringType()),
+    *(
+        column_for(name, LongType())
+        for name in ("listed", "new", "changed", "removed", "unchanged", "rows", "unreadable")
     ),
-    "seconds": "double",
-}
+    column_for("seconds", DoubleType()),
+]
 
 
 class OperationError(Exception):
@@ -220,15 +222,13 @@ class Operation:
         finishes (and its readers see it then, or not at all)."""
         if self._cancelled.is_set():
             return
-        from pyspark.sql.types import _parse_datatype_string
-
         self.set_state(S.RUNNING_STATE)
         try:
             summary = catalog.refresh()
-            columns = [column_for(n, _parse_datatype_string(t)) for n, t in REFRESH_FIELDS.items()]
-            row = [getattr(summary, name) for name in REFRESH_FIELDS]
             if not self._cancelled.is_set():
-                self.set_rows(columns, [row])
+                self.set_rows(
+                    REFRESH_COLUMNS, [[getattr(summary, c.name) for c in REFRESH_COLUMNS]]
+                )
         except BaseException as exc:  # noqa: BLE001 - every failure becomes the client's error
             self._fail(exc)
 
@@ -798,7 +798,7 @@ class Engine:
 
     def _refresh_every(self, seconds: float) -> None:
         """Refresh every catalog each ``seconds`` (a refresh that finds nothing changed reads
-        only the listing of the files and the catalog's properties)."""
+        the listing of the files and the catalog's properties, and counts its rows)."""
         while not self._stopping.wait(seconds):
             for catalog in self.catalogs.values():
                 if self._stopping.is_set():

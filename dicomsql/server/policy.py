@@ -421,12 +421,10 @@ def _own_database_view(node: Any, scope: Scope) -> None:
     own database only (``dicomsql ingest`` publishes its catalogs so): what such a view reads,
     checked now, is the analyst's own, whatever the policy lets it read later."""
     child = node.child()
-    _write_target(
-        list(_seq(child.nameParts()))
-        if child.getClass().getSimpleName() == "UnresolvedIdentifier"
-        else _parts(child),
-        scope,
-    )
+    if child.getClass().getSimpleName() == "UnresolvedIdentifier":  # CREATE VIEW
+        _write_target(list(_seq(child.nameParts())), scope)
+    else:  # ALTER VIEW ... AS
+        _persistent_view(_parts(child), scope)
     for relation in nodes_named(node.query(), "UnresolvedRelation"):
         parts = _parts(relation)
         database = _database_of(parts, scope) or scope.current_database().lower()
@@ -435,6 +433,16 @@ def _own_database_view(node: Any, scope: Scope) -> None:
                 "temporary_views_only",
                 f"a view of {scope.own_database} reads only its tables, not {'.'.join(parts)}",
             )
+
+
+def _persistent_view(parts: list[str], scope: Scope) -> None:
+    """``parts`` names a view of the own database, not a temporary view (the served ones, or
+    the session's, are replaced only by CREATE OR REPLACE TEMPORARY VIEW)."""
+    if len(parts) == 1 and scope.is_temp_view(parts[0]):
+        raise PolicyViolation(
+            "temporary_views_only", f"ALTER VIEW of the temporary view {parts[0]}"
+        )
+    _write_target(parts, scope)
 
 
 def _dicom_view(node: Any, scope: Scope) -> None:
@@ -586,7 +594,7 @@ NODES: dict[str, Callable[[Any, Scope], None]] = {
     "CreateViewCommand": _temp_view,
     "CreateView": _own_database_view,
     "AlterViewAs": _own_database_view,
-    "SetViewProperties": lambda node, scope: _write_target(_parts(node.child()), scope),
+    "SetViewProperties": lambda node, scope: _persistent_view(_parts(node.child()), scope),
     "CreateTempViewUsing": _dicom_view,
     "CacheTable": _cache,
     "CacheTableAsSelect": _allowed,
