@@ -15,7 +15,8 @@ import contextlib
 import io
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from scipy import stats as scipy_stats
 
 from ..errors import ArgumentError
 from ..options import Option, OptionError, choice, integer, number, parse
+from . import riskset
 from .checks import survival_problem
 from .concordance import concordance_index
 from .family import FITTER_FAILURES, Family, Unfit, complete
@@ -320,85 +322,63 @@ def _baseline_fields(baseline: pd.DataFrame, stratified: bool) -> dict[str, Any]
     }
 
 
-def _strata_rows(time: np.ndarray, groups: np.ndarray):
-    """Per stratum, its rows sorted by descending time."""
+def _stratum_chunks(
+    x: np.ndarray, time: np.ndarray, event: np.ndarray, weight: np.ndarray, groups: np.ndarray
+) -> list[riskset.Chunk]:
+    """Per stratum, its rows in descending time (one risk set each)."""
+    chunks = []
     for stratum in np.unique(groups):
         rows = np.flatnonzero(groups == stratum)
-        yield rows[np.argsort(-time[rows], kind="stable")]
+        rows = rows[np.argsort(-time[rows], kind="stable")]
+        chunks.append((time[rows], event[rows], weight[rows], x[rows]))
+    return chunks
 
 
-def _breslow_terms(
-    beta: np.ndarray,
-    x: np.ndarray,
-    time: np.ndarray,
-    event: np.ndarray,
-    weight: np.ndarray,
-    groups: np.ndarray,
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Breslow partial log-likelihood, gradient and Hessian (without penalty)."""
-    p = x.shape[1]
-    loglik, gradient, hessian = 0.0, np.zeros(p), np.zeros((p, p))
-    for rows in _strata_rows(time, groups):
-        xs, ts, es, ws = x[rows], time[rows], event[rows], weight[rows]
-        score = ws * np.exp(xs @ beta)
-        s0 = np.cumsum(score)
-        s1 = np.cumsum(score[:, None] * xs, axis=0)
-        s2 = np.cumsum(score[:, None, None] * xs[:, :, None] * xs[:, None, :], axis=0)
-        # the risk set of a time holds every row with that time or later: take the last
-        # cumulative index of each run of equal times
-        last = np.r_[np.flatnonzero(np.diff(ts) != 0), len(ts) - 1]
-        first = np.r_[0, last[:-1] + 1]
-        deaths = np.add.reduceat(ws * es, first)
-        death_x = np.add.reduceat((ws * es)[:, None] * xs, first, axis=0)
-        keep = deaths > 0
-        d, dx = deaths[keep], death_x[keep]
-        r0, r1, r2 = s0[last][keep], s1[last][keep], s2[last][keep]
-        mean_x = r1 / r0[:, None]
-        loglik += float(np.sum(dx @ beta) - np.sum(d * np.log(r0)))
-        gradient += dx.sum(axis=0) - (d[:, None] * mean_x).sum(axis=0)
-        hessian -= np.einsum(
-            "t,tij->ij", d, r2 / r0[:, None, None] - mean_x[:, :, None] * mean_x[:, None, :]
-        )
-    return loglik, gradient, hessian
+@dataclass(frozen=True)
+class Newton:
+    """Where Newton-Raphson ended: the coefficients on the standardised scale, the
+    (penalised) log-likelihood there and at zero, the Hessian for the standard errors."""
+
+    beta: np.ndarray
+    loglik: float
+    loglik_null: float
+    hessian: np.ndarray
+    iterations: int
+    converged: bool
+    warning: str | None
 
 
-def _fit_breslow(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) -> dict[str, Any]:
-    """Newton-Raphson on standardised covariates, with lifelines' penalty
-    (n * penalizer * |beta|^2 / 2 on that scale) and its convergence rules (the step or the
-    Newton decrement below ``tol``, or a relative change of the likelihood below 1e-9; a
-    large last step means no unique maximum)."""
-    x = table[names].to_numpy(dtype=float)
-    means = x.mean(axis=0)  # unweighted, as lifelines centres
-    scale = x.std(axis=0, ddof=1)
-    standard = (x - means) / scale
-    time, event = table[_DURATION].to_numpy(), table[_EVENT].to_numpy()
-    weight = table[_WEIGHT].to_numpy() if _WEIGHT in table else np.ones(len(table))
-    groups = (
-        table[_STRATUM].astype(str).to_numpy()
-        if _STRATUM in table
-        else np.zeros(len(table), dtype=int)
-    )
-    penalty = settings["penalizer"] * len(table)
+def newton(
+    terms: Callable[[np.ndarray], riskset.Terms], p: int, n: int, settings: Mapping[str, Any]
+) -> Newton:
+    """Newton-Raphson for the partial likelihood ``terms(beta)`` of ``n`` rows on
+    standardised covariates, with lifelines' penalty (n * penalizer * |beta|^2 / 2 on that
+    scale) and its convergence rules (the step or the Newton decrement below ``tol``, or a
+    relative change of the likelihood below 1e-9; a large last step means no unique
+    maximum). Step halving makes every accepted step improve the likelihood.
 
-    def terms(beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        loglik, gradient, hessian = _breslow_terms(beta, standard, time, event, weight, groups)
-        return (
-            loglik - 0.5 * penalty * beta @ beta,
-            gradient - penalty * beta,
-            hessian - penalty * np.eye(len(beta)),
+    ``terms`` may be computed anywhere: on one worker's rows, or summed over partitions."""
+    penalty = settings["penalizer"] * n
+
+    def penalised(beta: np.ndarray) -> riskset.Terms:
+        unpenalised = terms(beta)
+        return riskset.Terms(
+            unpenalised.loglik - 0.5 * penalty * beta @ beta,
+            unpenalised.gradient - penalty * beta,
+            unpenalised.hessian - penalty * np.eye(p),
         )
 
-    beta = np.zeros(len(names))
-    loglik, gradient, hessian = terms(beta)
-    loglik_null = loglik
+    beta = np.zeros(p)
+    current = penalised(beta)
+    loglik_null = current.loglik
     converged, warning, iterations, moved = False, None, 0, 0.0
     for iterations in range(1, settings["max_iter"] + 1):  # noqa: B007 - read after the loop
-        step = np.linalg.solve(-hessian, gradient)
-        decrement = float(gradient @ step) / 2
+        step = np.linalg.solve(-current.hessian, current.gradient)
+        decrement = float(current.gradient @ step) / 2
         size = 1.0
-        while True:  # step halving: every accepted step improves the likelihood
-            candidate = terms(beta + size * step)
-            if candidate[0] >= loglik - 1e-12:
+        while True:
+            candidate = penalised(beta + size * step)
+            if candidate.loglik >= current.loglik - 1e-12:
                 break
             size /= 2
             if size < 1e-8:
@@ -406,13 +386,12 @@ def _fit_breslow(table: pd.DataFrame, names: list[str], settings: dict[str, Any]
                 break
         if warning:
             break
-        beta, previous = beta + size * step, loglik
-        loglik, gradient, hessian = candidate
+        beta, previous, current = beta + size * step, current.loglik, candidate
         moved = float(np.linalg.norm(size * step))
         if (
             moved < settings["tol"]
             or decrement < settings["tol"]
-            or abs(loglik - previous) < 1e-9 * abs(previous)
+            or abs(current.loglik - previous) < 1e-9 * abs(previous)
         ):
             converged = True
             break
@@ -425,51 +404,72 @@ def _fit_breslow(table: pd.DataFrame, names: list[str], settings: dict[str, Any]
         warning = (
             f"did not converge in {settings['max_iter']} iterations (separation, or raise max_iter)"
         )
-    coef = beta / scale
-    se = np.sqrt(np.diag(np.linalg.inv(-hessian))) / scale
-    model = _inference(coef, se, settings["alpha"])
-    partial_hazard = np.exp((x - means) @ coef)
-    model.update(
-        means=means.tolist(),
-        log_likelihood=loglik,  # penalised, as lifelines reports it
-        concordance=concordance_index(time, -partial_hazard, event),
-        events=int(event.sum()),
-        iterations=iterations,
-        converged=converged,
-        warning=warning,
+    return Newton(
+        beta, current.loglik, loglik_null, current.hessian, iterations, converged, warning
     )
-    model.update(_likelihood_ratio(model["log_likelihood"], loglik_null, len(names)))
+
+
+def newton_estimates(
+    fitted: Newton, means: np.ndarray, scale: np.ndarray, alpha: float
+) -> dict[str, Any]:
+    """The model fields a Newton fit on covariates standardised by ``means`` and ``scale``
+    gives (all but the concordance, the events and the baseline)."""
+    coef = fitted.beta / scale
+    se = np.sqrt(np.diag(np.linalg.inv(-fitted.hessian))) / scale
+    model = _inference(coef, se, alpha)
     model.update(
-        _baseline_fields(
-            _breslow_baseline(time, event, weight, partial_hazard, groups), _STRATUM in table
-        )
+        means=np.asarray(means, dtype=float).tolist(),
+        log_likelihood=fitted.loglik,  # penalised, as lifelines reports it
+        iterations=fitted.iterations,
+        converged=fitted.converged,
+        warning=fitted.warning,
     )
+    model.update(_likelihood_ratio(fitted.loglik, fitted.loglik_null, len(coef)))
     return model
 
 
-def _breslow_baseline(
-    time: np.ndarray,
-    event: np.ndarray,
-    weight: np.ndarray,
-    partial_hazard: np.ndarray,
-    groups: np.ndarray,
-) -> pd.DataFrame:
-    """Breslow's estimator of the baseline cumulative hazard at every distinct time, one
-    column per stratum (as lifelines' ``_compute_baseline_hazards``)."""
-    columns = {}
-    for stratum in np.unique(groups):
-        rows = groups == stratum
-        frame = pd.DataFrame(
-            {
-                "t": time[rows],
-                "d": weight[rows] * event[rows],
-                "r": weight[rows] * partial_hazard[rows],
-            }
+def baseline_frame(times: np.ndarray, increments: np.ndarray) -> pd.Series:
+    """The baseline cumulative hazard from per-time hazard increments (any order)."""
+    order = np.argsort(times, kind="stable")
+    return pd.Series(np.cumsum(increments[order]), index=times[order])
+
+
+def _fit_breslow(table: pd.DataFrame, names: list[str], settings: dict[str, Any]) -> dict[str, Any]:
+    """Newton-Raphson (:func:`newton`) on this worker's rows, standardised as lifelines does."""
+    x = table[names].to_numpy(dtype=float)
+    means = x.mean(axis=0)  # unweighted, as lifelines centres
+    scale = x.std(axis=0, ddof=1)
+    standard = (x - means) / scale
+    time, event = table[_DURATION].to_numpy(), table[_EVENT].to_numpy()
+    weight = table[_WEIGHT].to_numpy() if _WEIGHT in table else np.ones(len(table))
+    groups = (
+        table[_STRATUM].astype(str).to_numpy()
+        if _STRATUM in table
+        else np.zeros(len(table), dtype=int)
+    )
+    strata = _stratum_chunks(standard, time, event, weight, groups)
+
+    def terms(beta: np.ndarray) -> riskset.Terms:
+        return sum(
+            (riskset.terms([chunk], beta, ties="breslow") for chunk in strata),
+            riskset.Terms.zero(len(beta)),
         )
-        by_time = frame.groupby("t").sum()
-        at_risk = by_time["r"][::-1].cumsum()[::-1]
-        columns[stratum] = by_time["d"] / at_risk
-    return pd.DataFrame(columns).sort_index().fillna(0.0).cumsum()
+
+    fitted = newton(terms, len(names), len(table), settings)
+    model = newton_estimates(fitted, means, scale, settings["alpha"])
+    partial_hazard = np.exp(standard @ fitted.beta)
+    model.update(
+        concordance=concordance_index(time, -partial_hazard, event),
+        events=int(event.sum()),
+    )
+    baseline = pd.DataFrame(
+        {
+            stratum: baseline_frame(*riskset.baseline_hazard([chunk], fitted.beta))
+            for stratum, chunk in zip(np.unique(groups), strata, strict=True)
+        }
+    )
+    model.update(_baseline_fields(baseline.sort_index().ffill().fillna(0.0), _STRATUM in table))
+    return model
 
 
 def _encoding(model: Mapping[str, Any]) -> Encoding:
