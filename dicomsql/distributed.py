@@ -1,0 +1,379 @@
+"""Fits of one group larger than a worker, exactly, across the partitions of a DataFrame.
+
+A ``*_fit`` aggregate streams its group through one Python worker: fine for a model per
+site, not for one model of a hundred million rows. The functions here fit one model from
+all the rows of a DataFrame, with Spark jobs driven from the driver: each Newton step is a
+pass or two over the cached, partitioned rows in which every partition returns a few
+numbers (O(p^2)), so no worker ever holds more than an Arrow batch (or, for Cox, one tie
+group). The models are the aggregates' models, field for field: ``coxph_predict`` and
+``coxph_summary`` take them, and :func:`models_frame` makes them a table::
+
+    from dicomsql import distributed
+    model = distributed.coxph_fit(spark.table("patients"), "months", "died", ["age", "dose"])
+    distributed.models_frame(spark, [model], "coxph").write.saveAsTable("cox_all")
+
+Cox proportional hazards (:func:`coxph_fit`): the rows are range-partitioned by descending
+time and sorted within partitions, so a partition is a range of times; per likelihood
+evaluation, one job sums each partition's risk set (:func:`dicomsql.stats.riskset.totals`)
+and a second computes each partition's terms given the sums of the partitions before it
+(:func:`dicomsql.stats.riskset.terms`). Efron's and Breslow's ties, case weights and the
+ridge penalty are lifelines' (Efron) and ``coxph_fit``'s, to rounding.
+
+A SQL function cannot start Spark jobs (it runs inside one), so these are Python functions
+of the session; the aggregates stay what SQL calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import ArgumentError
+from .options import OptionError
+from .stats import cox, riskset
+from .stats.concordance import concordance_index
+from .stats.family import Unfit
+
+if TYPE_CHECKING:
+    import pyspark
+
+__all__ = ["coxph_fit", "models_frame"]
+
+_TIME, _EVENT, _WEIGHT, _PART = "t", "e", "w", "part"
+
+
+def coxph_fit(
+    data: pyspark.sql.DataFrame,
+    duration: str,
+    event: str,
+    features: Sequence[str],
+    *,
+    weight: str | None = None,
+    options: Mapping[str, str] | None = None,
+    partitions: int | None = None,
+) -> dict[str, Any]:
+    """Fit one Cox proportional hazards model to every row of ``data``, across its
+    partitions; returns the model dict of ``coxph_fit`` (:data:`dicomsql.stats.cox.MODEL_FIELDS`).
+
+    ``duration``, ``event`` (boolean or 0/1) and ``features`` (numbers or booleans) name
+    columns of ``data``; ``weight`` an optional column of positive case weights (as
+    ``coxph_fit_weighted``). ``options`` are ``coxph_fit``'s (``ties``, ``penalizer``,
+    ``alpha``, ``max_iter``, ``tol``; ``l1_ratio`` must be 0). Rows with a NULL, NaN or
+    infinity are left out (``n_dropped``). ``partitions`` (default: twice the default
+    parallelism) is how many time ranges the rows are cut into. Data that cannot be fitted
+    gives NULL estimates and the reason in ``error``, as the aggregate does; a bad argument
+    raises :class:`~dicomsql.errors.ArgumentError` naming it.
+
+    The concordance is computed on the driver from three numbers per row.
+    """
+    from pyspark import StorageLevel
+
+    settings = cox.FAMILY.settings(options)
+    if settings["l1_ratio"] > 0:
+        raise OptionError("option l1_ratio must be 0 in a distributed fit (no lasso)", "l1_ratio")
+    names = list(features)
+    if not names:
+        raise ArgumentError("features", "must name at least one column")
+    _numeric_columns(
+        data,
+        {
+            "duration": [duration],
+            "event": [event],
+            "features": names,
+            **({"weight": [weight]} if weight else {}),
+        },
+    )
+    complete, dropped = _complete(data, [duration, event, *names, *([weight] if weight else [])])
+    described = {
+        "features": names,
+        "fields": names,
+        "categories": [None] * len(names),
+        "n_dropped": dropped,
+        "weighted": weight is not None,
+    }
+    spark = data.sparkSession
+    cut = partitions or 2 * spark.sparkContext.defaultParallelism
+
+    def estimate() -> dict[str, Any]:
+        facts = _facts(complete, duration, event, names, weight)
+        _check(facts, names)
+        means = np.array([facts[f"mean{i}"] for i in range(len(names))])
+        scale = np.array([facts[f"scale{i}"] for i in range(len(names))])
+        prepared = _standardised(complete, duration, event, names, weight, means, scale, cut)
+        prepared.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            prepared.count()
+            return _cox_estimates(prepared, len(names), facts, means, scale, settings)
+        finally:
+            prepared.unpersist()
+
+    n = complete.count()
+    return cox.FAMILY.model(settings, {**described, "n": n}, estimate)
+
+
+def models_frame(
+    spark: pyspark.sql.SparkSession, models: Iterable[Mapping[str, Any]], kind: str = "coxph"
+) -> pyspark.sql.DataFrame:
+    """A DataFrame of one column ``model`` (the SQL struct ``coxph_fit`` returns) holding
+    ``models``: save it as a table, join it, apply ``coxph_predict`` to it."""
+    from .udfs.survival import COX_MODEL
+
+    types = {"coxph": COX_MODEL}
+    if kind not in types:
+        raise ArgumentError("kind", f"must be one of {', '.join(types)}, got {kind!r}")
+    return spark.createDataFrame([(dict(model),) for model in models], f"model {types[kind].ddl}")
+
+
+def _numeric_columns(data: pyspark.sql.DataFrame, arguments: Mapping[str, Sequence[str]]) -> None:
+    """Raise :class:`ArgumentError` naming the argument of a column that is missing or not
+    a number or boolean."""
+    from pyspark.sql.types import BooleanType, NumericType
+
+    fields = {field.name: field.dataType for field in data.schema.fields}
+    for argument, columns in arguments.items():
+        for name in columns:
+            if name not in fields:
+                raise ArgumentError(
+                    argument, f"no column {name!r} (the columns are {', '.join(fields)})"
+                )
+            if not isinstance(fields[name], (NumericType, BooleanType)):
+                raise ArgumentError(
+                    argument,
+                    f"column {name!r} must be a number or boolean, got {fields[name].simpleString()}"
+                    " (encode categories as 0/1 columns)",
+                )
+
+
+def _complete(data: pyspark.sql.DataFrame, columns: Sequence[str]):
+    """The rows with a finite value in every column, and how many rows were left out."""
+    from pyspark.sql import functions as F
+
+    def finite(name: str):
+        value = F.col(name).cast("double")
+        return value.isNotNull() & ~F.isnan(value) & (F.abs(value) != float("inf"))
+
+    keep = functools.reduce(lambda a, b: a & b, (finite(name) for name in columns))
+    counted = data.select(F.count(F.lit(1)).alias("all"), F.count_if(keep).alias("kept")).first()
+    return data.where(keep), int(counted["all"] - counted["kept"])
+
+
+def _facts(complete, duration: str, event: str, names: Sequence[str], weight: str | None) -> dict:
+    """One pass of sums: rows, events, the duration and event ranges, the weights' minimum,
+    each feature's mean and sample standard deviation (as lifelines standardises)."""
+    from pyspark.sql import functions as F
+
+    time, died = F.col(duration).cast("double"), F.col(event).cast("double")
+    columns = [
+        F.count(F.lit(1)).alias("n"),
+        F.sum(died).alias("events"),
+        F.min(time).alias("min_time"),
+        F.count_if((died != 0) & (died != 1)).alias("bad_events"),
+        (F.min(F.col(weight).cast("double")) if weight else F.lit(1.0)).alias("min_weight"),
+    ]
+    for i, name in enumerate(names):
+        value = F.col(name).cast("double")
+        columns += [F.avg(value).alias(f"mean{i}"), F.stddev_samp(value).alias(f"scale{i}")]
+    return complete.select(*columns).first().asDict()
+
+
+def _check(facts: Mapping[str, Any], names: Sequence[str]) -> None:
+    """Raise :class:`Unfit` as ``coxph_fit`` would for the same rows."""
+    if not facts["n"]:
+        raise Unfit("no complete rows")
+    if facts["min_time"] < 0:
+        raise Unfit("negative durations; durations must be >= 0")
+    if facts["bad_events"]:
+        raise Unfit("event must be 0/1 or boolean")
+    if not facts["events"]:
+        raise Unfit("no events: every row is censored")
+    if facts["min_weight"] <= 0:
+        raise Unfit("weights must be positive")
+    constant = [n for i, n in enumerate(names) if not facts[f"scale{i}"]]
+    if constant:
+        raise Unfit(f"constant feature(s) {', '.join(constant)}: their effect cannot be estimated")
+
+
+def _standardised(
+    complete,
+    duration: str,
+    event: str,
+    names: Sequence[str],
+    weight: str | None,
+    means: np.ndarray,
+    scale: np.ndarray,
+    partitions: int,
+):
+    """The rows as (t, e, w, x0..., part): standardised features, range-partitioned by
+    descending time (a time never spans two partitions) and sorted so within each."""
+    from pyspark.sql import functions as F
+
+    columns = [
+        F.col(duration).cast("double").alias(_TIME),
+        F.col(event).cast("double").alias(_EVENT),
+        (F.col(weight).cast("double") if weight else F.lit(1.0)).alias(_WEIGHT),
+        *(
+            ((F.col(name).cast("double") - float(m)) / float(s)).alias(f"x{i}")
+            for i, (name, m, s) in enumerate(zip(names, means, scale, strict=True))
+        ),
+    ]
+    return (
+        complete.select(*columns)
+        .repartitionByRange(partitions, F.col(_TIME).desc())
+        .sortWithinPartitions(F.col(_TIME).desc())
+        .withColumn(_PART, F.spark_partition_id())
+    )
+
+
+def _chunks(batches: Iterable[pa.RecordBatch], p: int) -> Iterator[tuple[int, riskset.Chunk]]:
+    """Each Arrow batch of a partition as its partition number and a chunk."""
+    for batch in batches:
+        if batch.num_rows:
+            columns = [batch.column(name).to_numpy() for name in (_TIME, _EVENT, _WEIGHT)]
+            x = np.column_stack([batch.column(f"x{i}").to_numpy() for i in range(p)])
+            yield int(batch.column(_PART)[0].as_py()), (*columns, x)
+
+
+def _partition_totals(
+    batches: Iterator[pa.RecordBatch], beta: np.ndarray
+) -> Iterator[pa.RecordBatch]:
+    parts, total = set(), riskset.RiskSums.zero(len(beta))
+    for part, chunk in _chunks(batches, len(beta)):
+        parts.add(part)
+        total = total + riskset.totals([chunk], beta)
+    if parts:
+        yield pa.RecordBatch.from_pydict(
+            {
+                "part": [parts.pop()],
+                "s0": [total.s0],
+                "s1": [total.s1.tolist()],
+                "s2": [total.s2.ravel().tolist()],
+            }
+        )
+
+
+def _partition_terms(
+    batches: Iterator[pa.RecordBatch],
+    beta: np.ndarray,
+    offsets: Mapping[int, riskset.RiskSums],
+    ties: str,
+) -> Iterator[pa.RecordBatch]:
+    chunks = _chunks(batches, len(beta))
+    first = next(chunks, None)
+    if first is None:
+        return
+    part = first[0]
+    rows = (chunk for _, chunk in _prepend(first, chunks))
+    result = riskset.terms(rows, beta, offsets[part], ties)
+    yield pa.RecordBatch.from_pydict(
+        {
+            "loglik": [result.loglik],
+            "gradient": [result.gradient.tolist()],
+            "hessian": [result.hessian.ravel().tolist()],
+        }
+    )
+
+
+def _partition_baseline(
+    batches: Iterator[pa.RecordBatch], beta: np.ndarray, offsets: Mapping[int, riskset.RiskSums]
+) -> Iterator[pa.RecordBatch]:
+    chunks = _chunks(batches, len(beta))
+    first = next(chunks, None)
+    if first is None:
+        return
+    rows = (chunk for _, chunk in _prepend(first, chunks))
+    times, increments = riskset.baseline_hazard(rows, beta, offsets[first[0]])
+    yield pa.RecordBatch.from_pydict({"time": times, "increment": increments})
+
+
+def _partition_scores(batches: Iterator[pa.RecordBatch], beta: np.ndarray):
+    for _, (time, event, _, x) in _chunks(batches, len(beta)):
+        yield pa.RecordBatch.from_pydict({"time": time, "event": event, "score": x @ beta})
+
+
+def _prepend(first, rest: Iterator) -> Iterator:
+    yield first
+    yield from rest
+
+
+class _CoxPasses:
+    """The passes of a Cox fit over the prepared rows, for one ``beta`` at a time."""
+
+    def __init__(self, prepared, p: int, ties: str) -> None:
+        self.prepared, self.p, self.ties = prepared, p, ties
+
+    def offsets(self, beta: np.ndarray) -> dict[int, riskset.RiskSums]:
+        """Per partition, the risk sums of every partition before it (later times)."""
+        rows = self.prepared.mapInArrow(
+            functools.partial(_partition_totals, beta=beta),
+            "part bigint, s0 double, s1 array<double>, s2 array<double>",
+        ).collect()
+        offsets, running = {}, riskset.RiskSums.zero(self.p)
+        for row in sorted(rows, key=lambda row: row["part"]):
+            offsets[row["part"]] = running
+            running = running + riskset.RiskSums(
+                row["s0"], np.array(row["s1"]), np.array(row["s2"]).reshape(self.p, self.p)
+            )
+        return offsets
+
+    def terms(self, beta: np.ndarray) -> riskset.Terms:
+        offsets = self.offsets(beta)
+        rows = self.prepared.mapInArrow(
+            functools.partial(_partition_terms, beta=beta, offsets=offsets, ties=self.ties),
+            "loglik double, gradient array<double>, hessian array<double>",
+        ).collect()
+        total = riskset.Terms.zero(self.p)
+        for row in rows:
+            total = total + riskset.Terms(
+                row["loglik"],
+                np.array(row["gradient"]),
+                np.array(row["hessian"]).reshape(self.p, self.p),
+            )
+        return total
+
+    def baseline(self, beta: np.ndarray):
+        table = self.prepared.mapInArrow(
+            functools.partial(_partition_baseline, beta=beta, offsets=self.offsets(beta)),
+            "time double, increment double",
+        ).toArrow()
+        return cox.baseline_frame(
+            table.column("time").to_numpy(), table.column("increment").to_numpy()
+        )
+
+    def concordance(self, beta: np.ndarray) -> float:
+        table = self.prepared.mapInArrow(
+            functools.partial(_partition_scores, beta=beta),
+            "time double, event double, score double",
+        ).toArrow()
+        return concordance_index(
+            table.column("time").to_numpy(),
+            -table.column("score").to_numpy(),
+            table.column("event").to_numpy(),
+        )
+
+
+def _cox_estimates(
+    prepared,
+    p: int,
+    facts: Mapping[str, Any],
+    means: np.ndarray,
+    scale: np.ndarray,
+    settings: Mapping[str, Any],
+) -> dict[str, Any]:
+    passes = _CoxPasses(prepared, p, settings["ties"])
+    fitted = cox.newton(passes.terms, p, facts["n"], settings)
+    if not all(math.isfinite(value) for value in fitted.beta):
+        raise Unfit("the fit diverged", iterations=fitted.iterations)
+    model = cox.newton_estimates(fitted, means, scale, settings["alpha"])
+    baseline = passes.baseline(fitted.beta)
+    model.update(
+        concordance=passes.concordance(fitted.beta),
+        events=int(facts["events"]),
+        baseline_times=baseline.index.to_numpy(dtype=float).tolist(),
+        baseline_cumhaz=baseline.to_numpy(dtype=float).tolist(),
+    )
+    return model
