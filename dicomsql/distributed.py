@@ -26,6 +26,7 @@ of the session; the aggregates stay what SQL calls.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -88,7 +89,7 @@ def coxph_fit(
             **({"weight": [weight]} if weight else {}),
         },
     )
-    complete, dropped = _complete(data, [duration, event, *names, *([weight] if weight else [])])
+    complete, n, dropped = _complete(data, [duration, event, *names, *([weight] if weight else [])])
     described = {
         "features": names,
         "fields": names,
@@ -112,7 +113,6 @@ def coxph_fit(
         finally:
             prepared.unpersist()
 
-    n = complete.count()
     return cox.FAMILY.model(settings, {**described, "n": n}, estimate)
 
 
@@ -150,7 +150,7 @@ def _numeric_columns(data: pyspark.sql.DataFrame, arguments: Mapping[str, Sequen
 
 
 def _complete(data: pyspark.sql.DataFrame, columns: Sequence[str]):
-    """The rows with a finite value in every column, and how many rows were left out."""
+    """The rows with a finite value in every column, how many, and how many were left out."""
     from pyspark.sql import functions as F
 
     def finite(name: str):
@@ -159,7 +159,7 @@ def _complete(data: pyspark.sql.DataFrame, columns: Sequence[str]):
 
     keep = functools.reduce(lambda a, b: a & b, (finite(name) for name in columns))
     counted = data.select(F.count(F.lit(1)).alias("all"), F.count_if(keep).alias("kept")).first()
-    return data.where(keep), int(counted["all"] - counted["kept"])
+    return data.where(keep), int(counted["kept"]), int(counted["all"] - counted["kept"])
 
 
 def _facts(complete, duration: str, event: str, names: Sequence[str], weight: str | None) -> dict:
@@ -229,26 +229,34 @@ def _standardised(
     )
 
 
-def _chunks(batches: Iterable[pa.RecordBatch], p: int) -> Iterator[tuple[int, riskset.Chunk]]:
-    """Each Arrow batch of a partition as its partition number and a chunk."""
-    for batch in batches:
-        if batch.num_rows:
+def _partition(
+    batches: Iterable[pa.RecordBatch], p: int
+) -> tuple[int, Iterator[riskset.Chunk]] | None:
+    """A partition's number and its Arrow batches as chunks; None for an empty partition."""
+    batches = (batch for batch in batches if batch.num_rows)
+    first = next(batches, None)
+    if first is None:
+        return None
+
+    def chunks() -> Iterator[riskset.Chunk]:
+        for batch in itertools.chain([first], batches):
             columns = [batch.column(name).to_numpy() for name in (_TIME, _EVENT, _WEIGHT)]
             x = np.column_stack([batch.column(f"x{i}").to_numpy() for i in range(p)])
-            yield int(batch.column(_PART)[0].as_py()), (*columns, x)
+            yield (*columns, x)
+
+    return int(first.column(_PART)[0].as_py()), chunks()
 
 
 def _partition_totals(
     batches: Iterator[pa.RecordBatch], beta: np.ndarray
 ) -> Iterator[pa.RecordBatch]:
-    parts, total = set(), riskset.RiskSums.zero(len(beta))
-    for part, chunk in _chunks(batches, len(beta)):
-        parts.add(part)
-        total = total + riskset.totals([chunk], beta)
-    if parts:
+    partition = _partition(batches, len(beta))
+    if partition is not None:
+        part, chunks = partition
+        total = riskset.totals(chunks, beta)
         yield pa.RecordBatch.from_pydict(
             {
-                "part": [parts.pop()],
+                "part": [part],
                 "s0": [total.s0],
                 "s1": [total.s1.tolist()],
                 "s2": [total.s2.ravel().tolist()],
@@ -262,42 +270,33 @@ def _partition_terms(
     offsets: Mapping[int, riskset.RiskSums],
     ties: str,
 ) -> Iterator[pa.RecordBatch]:
-    chunks = _chunks(batches, len(beta))
-    first = next(chunks, None)
-    if first is None:
-        return
-    part = first[0]
-    rows = (chunk for _, chunk in _prepend(first, chunks))
-    result = riskset.terms(rows, beta, offsets[part], ties)
-    yield pa.RecordBatch.from_pydict(
-        {
-            "loglik": [result.loglik],
-            "gradient": [result.gradient.tolist()],
-            "hessian": [result.hessian.ravel().tolist()],
-        }
-    )
+    partition = _partition(batches, len(beta))
+    if partition is not None:
+        part, chunks = partition
+        result = riskset.terms(chunks, beta, offsets[part], ties)
+        yield pa.RecordBatch.from_pydict(
+            {
+                "loglik": [result.loglik],
+                "gradient": [result.gradient.tolist()],
+                "hessian": [result.hessian.ravel().tolist()],
+            }
+        )
 
 
 def _partition_baseline(
     batches: Iterator[pa.RecordBatch], beta: np.ndarray, offsets: Mapping[int, riskset.RiskSums]
 ) -> Iterator[pa.RecordBatch]:
-    chunks = _chunks(batches, len(beta))
-    first = next(chunks, None)
-    if first is None:
-        return
-    rows = (chunk for _, chunk in _prepend(first, chunks))
-    times, increments = riskset.baseline_hazard(rows, beta, offsets[first[0]])
-    yield pa.RecordBatch.from_pydict({"time": times, "increment": increments})
+    partition = _partition(batches, len(beta))
+    if partition is not None:
+        part, chunks = partition
+        times, increments = riskset.baseline_hazard(chunks, beta, offsets[part])
+        yield pa.RecordBatch.from_pydict({"time": times, "increment": increments})
 
 
 def _partition_scores(batches: Iterator[pa.RecordBatch], beta: np.ndarray):
-    for _, (time, event, _, x) in _chunks(batches, len(beta)):
+    partition = _partition(batches, len(beta))
+    for time, event, _, x in partition[1] if partition is not None else ():
         yield pa.RecordBatch.from_pydict({"time": time, "event": event, "score": x @ beta})
-
-
-def _prepend(first, rest: Iterator) -> Iterator:
-    yield first
-    yield from rest
 
 
 class _CoxPasses:

@@ -16,7 +16,7 @@ handles them (a tie group's deaths count with their mean weight in Efron's corre
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 
@@ -26,8 +26,19 @@ __all__ = ["Chunk", "RiskSums", "Terms", "totals", "terms", "baseline_hazard"]
 Chunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
+class _Sums:
+    """A number, a p-vector and a p x p matrix that add up field by field."""
+
+    @classmethod
+    def zero(cls, p: int):
+        return cls(0.0, np.zeros(p), np.zeros((p, p)))
+
+    def __add__(self, other):
+        return type(self)(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
 @dataclass(frozen=True)
-class RiskSums:
+class RiskSums(_Sums):
     """Sums over a set of rows of ``w exp(x.beta)`` times 1, x and x x'."""
 
     s0: float
@@ -35,36 +46,18 @@ class RiskSums:
     s2: np.ndarray
 
     @classmethod
-    def zero(cls, p: int) -> RiskSums:
-        return cls(0.0, np.zeros(p), np.zeros((p, p)))
-
-    @classmethod
     def of(cls, x: np.ndarray, score: np.ndarray) -> RiskSums:
         """The sums of rows ``x`` with scores ``w exp(x.beta)``."""
         return cls(float(score.sum()), score @ x, (x * score[:, None]).T @ x)
 
-    def __add__(self, other: RiskSums) -> RiskSums:
-        return RiskSums(self.s0 + other.s0, self.s1 + other.s1, self.s2 + other.s2)
-
 
 @dataclass(frozen=True)
-class Terms:
+class Terms(_Sums):
     """Partial log-likelihood, gradient and Hessian (in beta) of a set of tie groups."""
 
     loglik: float
     gradient: np.ndarray
     hessian: np.ndarray
-
-    @classmethod
-    def zero(cls, p: int) -> Terms:
-        return cls(0.0, np.zeros(p), np.zeros((p, p)))
-
-    def __add__(self, other: Terms) -> Terms:
-        return Terms(
-            self.loglik + other.loglik,
-            self.gradient + other.gradient,
-            self.hessian + other.hessian,
-        )
 
 
 def totals(chunks: Iterable[Chunk], beta: np.ndarray) -> RiskSums:
