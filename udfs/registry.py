@@ -34,6 +34,7 @@ import keyword
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -45,6 +46,7 @@ from .arrow import Expected, Fields, first_valid, struct_array, struct_ddl
 from .arrow import column as arrow_column
 
 __all__ = [
+    "FAMILIES",
     "FUNCTIONS",
     "SqlFunction",
     "Argument",
@@ -467,8 +469,56 @@ def _table_class(function: SqlFunction) -> type:
     return Rows
 
 
-#: Every declared function by SQL name, in declaration order.
-FUNCTIONS: dict[str, SqlFunction] = {}
+#: The function families, one module each: importing one declares its functions. Their order
+#: is the order of :data:`FUNCTIONS` and of the reference docs.
+FAMILIES = ("header", "pixels", "images", "cohort", "survival", "models", "catalog")
+
+
+class Declarations(Mapping[str, SqlFunction]):
+    """The declared functions by SQL name, family by family in the order of :data:`FAMILIES`
+    (in a family, in declaration order). Reading it imports every family first; nothing else
+    does, so a Python worker imports only the family of the function it runs: a header or
+    pixel worker never maps scipy and lifelines (about 170 MB of address space, which counts
+    against ``spark.executor.pyspark.memory``)."""
+
+    def __init__(self) -> None:
+        self._declared: dict[str, SqlFunction] = {}
+        self._ordered: dict[str, SqlFunction] | None = None
+
+    def declare(self, function: SqlFunction) -> None:
+        """Add ``function``; a name declared twice is an error."""
+        if function.name in self._declared:
+            raise ValueError(f"SQL function {function.name} is declared twice")
+        self._declared[function.name] = function
+        self._ordered = None
+
+    def _all(self) -> dict[str, SqlFunction]:
+        if self._ordered is None:
+            for family in FAMILIES:
+                import_module(f"{__package__}.{family}")
+            family_of = {family: index for index, family in enumerate(FAMILIES)}
+            self._ordered = dict(
+                sorted(
+                    self._declared.items(),
+                    key=lambda item: family_of.get(
+                        item[1].implementation.__module__.rpartition(".")[2], len(FAMILIES)
+                    ),
+                )
+            )
+        return self._ordered
+
+    def __getitem__(self, name: str) -> SqlFunction:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+#: Every declared function by SQL name (see :class:`Declarations`).
+FUNCTIONS = Declarations()
 
 
 def sql_function(
@@ -500,9 +550,7 @@ def sql_function(
             streaming,
             rows_per_batch,
         )
-        if function.name in FUNCTIONS:
-            raise ValueError(f"SQL function {function.name} is declared twice")
-        FUNCTIONS[function.name] = function
+        FUNCTIONS.declare(function)
         return implementation
 
     return declare
