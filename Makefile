@@ -14,9 +14,20 @@ PYTEST_ARGS ?=
 serve: install
 	$(BIN)/dicomsql serve --bootstrap sql/bootstrap.sql $(ARGS)
 
-# the suite starts real services: OpenLDAP's slapd (tests/test_ldap.py) and openssl's test certificates
+# Spark master of the cluster tier: two executor JVMs on this machine
+CLUSTER_MASTER ?= local-cluster[2,1,1024]
+
+.PHONY: cluster
+
+# the suite starts real services: OpenLDAP's slapd (tests/test_ldap.py) and openssl's test
+# certificates; then the cluster tier runs the tests marked cluster again on CLUSTER_MASTER
 test: install services
 	DICOMSQL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory cluster
+
+# the cluster tier alone
+cluster: install
+	$(BIN)/python -m pytest -m cluster --spark-master '$(CLUSTER_MASTER)' $(PYTEST_ARGS)
 
 # the fast tier: pure tests and doctests, no JVM
 unit: install

@@ -3,6 +3,8 @@ and registering the ``dicom`` data source and every SQL function."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import re
 import shutil
@@ -70,8 +72,59 @@ def check_java() -> str:
     return java
 
 
-def _is_local(master: str) -> bool:
-    return master.startswith("local")
+def _on_loopback(master: str) -> bool:
+    """Whether ``master`` runs on this machine's loopback: ``local...``, or a standalone
+    master at spark://127.0.0.1 or spark://localhost (benchmarks/cluster.sh); the driver
+    then listens on 127.0.0.1 only."""
+    return master.startswith(("local", "spark://127.0.0.1:", "spark://localhost:"))
+
+
+def _is_local_cluster(master: str) -> bool:
+    return master.startswith("local-cluster")
+
+
+def _in_process(master: str) -> bool:
+    """Whether ``master`` runs the executors inside the driver's JVM (``local``, ``local[N]``)."""
+    return master == "local" or master.startswith("local[")
+
+
+def private_spark_home(home: Home) -> Path:
+    """pyspark's installation seen through ``<home>/spark`` (a link per entry), with a ``work``
+    folder of the owner's alone; returns that folder's parent.
+
+    A ``local-cluster`` master's Workers write every executor's output (which may quote data
+    from an error) under ``$SPARK_HOME/work`` and take no other folder. Without this that is
+    the installed package: readable by all, growing with every run, and a read-only install
+    cannot launch executors at all. The last run's folders stay for its logs; older runs'
+    are removed when a new one starts.
+    """
+    import pyspark
+
+    installed = Path(pyspark.__file__).parent
+    spark_home = home.path / "spark"
+    work = spark_home / "work"
+    work.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for entry in installed.iterdir():
+        link = spark_home / entry.name
+        if entry.name == "work":
+            continue
+        if link.is_symlink() and link.readlink() != entry:  # another installation's
+            link.unlink()
+        if not link.is_symlink():
+            link.symlink_to(entry)
+    for run in work.iterdir():
+        shutil.rmtree(run, ignore_errors=True)
+    return spark_home
+
+
+def _stop_at_exit(spark: pyspark.sql.SparkSession) -> None:
+    """Stop ``spark`` before the interpreter exits, if nothing did. Left to the JVM's shutdown
+    hooks, a local-cluster's Workers stop first and the Master relaunches the executors on
+    them until it gives up, ending with "Master removed our application: FAILED" (after a
+    failed job this buries the job's own error); a cluster sees the application finish."""
+    if spark_alive(spark):
+        with contextlib.suppress(Exception):  # the JVM is already going
+            spark.stop()
 
 
 def spark_conf(home: Home, master: str, conf: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -120,7 +173,7 @@ def spark_conf(home: Home, master: str, conf: Mapping[str, str] | None = None) -
         # PySpark's worker daemon, without the traceback of a worker whose task was killed
         "spark.python.daemon.module": "dicomsql.worker_daemon",
     }
-    if _is_local(master):
+    if _on_loopback(master):
         settings["spark.driver.host"] = "127.0.0.1"
         settings["spark.driver.bindAddress"] = "127.0.0.1"
     for key, value in (conf or {}).items():
@@ -202,8 +255,10 @@ def spark_session(
         limit = max_file_size_value(max_file_size)
         os.environ[MAX_FILE_SIZE_VARIABLE] = limit
         conf.setdefault(f"spark.executorEnv.{MAX_FILE_SIZE_VARIABLE}", limit)
-    if _is_local(master):
+    if _on_loopback(master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if _is_local_cluster(master) and "SPARK_HOME" not in os.environ:
+        os.environ["SPARK_HOME"] = str(private_spark_home(state))
     builder = SparkSession.builder.master(master)
     for key, value in spark_conf(state, master, conf).items():
         builder = builder.config(key, value)
@@ -213,6 +268,8 @@ def spark_session(
         state.release()
         _active_home = None
         raise
+    if not _in_process(master):
+        atexit.register(_stop_at_exit, spark)
     return register(spark)
 
 

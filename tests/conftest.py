@@ -28,6 +28,21 @@ from .reference import (
 DEMO_PATIENTS = 6
 
 
+#: The Spark master of the cluster tier (``make test`` runs ``-m cluster`` on it): two
+#: executor JVMs, so functions, data sources and partitions are pickled and sent to them.
+CLUSTER_MASTER = "local-cluster[2,1,1024]"
+#: The cluster tier's Python workers' memory limit (``spark.executor.pyspark.memory``).
+CLUSTER_PYSPARK_MEMORY = "1g"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--spark-master",
+        default="local[2]",
+        help=f"Spark master of the suite's session; the cluster tier: -m cluster --spark-master '{CLUSTER_MASTER}'",
+    )
+
+
 #: Fixtures that start a JVM: Spark in this process, or a dicomsql command in another.
 JVM_FIXTURES = {"spark", "cli_env"}
 
@@ -61,17 +76,36 @@ def spark_home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def app(spark_home, demo) -> App:
-    """The suite's dicomsql App: local[2] on ``spark_home``, serving the demo there; its server
-    on a free loopback port with no login, every client an admin (the protocol's tests;
-    tests/test_security.py tests the roles)."""
+def spark_master(request) -> str:
+    """The master of the suite's session (``--spark-master``, default local[2])."""
+    return request.config.getoption("--spark-master")
+
+
+@pytest.fixture
+def cluster_tier(spark_master) -> str:
+    """The cluster tier's master; skips a test of that tier alone (one that needs its memory
+    limit, or starts its own cluster) when the suite runs on local[N]."""
+    if spark_master.startswith("local["):
+        pytest.skip(f"of the cluster tier alone (-m cluster --spark-master '{CLUSTER_MASTER}')")
+    return spark_master
+
+
+@pytest.fixture(scope="session")
+def app(spark_home, demo, spark_master) -> App:
+    """The suite's dicomsql App: ``spark_master`` on ``spark_home``, serving the demo there;
+    its server on a free loopback port with no login, every client an admin (the protocol's
+    tests; tests/test_security.py tests the roles). On a cluster master each Python worker is
+    held to ``CLUSTER_PYSPARK_MEMORY``."""
     settings = {
-        "master": "local[2]",
+        "master": spark_master,
         "home": spark_home,
         "port": free_port(),
         "anonymous_role": "admin",
     }
-    return App(settings, demo="existing")
+    conf = {}
+    if not spark_master.startswith("local["):
+        conf["spark.executor.pyspark.memory"] = CLUSTER_PYSPARK_MEMORY
+    return App(settings, demo="existing", conf=conf)
 
 
 @pytest.fixture(scope="session")

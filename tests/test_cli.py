@@ -6,19 +6,23 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pyhive.exc import OperationalError
 
 from dicomsql.demo import TRUE_COEFFICIENTS
+from dicomsql.server import free_port
 from dicomsql.udfs import FUNCTIONS
 
 from .conftest import DEMO_PATIENTS, Server, run_dicomsql
 
 pytestmark = pytest.mark.server
 
-BOOTSTRAP = Path(__file__).parent.parent / "sql" / "bootstrap.sql"
+ROOT = Path(__file__).parent.parent
+BOOTSTRAP = ROOT / "sql" / "bootstrap.sql"
 
 
 @pytest.fixture
@@ -301,3 +305,41 @@ def test_sql_script_with_variables_dialects_and_formats_through_a_server(thrift_
     )
     assert ran.returncode == 0, ran.stderr
     assert sum(json.loads(line)["n"] for line in ran.stdout.splitlines()) == DEMO_PATIENTS
+
+
+@pytest.mark.cluster
+def test_serve_through_a_standalone_cluster_from_the_wheel(
+    cluster_tier, cli_env, start_server, folder, tmp_path
+):
+    """benchmarks/cluster.sh's Master and Worker on loopback; dicomsql serve --master
+    spark://127.0.0.1:PORT builds its catalog and runs pixel functions on that executor."""
+    state, port = tmp_path / "cluster", free_port()
+    env = {
+        **cli_env,
+        "DICOMSQL_CLUSTER_DIR": str(state),
+        "SPARK_MASTER_PORT": str(port),
+        "PYTHON": sys.executable,
+    }
+    cluster = [str(ROOT / "benchmarks" / "cluster.sh")]
+    started = subprocess.run(
+        [*cluster, "start", "1", "1", "1g"], env=env, capture_output=True, text=True, timeout=180
+    )
+    try:
+        assert started.returncode == 0, started.stderr
+        assert started.stdout.startswith(f"spark://127.0.0.1:{port}: 1 Workers")
+        server = start_server(
+            "--master", f"spark://127.0.0.1:{port}", "--table", f"ct={folder}", env=env
+        )
+        cursor = server.cursor()
+        cursor.execute(
+            "SELECT count(*), count(DISTINCT PatientID), count(image_stats(path).n) FROM ct"
+        )
+        assert cursor.fetchall() == [(24, 2, 24)]
+        assert server.stop(signal.SIGTERM) == 0
+        master_log = (state / "logs" / "master.log").read_text()
+        assert "Registering app dicomsql" in master_log
+        assert "FAILED" not in master_log
+        executors = list((state / "work" / "1").glob("app-*/*/stderr"))
+        assert executors and oct((state / "work").stat().st_mode & 0o777) == "0o700"
+    finally:
+        subprocess.run([*cluster, "stop"], env=env, capture_output=True, timeout=120)

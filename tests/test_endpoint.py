@@ -22,7 +22,7 @@ from dicomsql.server import free_port
 
 from .conftest import DEMO_PATIENTS, no_active_jobs
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.cluster]
 
 LONG_QUERY = "SELECT count(*) FROM range(0, 50000000000, 1, 2) WHERE id % 7 = 3"
 S = ttypes.TOperationState

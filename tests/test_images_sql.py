@@ -84,6 +84,7 @@ def test_frames_of_multiframe_and_colour_files(spark, shipped):
     assert "frame 9 out of range: the file has 2 frame(s)" in out_of_range
 
 
+@pytest.mark.cluster
 def test_windows_and_thumbnails(spark):
     row = spark.sql(f"""SELECT path, dicom_window(dicom_pixels(path), 'lung') AS lung, dicom_window(path) AS own,
                                dicom_window(path, 40, 400) AS soft, dicom_png(path, 32, 'bone') AS png,
@@ -107,6 +108,7 @@ def test_windows_and_thumbnails(spark):
         spark.sql(f"SELECT dicom_window(path, 'lungs') {GOOD_CT}").collect()
 
 
+@pytest.mark.cluster
 def test_per_image_maths_against_numpy(spark):
     row = spark.sql(f"""SELECT path, image_covariance(path) AS cov, image_eigen(path) AS eig, image_pca(path, 3) AS pca,
                                image_stats(path, 16) AS stats {GOOD_CT} LIMIT 1""").first()
@@ -128,6 +130,7 @@ def test_per_image_maths_against_numpy(spark):
         spark.sql(f"SELECT image_pca(path, 0) {GOOD_CT}").collect()
 
 
+@pytest.mark.cluster
 def test_resize_and_cohort_pca_against_numpy(spark):
     frame = spark.sql(
         f"SELECT path, image_resize(path, 12, 10) AS small, PixelSpacing {GOOD_CT} ORDER BY path"

@@ -34,6 +34,7 @@ def _drop(spark, catalog):
         spark.sql(f"DROP TABLE {row.tableName}")
 
 
+@pytest.mark.cluster
 def test_first_run_reads_everything_and_equals_the_source(spark, folder):
     client = EmbeddedClient(spark)
     lines = []
@@ -55,6 +56,7 @@ def test_first_run_reads_everything_and_equals_the_source(spark, folder):
     _drop(spark, "ingest_first")
 
 
+@pytest.mark.cluster
 def test_later_runs_read_only_new_and_changed_files_and_drop_deleted_ones(spark, folder):
     client = EmbeddedClient(spark)
     ingest(client.execute, "ingest_again", [str(folder)])
@@ -151,6 +153,7 @@ def test_segments_are_merged_beyond_the_most_a_catalog_keeps(spark, folder, pydi
     _drop(spark, "ingest_merged")
 
 
+@pytest.mark.cluster
 def test_a_query_sees_the_catalog_before_or_after_a_refresh_never_half(spark, folder):
     client = EmbeddedClient(spark)
     catalog = Catalog(client.execute, "ingest_atomic", [str(folder)])

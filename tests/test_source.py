@@ -20,6 +20,8 @@ from dicomsql.views import dicom_view_sql
 
 from .reference import BROKEN, READABLE, expected_value
 
+pytestmark = pytest.mark.cluster
+
 
 def _all_files(folder):
     return sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names)

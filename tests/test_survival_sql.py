@@ -31,6 +31,7 @@ def _lifelines(rows: pd.DataFrame) -> CoxPHFitter:
         return CoxPHFitter().fit(rows[COVARIATES + ["months", "died"]], "months", "died")
 
 
+@pytest.mark.cluster
 def test_one_model_per_group_equal_to_lifelines(spark, cohort):
     models = {
         r.site: r.model
@@ -53,6 +54,7 @@ def test_one_model_per_group_equal_to_lifelines(spark, cohort):
         assert model.n == len(rows)
 
 
+@pytest.mark.cluster
 def test_models_round_trip_through_a_table_and_predict_like_lifelines(spark, cohort):
     spark.sql("DROP TABLE IF EXISTS cox_models")
     spark.sql(
