@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -152,6 +154,23 @@ def test_ols_streamed_in_batches_with_categories_appearing_late(diabetes):
     )
     np.testing.assert_allclose(streamed["coef"], whole["coef"], rtol=1e-9)
     np.testing.assert_allclose(streamed["se"], whole["se"], rtol=1e-9)
+
+
+def test_ols_partials_of_partitions_merge_into_the_whole_fit(diabetes):
+    features, target = diabetes
+    frame = with_site(features[["age", "bmi", "bp"]], seed=3)
+    order = np.argsort(frame.site.to_numpy(), kind="stable")  # each partition sees other sites
+    partials = [linear.LinregAccumulator()]  # a partition without rows, too
+    for rows in np.array_split(order, 4):
+        partial = linear.LinregAccumulator()
+        for batch in np.array_split(rows, 3):
+            partial.add(target[batch], columns_of(frame.iloc[batch]))
+        partials.append(partial)
+    merged = functools.reduce(linear.LinregAccumulator.merge, partials[::-1]).model()
+    whole = linear.fit(target, columns_of(frame))
+    assert merged["features"] == whole["features"] and merged["n"] == whole["n"]
+    for field in ("coef", "se", "intercept", "r2", "f_statistic"):
+        np.testing.assert_allclose(merged[field], whole[field], rtol=1e-9)
 
 
 def test_ols_without_intercept_is_uncentred_like_statsmodels(diabetes):

@@ -190,6 +190,18 @@ class FeatureLearner:
                 matrix[:, self.slots[(name, None)]] = values
         return matrix
 
+    def merge(self, other: FeatureLearner) -> np.ndarray:
+        """Learn what ``other`` learnt from other rows of the same fields (another partition);
+        returns, for each of ``other``'s slots in order, its slot here."""
+        if other.fields is None:
+            return np.empty(0, dtype=int)
+        if self.fields is None:
+            self.fields, self.categorical = list(other.fields), dict(other.categorical)
+        elif (self.fields, self.categorical) != (other.fields, other.categorical):
+            raise ValueError(f"features {other.fields} cannot merge into {self.fields}")
+        ordered = sorted(other.slots, key=other.slots.__getitem__)
+        return np.array([self.slots.setdefault(key, len(self.slots)) for key in ordered], dtype=int)
+
     def encoding(self, reference: bool) -> tuple[Encoding, np.ndarray]:
         """The encoding learnt so far and the slot of each of its columns."""
         fields = self.fields or []

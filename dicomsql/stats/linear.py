@@ -103,6 +103,16 @@ class LinregAccumulator:
             self.moments.widen(matrix.shape[1] + 1)
             self.moments.add(np.column_stack([rows.take(label), matrix]))
 
+    def merge(self, other: LinregAccumulator) -> LinregAccumulator:
+        """Add what ``other`` accumulated from other rows (another partition's partial), as
+        if its batches had been added here; categories it saw first get new slots."""
+        positions = self.learner.merge(other.learner)
+        dimension = len(self.learner.slots) + 1
+        self.moments.widen(dimension)
+        self.moments.merge(other.moments.embedded(np.r_[0, positions + 1], dimension))
+        self.n_dropped += other.n_dropped
+        return self
+
     def model(self) -> dict[str, Any]:
         """The fitted model (see :data:`MODEL_FIELDS`); a group that cannot be fitted gives
         NULL estimates and ``error`` saying why."""

@@ -15,7 +15,8 @@ Penalised fits carry no standard errors.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -103,70 +104,135 @@ SUMMARY_FIELDS: tuple[tuple[str, str], ...] = (
 FAMILY = Family(OPTIONS, MODEL_FIELDS, SUMMARY_FIELDS, recorded=("l1", "l2", "alpha"))
 
 
-class _Problem:
-    """The penalised negative log-likelihood of a multinomial logit and its derivatives.
+@dataclass(frozen=True)
+class Terms:
+    """The negative log-likelihood of a multinomial logit over some rows at one parameter
+    vector, with its gradient and (unless left out: None) Hessian, flattened as the
+    parameters, and the smallest fitted log-probability of a row's own class (about 0 for
+    every row: perfect separation). Terms of disjoint rows add up to those of all of them."""
+
+    loss: float
+    gradient: np.ndarray
+    hessian: np.ndarray | None
+    fitted_min: float
+
+    def __add__(self, other: Terms) -> Terms:
+        return Terms(
+            self.loss + other.loss,
+            self.gradient + other.gradient,
+            None if self.hessian is None or other.hessian is None else self.hessian + other.hessian,
+            min(self.fitted_min, other.fitted_min),
+        )
+
+
+class Likelihood:
+    """The penalised negative log-likelihood of a multinomial logit and its derivatives, from
+    the :meth:`terms` of its rows (computed once per parameter vector).
 
     Parameters are a (columns x (K - 1)) matrix flattened in column order: one coefficient
-    column per class after the first; column 0 of the design is the intercept if fitted.
+    column per class after the first; design column 0 is the intercept if fitted. ``counts``
+    are the rows per class.
     """
+
+    def __init__(self, columns: int, counts: np.ndarray, intercept: bool, l2: float) -> None:
+        self.columns, self.counts, self.classes, self.l2 = columns, counts, len(counts), l2
+        self.penalised = np.ones(columns)
+        if intercept:
+            self.penalised[0] = 0.0
+        self._last: tuple[bytes, Terms] | None = None
+
+    def terms(self, theta: np.ndarray, hessian: bool) -> Terms:
+        """The rows' unpenalised :class:`Terms` at ``theta`` (the Hessian if ``hessian``)."""
+        raise NotImplementedError
+
+    def at(self, theta: np.ndarray, hessian: bool = False) -> Terms:
+        """:meth:`terms` at ``theta``, remembered for the next calls at the same ``theta``."""
+        key = np.asarray(theta, dtype=float).tobytes()
+        last = self._last
+        if last is None or last[0] != key or (hessian and last[1].hessian is None):
+            self._last = last = (key, self.terms(theta, hessian))
+        return last[1]
+
+    def shape(self, theta: np.ndarray) -> np.ndarray:
+        return theta.reshape(self.classes - 1, self.columns).T
+
+    def loss(self, theta: np.ndarray, hessian: bool = False) -> float:
+        """The loss at ``theta``; with ``hessian``, the Hessian there is computed in the same
+        pass over the rows (a Newton step will need it)."""
+        penalty = 0.5 * self.l2 * float(np.sum(self.penalised[:, None] * self.shape(theta) ** 2))
+        return self.at(theta, hessian).loss + penalty
+
+    def gradient(self, theta: np.ndarray) -> np.ndarray:
+        penalty = self.l2 * self.penalised[:, None] * self.shape(theta)
+        return self.at(theta).gradient + penalty.T.ravel()
+
+    def hessian(self, theta: np.ndarray) -> np.ndarray:
+        """The observed information (exact Hessian of the loss)."""
+        penalty = np.diag(np.tile(self.l2 * self.penalised, self.classes - 1))
+        return self.at(theta, hessian=True).hessian + penalty
+
+
+class _Problem(Likelihood):
+    """The likelihood of rows held in memory: a design matrix and each row's class index."""
 
     def __init__(
         self, design: np.ndarray, target: np.ndarray, classes: int, intercept: bool, l2: float
     ) -> None:
-        self.design, self.target, self.classes, self.l2 = design, target, classes, l2
+        super().__init__(design.shape[1], np.bincount(target, minlength=classes), intercept, l2)
+        self.design, self.target = design, target
         self.indicator = np.eye(classes)[target][:, 1:]
-        self.penalised = np.ones(design.shape[1])
-        if intercept:
-            self.penalised[0] = 0.0
 
-    def shape(self, theta: np.ndarray) -> np.ndarray:
-        return theta.reshape(self.classes - 1, self.design.shape[1]).T
+    def terms(self, theta: np.ndarray, hessian: bool) -> Terms:
+        return logit_terms(self.design, self.target, self.indicator, self.shape(theta), hessian)
 
-    def log_probabilities(self, theta: np.ndarray) -> np.ndarray:
-        eta = self.design @ self.shape(theta)
-        return log_softmax(np.column_stack([np.zeros(len(eta)), eta]), axis=1)
 
-    def log_likelihood(self, theta: np.ndarray) -> float:
-        return float(
-            np.sum(self.log_probabilities(theta)[np.arange(len(self.target)), self.target])
-        )
+def logit_terms(
+    design: np.ndarray,
+    target: np.ndarray,
+    indicator: np.ndarray,
+    coefficients: np.ndarray,
+    hessian: bool = True,
+) -> Terms:
+    """The :class:`Terms` of rows (``design``, class index ``target``, ``indicator`` its one-hot
+    columns after the first) at ``coefficients`` (columns x classes after the first); the
+    Hessian only if ``hessian``."""
+    eta = design @ coefficients
+    log_probabilities = log_softmax(np.column_stack([np.zeros(len(eta)), eta]), axis=1)
+    fitted = log_probabilities[np.arange(len(target)), target]
+    probabilities = np.exp(log_probabilities)[:, 1:]
+    gradient = -design.T @ (indicator - probabilities)
+    return Terms(
+        -float(np.sum(fitted)),
+        gradient.T.ravel(),
+        _information(design, probabilities) if hessian else None,
+        float(fitted.min()) if len(fitted) else 0.0,
+    )
 
-    def loss(self, theta: np.ndarray) -> float:
-        penalty = 0.5 * self.l2 * float(np.sum(self.penalised[:, None] * self.shape(theta) ** 2))
-        return -self.log_likelihood(theta) + penalty
 
-    def gradient(self, theta: np.ndarray) -> np.ndarray:
-        probabilities = np.exp(self.log_probabilities(theta))[:, 1:]
-        gradient = -self.design.T @ (self.indicator - probabilities) + self.l2 * self.penalised[
-            :, None
-        ] * self.shape(theta)
-        return gradient.T.ravel()
-
-    def hessian(self, theta: np.ndarray) -> np.ndarray:
-        """The observed information (exact Hessian of the loss)."""
-        probabilities = np.exp(self.log_probabilities(theta))[:, 1:]
-        columns, blocks = self.design.shape[1], self.classes - 1
-        hessian = np.empty((blocks * columns, blocks * columns))
-        for k in range(blocks):
-            for j in range(k, blocks):
-                weight = probabilities[:, k] * ((k == j) - probabilities[:, j])
-                block = (self.design * weight[:, None]).T @ self.design
-                hessian[k * columns : (k + 1) * columns, j * columns : (j + 1) * columns] = block
-                hessian[j * columns : (j + 1) * columns, k * columns : (k + 1) * columns] = block.T
-        return hessian + np.diag(np.tile(self.l2 * self.penalised, blocks))
+def _information(design: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """The Hessian of the negative log-likelihood, block by block of classes."""
+    columns, blocks = design.shape[1], probabilities.shape[1]
+    hessian = np.empty((blocks * columns, blocks * columns))
+    for k in range(blocks):
+        for j in range(k, blocks):
+            weight = probabilities[:, k] * ((k == j) - probabilities[:, j])
+            block = (design * weight[:, None]).T @ design
+            hessian[k * columns : (k + 1) * columns, j * columns : (j + 1) * columns] = block
+            hessian[j * columns : (j + 1) * columns, k * columns : (k + 1) * columns] = block.T
+    return hessian
 
 
 def _newton(
-    problem: _Problem, start: np.ndarray, max_iter: int, tol: float
+    problem: Likelihood, start: np.ndarray, max_iter: int, tol: float
 ) -> tuple[np.ndarray, int, bool]:
     """Newton-Raphson with step halving; (parameters, iterations, converged)."""
-    theta, loss = start, problem.loss(start)
+    theta, loss = start, problem.loss(start, hessian=True)
     for iteration in range(1, max_iter + 1):
         step = np.linalg.solve(problem.hessian(theta), problem.gradient(theta))
         scale = 1.0
         while True:
             candidate = theta - scale * step
-            candidate_loss = problem.loss(candidate)
+            candidate_loss = problem.loss(candidate, hessian=True)
             if candidate_loss <= loss + 1e-12 * abs(loss) or scale < 1e-10:
                 break
             scale /= 2
@@ -177,7 +243,7 @@ def _newton(
 
 
 def _lasso(
-    problem: _Problem, start: np.ndarray, l1: float, max_iter: int, tol: float
+    problem: Likelihood, start: np.ndarray, l1: float, max_iter: int, tol: float
 ) -> tuple[np.ndarray, int, bool]:
     """Minimise loss + l1 |penalised parameters| by L-BFGS-B on their positive and negative parts."""
     weights = np.tile(problem.penalised, problem.classes - 1)
@@ -207,8 +273,8 @@ def _lasso(
     return result.x[:size] - result.x[size:], int(result.nit), bool(result.success)
 
 
-def _null_log_likelihood(target: np.ndarray, classes: int) -> float:
-    counts = np.bincount(target, minlength=classes).astype(float)
+def _null_log_likelihood(counts: np.ndarray) -> float:
+    counts = np.asarray(counts, dtype=float)
     present = counts > 0
     return float(np.sum(counts[present] * np.log(counts[present] / counts.sum())))
 
@@ -238,9 +304,8 @@ def fit(
     return FAMILY.model(
         settings,
         described,
-        lambda: _estimate(
+        lambda: estimate(
             _fit_problem(matrix, target, classes, encoding.names, settings),
-            target,
             classes,
             encoding.names,
             settings,
@@ -256,32 +321,45 @@ def _fit_problem(
     settings: dict[str, Any],
 ) -> _Problem:
     """The problem to solve; :class:`Unfit` saying why there is none."""
-    if len(classes) < 2:
-        raise Unfit(f"the label needs at least 2 classes, got {len(classes)}")
-    parameters = (matrix.shape[1] + settings["intercept"]) * (len(classes) - 1)
-    if len(matrix) <= parameters:
-        raise Unfit(f"{len(matrix)} complete row(s) for {parameters} parameter(s): need more rows")
-    penalised = settings["l1"] > 0 or settings["l2"] > 0
-    if not penalised:
-        centred = matrix - matrix.mean(axis=0) if settings["intercept"] else matrix
-        problem = design_problem(centred.T @ centred, features, centred=settings["intercept"])
-        if problem:
-            raise Unfit(problem)
+    centred = matrix - matrix.mean(axis=0) if settings["intercept"] else matrix
+    check(len(matrix), len(classes), features, lambda: centred.T @ centred, settings)
     design = np.column_stack([np.ones(len(matrix)), matrix]) if settings["intercept"] else matrix
     return _Problem(design, target, len(classes), settings["intercept"], settings["l2"])
 
 
-def _estimate(
-    problem: _Problem,
-    target: np.ndarray,
+def check(
+    n: int,
+    classes: int,
+    features: Sequence[str],
+    scatter: Callable[[], np.ndarray],
+    settings: Mapping[str, Any],
+) -> None:
+    """Raise :class:`Unfit` saying why ``n`` rows of ``classes`` classes cannot be fitted on
+    ``features``; ``scatter`` gives their centred (uncentred without intercept) ``X'X``,
+    checked for constant and collinear features when the fit is unpenalised."""
+    if classes < 2:
+        raise Unfit(f"the label needs at least 2 classes, got {classes}")
+    parameters = (len(features) + settings["intercept"]) * (classes - 1)
+    if n <= parameters:
+        raise Unfit(f"{n} complete row(s) for {parameters} parameter(s): need more rows")
+    if settings["l1"] == 0 and settings["l2"] == 0:
+        problem = design_problem(scatter(), features, centred=settings["intercept"])
+        if problem:
+            raise Unfit(problem)
+
+
+def estimate(
+    problem: Likelihood,
     classes: list[str],
     features: list[str],
     settings: dict[str, Any],
 ) -> dict[str, Any]:
-    columns, blocks = problem.design.shape[1], len(classes) - 1
+    """The estimates of the model maximising ``problem`` (see :data:`MODEL_FIELDS`);
+    :class:`Unfit` when the classes are perfectly separated."""
+    columns, blocks = problem.columns, len(classes) - 1
     start = np.zeros((blocks, columns))
     if settings["intercept"]:  # start from the class frequencies
-        counts = np.bincount(target, minlength=len(classes)) + 0.5
+        counts = problem.counts + 0.5
         start[:, 0] = np.log(counts[1:] / counts[0])
     try:
         if settings["l1"] > 0:
@@ -297,15 +375,15 @@ def _estimate(
             "the Hessian became singular: the classes are (quasi-)perfectly separated; add an l2 penalty"
         ) from None
     penalised = settings["l1"] > 0 or settings["l2"] > 0
-    fitted = problem.log_probabilities(theta)[np.arange(len(target)), target]
-    if not penalised and (not converged or np.all(fitted > -1e-8)):
+    fitted = problem.at(theta)
+    if not penalised and (not converged or fitted.fitted_min > -1e-8):
         raise Unfit(
             "the features separate the classes perfectly: the estimates diverge; add an l2 penalty",
             iterations=iterations,
             converged=False,
         )
-    loglik = float(np.sum(fitted))
-    null = _null_log_likelihood(target, len(classes))
+    loglik = -fitted.loss
+    null = _null_log_likelihood(problem.counts)
     statistic = 2 * (loglik - null)
     degrees = len(features) * blocks
     estimates: dict[str, Any] = {

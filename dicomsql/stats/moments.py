@@ -61,6 +61,16 @@ class Moments:
             self.scatter = np.pad(self.scatter, ((0, extra), (0, extra)))
         return self
 
+    def embedded(self, positions: np.ndarray, dimension: int) -> Moments:
+        """These moments as those of vectors of ``dimension`` coordinates whose coordinate
+        ``positions[i]`` is coordinate ``i`` here and whose others are 0."""
+        if self.n == 0:
+            return Moments()
+        mean, scatter = np.zeros(dimension), np.zeros((dimension, dimension))
+        mean[positions] = self.mean
+        scatter[np.ix_(positions, positions)] = self.scatter
+        return Moments(self.n, mean, scatter)
+
     def covariance(self) -> np.ndarray:
         """The sample covariance (n - 1), as ``np.cov(vectors, rowvar=False)``."""
         if self.n < 2:
