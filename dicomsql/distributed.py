@@ -5,8 +5,9 @@ site, not for one model of a hundred million rows. The functions here fit one mo
 all the rows of a DataFrame, with Spark jobs driven from the driver: each Newton step is a
 pass or two over the cached, partitioned rows in which every partition returns a few
 numbers (O(p^2)), so no worker ever holds more than an Arrow batch (or, for Cox, one tie
-group). The models are the aggregates' models, field for field: ``coxph_predict`` and
-``coxph_summary`` take them, and :func:`models_frame` makes them a table::
+group). The models are the aggregates' models, field for field: ``coxph_predict``,
+``linreg_predict``, ``logreg_predict`` and the ``*_summary`` functions take them, and
+:func:`models_frame` makes them a table::
 
     from dicomsql import distributed
     model = distributed.coxph_fit(spark.table("patients"), "months", "died", ["age", "dose"])
@@ -19,6 +20,11 @@ and a second computes each partition's terms given the sums of the partitions be
 (:func:`dicomsql.stats.riskset.terms`). Efron's and Breslow's ties, case weights and the
 ridge penalty are lifelines' (Efron) and ``coxph_fit``'s, to rounding.
 
+Linear regression (:func:`linreg_fit`): one pass; each partition accumulates the count,
+means and scatter matrix of its rows, merged on the driver (strings one-hot encoded, their
+categories merged). Logistic regression (:func:`logreg_fit`): Newton-Raphson, each step one
+pass returning every partition's log-likelihood, gradient and ``X'WX``.
+
 A SQL function cannot start Spark jobs (it runs inside one), so these are Python functions
 of the session; the aggregates stay what SQL calls.
 """
@@ -28,6 +34,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import pickle
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,14 +43,15 @@ import pyarrow as pa
 
 from .errors import ArgumentError
 from .options import OptionError
-from .stats import cox, riskset
+from .stats import cox, linear, logistic, riskset
 from .stats.concordance import concordance_index
 from .stats.family import Unfit
+from .stats.features import class_name, class_names
 
 if TYPE_CHECKING:
     import pyspark
 
-__all__ = ["coxph_fit", "models_frame"]
+__all__ = ["coxph_fit", "linreg_fit", "logreg_fit", "models_frame"]
 
 _TIME, _EVENT, _WEIGHT, _PART = "t", "e", "w", "part"
 
@@ -116,24 +124,234 @@ def coxph_fit(
     return cox.FAMILY.model(settings, {**described, "n": n}, estimate)
 
 
+def linreg_fit(
+    data: pyspark.sql.DataFrame,
+    label: str,
+    features: Sequence[str],
+    *,
+    options: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Fit one linear regression of ``label`` on ``features`` (columns of ``data``: numbers,
+    booleans, strings one-hot encoded) to every row of ``data``; returns the model dict of
+    ``linreg_fit`` (:data:`dicomsql.stats.linear.MODEL_FIELDS`), equal to it to rounding.
+
+    One pass: each partition accumulates its rows' count, means and scatter matrix
+    (O(p^2), as the aggregate does batch by batch) and the driver merges the partials
+    (:meth:`~dicomsql.stats.linear.LinregAccumulator.merge`). ``options`` are
+    ``linreg_fit``'s; rows with a NULL are left out (``n_dropped``).
+    """
+    from pyspark.sql import functions as F
+
+    linear.FAMILY.settings(options)  # a bad option is an error before any job
+    names = list(features)
+    if not names:
+        raise ArgumentError("features", "must name at least one column")
+    _columns_exist(data, {"label": [label], "features": names})
+    rows = data.select(
+        F.col(label).alias("label"), F.struct(*(F.col(name) for name in names)).alias("features")
+    )
+    partials = rows.mapInArrow(
+        functools.partial(_linreg_partial, options=options), "partial binary"
+    ).collect()
+    accumulator = linear.LinregAccumulator(options)
+    for row in partials:
+        accumulator.merge(pickle.loads(row["partial"]))
+    return accumulator.model()
+
+
+def _linreg_partial(
+    batches: Iterator[pa.RecordBatch], options: Mapping[str, str] | None
+) -> Iterator[pa.RecordBatch]:
+    """A partition's :class:`~dicomsql.stats.linear.LinregAccumulator`, pickled."""
+    from .udfs.arrow import numbers, struct_features
+
+    accumulator = linear.LinregAccumulator(options)
+    for batch in batches:
+        if batch.num_rows:
+            columns = struct_features(batch.column("features"))
+            accumulator.add(numbers(batch.column("label")), columns)
+    yield pa.RecordBatch.from_pydict({"partial": [pickle.dumps(accumulator)]})
+
+
+def logreg_fit(
+    data: pyspark.sql.DataFrame,
+    label: str,
+    features: Sequence[str],
+    *,
+    options: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Fit one logistic regression (binary, or multinomial for more than two classes) of
+    ``label`` (any type, classes as ``logreg_fit``'s) on ``features`` (numbers or booleans)
+    to every row of ``data``; returns the model dict of ``logreg_fit``
+    (:data:`dicomsql.stats.logistic.MODEL_FIELDS`), equal to it to rounding.
+
+    Newton-Raphson as the aggregate's, each likelihood evaluation one job in which every
+    partition returns its log-likelihood, gradient and Hessian (IRLS's partial ``X'WX``),
+    summed on the driver; an ``l1`` fit (L-BFGS-B) is a job per evaluation without the
+    Hessian. Two jobs before: the class counts, and the features' means and covariances
+    (the check for constant and collinear features). Rows with a NULL are left out.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import FractionalType
+
+    settings = logistic.FAMILY.settings(options)
+    names = list(features)
+    fields = _columns_exist(data, {"label": [label]})
+    _numeric_columns(data, {"features": names})
+    if isinstance(fields[label], FractionalType):  # NaN is no class
+        complete, n, dropped = _complete(data, [*names, label])
+    else:
+        complete, n, dropped = _complete(data, names, present=[label])
+    counted = complete.groupBy(F.col(label).alias("label")).count().collect()
+    classes, index = class_names([row["label"] for row in counted])
+    counts = np.bincount(index, [row["count"] for row in counted], len(classes)).astype(int)
+    described = {
+        "features": names,
+        "fields": names,
+        "categories": [None] * len(names),
+        "classes": classes,
+        "n": n,
+        "n_dropped": dropped,
+        "fit_intercept": settings["intercept"],
+    }
+
+    def estimate() -> dict[str, Any]:
+        logistic.check(
+            n,
+            len(classes),
+            names,
+            lambda: _scatter(complete, names, settings["intercept"]),
+            settings,
+        )
+        prepared = complete.select(
+            F.col(label).alias("label"),
+            *(F.col(name).cast("double").alias(f"x{i}") for i, name in enumerate(names)),
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            problem = _LogitPasses(prepared, len(names), classes, counts, settings)
+            return logistic.estimate(problem, classes, names, settings)
+        finally:
+            prepared.unpersist()
+
+    return logistic.FAMILY.model(settings, described, estimate)
+
+
+def _scatter(complete, names: Sequence[str], centred: bool) -> np.ndarray:
+    """The features' scatter matrix: centred (``(n - 1)`` times their covariance), or the
+    uncentred ``X'X``; one pass."""
+    from pyspark.sql import functions as F
+
+    p = len(names)
+    pairs = [(i, j) for i in range(p) for j in range(i, p)]
+    row = complete.select(
+        F.count(F.lit(1)).alias("n"),
+        *(F.avg(F.col(name).cast("double")).alias(f"m{i}") for i, name in enumerate(names)),
+        *(F.covar_samp(names[i], names[j]).alias(f"c{i}_{j}") for i, j in pairs),
+    ).first()
+    n, mean = row["n"], np.array([row[f"m{i}"] for i in range(p)])
+    scatter = np.zeros((p, p))
+    for i, j in pairs:
+        scatter[i, j] = scatter[j, i] = (row[f"c{i}_{j}"] or 0.0) * (n - 1)
+    return scatter if centred else scatter + n * np.outer(mean, mean)
+
+
+class _LogitPasses(logistic.Likelihood):
+    """The logistic likelihood of the prepared rows (``label``, ``x0``...), a job per
+    evaluation."""
+
+    def __init__(
+        self, prepared, p: int, classes: list[str], counts: np.ndarray, settings: Mapping
+    ) -> None:
+        intercept = settings["intercept"]
+        super().__init__(p + intercept, counts, intercept, settings["l2"])
+        self.prepared, self.p, self.class_names, self.intercept = prepared, p, classes, intercept
+
+    def terms(self, theta: np.ndarray, hessian: bool) -> logistic.Terms:
+        partial = functools.partial(
+            _logit_partial,
+            coefficients=self.shape(theta),
+            classes=self.class_names,
+            intercept=self.intercept,
+            hessian=hessian,
+        )
+        rows = self.prepared.mapInArrow(
+            partial, "loss double, gradient array<double>, hessian array<double>, fitted_min double"
+        ).collect()
+        size = len(theta)
+        total = logistic.Terms(
+            0.0, np.zeros(size), np.zeros((size, size)) if hessian else None, 0.0
+        )
+        for row in rows:
+            total = total + logistic.Terms(
+                row["loss"],
+                np.array(row["gradient"]),
+                np.array(row["hessian"]).reshape(size, size) if hessian else None,
+                row["fitted_min"],
+            )
+        return total
+
+
+def _logit_partial(
+    batches: Iterator[pa.RecordBatch],
+    coefficients: np.ndarray,
+    classes: list[str],
+    intercept: bool,
+    hessian: bool,
+) -> Iterator[pa.RecordBatch]:
+    """A partition's :class:`~dicomsql.stats.logistic.Terms` at ``coefficients``."""
+    position = {name: index for index, name in enumerate(classes)}
+    indicator = np.eye(len(classes))[:, 1:]
+    total = None
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        target = np.array([position[class_name(v)] for v in batch.column("label").to_pylist()])
+        x = [batch.column(f"x{i}").to_numpy() for i in range(batch.num_columns - 1)]
+        design = np.column_stack([np.ones(batch.num_rows)] * intercept + x)
+        terms = logistic.logit_terms(design, target, indicator[target], coefficients, hessian)
+        total = terms if total is None else total + terms
+    if total is not None:
+        yield pa.RecordBatch.from_pydict(
+            {
+                "loss": [total.loss],
+                "gradient": [total.gradient.tolist()],
+                "hessian": [None if total.hessian is None else total.hessian.ravel().tolist()],
+                "fitted_min": [total.fitted_min],
+            },
+            schema=pa.schema(
+                [
+                    ("loss", pa.float64()),
+                    ("gradient", pa.list_(pa.float64())),
+                    ("hessian", pa.list_(pa.float64())),
+                    ("fitted_min", pa.float64()),
+                ]
+            ),
+        )
+
+
 def models_frame(
     spark: pyspark.sql.SparkSession, models: Iterable[Mapping[str, Any]], kind: str = "coxph"
 ) -> pyspark.sql.DataFrame:
-    """A DataFrame of one column ``model`` (the SQL struct ``coxph_fit`` returns) holding
-    ``models``: save it as a table, join it, apply ``coxph_predict`` to it."""
+    """A DataFrame of one column ``model`` (the SQL struct of the ``kind_fit`` aggregate:
+    ``coxph``, ``linreg`` or ``logreg``) holding ``models``: save it as a table, join it,
+    apply ``coxph_predict``, ``linreg_predict`` or ``logreg_predict`` to it."""
+    from .udfs.models import LINREG_MODEL, LOGREG_MODEL
     from .udfs.survival import COX_MODEL
 
-    types = {"coxph": COX_MODEL}
+    types = {"coxph": COX_MODEL, "linreg": LINREG_MODEL, "logreg": LOGREG_MODEL}
     if kind not in types:
         raise ArgumentError("kind", f"must be one of {', '.join(types)}, got {kind!r}")
-    return spark.createDataFrame([(dict(model),) for model in models], f"model {types[kind].ddl}")
+    struct = types[kind]
+    table = pa.table({"model": struct.array([dict(model) for model in models])})
+    return spark.createDataFrame(table, f"model {struct.ddl}")
 
 
-def _numeric_columns(data: pyspark.sql.DataFrame, arguments: Mapping[str, Sequence[str]]) -> None:
-    """Raise :class:`ArgumentError` naming the argument of a column that is missing or not
-    a number or boolean."""
-    from pyspark.sql.types import BooleanType, NumericType
-
+def _columns_exist(
+    data: pyspark.sql.DataFrame, arguments: Mapping[str, Sequence[str]]
+) -> dict[str, Any]:
+    """The types of ``data``'s columns by name; :class:`ArgumentError` naming the argument of
+    a column that is missing."""
     fields = {field.name: field.dataType for field in data.schema.fields}
     for argument, columns in arguments.items():
         for name in columns:
@@ -141,6 +359,17 @@ def _numeric_columns(data: pyspark.sql.DataFrame, arguments: Mapping[str, Sequen
                 raise ArgumentError(
                     argument, f"no column {name!r} (the columns are {', '.join(fields)})"
                 )
+    return fields
+
+
+def _numeric_columns(data: pyspark.sql.DataFrame, arguments: Mapping[str, Sequence[str]]) -> None:
+    """Raise :class:`ArgumentError` naming the argument of a column that is missing or not
+    a number or boolean."""
+    from pyspark.sql.types import BooleanType, NumericType
+
+    fields = _columns_exist(data, arguments)
+    for argument, columns in arguments.items():
+        for name in columns:
             if not isinstance(fields[name], (NumericType, BooleanType)):
                 raise ArgumentError(
                     argument,
@@ -149,15 +378,19 @@ def _numeric_columns(data: pyspark.sql.DataFrame, arguments: Mapping[str, Sequen
                 )
 
 
-def _complete(data: pyspark.sql.DataFrame, columns: Sequence[str]):
-    """The rows with a finite value in every column, how many, and how many were left out."""
+def _complete(data: pyspark.sql.DataFrame, columns: Sequence[str], present: Sequence[str] = ()):
+    """The rows with a finite value in every one of ``columns`` and a value in every one of
+    ``present``, how many, and how many were left out."""
     from pyspark.sql import functions as F
 
     def finite(name: str):
         value = F.col(name).cast("double")
         return value.isNotNull() & ~F.isnan(value) & (F.abs(value) != float("inf"))
 
-    keep = functools.reduce(lambda a, b: a & b, (finite(name) for name in columns))
+    keep = functools.reduce(
+        lambda a, b: a & b,
+        [*(finite(name) for name in columns), *(F.col(name).isNotNull() for name in present)],
+    )
     counted = data.select(F.count(F.lit(1)).alias("all"), F.count_if(keep).alias("kept")).first()
     return data.where(keep), int(counted["kept"]), int(counted["all"] - counted["kept"])
 
