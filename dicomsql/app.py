@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import DicomsqlError, QueryError
 from .home import Home, HomeOwner
-from .session import active_home, spark_session, wait_for_idle
+from .session import active_home, in_process, spark_session, wait_for_idle
 from .settings import DEFAULTS
 from .storage import absolute_path, data_root_for, is_uri
 
@@ -157,11 +157,12 @@ class App:
     # --- the Spark session --------------------------------------------------------------
 
     def spark_conf(self) -> dict[str, str]:
-        """The Spark settings added to dicomsql's defaults: ``conf``, and on a local master
+        """The Spark settings added to dicomsql's defaults: ``conf``, and on a local[N] master
         with logins ``spark.authenticate`` (Spark's RPC authenticates too, with a secret Spark
-        makes for this process, never on a command line; a cluster needs its own)."""
+        makes for this process, never on a command line; any other master, local-cluster
+        included, needs a secret of its own: ``spark.authenticate.secret``)."""
         conf = dict(self.conf)
-        if self.access.checks_passwords and self.settings["master"].startswith("local"):
+        if self.access.checks_passwords and in_process(self.settings["master"]):
             conf.setdefault("spark.authenticate", "true")
         return conf
 

@@ -37,6 +37,7 @@ __all__ = [
     "active_home",
     "spark_alive",
     "wait_for_idle",
+    "in_process",
 ]
 
 _LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
@@ -83,7 +84,7 @@ def _is_local_cluster(master: str) -> bool:
     return master.startswith("local-cluster")
 
 
-def _in_process(master: str) -> bool:
+def in_process(master: str) -> bool:
     """Whether ``master`` runs the executors inside the driver's JVM (``local``, ``local[N]``)."""
     return master == "local" or master.startswith("local[")
 
@@ -104,6 +105,9 @@ def private_spark_home(home: Home) -> Path:
     spark_home = home.path / "spark"
     work = spark_home / "work"
     work.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if work.is_symlink() or not work.is_dir():
+        raise DicomsqlError(f"{work} must be a folder of this user's, not a link")
+    work.chmod(0o700)
     for entry in installed.iterdir():
         link = spark_home / entry.name
         if entry.name == "work":
@@ -257,18 +261,23 @@ def spark_session(
         conf.setdefault(f"spark.executorEnv.{MAX_FILE_SIZE_VARIABLE}", limit)
     if _on_loopback(master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    if _is_local_cluster(master) and "SPARK_HOME" not in os.environ:
-        os.environ["SPARK_HOME"] = str(private_spark_home(state))
     builder = SparkSession.builder.master(master)
     for key, value in spark_conf(state, master, conf).items():
         builder = builder.config(key, value)
+    given_spark_home = os.environ.get("SPARK_HOME")
     try:
+        if _is_local_cluster(master) and given_spark_home is None:
+            # read when the JVM starts; not left to this process's later subprocesses
+            os.environ["SPARK_HOME"] = str(private_spark_home(state))
         spark = builder.getOrCreate()
     except Exception:
         state.release()
         _active_home = None
         raise
-    if not _in_process(master):
+    finally:
+        if given_spark_home is None:
+            os.environ.pop("SPARK_HOME", None)
+    if not in_process(master):
         atexit.register(_stop_at_exit, spark)
     return register(spark)
 

@@ -20,6 +20,7 @@ from dicomsql import App
 from dicomsql.demo import write_demo
 from dicomsql.home import Home
 from dicomsql.server import free_port
+from dicomsql.session import in_process
 
 from .reference import (
     PYDICOM_TEST_FILES,
@@ -85,7 +86,7 @@ def spark_master(request) -> str:
 def cluster_tier(spark_master) -> str:
     """The cluster tier's master; skips a test of that tier alone (one that needs its memory
     limit, or starts its own cluster) when the suite runs on local[N]."""
-    if spark_master.startswith("local["):
+    if in_process(spark_master):
         pytest.skip(f"of the cluster tier alone (-m cluster --spark-master '{CLUSTER_MASTER}')")
     return spark_master
 
@@ -103,7 +104,7 @@ def app(spark_home, demo, spark_master) -> App:
         "anonymous_role": "admin",
     }
     conf = {}
-    if not spark_master.startswith("local["):
+    if not in_process(spark_master):
         conf["spark.executor.pyspark.memory"] = CLUSTER_PYSPARK_MEMORY
     return App(settings, demo="existing", conf=conf)
 

@@ -94,7 +94,7 @@ def struct_array(rows: Sequence[dict[str, Any] | None], fields: Fields) -> pa.St
         column([None if row is None else row.get(name) for row in rows], sql)
         for name, sql in fields
     ]
-    mask = pa.array([row is None for row in rows])
+    mask = pa.array([row is None for row in rows], type=pa.bool_())
     return pa.StructArray.from_arrays(arrays, names=[name for name, _ in fields], mask=mask)
 
 
