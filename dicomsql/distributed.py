@@ -146,7 +146,8 @@ def linreg_fit(
     names = list(features)
     if not names:
         raise ArgumentError("features", "must name at least one column")
-    _columns_exist(data, {"label": [label], "features": names})
+    _numeric_columns(data, {"label": [label]})
+    _columns_exist(data, {"features": names})
     rows = data.select(
         F.col(label).alias("label"), F.struct(*(F.col(name) for name in names)).alias("features")
     )
@@ -187,8 +188,9 @@ def logreg_fit(
 
     Newton-Raphson as the aggregate's, each likelihood evaluation one job in which every
     partition returns its log-likelihood, gradient and Hessian (IRLS's partial ``X'WX``),
-    summed on the driver; an ``l1`` fit (L-BFGS-B) is a job per evaluation without the
-    Hessian. Two jobs before: the class counts, and the features' means and covariances
+    summed on the driver (a halved step costs one more); an ``l1`` fit (L-BFGS-B) is a job
+    per evaluation without the Hessian, often hundreds. Before them: a count of the complete
+    rows, the class counts, and for an unpenalised fit the features' means and covariances
     (the check for constant and collinear features). Rows with a NULL are left out.
     """
     from pyspark import StorageLevel
@@ -197,6 +199,8 @@ def logreg_fit(
 
     settings = logistic.FAMILY.settings(options)
     names = list(features)
+    if not names:
+        raise ArgumentError("features", "must name at least one column")
     fields = _columns_exist(data, {"label": [label]})
     _numeric_columns(data, {"features": names})
     if isinstance(fields[label], FractionalType):  # NaN is no class
@@ -247,7 +251,12 @@ def _scatter(complete, names: Sequence[str], centred: bool) -> np.ndarray:
     row = complete.select(
         F.count(F.lit(1)).alias("n"),
         *(F.avg(F.col(name).cast("double")).alias(f"m{i}") for i, name in enumerate(names)),
-        *(F.covar_samp(names[i], names[j]).alias(f"c{i}_{j}") for i, j in pairs),
+        *(
+            F.covar_samp(F.col(names[i]).cast("double"), F.col(names[j]).cast("double")).alias(
+                f"c{i}_{j}"
+            )
+            for i, j in pairs
+        ),
     ).first()
     n, mean = row["n"], np.array([row[f"m{i}"] for i in range(p)])
     scatter = np.zeros((p, p))
@@ -265,7 +274,7 @@ class _LogitPasses(logistic.Likelihood):
     ) -> None:
         intercept = settings["intercept"]
         super().__init__(p + intercept, counts, intercept, settings["l2"])
-        self.prepared, self.p, self.class_names, self.intercept = prepared, p, classes, intercept
+        self.prepared, self.class_names, self.intercept = prepared, classes, intercept
 
     def terms(self, theta: np.ndarray, hessian: bool) -> logistic.Terms:
         partial = functools.partial(
@@ -301,7 +310,6 @@ def _logit_partial(
 ) -> Iterator[pa.RecordBatch]:
     """A partition's :class:`~dicomsql.stats.logistic.Terms` at ``coefficients``."""
     position = {name: index for index, name in enumerate(classes)}
-    indicator = np.eye(len(classes))[:, 1:]
     total = None
     for batch in batches:
         if not batch.num_rows:
@@ -309,7 +317,7 @@ def _logit_partial(
         target = np.array([position[class_name(v)] for v in batch.column("label").to_pylist()])
         x = [batch.column(f"x{i}").to_numpy() for i in range(batch.num_columns - 1)]
         design = np.column_stack([np.ones(batch.num_rows)] * intercept + x)
-        terms = logistic.logit_terms(design, target, indicator[target], coefficients, hessian)
+        terms = logistic.logit_terms(design, target, coefficients, hessian)
         total = terms if total is None else total + terms
     if total is not None:
         yield pa.RecordBatch.from_pydict(

@@ -180,22 +180,17 @@ class _Problem(Likelihood):
     ) -> None:
         super().__init__(design.shape[1], np.bincount(target, minlength=classes), intercept, l2)
         self.design, self.target = design, target
-        self.indicator = np.eye(classes)[target][:, 1:]
 
     def terms(self, theta: np.ndarray, hessian: bool) -> Terms:
-        return logit_terms(self.design, self.target, self.indicator, self.shape(theta), hessian)
+        return logit_terms(self.design, self.target, self.shape(theta), hessian)
 
 
 def logit_terms(
-    design: np.ndarray,
-    target: np.ndarray,
-    indicator: np.ndarray,
-    coefficients: np.ndarray,
-    hessian: bool = True,
+    design: np.ndarray, target: np.ndarray, coefficients: np.ndarray, hessian: bool = True
 ) -> Terms:
-    """The :class:`Terms` of rows (``design``, class index ``target``, ``indicator`` its one-hot
-    columns after the first) at ``coefficients`` (columns x classes after the first); the
-    Hessian only if ``hessian``."""
+    """The :class:`Terms` of rows (``design``, class index ``target``) at ``coefficients``
+    (columns x classes after the first); the Hessian only if ``hessian``."""
+    indicator = np.eye(coefficients.shape[1] + 1)[target][:, 1:]
     eta = design @ coefficients
     log_probabilities = log_softmax(np.column_stack([np.zeros(len(eta)), eta]), axis=1)
     fitted = log_probabilities[np.arange(len(target)), target]
@@ -321,8 +316,12 @@ def _fit_problem(
     settings: dict[str, Any],
 ) -> _Problem:
     """The problem to solve; :class:`Unfit` saying why there is none."""
-    centred = matrix - matrix.mean(axis=0) if settings["intercept"] else matrix
-    check(len(matrix), len(classes), features, lambda: centred.T @ centred, settings)
+
+    def scatter() -> np.ndarray:
+        centred = matrix - matrix.mean(axis=0) if settings["intercept"] else matrix
+        return centred.T @ centred
+
+    check(len(matrix), len(classes), features, scatter, settings)
     design = np.column_stack([np.ones(len(matrix)), matrix]) if settings["intercept"] else matrix
     return _Problem(design, target, len(classes), settings["intercept"], settings["l2"])
 
