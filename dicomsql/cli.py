@@ -280,6 +280,13 @@ def _parser() -> argparse.ArgumentParser:
         default="core",
         help="Typed columns of a new table: core, all, or a comma list of keywords (default core).",
     )
+    ingest.add_argument(
+        "--watch",
+        type=_bounded_int(1),
+        metavar="SECONDS",
+        help="Keep the table current: refresh it every SECONDS until stopped (Ctrl-C, SIGTERM); "
+        "a refresh that finds new, changed or deleted files prints its summary.",
+    )
     _add_flags(ingest, *_SESSION_FLAGS, *_LOGIN_FLAGS)
 
     functions = commands.add_parser("functions", help="List the SQL functions dicomsql registers.")
@@ -551,7 +558,7 @@ def _client(args: argparse.Namespace, tables: list[tuple[str, str]] = ()):
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from .ingest import ingest
+    from .ingest import Catalog
 
     tags = args.tags.strip()
     tags = tags.lower() if tags.lower() in ("core", "all") else tags
@@ -566,17 +573,34 @@ def _ingest(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    catalog = Catalog(client.execute, args.name, args.paths, tags)
+    if args.watch:  # a refresh stopped mid-way leaves the catalog as it was
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
-        summary = ingest(client.execute, args.name, args.paths, tags=tags, progress=progress)
+        first = True
+        while True:
+            summary = catalog.refresh(progress)
+            if interactive and summary.read:
+                print(file=sys.stderr)
+            if first or summary.read or summary.removed:
+                print(summary, flush=True)
+            if not args.watch:
+                return 0
+            first = False
+            time.sleep(args.watch)
     except QueryError as exc:
         print(f"\ndicomsql ingest: failed: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("dicomsql ingest: stopped", file=sys.stderr)
+        return 0
     finally:
         client.close()
-    if interactive:
-        print(file=sys.stderr)
-    print(summary)
-    return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM as Ctrl-C: ``dicomsql ingest --watch`` stops between or inside refreshes."""
+    raise KeyboardInterrupt
 
 
 def _running_server(app: App) -> str | None:

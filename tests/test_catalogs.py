@@ -90,26 +90,32 @@ def _files(folder) -> set[str]:
     return {str(p) for p in folder.rglob("*.dcm")}
 
 
-def test_a_refresh_killed_mid_way_leaves_the_catalog_and_the_next_run_completes(cli_env, folder):
-    ingested = run_dicomsql("ingest", "cat", str(folder), env=cli_env)
-    assert ingested.returncode == 0, ingested.stderr
-    for number in range(3):
-        shutil.copy(next(folder.rglob("*.dcm")), folder / f"new_{number}.dcm")
-
-    lock = os.path.join(cli_env["DICOMSQL_HOME"], "warehouse", "cat__lock")
-    running = subprocess.Popen(
-        [dicomsql_command(), "ingest", "cat", str(folder)],
+def test_a_watcher_killed_mid_refresh_leaves_the_catalog_and_the_next_run_completes(
+    cli_env, folder, tmp_path
+):
+    """dicomsql ingest --watch keeps the catalog current; SIGKILL in the middle of one of its
+    refreshes loses nothing and stores nothing twice."""
+    watcher = subprocess.Popen(
+        [dicomsql_command(), "ingest", "cat", str(folder), "--watch", "1"],
         env=cli_env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
         start_new_session=True,
     )
+    lock = os.path.join(cli_env["DICOMSQL_HOME"], "warehouse", "cat__lock")
     try:
-        assert _wait_for(lambda: os.path.exists(lock) or running.poll() is not None, 240)
-        assert running.poll() is None, "the refresh ended before it could be killed"
+        assert "read 24 files (24 new, 0 changed)" in watcher.stdout.readline()
+        staging = tmp_path / "staging"
+        staging.mkdir()
+        for number in range(3):
+            shutil.copy(next(folder.rglob("*.dcm")), staging / f"new_{number}.dcm")
+        staging.rename(folder / "arrived")  # all three at once, whenever the watcher lists
+        assert _wait_for(lambda: os.path.exists(lock) or watcher.poll() is not None, 240)
+        assert watcher.poll() is None, "the watcher ended"
     finally:
-        os.killpg(running.pid, signal.SIGKILL)  # the client and its JVM, mid-refresh
-        running.wait()
+        os.killpg(watcher.pid, signal.SIGKILL)  # the client and its JVM, mid-refresh
+        watcher.wait()
 
     shown = run_dicomsql("sql", "-e", "SELECT count(*) FROM cat", "--format", "csv", env=cli_env)
     assert shown.returncode == 0, shown.stderr

@@ -5,6 +5,10 @@ Usage::
     spark.read.format("dicom").load("/data/ct")
     spark.sql("CREATE TEMPORARY VIEW ct USING dicom OPTIONS (path '/data/ct', tags 'all')")
 
+A stream of the files that arrive in the folders::
+
+    spark.readStream.format("dicom").option("path", "/data/incoming").load()
+
 Planning runs once on the driver: the schema (with ``tags 'all'``, from a sample of the
 files), then the file listing, filtered by what Spark pushes down on ``path``, ``size`` and
 ``modificationTime``, split into partitions. Each partition reads its files with
@@ -16,11 +20,24 @@ from __future__ import annotations
 import io
 import math
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pyspark.sql.datasource import DataSource, DataSourceReader, Filter, InputPartition
+from pyspark.sql.datasource import (
+    DataSource,
+    DataSourceReader,
+    DataSourceStreamReader,
+    Filter,
+    InputPartition,
+)
+from pyspark.sql.streaming.datasource import (
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxFiles,
+    SupportsTriggerAvailableNow,
+)
 from pyspark.sql.types import StructType
 
 from ..dicom.dicomjson import dataset_model
@@ -33,7 +50,7 @@ from .options import DicomOptions, parse_options
 if TYPE_CHECKING:
     import pyarrow
 
-__all__ = ["DicomDataSource", "TableLayout"]
+__all__ = ["DicomDataSource", "DicomStreamReader", "TableLayout"]
 
 #: Rows per Arrow record batch sent to Spark.
 BATCH_ROWS = 256
@@ -177,9 +194,9 @@ class DicomDataSource(DataSource):
             )
         return layout.ddl()
 
-    def reader(self, schema: StructType) -> DicomReader:
+    def _layout(self, schema: StructType) -> TableLayout:
         try:
-            layout = TableLayout.from_field_names(
+            return TableLayout.from_field_names(
                 schema.fieldNames(), self.parsed.columnNameOfCorruptRecord
             )
         except ValueError:
@@ -187,7 +204,12 @@ class DicomDataSource(DataSource):
                 "dicom source: the schema comes from the files and the options (tags, pixels); "
                 "a user-specified schema is not supported (select the columns you need instead)"
             ) from None
-        return DicomReader(self.parsed, layout, schema)
+
+    def reader(self, schema: StructType) -> DicomReader:
+        return DicomReader(self.parsed, self._layout(schema), schema)
+
+    def streamReader(self, schema: StructType) -> DicomStreamReader:
+        return DicomStreamReader(DicomReader(self.parsed, self._layout(schema), schema))
 
 
 @dataclass
@@ -250,6 +272,80 @@ class DicomReader(DataSourceReader):
                 yield batches.flush()
         if batches.rows:
             yield batches.flush()
+
+
+#: A file's place in a stream: (modification time in microseconds, path).
+Key = tuple[int, str]
+_BEFORE_ALL: Key = (-1, "")
+
+
+def _key(entry: FileEntry) -> Key:
+    micros = entry.modified_micros
+    return (-1 if micros is None else micros, entry.path)
+
+
+def _offset(key: Key) -> dict:
+    return {"modified": key[0], "path": key[1]}
+
+
+def _key_of(offset: dict) -> Key:
+    return (int(offset["modified"]), str(offset["path"]))
+
+
+class DicomStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+    """The files of the folders as a stream (``spark.readStream.format("dicom")``), each
+    file once, in the order of (modification time, path).
+
+    An offset is the key of the last file taken, and a micro-batch reads the files after its
+    start up to its end, so a query restarted from its checkpoint reads no file twice and
+    skips none of those it had not read. A file modified less than ``settleSeconds`` ago
+    waits (it may still be being written). A file that appears with a modification time
+    older than one already taken (copied with its times kept, as ``cp -p`` and ``rsync -t``
+    do) is not read: give it a fresh time (``touch``), or refresh a catalog, which compares
+    every path. ``maxFilesPerTrigger`` bounds a micro-batch; ``Trigger.AvailableNow`` reads
+    what is there at the start, then stops.
+    """
+
+    def __init__(self, batch: DicomReader) -> None:
+        self.batch, self.options = batch, batch.options
+        self._target: Key | None = None
+
+    def _settled(self) -> list[FileEntry]:
+        """The listed files not modified within ``settleSeconds``, in key order."""
+        newest = (time.time() - self.options.settleSeconds) * 1_000_000
+        files = [entry for entry in _list(self.options) if _key(entry)[0] <= newest]
+        return sorted(files, key=_key)
+
+    def initialOffset(self) -> dict:
+        return _offset(_BEFORE_ALL)
+
+    def getDefaultReadLimit(self) -> ReadLimit:
+        limit = self.options.maxFilesPerTrigger
+        return ReadMaxFiles(limit) if limit else ReadAllAvailable()
+
+    def prepareForTriggerAvailableNow(self) -> None:
+        files = self._settled()
+        self._target = _key(files[-1]) if files else _BEFORE_ALL
+
+    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+        after = _key_of(start)
+        keys = [key for key in map(_key, self._settled()) if key > after]
+        if self._target is not None:
+            keys = [key for key in keys if key <= self._target]
+        if isinstance(limit, ReadMaxFiles):
+            keys = keys[: limit.max_files]
+        return _offset(keys[-1]) if keys else start
+
+    def partitions(self, start: dict, end: dict) -> list[FilesPartition]:
+        after, last = _key_of(start), _key_of(end)
+        files = [entry for entry in self._settled() if after < _key(entry) <= last]
+        return plan_partitions(files, self.options)
+
+    def read(self, partition: FilesPartition) -> Iterator[pyarrow.RecordBatch]:
+        return self.batch.read(partition)
+
+    def commit(self, end: dict) -> None:
+        """Nothing to release: the files stay where they are."""
 
 
 def _read_file(

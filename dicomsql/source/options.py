@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DicomsqlError
-from ..options import Option, boolean, choice, integer, parse
+from ..options import Option, boolean, choice, integer, number, parse
 
 __all__ = ["DicomOptions", "OPTIONS", "parse_options", "IMAGE_OPTIONS", "image_options"]
 
@@ -154,6 +154,19 @@ OPTIONS: tuple[Option, ...] = (
         "dicomsql's views (dicom_view_sql, --table) set it and add WHERE path IS NOT NULL.",
         parse=boolean,
     ),
+    Option(
+        "maxFilesPerTrigger",
+        None,
+        "Streaming (readStream): at most this many new files per micro-batch (default: all).",
+        parse=integer(1),
+    ),
+    Option(
+        "settleSeconds",
+        5.0,
+        "Streaming: a file modified less than this many seconds ago waits for a later "
+        "micro-batch (it may still be being written).",
+        parse=number(0.0),
+    ),
 )
 
 
@@ -176,6 +189,8 @@ class DicomOptions:
     maxFilesPerPartition: int | None
     numPartitions: int | None
     pushdown: bool
+    maxFilesPerTrigger: int | None
+    settleSeconds: float
 
 
 def parse_options(raw: Mapping[str, str]) -> DicomOptions:
