@@ -47,7 +47,8 @@ __all__ = ["Catalog", "IngestSummary", "ingest", "MAX_SEGMENTS", "RETIRE_SECONDS
 
 _FIXED_COLUMNS = ("path", "size", "modificationTime", "meta", "_warnings", "_corrupt_record")
 MIN_CHUNK_FILES = 2000
-MAX_CHUNKS = 100
+#: A refresh reads its files in at most this many statements (a progress line after each).
+MAX_CHUNKS = 10
 #: A refresh that leaves more segments than this merges all but the largest into one.
 MAX_SEGMENTS = 8
 #: How long a replaced segment is kept for the queries that began before the replacement.
@@ -318,7 +319,7 @@ class _Run:
         deleted = sorted(set(existing) - set(current))
 
         segments = dict(manifest.segments) if manifest else {}
-        replaced: list[str] = []
+        moved: dict[str, str | None] = {}  # replaced segment -> the one holding its rows now
         if manifest is None:
             tags = self.catalog.tags
             if tags == "all":
@@ -328,19 +329,28 @@ class _Run:
             first = self.table.sibling(manifest.segments[0][0])
             tags = ",".join(_typed_keywords(self.execute, first)) or "core"
             if deleted or changed:
-                replaced += self.remove_rows(segments, existing, deleted + changed)
+                moved |= self.remove_rows(segments, existing, deleted + changed)
         to_read = sorted(new + changed)
         if to_read or not segments:
             segment = self.new_segment()
             segments[segment] = self.read_files(segment, tags, to_read, progress, started)
         if len(segments) > MAX_SEGMENTS:
-            replaced += self.merge(segments)
+            merged = self.merge(segments)
+            moved = {old: merged.get(now, now) for old, now in moved.items()} | merged
 
         now = time.time()
-        retired = (manifest.retired if manifest else ()) + tuple((s, now) for s in replaced)
+        retired = (manifest.retired if manifest else ()) + tuple((s, now) for s in moved)
         published = Manifest(tuple(self.catalog.paths), tuple(segments.items()), retired)
         self.publish(published, create=manifest is None)
-        self.catalog._known = (published, self.existing(published))
+        gone = set(deleted + changed)
+        known = {
+            path: (moved.get(segment, segment), size, micros)
+            for path, (segment, size, micros) in existing.items()
+            if path not in gone
+        }
+        for path in to_read:
+            known[path] = (moved.get(segment, segment), *current[path])
+        self.catalog._known = (published, known)
         return self.catalog._summary(files, len(new), len(changed), len(deleted), started)
 
     def manifest(self) -> Manifest | None:
@@ -373,9 +383,12 @@ class _Run:
         return kept
 
     def existing(self, manifest: Manifest | None) -> Known:
-        """path -> (segment, size, modification time in microseconds) of the catalog's rows."""
+        """path -> (segment, size, modification time in microseconds) of the catalog's rows:
+        read from its segments, unless this catalog's last refresh left these segments."""
         if manifest is None:
             return {}
+        if self.catalog._known and self.catalog._known[0].segments == manifest.segments:
+            return self.catalog._known[1]
         union = " UNION ALL ".join(
             f"SELECT {string_literal(name)}, path, size, unix_micros(modificationTime) "
             f"FROM {self.table.sibling(name)}"
@@ -428,28 +441,33 @@ class _Run:
             )
         return len(files)
 
-    def remove_rows(self, segments: dict[str, int], existing: Known, paths: list[str]) -> list[str]:
+    def remove_rows(
+        self, segments: dict[str, int], existing: Known, paths: list[str]
+    ) -> dict[str, str | None]:
         """Replace the segments holding rows of ``paths`` by new ones without them; returns
-        the replaced segments."""
+        each replaced segment's replacement (None: no rows were left)."""
         self.execute(
             f"CREATE OR REPLACE TEMPORARY VIEW {self.removed_view} AS SELECT explode(from_json("
             f"{string_literal(json.dumps(paths))}, 'array<string>')) AS path"
         )
         removed = Counter(existing[path][0] for path in paths)
+        moved: dict[str, str | None] = {}
         for old, count in removed.items():
             rows = segments.pop(old) - count
+            moved[old] = None
             if rows > 0:
-                segment = self.new_segment()
+                segment = moved[old] = self.new_segment()
                 self.execute(
                     f"CREATE TABLE {self.table.sibling(segment)} USING parquet AS SELECT t.* "
                     f"FROM {self.table.sibling(old)} t LEFT ANTI JOIN {self.removed_view} r "
                     f"ON t.path = r.path"
                 )
                 segments[segment] = rows
-        return list(removed)
+        return moved
 
-    def merge(self, segments: dict[str, int]) -> list[str]:
-        """Merge all segments but the largest into one; returns the merged ones."""
+    def merge(self, segments: dict[str, int]) -> dict[str, str]:
+        """Merge all segments but the largest into one; returns each merged segment's
+        replacement (that one)."""
         largest = max(segments, key=segments.__getitem__)
         merged = [name for name in segments if name != largest]
         segment = self.new_segment()
@@ -457,7 +475,7 @@ class _Run:
             f"CREATE TABLE {self.table.sibling(segment)} USING parquet AS {self.union(merged)}"
         )
         segments[segment] = sum(segments.pop(name) for name in merged)
-        return merged
+        return dict.fromkeys(merged, segment)
 
     def union(self, names: Sequence[str]) -> str:
         """A query of the rows of segments ``names``, by column name."""

@@ -150,6 +150,16 @@ def test_segments_are_merged_beyond_the_most_a_catalog_keeps(spark, folder, pydi
     assert spark.table("ingest_merged").count() == 24 + MAX_SEGMENTS + 1
     source = spark.read.format("dicom").load(str(folder))
     assert sorted(spark.table("ingest_merged").collect()) == sorted(source.collect())
+    # the catalog remembers where each row went (merged, rewritten) without reading it back:
+    # deleting and changing rows of merged and of rewritten segments still finds them
+    for round_ in range(2):
+        os.remove(folder / f"copy_{round_}.dcm")
+        os.utime(ct[round_], (2_000_000_000 + round_, 2_000_000_000 + round_))
+        os.utime(folder / f"copy_{MAX_SEGMENTS - round_}.dcm", (1_900_000_000,) * 2)
+        summary = catalog.refresh()
+        assert (summary.changed, summary.removed) == (2, 1)
+        source = spark.read.format("dicom").load(str(folder))
+        assert sorted(spark.table("ingest_merged").collect()) == sorted(source.collect())
     _drop(spark, "ingest_merged")
 
 
