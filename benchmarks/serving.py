@@ -312,7 +312,7 @@ def concurrency(server: Any, clients: int, seconds: float, failures: list[str]) 
     print(f"client sessions still open after: {len(server.engine.sessions)}")
 
 
-def _rss_mib(pid: int | str) -> float:
+def rss_mib(pid: int | str) -> float:
     """Resident memory of a process now (VmRSS), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -324,13 +324,13 @@ def big_fetch(spark: Any, port: int, rows: int) -> None:
     """Fetch ``rows`` rows through c with PyHive without keeping them, sampling the resident
     memory of this process (server and client) and of the driver JVM meanwhile."""
     jvm = spark.sparkContext._gateway.proc.pid
-    before = (_rss_mib("self"), _rss_mib(jvm))
+    before = (rss_mib("self"), rss_mib(jvm))
     peak = list(before)
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.2):
-            peak[0], peak[1] = max(peak[0], _rss_mib("self")), max(peak[1], _rss_mib(jvm))
+            peak[0], peak[1] = max(peak[0], rss_mib("self")), max(peak[1], rss_mib(jvm))
 
     sampler = threading.Thread(target=sample, name="bench-rss")
     sampler.start()
