@@ -9,8 +9,8 @@ Then it measures, on the same files:
 
   a  a plain single-process pydicom loop doing the same extraction (core tags + DICOM JSON)
   b  the same loop over a 2-process multiprocessing pool
-  r  dicomsql's own reader (the source's partitions, read into Arrow batches) over a 2-process
-     pool: the work the Spark tasks do, without Spark
+  r  dicomsql's own reader over a 2-process pool: listing and planning as the source does, then
+     each partition read into Arrow batches: the work Spark's planner and tasks do, in Python
   c  SELECT count(*), count(DISTINCT PatientID), ... FROM a dicom view, forcing every column:
      the first query of a fresh JVM, and the best of 3 after a warm-up (as in a running server)
   d  the same query on the catalog made by `dicomsql ingest` (the ingest itself is timed too)

@@ -344,8 +344,8 @@ class _Run:
         self.publish(published, create=manifest is None)
         gone = set(deleted + changed)
         known = {
-            path: (moved.get(segment, segment), size, micros)
-            for path, (segment, size, micros) in existing.items()
+            path: (moved.get(held, held), size, micros)
+            for path, (held, size, micros) in existing.items()
             if path not in gone
         }
         for path in to_read:
