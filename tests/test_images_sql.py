@@ -108,7 +108,6 @@ def test_windows_and_thumbnails(spark):
         spark.sql(f"SELECT dicom_window(path, 'lungs') {GOOD_CT}").collect()
 
 
-@pytest.mark.cluster
 def test_per_image_maths_against_numpy(spark):
     row = spark.sql(f"""SELECT path, image_covariance(path) AS cov, image_eigen(path) AS eig, image_pca(path, 3) AS pca,
                                image_stats(path, 16) AS stats {GOOD_CT} LIMIT 1""").first()

@@ -56,7 +56,6 @@ def test_first_run_reads_everything_and_equals_the_source(spark, folder):
     _drop(spark, "ingest_first")
 
 
-@pytest.mark.cluster
 def test_later_runs_read_only_new_and_changed_files_and_drop_deleted_ones(spark, folder):
     client = EmbeddedClient(spark)
     ingest(client.execute, "ingest_again", [str(folder)])
