@@ -180,8 +180,8 @@ class Catalog:
     ``tags`` chooses the typed columns when the catalog is created (``core``, ``all`` or a
     list); an existing catalog keeps its columns. One object refreshes one catalog at a time
     (a second :meth:`refresh` waits for the first), and remembers what it last read, so that a
-    refresh finding nothing changed reads only the file listing and the view's properties,
-    and counts the rows for its summary.
+    refresh finding nothing changed reads only the file listing and the view's properties
+    (each segment's rows, for the summary, are counted once: segments never change).
     """
 
     def __init__(
@@ -193,6 +193,7 @@ class Catalog:
         self.tags = tags
         self._refreshing = threading.Lock()
         self._known: tuple[Manifest, Known] | None = None
+        self._counts: dict[str, tuple[int, int]] = {}
 
     @property
     def name(self) -> str:
@@ -229,9 +230,10 @@ class Catalog:
     def _summary(
         self, files: list[FileEntry], new: int, changed: int, removed: int, started: float
     ) -> IngestSummary:
-        rows, unreadable = self.execute(
-            f"SELECT count(*), count(_corrupt_record) FROM {self.table.sql()}"
-        ).rows[0]
+        assert self._known is not None
+        counts = self._segment_counts([name for name, _ in self._known[0].segments])
+        rows = sum(segment_rows for segment_rows, _ in counts.values())
+        unreadable = sum(segment_unreadable for _, segment_unreadable in counts.values())
         return IngestSummary(
             self.table.name,
             len(files),
@@ -243,6 +245,20 @@ class Catalog:
             unreadable,
             time.monotonic() - started,
         )
+
+    def _segment_counts(self, segments: list[str]) -> dict[str, tuple[int, int]]:
+        """Rows and unreadable rows of each of ``segments``: counted once per segment (they
+        never change), in one query for those not counted yet."""
+        uncounted = [name for name in segments if name not in self._counts]
+        if uncounted:
+            query = " UNION ALL ".join(
+                f"SELECT {string_literal(name)}, count(*), count(_corrupt_record) "
+                f"FROM {self.table.sibling(name)}"
+                for name in uncounted
+            )
+            self._counts |= {name: (rows, bad) for name, rows, bad in self.execute(query).rows}
+        self._counts = {name: self._counts[name] for name in segments}
+        return self._counts
 
 
 def _read_manifest(execute: Execute, table: _Table) -> Manifest | None:
