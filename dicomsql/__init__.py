@@ -10,11 +10,34 @@ Usage::
 bootstrap script, demo policy and server settings in one object.
 """
 
-from .app import App, session
-from .errors import DicomsqlError
-from .server import Server, serve
-from .session import register
+import importlib
 
 __version__ = "0.1.0"
 
+#: Each public name and the module it lives in. They are imported on first use, so that a
+#: Python worker unpickling one of dicomsql's functions imports that function's module only,
+#: not the server (Thrift, ssl) and the session.
+_EXPORTS = {
+    "App": ".app",
+    "session": ".app",
+    "DicomsqlError": ".errors",
+    "Server": ".server",
+    "serve": ".server",
+    "register": ".session",
+}
+
 __all__ = ["App", "DicomsqlError", "Server", "__version__", "register", "serve", "session"]
+
+
+def __getattr__(name: str):
+    """``dicomsql.App`` and the other public names, imported from their module on first use."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dicomsql' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    """The module's names, with the public ones not imported yet."""
+    return sorted([*globals(), *_EXPORTS])
