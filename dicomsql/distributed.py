@@ -32,7 +32,6 @@ of the session; the aggregates stay what SQL calls.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import pickle
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from . import passes
 from .errors import ArgumentError
 from .options import OptionError
 from .stats import cox, linear, logistic, riskset
@@ -52,8 +52,6 @@ if TYPE_CHECKING:
     import pyspark
 
 __all__ = ["coxph_fit", "linreg_fit", "logreg_fit", "models_frame"]
-
-_TIME, _EVENT, _WEIGHT, _PART = "t", "e", "w", "part"
 
 
 def coxph_fit(
@@ -454,9 +452,9 @@ def _standardised(
     from pyspark.sql import functions as F
 
     columns = [
-        F.col(duration).cast("double").alias(_TIME),
-        F.col(event).cast("double").alias(_EVENT),
-        (F.col(weight).cast("double") if weight else F.lit(1.0)).alias(_WEIGHT),
+        F.col(duration).cast("double").alias(passes.TIME),
+        F.col(event).cast("double").alias(passes.EVENT),
+        (F.col(weight).cast("double") if weight else F.lit(1.0)).alias(passes.WEIGHT),
         *(
             ((F.col(name).cast("double") - float(m)) / float(s)).alias(f"x{i}")
             for i, (name, m, s) in enumerate(zip(names, means, scale, strict=True))
@@ -464,80 +462,10 @@ def _standardised(
     ]
     return (
         complete.select(*columns)
-        .repartitionByRange(partitions, F.col(_TIME).desc())
-        .sortWithinPartitions(F.col(_TIME).desc())
-        .withColumn(_PART, F.spark_partition_id())
+        .repartitionByRange(partitions, F.col(passes.TIME).desc())
+        .sortWithinPartitions(F.col(passes.TIME).desc())
+        .withColumn(passes.PART, F.spark_partition_id())
     )
-
-
-def _partition(
-    batches: Iterable[pa.RecordBatch], p: int
-) -> tuple[int, Iterator[riskset.Chunk]] | None:
-    """A partition's number and its Arrow batches as chunks; None for an empty partition."""
-    batches = (batch for batch in batches if batch.num_rows)
-    first = next(batches, None)
-    if first is None:
-        return None
-
-    def chunks() -> Iterator[riskset.Chunk]:
-        for batch in itertools.chain([first], batches):
-            columns = [batch.column(name).to_numpy() for name in (_TIME, _EVENT, _WEIGHT)]
-            x = np.column_stack([batch.column(f"x{i}").to_numpy() for i in range(p)])
-            yield (*columns, x)
-
-    return int(first.column(_PART)[0].as_py()), chunks()
-
-
-def _partition_totals(
-    batches: Iterator[pa.RecordBatch], beta: np.ndarray
-) -> Iterator[pa.RecordBatch]:
-    partition = _partition(batches, len(beta))
-    if partition is not None:
-        part, chunks = partition
-        total = riskset.totals(chunks, beta)
-        yield pa.RecordBatch.from_pydict(
-            {
-                "part": [part],
-                "s0": [total.s0],
-                "s1": [total.s1.tolist()],
-                "s2": [total.s2.ravel().tolist()],
-            }
-        )
-
-
-def _partition_terms(
-    batches: Iterator[pa.RecordBatch],
-    beta: np.ndarray,
-    offsets: Mapping[int, riskset.RiskSums],
-    ties: str,
-) -> Iterator[pa.RecordBatch]:
-    partition = _partition(batches, len(beta))
-    if partition is not None:
-        part, chunks = partition
-        result = riskset.terms(chunks, beta, offsets[part], ties)
-        yield pa.RecordBatch.from_pydict(
-            {
-                "loglik": [result.loglik],
-                "gradient": [result.gradient.tolist()],
-                "hessian": [result.hessian.ravel().tolist()],
-            }
-        )
-
-
-def _partition_baseline(
-    batches: Iterator[pa.RecordBatch], beta: np.ndarray, offsets: Mapping[int, riskset.RiskSums]
-) -> Iterator[pa.RecordBatch]:
-    partition = _partition(batches, len(beta))
-    if partition is not None:
-        part, chunks = partition
-        times, increments = riskset.baseline_hazard(chunks, beta, offsets[part])
-        yield pa.RecordBatch.from_pydict({"time": times, "increment": increments})
-
-
-def _partition_scores(batches: Iterator[pa.RecordBatch], beta: np.ndarray):
-    partition = _partition(batches, len(beta))
-    for time, event, _, x in partition[1] if partition is not None else ():
-        yield pa.RecordBatch.from_pydict({"time": time, "event": event, "score": x @ beta})
 
 
 class _CoxPasses:
@@ -549,7 +477,7 @@ class _CoxPasses:
     def offsets(self, beta: np.ndarray) -> dict[int, riskset.RiskSums]:
         """Per partition, the risk sums of every partition before it (later times)."""
         rows = self.prepared.mapInArrow(
-            functools.partial(_partition_totals, beta=beta),
+            functools.partial(passes.cox_totals, beta=beta),
             "part bigint, s0 double, s1 array<double>, s2 array<double>",
         ).collect()
         offsets, running = {}, riskset.RiskSums.zero(self.p)
@@ -563,7 +491,7 @@ class _CoxPasses:
     def terms(self, beta: np.ndarray) -> riskset.Terms:
         offsets = self.offsets(beta)
         rows = self.prepared.mapInArrow(
-            functools.partial(_partition_terms, beta=beta, offsets=offsets, ties=self.ties),
+            functools.partial(passes.cox_terms, beta=beta, offsets=offsets, ties=self.ties),
             "loglik double, gradient array<double>, hessian array<double>",
         ).collect()
         total = riskset.Terms.zero(self.p)
@@ -577,7 +505,7 @@ class _CoxPasses:
 
     def baseline(self, beta: np.ndarray):
         table = self.prepared.mapInArrow(
-            functools.partial(_partition_baseline, beta=beta, offsets=self.offsets(beta)),
+            functools.partial(passes.cox_baseline, beta=beta, offsets=self.offsets(beta)),
             "time double, increment double",
         ).toArrow()
         return cox.baseline_frame(
@@ -586,7 +514,7 @@ class _CoxPasses:
 
     def concordance(self, beta: np.ndarray) -> float:
         table = self.prepared.mapInArrow(
-            functools.partial(_partition_scores, beta=beta),
+            functools.partial(passes.cox_scores, beta=beta),
             "time double, event double, score double",
         ).toArrow()
         return concordance_index(

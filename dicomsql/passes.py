@@ -3,9 +3,9 @@ partition: Arrow batches in, a few numbers out, with numpy, pyarrow and
 :mod:`dicomsql.stats.riskset` only.
 
 A Python worker unpickling one of these functions imports this module and nothing heavier:
-not scipy, pandas or the server, which :mod:`dicomsql.distributed` needs on the driver. Its
-address space is then about the rows it holds plus 300 MiB, not 550 MiB, which is what
-``spark.executor.pyspark.memory`` limits.
+not scipy (the models' p-values) or the server, which :mod:`dicomsql.distributed` and
+``dicomsql`` import on the driver. Its address space, which ``spark.executor.pyspark.memory``
+limits, is then about 300 MiB plus an Arrow batch, not 550 MiB (measured).
 
 A partition holds the rows of a range of times, sorted by descending time, with the columns
 :data:`TIME`, :data:`EVENT`, :data:`WEIGHT`, ``x0``... (standardised features) and
@@ -56,6 +56,8 @@ def _partition(
 
 
 def cox_totals(batches: Iterator[pa.RecordBatch], beta: np.ndarray) -> Iterator[pa.RecordBatch]:
+    """The partition's number and its risk-set sums at ``beta``
+    (:func:`~dicomsql.stats.riskset.totals`)."""
     partition = _partition(batches, len(beta))
     if partition is not None:
         part, chunks = partition
@@ -76,6 +78,8 @@ def cox_terms(
     offsets: Mapping[int, riskset.RiskSums],
     ties: str,
 ) -> Iterator[pa.RecordBatch]:
+    """The partition's log-likelihood, gradient and Hessian at ``beta``, given ``offsets`` (per
+    partition number, the risk sums of the partitions of later times) and ``ties``."""
     partition = _partition(batches, len(beta))
     if partition is not None:
         part, chunks = partition
@@ -92,6 +96,7 @@ def cox_terms(
 def cox_baseline(
     batches: Iterator[pa.RecordBatch], beta: np.ndarray, offsets: Mapping[int, riskset.RiskSums]
 ) -> Iterator[pa.RecordBatch]:
+    """The partition's event times and baseline hazard increments at ``beta``."""
     partition = _partition(batches, len(beta))
     if partition is not None:
         part, chunks = partition
@@ -100,6 +105,7 @@ def cox_baseline(
 
 
 def cox_scores(batches: Iterator[pa.RecordBatch], beta: np.ndarray):
+    """Each row's time, event and linear predictor ``x @ beta`` (for the concordance)."""
     partition = _partition(batches, len(beta))
     for time, event, _, x in partition[1] if partition is not None else ():
         yield pa.RecordBatch.from_pydict({"time": time, "event": event, "score": x @ beta})

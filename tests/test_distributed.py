@@ -108,11 +108,40 @@ def test_distributed_logistic_regression_equals_the_aggregate(tied_cohort, label
             np.testing.assert_allclose(model[field], reference[field], rtol=1e-6, atol=1e-7)
 
 
-def test_a_cohort_no_python_worker_can_hold_equals_lifelines(spark, cluster_tier, tmp_path):
+#: The fit of :func:`test_a_cohort_no_python_worker_can_hold_equals_lifelines`, in a process
+#: of its own: ``spark.executor.pyspark.memory`` is fixed when a session starts.
+COHORT_FIT = """
+import json, resource, sys
+import pyarrow as pa
+import dicomsql
+from dicomsql import distributed
+
+def limit_mib(batches):
+    yield pa.RecordBatch.from_pydict({"mib": [resource.getrlimit(resource.RLIMIT_AS)[0] >> 20]})
+
+cohort, limit, master = sys.argv[1:4]
+spark = dicomsql.session(master, conf={"spark.executor.pyspark.memory": limit})
+model = distributed.coxph_fit(
+    spark.read.parquet(cohort), "t", "e", [f"f{i}" for i in range(10)]
+)
+model["limits"] = [row.mib for row in spark.range(0, 4, 1, 4).mapInArrow(limit_mib, "mib long").collect()]
+print(json.dumps({key: model[key] for key in ("error", "converged", "n", "coef", "se", "limits")}))
+"""
+
+#: The Python workers' address space in that fit: an idle worker with pyarrow takes about
+#: 300 MiB, so 192 MB of doubles cannot be in one (300m: the worker cannot even start).
+COHORT_WORKER_MEMORY = "400m"
+
+
+def test_a_cohort_no_python_worker_can_hold_equals_lifelines(cluster_tier, tmp_path, cli_env):
     """2,000,000 rows x 10 covariates (192 MB of doubles) on two executors whose Python
-    workers are held to 1 GiB of address space (``CLUSTER_PYSPARK_MEMORY``, of which the
-    imports take half): the distributed fit, a partition per worker at a time, equals
-    lifelines (which holds them all in this process)."""
+    workers are held to ``COHORT_WORKER_MEMORY`` of address space: the distributed fit, a
+    partition's Arrow batches at a time in a worker, equals lifelines (which holds them all
+    in this process)."""
+    import json
+    import subprocess
+    import sys
+
     import pyarrow as pa
     import pyarrow.parquet as pq
     from lifelines import CoxPHFitter
@@ -126,10 +155,40 @@ def test_a_cohort_no_python_worker_can_hold_equals_lifelines(spark, cluster_tier
     pq.write_table(pa.table(columns), tmp_path / "cohort.parquet")
     del x
 
-    model = distributed.coxph_fit(
-        spark.read.parquet(str(tmp_path / "cohort.parquet")), "t", "e", names
+    fit = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            COHORT_FIT,
+            str(tmp_path / "cohort.parquet"),
+            COHORT_WORKER_MEMORY,
+            cluster_tier,
+        ],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    model = json.loads(fit.stdout.splitlines()[-1])
     reference = CoxPHFitter().fit(pd.DataFrame(columns), "t", "e")
+    assert model["limits"] == [int(COHORT_WORKER_MEMORY[:-1])] * 4
     assert model["error"] is None and model["converged"] and model["n"] == rows
     np.testing.assert_allclose(model["coef"], reference.params_[names], atol=1e-6)
     np.testing.assert_allclose(model["se"], reference.standard_errors_[names], rtol=1e-6)
+
+
+def test_a_cox_pass_worker_imports_neither_scipy_nor_the_server():
+    """What keeps the fit above under its limit: unpickling a pass imports numpy and pyarrow only."""
+    import subprocess
+    import sys
+
+    code = (
+        "import pickle, sys; from dicomsql import passes; "
+        "pickle.loads(pickle.dumps(passes.cox_terms)); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'thrift', 'pandas', 'pyspark', 'pydicom'}))"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert imported.stdout.strip() == "[]"
