@@ -57,10 +57,9 @@ def measure(master: str, points: list[dict], repeat: int) -> list[dict]:
     results = []
     with tempfile.TemporaryDirectory() as home:
         spark = dicomsql.session(master=master, home=home)
-        warm = cohort(points[0]["files"], 64)[:40]
-        spark.read.format("dicom").load(warm).selectExpr("max(hash(*))").collect()
+        warm_up(spark, cohort(points[0]["files"], 64, "demo")[1][:40])
         for point in points:
-            folder = Path(cohort(point["files"], 64)[0]).parents[2]
+            folder = cohort(point["files"], 64, "demo")[0]
             partitions = point["partitions"]
             option = f", numPartitions '{partitions}'" if partitions else ""
             spark.sql(
@@ -78,6 +77,15 @@ def measure(master: str, points: list[dict], repeat: int) -> list[dict]:
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
         spark.stop()
     return results
+
+
+def warm_up(spark, paths: list[str]) -> None:
+    """Each workload once on ``paths``: the JVM's compiled code and each workload's Python
+    workers (their imports) are there before the first measured point."""
+    spark.read.format("dicom").load(paths).createOrReplaceTempView("files")
+    spark.sql(COHORT.format(rows=50 * len(paths), partitions=2)).collect()
+    for query in WORKLOADS.values():
+        spark.sql(query).collect()
 
 
 def run(master: str, points: list[dict], repeat: int) -> list[dict]:
@@ -185,7 +193,7 @@ def main() -> None:
 
     sizes = [int(n) for n in args.sizes.split(",")]
     for n in sorted({*sizes, args.fixed}):
-        cohort(n, 64)
+        cohort(n, 64, "demo")
     points = {
         "local[2]": [
             *({"curve": "files", "x": n, "files": n, "partitions": args.partitions} for n in sizes),
