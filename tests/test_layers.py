@@ -36,3 +36,23 @@ def test_pure_packages_never_import_pyspark():
         imported.split()
     )  # the walk found the modules
     assert pyspark_modules == "", f"importing {', '.join(PURE_PACKAGES)} imported {pyspark_modules}"
+
+
+def test_the_distribution_ships_every_package_and_its_data():
+    """pyproject.toml lists every package under dicomsql/ (and udfs/ as dicomsql.udfs), and the
+    data files beside the code: a package left out is missing from a wheel (pip install .)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    listed = set(
+        re.findall(r'"(dicomsql(?:\.\w+)*)"', text.split("packages = [", 1)[1].split("]")[0])
+    )
+    found = {
+        ".".join(init.parent.relative_to(root).parts)
+        for init in (root / "dicomsql").rglob("__init__.py")
+    } | {"dicomsql.udfs"}
+    assert listed == found
+    data = {p.name for p in (root / "dicomsql").rglob("*") if p.suffix in (".csv", ".properties")}
+    assert all(f'"{name}"' in text for name in data), data
