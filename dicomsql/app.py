@@ -175,6 +175,7 @@ class App:
             conf=self.spark_conf(),
             data_roots=self.read_roots(),
             max_file_size=self._given.get("max_file_size"),
+            deid_key_file=self._given.get("deid_key_file"),
         )
         self.home = active_home()
         return spark
@@ -411,6 +412,7 @@ def session(
     data_roots: Iterable[str] | None = None,
     max_file_size: int | None = None,
     tables: Tables = (),
+    deid_key_file: str | os.PathLike[str] | None = None,
 ) -> pyspark.sql.SparkSession:
     """A SparkSession with everything dicomsql registered, and ``tables`` (name -> folder of
     DICOM files) as temporary views.
@@ -423,9 +425,12 @@ def session(
     confine the ``dicom`` source and the pixel functions to files under them (and the
     tables'); by default they read anything this process can. Files larger than
     ``max_file_size`` bytes (default 2 GiB) are a row error for the pixel functions, never
-    read into memory.
+    read into memory. ``deid_key_file`` holds the key of ``dicom_deidentify`` (default
+    ``<home>/deid.key``, made with a random key on first use).
     """
     settings = {"master": master, "home": home}
     if max_file_size is not None:
         settings["max_file_size"] = max_file_size
+    if deid_key_file is not None:
+        settings["deid_key_file"] = str(deid_key_file)
     return App(settings, tables=tables, data_roots=data_roots, conf=conf).session()

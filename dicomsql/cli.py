@@ -138,6 +138,7 @@ def _add_server_settings(serve: argparse.ArgumentParser) -> None:
         "max_sessions_per_user": dict(metavar="N"),
         "idle_timeout": dict(metavar="SECONDS"),
         "max_file_size": dict(metavar="SIZE"),
+        "deid_key_file": dict(metavar="FILE"),
         "audit_statements": {},
         "refresh_interval": dict(metavar="SECONDS"),
     }

@@ -1,8 +1,9 @@
 """Documentation generated from the declarations: the SQL function reference
-(``docs/functions.md``, from the function registry, with each function's options table) and
-README.md's tables of the ``dicom`` source's options and of the settings (from their
+(``docs/functions.md``, from the function registry, with each function's options table), the
+de-identification profile (``docs/deidentification.md``, from PS3.15 Table E.1-1 as
+:mod:`dicomsql.dicom.deid` holds it) and README.md's tables of the ``dicom`` source's options and of the settings (from their
 :class:`~dicomsql.options.Option` tables, between ``<!-- generated: NAME -->`` and
-``<!-- end generated: NAME -->`` lines). ``python -m dicomsql.docs`` rewrites both in the
+``<!-- end generated: NAME -->`` lines). ``python -m dicomsql.docs`` rewrites them in the
 current directory (``dicomsql functions --markdown`` prints the reference).
 
 Functions are grouped by family, the :mod:`dicomsql.udfs` module that declares them; a
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from .dicom import deid
 from .options import Option
 from .settings import SETTINGS
 from .source.options import OPTIONS
@@ -26,6 +28,7 @@ from .udfs.registry import Struct, Table
 
 __all__ = [
     "functions_markdown",
+    "deidentification_markdown",
     "options_table",
     "fields_table",
     "named_types",
@@ -161,6 +164,41 @@ def functions_markdown() -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def deidentification_markdown() -> str:
+    """``dicom_deidentify``'s options and its table of actions (PS3.15 Table E.1-1), one row per
+    attribute: its Basic Profile action and the options that change it."""
+    option_of_column = {column: name for name, (column, _, _) in deid.METHOD_CODES.items()}
+    rows = [
+        f"| {action.tag} | {action.keyword} | {_cell(action.name)} | {action.basic} | "
+        + ", ".join(
+            f"{option_of_column[column]}: {change}"
+            for column, change in action.options.items()
+            if column in option_of_column
+        )
+        + " |"
+        for action in deid.ACTIONS.values()
+    ]
+    return (
+        "\n\n".join(
+            [
+                "# De-identification",
+                _first_paragraph(deid.__doc__ or ""),
+                "Generated from `dicomsql/dicom/deid_actions.csv` by `python -m dicomsql.docs`: "
+                "do not edit by hand.",
+                "## Options",
+                options_table(deid.OPTIONS),
+                "## Actions",
+                "X remove, Z empty, D dummy, K keep, C clean, U remap the UID; a compound action "
+                "becomes its last letter's (U for X/Z/U*). An option's action replaces the Basic "
+                "Profile's when the option is on.",
+                "| tag | keyword | attribute | Basic Profile | with options |\n|---|---|---|---|---|\n"
+                + "\n".join(rows),
+            ]
+        )
+        + "\n"
+    )
+
+
 #: The tables README.md shows between its ``<!-- generated: NAME -->`` markers.
 README_TABLES: dict[str, Callable[[], str]] = {
     "dicom source options": lambda: options_table(OPTIONS),
@@ -198,8 +236,10 @@ def with_generated_tables(text: str) -> str:
 
 
 def main() -> None:
-    """Rewrite docs/functions.md and README.md's generated tables in the current directory."""
+    """Rewrite docs/functions.md, docs/deidentification.md and README.md's generated tables in
+    the current directory."""
     Path("docs/functions.md").write_text(functions_markdown(), encoding="utf-8")
+    Path("docs/deidentification.md").write_text(deidentification_markdown(), encoding="utf-8")
     readme = Path("README.md")
     readme.write_text(with_generated_tables(readme.read_text(encoding="utf-8")), encoding="utf-8")
 

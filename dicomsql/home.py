@@ -86,6 +86,11 @@ class Home:
         return self.path / "users"
 
     @property
+    def deid_key(self) -> Path:
+        """The de-identification key when no ``--deid-key-file`` is given (see :mod:`dicomsql.keys`)."""
+        return self.path / "deid.key"
+
+    @property
     def lock_path(self) -> Path:
         return self.path / "dicomsql.lock"
 

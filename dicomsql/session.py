@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .errors import DicomsqlError, JavaNotFoundError
 from .home import Home
+from .keys import DEID_KEY_VARIABLE, prepare_key_file
 from .settings import DEFAULTS
 from .storage import (
     DATA_ROOTS_VARIABLE,
@@ -212,6 +213,7 @@ def spark_session(
     conf: Mapping[str, str] | None = None,
     data_roots: Sequence[str] | None = None,
     max_file_size: int | None = None,
+    deid_key_file: str | os.PathLike[str] | None = None,
 ) -> pyspark.sql.SparkSession:
     """A SparkSession with everything dicomsql registered (no views: :class:`dicomsql.app.App`
     builds those; :func:`dicomsql.session` is the public way in).
@@ -224,6 +226,8 @@ def spark_session(
     confine the ``dicom`` source and the pixel functions to files under them; by default
     they read anything this process can. Files larger than ``max_file_size`` bytes (default
     2 GiB) are a row error for the pixel functions, never read into memory.
+    ``deid_key_file`` (default ``<home>/deid.key``, made when missing) is the key of
+    ``dicom_deidentify`` (:mod:`dicomsql.keys`).
     """
     global _active_home
     from pyspark import SparkContext
@@ -255,6 +259,9 @@ def spark_session(
         roots = data_roots_value(data_roots)
         os.environ[DATA_ROOTS_VARIABLE] = roots
         conf.setdefault(f"spark.executorEnv.{DATA_ROOTS_VARIABLE}", roots)
+    key_file = str(prepare_key_file(deid_key_file or state.deid_key, create=deid_key_file is None))
+    os.environ[DEID_KEY_VARIABLE] = key_file
+    conf.setdefault(f"spark.executorEnv.{DEID_KEY_VARIABLE}", key_file)
     if max_file_size is not None:
         limit = max_file_size_value(max_file_size)
         os.environ[MAX_FILE_SIZE_VARIABLE] = limit

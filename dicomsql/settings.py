@@ -147,6 +147,11 @@ SETTINGS: tuple[Option, ...] = (
         parse=size,
     ),
     Option(
+        "deid_key_file",
+        None,
+        "File holding the key of dicom_deidentify's pseudonyms, UIDs and date shifts, readable by its owner only (default: <home>/deid.key, made on first start).",
+    ),
+    Option(
         "audit_statements",
         "text",
         "How <home>/audit.log records statements: text, or hash (only their SHA-256).",

@@ -6,10 +6,12 @@ import json
 
 import pyarrow as pa
 
-from dicomsql.dicom.dicomjson import parse_tag, tag_text
+from dicomsql.dicom import deid
+from dicomsql.dicom.dicomjson import model_json, parse_tag, tag_text
+from dicomsql.keys import deid_key
 
 from .arrow import Expected, labels
-from .registry import column, sql_function
+from .registry import column, options, sql_function
 
 
 def tags(array: pa.Array) -> list[int | None]:
@@ -55,4 +57,31 @@ def dicom_tag(meta: list, key: list) -> list:
     return [
         None if text is None or tag is None else tag_text(_model(text), tag)
         for text, tag in zip(meta, key)
+    ]
+
+
+@sql_function(
+    column("meta", "STRING", labels),
+    options(deid.OPTIONS),
+    returns="STRING",
+    example="SELECT dicom_tag(dicom_deidentify(meta), 'PatientID') FROM demo_images LIMIT 3",
+)
+def dicom_deidentify(meta: list, options: dict) -> list:
+    """A DICOM JSON ``meta`` column de-identified by PS3.15 Annex E: the Basic Application Level
+    Confidentiality Profile, and the options of its Table E.1-1 that ``options`` turns on.
+
+    Every attribute the table lists ends as its action says, in sequences too: removed (X),
+    emptied (Z), kept (K), a dummy (D: text becomes a keyed pseudonym such as
+    ``ANONFLWW65EJ7HZC``, the same for the same value, so a patient's pseudonymous PatientID
+    joins across studies), a remapped UID (U: ``2.25.`` and a number from a keyed hash, the same
+    in every row and run, so studies, series and references still join) or cleaned (C). Private
+    elements are removed unless ``keep_private`` names them. The result says how:
+    PatientIdentityRemoved YES, DeidentificationMethod and its code sequence (113100 and the
+    options' codes). The key is the server's (``--deid-key-file``), never the query's; the
+    table of actions is in docs/deidentification.md.
+    """
+    key = deid_key()
+    return [
+        None if text is None else model_json(deid.deidentify(_model(text), options, key))
+        for text in meta
     ]
