@@ -10,10 +10,12 @@ key from the file itself: on a cluster, executors must see that path, as they se
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
 import stat
+import tempfile
 from pathlib import Path
 
 from .errors import DicomsqlError
@@ -27,20 +29,20 @@ MIN_KEY_BYTES = 16
 
 def prepare_key_file(path: str | os.PathLike[str], *, create: bool) -> Path:
     """``path`` checked as a key file, first written (32 random bytes as hex, mode 0600) when
-    ``create`` and it does not exist. A key file that is missing, readable by group or others,
-    or shorter than :data:`MIN_KEY_BYTES` is a :class:`~dicomsql.errors.DicomsqlError`
-    saying so."""
+    ``create`` and it does not exist: in a temporary file, synced, then linked into place, so
+    that a reader never sees half a key and two processes starting at once agree on one. A key
+    file that is missing, not a regular file, not this user's, readable by group or others, or
+    shorter than :data:`MIN_KEY_BYTES` is a :class:`~dicomsql.errors.DicomsqlError` saying so."""
     path = Path(path).expanduser().resolve()
     if create and not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="ascii") as out:
-            out.write(secrets.token_hex(32) + "\n")
+        _write_new_key(path)
     try:
-        mode = path.stat().st_mode
+        status = path.stat()
     except OSError:
         raise DicomsqlError(f"--deid-key-file {path} does not exist") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid():
+        raise DicomsqlError(f"--deid-key-file {path} must be a regular file of this user's")
+    if status.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise DicomsqlError(
             f"--deid-key-file {path} is readable by others than its owner: chmod 600 it"
         )
@@ -49,8 +51,23 @@ def prepare_key_file(path: str | os.PathLike[str], *, create: bool) -> Path:
     return path
 
 
+def _write_new_key(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".deid-key-")  # 0600
+    try:
+        with os.fdopen(descriptor, "w", encoding="ascii") as out:
+            out.write(secrets.token_hex(32) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        with contextlib.suppress(FileExistsError):  # another process made it first: theirs
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+
+
 def deid_key() -> bytes:
-    """The key of this process, from the file ``DICOMSQL_DEID_KEY_FILE`` names (read once)."""
+    """The key of this process, from the file ``DICOMSQL_DEID_KEY_FILE`` names. It is read
+    once per process: a new key takes a restart of the server (and its workers)."""
     path = os.environ.get(DEID_KEY_VARIABLE)
     if not path:
         raise DicomsqlError(

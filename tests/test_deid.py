@@ -60,24 +60,28 @@ def models(tmp_path_factory) -> dict[str, dict]:
     return {str(path): _meta(path) for path in paths}
 
 
-def _expected(tag: str, columns: list[str]) -> str:
+#: File meta elements kept: version, SOP class and instance, transfer syntax, implementation.
+FILE_META_KEPT = {0x0001, 0x0002, 0x0003, 0x0010, 0x0012, 0x0013}
+
+
+def _expected(tag: str, columns: list[str], default: str = "K") -> str:
     group, element = int(tag[:4], 16), int(tag[4:], 16)
-    if group % 2:
-        return "X"
-    if 0x5000 <= group <= 0x50FF or (0x6000 <= group <= 0x60FF and element in (0x3000, 0x4000)):
-        return "X"
+    if group % 2 or element == 0 or (group == 2 and element not in FILE_META_KEPT):
+        return "X"  # private, group lengths, the file meta's AE titles and private data
+    if 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
+        return "X"  # curves and overlays, whole
     row = ACTIONS.get(tag)
     if row is None:
-        return "K"
+        return default
     action = row.basic
     for column in columns:
         action = row.options.get(column, action)
     return COMPOUND.get(action, action)
 
 
-def _check(original: dict, result: dict, columns: list[str], shift: int | None, seen: dict):
+def _check(original, result, columns, shift, seen, default="K"):
     for tag, element in original.items():
-        action = _expected(tag, columns)
+        action = _expected(tag, columns, default)
         seen[action] = seen.get(action, 0) + 1
         vr, values = element.get("vr"), element.get("Value")
         if action == "X":
@@ -86,11 +90,13 @@ def _check(original: dict, result: dict, columns: list[str], shift: int | None, 
         assert result[tag]["vr"] == vr, tag
         if action == "Z" or (action == "K" and "BulkDataURI" in element):
             assert result[tag] == {"vr": vr}, tag
+        elif vr == "SQ" and action == "D":
+            assert result[tag] == {"vr": vr, "Value": [{}]}, tag  # a dummy sequence
         elif vr == "SQ":
             items = result[tag].get("Value", [])
             assert len(items) == len(values or []), tag
             for item, done in zip(values or [], items):
-                _check(item, done, columns, shift, seen)
+                _check(item, done, columns, shift, seen, "C" if action == "C" else "K")
         elif action == "K":
             assert result[tag] == element, tag
         elif action == "U" or (action == "D" and vr == "UI"):
@@ -121,8 +127,11 @@ def test_every_table_attribute_ends_as_its_action_says(models, name):
         result = deidentify(meta, options, KEY)
         assert meta == before  # the input is left as it is
         assert path not in json.dumps(result)  # bulk data references name the file
-        patient = (meta.get("00100020", {}).get("Value") or [""])[0]
-        shift = shift_days(patient, KEY) if "date_shift" in options else None
+        owner = next(  # the patient, or without a PatientID the study
+            (meta[t]["Value"][0] for t in ("00100020", "0020000D") if meta.get(t, {}).get("Value")),
+            "",
+        )
+        shift = shift_days(owner, KEY) if "date_shift" in options else None
         _check({t: e for t, e in meta.items() if t not in _RECORDED}, result, columns, shift, seen)
         assert result["00120062"] == {"vr": "CS", "Value": ["YES"]}
     assert {"X", "Z", "K"} <= set(seen), seen
@@ -174,7 +183,7 @@ def test_private_elements_are_removed_unless_kept(models):
     kept = deidentify(meta, {"keep_private": "GEMS_IDEN_01:0009xx01"}, KEY)
     assert {tag for tag in kept if tag.startswith("0009")} == {"00090010", "00091001"}
     assert kept["00091001"] == meta["00091001"]
-    assert "113111" in json.dumps(kept["00120064"])
+    assert "113111" not in json.dumps(kept["00120064"])  # kept as they are, not cleaned
 
 
 def test_clean_descriptors_masks_the_identifying_values():
@@ -196,9 +205,68 @@ def test_the_method_is_recorded():
     result = deidentify({}, {"retain_uids": "true", "clean_descriptors": "true"}, KEY)
     codes = [item["00080100"]["Value"][0] for item in result["00120064"]["Value"]]
     assert codes == ["113100", "113110", "113105"]
-    assert result["00120063"]["Value"][0] == "dicomsql: Basic Application Confidentiality Profile"
-    assert all(len(value) <= 64 for value in result["00120063"]["Value"])  # LO
+    assert result["00120063"]["Value"][0] == "Basic Application Confidentiality Profile"
     assert result["00280303"]["Value"] == ["REMOVED"]
+    every = {option.name: "true" for option in OPTIONS if option.default is False}
+    del every["retain_dates"]
+    methods = deidentify({}, every, KEY)["00120063"]["Value"]
+    assert len(methods) == len(every) + 1 and all(len(value) <= 64 for value in methods)  # LO
+
+
+def test_what_the_table_cannot_say_is_removed_or_dummied():
+    """Fixed cases: text in a dummied sequence, overlays, the file meta, group lengths, keys
+    in lower case or that are no tags, missing VRs and values that are not what their VR says."""
+    meta = {
+        "00020016": {"vr": "AE", "Value": ["MODALITY_AE"]},  # SourceApplicationEntityTitle
+        "00020000": {"vr": "UL", "Value": [200]},
+        "00080000": {"vr": "UL", "Value": [400]},
+        "0040A730": {  # ContentSequence (D): a report's text
+            "vr": "SQ",
+            "Value": [{"0040A160": {"vr": "UT", "Value": ["Patient John Doe, MRN 12345"]}}],
+        },
+        "60001500": {"vr": "LO", "Value": ["drawn by Dr Smith"]},  # OverlayLabel
+        "60000010": {"vr": "US", "Value": [512]},
+        "0008009c": {"vr": "PN", "Value": [{"Alphabetic": "Doe^Jane"}]},  # lower-case key
+        "not a tag": {"vr": "LO", "Value": ["anything"]},
+        "00100030": {"Value": ["19600101"]},  # no VR: PatientBirthDate (Z)
+        "00080021": {"vr": "DA", "Value": [20200101, "00010102"]},  # a number; year 1
+        "0008002A": {"vr": "DT", "Value": ["20200101-20200301"]},  # a range
+        "00080018": {"vr": "UI", "Value": [1234]},  # a number as a UID
+        "00081140": {"vr": "SQ", "Value": [None, {"00081155": {"vr": "UI", "Value": ["1.2.3"]}}]},
+        "00181000": {"vr": "OB", "InlineBinary": "AAE="},  # DeviceSerialNumber (D) as bytes
+    }
+    result = deidentify(meta, {"date_shift": "true"}, KEY)
+    text = json.dumps(result)
+    for word in ("MODALITY_AE", "John", "12345", "Smith", "Jane", "anything", "19600101"):
+        assert word not in text, word
+    assert result["0040A730"] == {"vr": "SQ", "Value": [{}]}
+    assert not [tag for tag in result if tag.startswith("6000") or tag.endswith("0000")]
+    assert result["0008009C"] == {"vr": "PN"} and "00020016" not in result
+    assert result["00100030"] == {"vr": "UN"}
+    assert result["00080021"]["Value"][1] is None  # a date that cannot move back is emptied
+    assert result["0008002A"]["Value"] == [None]
+    assert result["00080018"]["Value"] == [remap_uid("1234", KEY)]
+    assert result["00081140"]["Value"] == [
+        {"00081155": {"vr": "UI", "Value": [remap_uid("1.2.3", KEY)]}}
+    ]
+    assert result["00181000"] == {"vr": "OB", "InlineBinary": "AAAAAAAAAAA="}
+
+
+def test_clean_descriptors_masks_names_in_sequences_and_every_form():
+    meta = {
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Wu^Li", "Ideographic": "山田^太郎"}]},
+        "00081084": {  # AdmittingDiagnosesCodeSequence: X, C with clean_descriptors
+            "vr": "SQ",
+            "Value": [{"00080104": {"vr": "LO", "Value": ["CT for Wu, 山田 (Wurst diet)"]}}],
+        },
+        "00081062": {  # PhysiciansReadingStudyIdentificationSequence (X): its names count too
+            "vr": "SQ",
+            "Value": [{"00401101": {"vr": "SQ", "Value": []}}],
+        },
+    }
+    cleaned = deidentify(meta, {"clean_descriptors": "true"}, KEY)
+    meaning = cleaned["00081084"]["Value"][0]["00080104"]["Value"][0]
+    assert meaning == "CT for *, * (Wurst diet)"  # whole words only
 
 
 @pytest.mark.parametrize(
@@ -244,8 +312,16 @@ def test_a_key_file_is_made_owner_only_and_checked(tmp_path, monkeypatch):
     monkeypatch.setenv(DEID_KEY_VARIABLE, str(made))
     assert deid_key() == made.read_bytes().strip()
 
+    from dicomsql import keys
+
+    first = made.read_bytes()
+    keys._write_new_key(made)  # a second process, made late: the first one's key stays
+    assert made.read_bytes() == first
+    assert [p.name for p in made.parent.iterdir()] == ["deid.key"]  # no temporary left
     with pytest.raises(DicomsqlError, match="does not exist"):
         prepare_key_file(tmp_path / "none.key", create=False)
+    with pytest.raises(DicomsqlError, match="must be a regular file of this user's"):
+        prepare_key_file(tmp_path, create=False)
     short = tmp_path / "short.key"
     short.write_text("abc")
     short.chmod(0o600)

