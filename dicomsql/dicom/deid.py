@@ -40,9 +40,11 @@ from __future__ import annotations
 import base64
 import csv
 import datetime
+import functools
 import hashlib
 import hmac
 import re
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,17 +213,23 @@ def shift_days(patient_id: str, key: bytes) -> int:
     return 1 + int.from_bytes(digest[:4], "big") % _MAX_SHIFT_DAYS
 
 
-def _resolved(settings: Mapping[str, Any]) -> dict[str, str]:
+def _resolved(settings: Mapping[str, Any]) -> Mapping[str, str]:
     """Each listed tag's action under ``settings``: an option's action replaces the Basic
     Profile's, and a compound action becomes what its most demanding IOD needs."""
-    columns = [METHOD_CODES[name][0] for name in _OPTION_HELP if settings[name]]
+    return _resolved_columns(
+        tuple(METHOD_CODES[name][0] for name in _OPTION_HELP if settings[name])
+    )
+
+
+@functools.cache
+def _resolved_columns(columns: tuple[str, ...]) -> Mapping[str, str]:
     resolved = {}
     for tag, action in ACTIONS.items():
         chosen = action.basic
         for column in columns:
             chosen = action.options.get(column, chosen)
         resolved[tag] = _COMPOUND.get(chosen, chosen)
-    return resolved
+    return types.MappingProxyType(resolved)  # shared by every row with these options
 
 
 @dataclass
