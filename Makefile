@@ -20,7 +20,7 @@ CLUSTER_MASTER ?= local-cluster[2,1,1024]
 .PHONY: cluster
 
 # the suite starts real services: OpenLDAP's slapd (tests/test_ldap.py) and openssl's test
-# certificates; then the cluster tier runs the tests marked cluster again on CLUSTER_MASTER
+# certificates, and checks written files with DCMTK's dcmftest (tests/test_export.py); then the cluster tier runs the tests marked cluster again on CLUSTER_MASTER
 test: install services
 	DICOMSQL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory cluster
@@ -58,15 +58,15 @@ java:
 	       "or set JAVA_HOME to a JDK/JRE 17+." >&2; exit 1; \
 	fi
 
-# Debian's slapd and ldap-utils for the LDAP tests (installed as root when missing; the
+# Debian's slapd and ldap-utils for the LDAP tests and dcmtk for dcmftest (installed as root when missing; the
 # package's own server is not started: the tests start theirs)
 services:
-	@if command -v /usr/sbin/slapd >/dev/null 2>&1 && command -v ldapadd >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1; then :; \
+	@if command -v /usr/sbin/slapd >/dev/null 2>&1 && command -v ldapadd >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 && command -v dcmftest >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing Debian's slapd, ldap-utils and openssl for the tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils openssl; \
+	  echo "installing Debian's slapd, ldap-utils, openssl and dcmtk for the tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils openssl dcmtk; \
 	else \
-	  echo "The tests need OpenLDAP's slapd and ldap-utils, and openssl (Debian/Ubuntu: sudo apt-get install slapd ldap-utils openssl)." >&2; exit 1; \
+	  echo "The tests need OpenLDAP's slapd and ldap-utils, openssl and DCMTK (Debian/Ubuntu: sudo apt-get install slapd ldap-utils openssl dcmtk)." >&2; exit 1; \
 	fi
 
 # beeline from the pyspark wheel, connected to a running `make serve`

@@ -95,7 +95,8 @@ class App:
     their defaults). ``tables`` (name -> path, or pairs) become DICOM views; when there are
     none, ``demo`` (one of :data:`DEMO_POLICIES`) says whether the home's demo cohort stands
     in. ``data_roots`` confine what the ``dicom`` source and the pixel functions read to those
-    folders plus the tables' (or the demo's); None reads anywhere. ``conf`` adds Spark
+    folders plus the tables' (or the demo's); None reads anywhere. ``export_roots`` confine
+    what ``dicom_export`` writes to those folders (none: nowhere); None writes anywhere. ``conf`` adds Spark
     settings. ``bootstrap`` is a SQL script run once the views exist, with ``variables``
     bound in it. ``say`` hears progress lines (the demo being written); default stderr.
     """
@@ -107,6 +108,7 @@ class App:
         tables: Tables = (),
         demo: str = "off",
         data_roots: Iterable[str] | None = None,
+        export_roots: Iterable[str] | None = None,
         conf: Mapping[str, str] | None = None,
         bootstrap: str | os.PathLike[str] | None = None,
         variables: Mapping[str, str] | None = None,
@@ -126,6 +128,7 @@ class App:
         self.tables = checked_tables(tables)
         self.demo = demo
         self.data_roots = None if data_roots is None else list(data_roots)
+        self.export_roots = None if export_roots is None else list(export_roots)
         self.conf = dict(conf or {})
         self.bootstrap = Path(bootstrap) if bootstrap is not None else None
         self._variables = dict(variables or {})
@@ -176,6 +179,7 @@ class App:
             data_roots=self.read_roots(),
             max_file_size=self._given.get("max_file_size"),
             deid_key_file=self._given.get("deid_key_file"),
+            export_roots=self.export_roots,
         )
         self.home = active_home()
         return spark
@@ -353,6 +357,7 @@ class App:
             max_sessions_per_user=s["max_sessions_per_user"],
             idle_timeout=s["idle_timeout"] or None,
             tls=tls_context(s["tls_cert"], s["tls_key"]) if s["tls_cert"] else None,
+            analyst_exports=s["analyst_exports"],
         )
 
     def check_serving(self) -> None:
@@ -413,6 +418,7 @@ def session(
     max_file_size: int | None = None,
     tables: Tables = (),
     deid_key_file: str | os.PathLike[str] | None = None,
+    export_roots: Iterable[str] | None = None,
 ) -> pyspark.sql.SparkSession:
     """A SparkSession with everything dicomsql registered, and ``tables`` (name -> folder of
     DICOM files) as temporary views.
@@ -426,11 +432,15 @@ def session(
     tables'); by default they read anything this process can. Files larger than
     ``max_file_size`` bytes (default 2 GiB) are a row error for the pixel functions, never
     read into memory. ``deid_key_file`` holds the key of ``dicom_deidentify`` (default
-    ``<home>/deid.key``, made with a random key on first use).
+    ``<home>/deid.key``, made with a random key on first use). ``export_roots`` confine the
+    files ``dicom_export`` writes to those folders; by default it writes wherever this process
+    may.
     """
     settings = {"master": master, "home": home}
     if max_file_size is not None:
         settings["max_file_size"] = max_file_size
     if deid_key_file is not None:
         settings["deid_key_file"] = str(deid_key_file)
-    return App(settings, tables=tables, data_roots=data_roots, conf=conf).session()
+    return App(
+        settings, tables=tables, data_roots=data_roots, export_roots=export_roots, conf=conf
+    ).session()

@@ -17,7 +17,7 @@ from .errors import DicomsqlError, QueryError
 from .home import Home
 from .options import Choice, integer
 from .settings import DEFAULTS, ROLES, SETTINGS
-from .storage import data_roots
+from .storage import data_roots, export_roots
 
 _SETTINGS = {setting.name: setting for setting in SETTINGS}
 _HELP = {setting.name: setting.help for setting in SETTINGS}
@@ -133,6 +133,7 @@ def _add_server_settings(serve: argparse.ArgumentParser) -> None:
         "ldap_start_tls": dict(action="store_true"),
         "ldap_ca": dict(metavar="PEM"),
         "shared_db": dict(action="append", metavar="NAME"),
+        "analyst_exports": dict(action="store_true"),
         "query_timeout": dict(metavar="SECONDS"),
         "max_result_rows": dict(metavar="N"),
         "max_sessions_per_user": dict(metavar="N"),
@@ -171,6 +172,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="DIR",
         help="Clients may read DICOM files under DIR (repeatable); the --table folders (or the demo) always.",
+    )
+    serve.add_argument(
+        "--export-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="dicom_export may write files under DIR (repeatable; none: no files are written).",
     )
     serve.add_argument(
         "--bootstrap",
@@ -377,6 +385,7 @@ def _serve(args: argparse.Namespace) -> int:
         tables=args.table,
         demo="write",
         data_roots=args.data_root,
+        export_roots=args.export_root,
         bootstrap=args.bootstrap,
         variables=dict(args.var),
     )
@@ -464,6 +473,7 @@ def _print_banner(app: App, spark, server, views: list[str], seconds: float) -> 
         f"dicomsql {__version__} on Spark {spark.version} ({spark.sparkContext.master}), ready in {seconds:.1f}s\n"
         f"home:      {app.home.path}\n"
         f"reads:     {', '.join(data_roots() or ['anywhere'])}\n"
+        f"writes:    {', '.join(export_roots() or ['nowhere (--export-root)'])}\n"
         f"logins:    {_auth_line(app)}{'; TLS' if server.tls else ''}\n"
         f"audit:     {app.home.path / 'audit.log'}\n"
         f"tables:\n" + "".join(f"  {line}\n" for line in views) + f"JDBC URL:  {server.jdbc_url}\n"

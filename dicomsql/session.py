@@ -21,8 +21,10 @@ from .keys import DEID_KEY_VARIABLE, prepare_key_file
 from .settings import DEFAULTS
 from .storage import (
     DATA_ROOTS_VARIABLE,
+    EXPORT_ROOTS_VARIABLE,
     MAX_FILE_SIZE_VARIABLE,
     data_roots_value,
+    export_roots_value,
     max_file_size_value,
 )
 
@@ -214,6 +216,7 @@ def spark_session(
     data_roots: Sequence[str] | None = None,
     max_file_size: int | None = None,
     deid_key_file: str | os.PathLike[str] | None = None,
+    export_roots: Sequence[str] | None = None,
 ) -> pyspark.sql.SparkSession:
     """A SparkSession with everything dicomsql registered (no views: :class:`dicomsql.app.App`
     builds those; :func:`dicomsql.session` is the public way in).
@@ -227,7 +230,9 @@ def spark_session(
     they read anything this process can. Files larger than ``max_file_size`` bytes (default
     2 GiB) are a row error for the pixel functions, never read into memory.
     ``deid_key_file`` (default ``<home>/deid.key``, made when missing) is the key of
-    ``dicom_deidentify`` (:mod:`dicomsql.keys`).
+    ``dicom_deidentify`` (:mod:`dicomsql.keys`). ``export_roots`` confine the files
+    ``dicom_export`` writes to those folders (none: it writes nowhere); by default it writes
+    wherever this process may.
     """
     global _active_home
     from pyspark import SparkContext
@@ -259,6 +264,10 @@ def spark_session(
         roots = data_roots_value(data_roots)
         os.environ[DATA_ROOTS_VARIABLE] = roots
         conf.setdefault(f"spark.executorEnv.{DATA_ROOTS_VARIABLE}", roots)
+    if export_roots is not None:
+        roots = export_roots_value(export_roots)
+        os.environ[EXPORT_ROOTS_VARIABLE] = roots
+        conf.setdefault(f"spark.executorEnv.{EXPORT_ROOTS_VARIABLE}", roots)
     key_file = str(prepare_key_file(deid_key_file or state.deid_key, create=deid_key_file is None))
     os.environ[DEID_KEY_VARIABLE] = key_file
     conf.setdefault(f"spark.executorEnv.{DEID_KEY_VARIABLE}", key_file)

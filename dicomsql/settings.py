@@ -115,6 +115,12 @@ SETTINGS: tuple[Option, ...] = (
         parse=Path,
     ),
     Option(
+        "analyst_exports",
+        False,
+        "Analysts may call dicom_export, writing only under <export root>/<their user name>/ (default: admins only).",
+        parse=boolean,
+    ),
+    Option(
         "shared_db",
         (),
         "A database every analyst may read, admins write (repeatable; default: default).",

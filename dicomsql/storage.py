@@ -13,6 +13,10 @@ roots (``dicomsql serve`` sets it before Spark starts, so every Python worker in
 only files under them are listed or opened; local paths are compared after resolving
 symlinks.
 
+Export roots: when ``DICOMSQL_EXPORT_ROOTS`` holds a JSON list of folders (``dicomsql serve``
+sets it, an empty list without ``--export-root``), :func:`write_file` writes only under them;
+unset, it writes wherever this process may.
+
 Size limit: the pixel functions and the ``dicom`` source's ``pixels 'bytes'`` read whole
 files into memory, so they refuse a file larger than ``DICOMSQL_MAX_FILE_SIZE`` bytes (2 GiB
 when unset; ``dicomsql serve --max-file-size`` sets it the same way) before reading any of it.
@@ -27,6 +31,7 @@ import json
 import os
 import re
 import stat
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -51,10 +56,16 @@ __all__ = [
     "data_root_for",
     "list_files",
     "open_file",
+    "EXPORT_ROOTS_VARIABLE",
+    "export_roots",
+    "export_roots_value",
+    "check_export_allowed",
+    "write_file",
 ]
 
 DATA_ROOTS_VARIABLE = "DICOMSQL_DATA_ROOTS"
 MAX_FILE_SIZE_VARIABLE = "DICOMSQL_MAX_FILE_SIZE"
+EXPORT_ROOTS_VARIABLE = "DICOMSQL_EXPORT_ROOTS"
 DEFAULT_MAX_FILE_SIZE = 2 * 1024**3
 _READ_BUFFER = 64 * 1024
 
@@ -460,3 +471,76 @@ def open_file(path: str, *, limited: bool = False) -> BinaryIO:
             fp.close()
             raise
     return fp
+
+
+def export_roots() -> tuple[str, ...] | None:
+    """The folders this process may write files under, or None when it may write anywhere."""
+    value = os.environ.get(EXPORT_ROOTS_VARIABLE)
+    return None if value is None else tuple(json.loads(value))
+
+
+def export_roots_value(roots: Iterable[str]) -> str:
+    """The value of ``DICOMSQL_EXPORT_ROOTS`` confining writes to ``roots`` (local folders,
+    resolved to real paths)."""
+    roots = list(roots)
+    remote = [root for root in roots if _is_remote(root)]
+    if remote:
+        raise DicomsqlError(f"export roots are local folders, not {', '.join(remote)}")
+    return json.dumps([_real(root) for root in roots])
+
+
+def check_export_allowed(path: str) -> None:
+    """Raise :class:`DicomsqlError` unless ``path`` (a local path) may be written: under the
+    export roots, when there are any (symlinks resolved)."""
+    if _is_remote(path):
+        raise DicomsqlError(f"files are written to local folders only, not {path}")
+    roots = export_roots()
+    if roots is not None and not _within(path, roots):
+        raise DicomsqlError(
+            f"{path} is outside the export roots ({', '.join(roots) or 'none'}); "
+            "a server writes only under its --export-root folders"
+        )
+
+
+def write_file(path: str, data: bytes, *, overwrite: bool = False) -> None:
+    """Write ``data`` to the local ``path`` whole or not at all: into a hidden temporary file
+    of the same folder (mode 0600; folders made 0700), synced, then renamed into place, so
+    a reader (or the ``dicom`` source, which skips hidden files) never sees half a file. An
+    existing file holding other bytes is replaced only when ``overwrite`` (else
+    :class:`DicomsqlError`); one holding ``data`` already is left as it is, so writing again
+    what was written (a rerun, or Spark running a task again) is no error. The export roots
+    are checked before the folders are made and again once they exist."""
+    path = _local_path(path)
+    check_export_allowed(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    check_export_allowed(path)
+    if not overwrite and _holds(path, data):
+        return
+    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".", suffix=".partial")
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        if overwrite:
+            os.replace(temporary, path)
+        else:
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                raise DicomsqlError(
+                    f"{path} exists (option overwrite 'true' replaces it)"
+                ) from None
+    finally:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+
+
+def _holds(path: str, data: bytes) -> bool:
+    """Whether the regular file at ``path`` holds exactly ``data``."""
+    try:
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW)) as fp:
+            return os.fstat(fp.fileno()).st_size == len(data) and fp.read() == data
+    except OSError:
+        return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pydicom
 import pytest
 from pyhive.exc import OperationalError
 
@@ -118,11 +120,20 @@ def test_serve_demo_then_tables_restart_keeps_ctas_tables_and_stops_cleanly(
     assert _port_is_free(first.port)
 
     # restarted on the same home, serving given tables this time (and a bootstrap script)
+    exports = home.parent / "exports"
     second = start_server(
-        "--table", f"shipped={pydicom_files}", "--bootstrap", str(BOOTSTRAP), env=cli_env
+        "--table",
+        f"shipped={pydicom_files}",
+        "--bootstrap",
+        str(BOOTSTRAP),
+        "--export-root",
+        str(exports),
+        "--analyst-exports",
+        env=cli_env,
     )
     assert "shipped" in second.output and "demo_images" not in second.output
     assert f"reads:     {os.path.realpath(pydicom_files)}" in second.output
+    assert f"writes:    {os.path.realpath(exports)}" in second.output
     assert "bootstrap.sql: 6 statements run" in second.output
     cursor = second.cursor()
     cursor.execute("SELECT * FROM kept ORDER BY site")
@@ -153,6 +164,19 @@ def test_serve_demo_then_tables_restart_keeps_ctas_tables_and_stops_cleanly(
         OperationalError, match="dicom_image: cannot decode .* outside the data roots"
     ):
         cursor.execute(f"SELECT dicom_image('{outside}', 0, map('mode', 'FAILFAST')).data")
+    # an analyst exports into their own folder of the export roots only, in the workers too
+    own = exports / getpass.getuser()
+    (own / "link").parent.mkdir(parents=True)
+    (own / "link").symlink_to(home)
+    ct = "SELECT meta, path FROM shipped WHERE path LIKE '%/CT_small.dcm'"
+    cursor.execute(f"SELECT written, error FROM dicom_export(TABLE({ct}), '{own}/ct')")
+    ((written, error),) = cursor.fetchall()
+    assert error is None and pydicom.dcmread(written).Modality == "CT"
+    assert Path(written).is_relative_to(own / "ct")
+    cursor.execute(f"SELECT error FROM dicom_export(TABLE({ct}), '{own}/link')")
+    assert "is outside the export roots" in cursor.fetchone()[0]
+    with pytest.raises(OperationalError, match="rule no_file_access"):
+        cursor.execute(f"SELECT * FROM dicom_export(TABLE({ct}), '{exports}/someone')")
     cursor.close()
     assert second.stop(signal.SIGINT) == 0
     assert "Stopped." in second.output and "Traceback" not in second.output

@@ -4,6 +4,8 @@ turns into it, checked in a client session of the suite's Spark (nothing runs)."
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from pyspark.sql import SparkSession
 
@@ -205,6 +207,21 @@ CASES: list[tuple[str, str | None]] = [
     ("SELECT no_such_function(1)", "function_not_allowed"),
     ("SELECT system.builtin.abs(-1)", None),
     ("SELECT * FROM no_such_table_function(1)", "function_not_allowed"),
+    # dicom_export: only into the analyst's own export folder (the scope's), named literally
+    ("SELECT * FROM dicom_export(TABLE(SELECT meta FROM served), '/srv/exports/alice/x')", None),
+    ("SELECT * FROM dicom_export(TABLE(served), out_dir => '/srv/exports/alice')", None),
+    ("SELECT * FROM dicom_export(TABLE(served), '/srv/exports/alice/../bob')", "no_file_access"),
+    ("SELECT * FROM dicom_export(TABLE(served), '/srv/exports/alicex')", "no_file_access"),
+    ("SELECT * FROM dicom_export(TABLE(served), '/etc/cron.d')", "no_file_access"),
+    (
+        "SELECT * FROM dicom_export(TABLE(served), concat('/srv/exports/', 'alice'))",
+        "no_file_access",
+    ),
+    ("SELECT * FROM dicom_export(TABLE(served), NULL)", "no_file_access"),
+    (
+        "SELECT * FROM dicom_export(TABLE(SELECT * FROM secret.t), '/srv/exports/alice')",
+        "read_allowed_databases",
+    ),
 ]
 
 
@@ -230,6 +247,7 @@ def scope(spark, demo):
         client,
         served_views=frozenset({"served"}),
         check_paths=check_paths,
+        export_folders=("/srv/exports/alice",),
     )
 
 
@@ -247,6 +265,13 @@ def test_policy_row(scope, demo, statement, rule):
         policy.check(plan, scope)
     assert refused.value.rule == rule, str(refused.value)
     assert f"rule {rule} ({policy.RULES[rule]})" in str(refused.value)
+
+
+def test_exports_are_refused_unless_the_server_grants_them(scope):
+    ungranted = dataclasses.replace(scope, export_folders=())
+    plan = _parse(scope, "SELECT * FROM dicom_export(TABLE(served), '/srv/exports/alice')")
+    with pytest.raises(policy.PolicyViolation, match="admins only, unless --analyst-exports"):
+        policy.check(plan, ungranted)
 
 
 def test_every_row_of_the_policy_has_a_case(scope, demo):

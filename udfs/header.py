@@ -6,7 +6,7 @@ import json
 
 import pyarrow as pa
 
-from dicomsql.dicom import deid
+from dicomsql.dicom import deid, export
 from dicomsql.dicom.dicomjson import model_json, parse_tag, tag_text
 from dicomsql.keys import deid_key
 
@@ -85,3 +85,16 @@ def dicom_deidentify(meta: list, options: dict) -> list:
         None if text is None else model_json(deid.deidentify(_model(text), options, key))
         for text in meta
     ]
+
+
+@sql_function(
+    column("meta", "STRING", labels),
+    returns="BOOLEAN",
+    example="SELECT Modality, dicom_burned_in(meta), count(*) FROM demo_images GROUP BY 1, 2",
+)
+def dicom_burned_in(meta: list) -> list:
+    """Whether an image may show identifying text in its pixels, which de-identifying the
+    header does not remove: its BurnedInAnnotation is YES, or it says nothing and is a
+    secondary capture, an ultrasound, endoscopy or photograph image (SOP class or modality).
+    ``dicom_export`` with ``deidentify`` refuses these unless ``allow_burned_in``."""
+    return [None if text is None else export.burned_in(_model(text)) for text in meta]

@@ -471,7 +471,7 @@ def _table_class(function: SqlFunction) -> type:
 
 #: The function families, one module each: importing one declares its functions. Their order
 #: is the order of :data:`FUNCTIONS` and of the reference docs.
-FAMILIES = ("header", "pixels", "images", "cohort", "survival", "models", "catalog")
+FAMILIES = ("header", "export", "pixels", "images", "cohort", "survival", "models", "catalog")
 
 
 class Declarations(Mapping[str, SqlFunction]):

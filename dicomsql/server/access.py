@@ -33,7 +33,8 @@ class Access:
     ``query_timeout`` seconds, their results after ``max_result_rows`` rows, and each may
     hold ``max_sessions_per_user`` sessions, closed after ``idle_timeout`` seconds without a
     request. ``tls`` (an :class:`ssl.SSLContext`) encrypts every connection; ``audit``
-    records logins and statements.
+    records logins and statements. With ``analyst_exports``, analysts may call
+    ``dicom_export`` into their own folder of each export root (``<root>/<user name>``).
     """
 
     authenticator: Authenticator = field(default_factory=NoLogin)
@@ -45,6 +46,7 @@ class Access:
     tls: ssl.SSLContext | None = None
     audit: AuditLog | None = None
     throttle: Throttle = field(default_factory=Throttle)
+    analyst_exports: bool = False
     _checks: threading.Semaphore = field(
         default_factory=lambda: threading.Semaphore(_CONCURRENT_CHECKS), repr=False
     )

@@ -14,6 +14,7 @@ in driver memory.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -29,7 +30,7 @@ from TCLIService.ttypes import TOperationState, TOperationType
 from ..errors import INTERNAL_SQLSTATE, client_error
 from ..jobs import JobGroup
 from ..session import cloned
-from ..storage import check_paths
+from ..storage import check_paths, export_roots
 from . import policy
 from .access import Access
 from .auth import Account
@@ -464,6 +465,7 @@ class ClientSession:
                 session=spark,
                 served_views=engine.served_views,
                 check_paths=check_paths,
+                export_folders=_export_folders(engine.access, account.name),
             )
         )
         self._lock = threading.Lock()
@@ -848,3 +850,11 @@ def _logged(work: Callable[[], None]) -> Callable[[], None]:
             log.exception("operation failed outside its own error handling")
 
     return run
+
+
+def _export_folders(access: Access, user: str) -> tuple[str, ...]:
+    """Where an analyst's ``dicom_export`` may write: ``<root>/<user>`` of each export root
+    when the server grants analysts exports (and the name is a plain folder name)."""
+    if not access.analyst_exports or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*", user):
+        return ()
+    return tuple(os.path.join(root, user) for root in export_roots() or ())

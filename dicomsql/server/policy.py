@@ -20,6 +20,7 @@ few session settings; declare and set SQL variables; run SQL-scripting blocks of
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -180,6 +181,8 @@ class Scope:
         frozenset()
     )  # the served session's temporary views (not the client's own)
     check_paths: Callable[[list[str]], None] = lambda paths: None
+    #: the folders ``dicom_export`` may write under (``<export root>/<user>``; none: it may not)
+    export_folders: tuple[str, ...] = ()
     in_script: bool = field(default=False, init=False)
 
     @property
@@ -517,7 +520,46 @@ def _inner_plan(getter: str) -> Callable[[Any, Scope], None]:
 
 
 def _table_function(node: Any, scope: Scope) -> None:
-    scope.functions.check(list(_seq(node.name())), table=True)
+    name = list(_seq(node.name()))
+    scope.functions.check(name, table=True)
+    if name[-1].lower() in WRITING_FUNCTIONS:
+        _export_folder(name[-1].lower(), list(_seq(node.functionArgs())), scope)
+
+
+#: Table functions that write files, and the position of their folder argument.
+WRITING_FUNCTIONS = {"dicom_export": ("out_dir", 1)}
+
+
+def _export_folder(function: str, arguments: list[Any], scope: Scope) -> None:
+    """An analyst's export goes only under their own folder of the export roots, named by
+    a string literal (checked again, symlinks resolved, where the file is written)."""
+    if not scope.export_folders:
+        raise PolicyViolation(
+            "no_file_access", f"{function} writes files (admins only, unless --analyst-exports)"
+        )
+    name, position = WRITING_FUNCTIONS[function]
+    named = [
+        a.value()
+        for a in arguments
+        if a.getClass().getSimpleName() == "NamedArgumentExpression" and a.key().lower() == name
+    ]
+    folder = named[0] if named else arguments[position] if len(arguments) > position else None
+    text = (
+        folder.value().toString()
+        if folder is not None
+        and folder.getClass().getSimpleName() == "Literal"
+        and folder.dataType().typeName() == "string"
+        and folder.value() is not None
+        else None
+    )
+    normal = os.path.normpath(text) if text else ""
+    if not any(
+        normal == f or normal.startswith(f.rstrip(os.sep) + os.sep) for f in scope.export_folders
+    ):
+        raise PolicyViolation(
+            "no_file_access",
+            f"{function}'s {name} must be a string literal under {', '.join(scope.export_folders)}",
+        )
 
 
 #: Every plan node an analyst's statement may contain, with what is checked of it (its

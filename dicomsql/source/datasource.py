@@ -9,6 +9,10 @@ A stream of the files that arrive in the folders::
 
     spark.readStream.format("dicom").option("path", "/data/incoming").load()
 
+Rows written back as DICOM files (:mod:`dicomsql.source.writer`)::
+
+    df.write.format("dicom").save("/exports/cohort")
+
 Planning runs once on the driver: the schema (with ``tags 'all'``, from a sample of the
 files), then the file listing, filtered by what Spark pushes down on ``path``, ``size`` and
 ``modificationTime``, split into partitions. Each partition reads its files with
@@ -23,12 +27,14 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from pyspark.sql.datasource import (
     DataSource,
     DataSourceReader,
     DataSourceStreamReader,
+    DataSourceWriter,
     Filter,
     InputPartition,
 )
@@ -161,9 +167,9 @@ def _sampled_models(files: Iterable[FileEntry]) -> list[dict]:
 class DicomDataSource(DataSource):
     """Spark data source ``dicom``: a folder of DICOM files as a table (see module docs)."""
 
-    def __init__(self, options: dict[str, str]) -> None:
-        super().__init__(options)
-        self.parsed = parse_options(options)
+    @cached_property
+    def parsed(self) -> DicomOptions:
+        return parse_options(self.options)
 
     @classmethod
     def name(cls) -> str:
@@ -210,6 +216,11 @@ class DicomDataSource(DataSource):
 
     def streamReader(self, schema: StructType) -> DicomStreamReader:
         return DicomStreamReader(DicomReader(self.parsed, self._layout(schema), schema))
+
+    def writer(self, schema: StructType, overwrite: bool) -> DataSourceWriter:
+        from .writer import DicomWriter, writer_options
+
+        return DicomWriter(*writer_options(self.options, overwrite))
 
 
 @dataclass

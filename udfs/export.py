@@ -1,0 +1,160 @@
+"""SQL functions that write DICOM files: ``dicom_export``."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from dicomsql.dicom import deid, export
+from dicomsql.dicom.dicomjson import dataset_model
+from dicomsql.dicom.header import read_dataset
+from dicomsql.dicom.pixels import Image
+from dicomsql.errors import DicomsqlError
+from dicomsql.keys import deid_key
+from dicomsql.options import OptionError, Parsed
+from dicomsql.storage import open_file, write_file
+
+from .arrow import Expected
+from .registry import Table, column, constant, options, sql_function
+
+#: The options of ``dicom_export``: its own and, for ``deidentify 'basic'``, those of
+#: ``dicom_deidentify``.
+OPTIONS = (*export.OPTIONS, *deid.OPTIONS)
+RESULT = Table(
+    (("source", "string"), ("written", "string"), ("bytes", "bigint"), ("error", "string"))
+)
+_DEID_OPTIONS = tuple(option.name for option in deid.OPTIONS)
+
+
+def input_row(row: Any) -> dict[str, Any]:
+    """A row of the exported table as a dict of its columns (structs as dicts)."""
+    fields = row.asDict(recursive=True) if hasattr(row, "asDict") else dict(row)
+    if not {"meta", "path", "content"} & set(fields):
+        raise Expected(
+            "a table with a meta column, or a path or content column to read the file from",
+            f"columns {', '.join(fields) or 'none'}",
+        )
+    return fields
+
+
+def out_folder(text: str) -> str:
+    """The ``out_dir`` argument: an absolute local folder."""
+    if not isinstance(text, str) or not os.path.isabs(os.path.expanduser(text)):
+        raise Expected("an absolute local folder", repr(text))
+    return os.path.expanduser(text)
+
+
+@sql_function(
+    column("rows", "TABLE(meta, path, content, image)", input_row),
+    constant("out_dir", "STRING", out_folder),
+    options(OPTIONS),
+    returns=RESULT,
+    kind="table",
+    example="SELECT written, bytes, error FROM dicom_export("
+    "TABLE(SELECT meta, path FROM demo_images LIMIT 2), '/tmp/dicomsql-export', map('overwrite', 'true'))",
+)
+def dicom_export(rows: dict[str, Any], out_dir: str, options: Mapping[str, Any]) -> Iterator[tuple]:
+    """Write one DICOM file (PS3.10) per row of a query under ``out_dir``, and say how it went:
+    the row's ``source`` path, the file ``written``, its ``bytes``, or the ``error`` that kept
+    it from being written (nothing is half-written: a file appears whole, or not at all).
+
+    The header is the row's ``meta`` (DICOM JSON, as the ``dicom`` source gives it, perhaps
+    changed); the pixel data is the original file's (``content`` from ``pixels 'bytes'``, or
+    the file at ``path``), or a derived image in ``image`` (a ``dicom_image`` or
+    ``image_resize`` struct): then the file is a new, DERIVED instance whose pixel attributes
+    match the image. The file meta names dicomsql (its Implementation Class UID) and the
+    dataset's SOP Class and Instance. Options: ``layout`` (default
+    ``{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm``),
+    ``transfer_syntax`` (``keep``, ``explicit``, ``implicit``, ``deflated``, ``rle``,
+    ``jpeg2000``, ``jpegls``: lossless re-encodings), ``overwrite``, and ``deidentify 'basic'``
+    with ``dicom_deidentify``'s options, which refuses images that may carry burned-in text
+    (``dicom_burned_in``) unless ``allow_burned_in``. A file that exists with the same bytes is
+    left as it is (a rerun writes nothing twice). A server writes only under its
+    ``--export-root`` folders. DataFrames: ``df.write.format("dicom").mode("append").save(dir)``.
+    """
+    yield export_row(rows, out_dir, options)
+
+
+def export_row(fields: Mapping[str, Any], out_dir: str, options: Mapping[str, Any]) -> tuple:
+    """``dicom_export``'s result for one input row (also the ``dicom`` writer's): (source,
+    written, bytes, error). Bad options and a missing key raise; a row that cannot be
+    written is its error."""
+    key = deid_key() if options["deidentify"] == "basic" else None
+    source = fields.get("path")
+    try:
+        original = _original(fields)
+        model = _header(fields, original)
+        image = _image(fields.get("image"), fields)
+        if key is not None:
+            if export.burned_in(model) and not options["allow_burned_in"]:
+                raise export.ExportError(
+                    "the image may carry burned-in text (BurnedInAnnotation, or its SOP class "
+                    "or modality): not written de-identified unless allow_burned_in 'true'"
+                )
+            chosen = {name: options[name] for name in _DEID_OPTIONS}
+            model = deid.deidentify(model, Parsed(chosen, table=deid.OPTIONS), key)
+        if original is None and image is None and "00280010" in model:
+            raise export.ExportError(
+                "meta describes an image but the row has no pixel data: give its path, "
+                "content or image"
+            )
+        dataset, data = export.part10(model, original, image, options["transfer_syntax"])
+        written = os.path.join(out_dir, options["layout"].path(dataset))
+        write_file(written, data, overwrite=options["overwrite"])
+    except OptionError:
+        raise
+    except (export.ExportError, DicomsqlError, OSError) as exc:
+        return source, None, None, str(exc) if str(exc) else type(exc).__name__
+    return source, written, len(data), None
+
+
+def _original(fields: Mapping[str, Any]) -> bytes | None:
+    content = fields.get("content")
+    if content is not None:
+        return bytes(content)
+    path = fields.get("path")
+    if path is None:
+        return None
+    try:
+        with open_file(path, limited=True) as fp:
+            return fp.read()
+    except OSError as exc:
+        raise export.ExportError(f"cannot open: {exc.strerror or exc}") from None
+
+
+def _header(fields: Mapping[str, Any], original: bytes | None) -> dict[str, Any]:
+    meta = fields.get("meta")
+    if meta is not None:
+        try:
+            model = json.loads(meta)
+        except (TypeError, json.JSONDecodeError):
+            model = None
+        if not isinstance(model, dict):
+            raise export.ExportError("meta is not DICOM JSON text")
+        return model
+    if original is None:
+        raise export.ExportError("no meta, path or content to write")
+    model, _invalid = dataset_model(read_dataset(io.BytesIO(original), len(original)))
+    return model
+
+
+def _image(value: Any, fields: Mapping[str, Any]) -> Image | None:
+    """The derived image of a row: an image struct, or an array with ``rows`` and
+    ``columns`` columns."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        if value.get("data") is None:
+            raise export.ExportError(f"no image: {value.get('error') or 'its data is NULL'}")
+        return Image.from_struct(dict(value), dtype=float)
+    if fields.get("rows") is None or fields.get("columns") is None:
+        raise export.ExportError("an image array needs rows and columns columns")
+    try:
+        return Image.from_struct(
+            {"rows": fields["rows"], "columns": fields["columns"], "data": value}, dtype=float
+        )
+    except ValueError as exc:
+        raise export.ExportError(f"the image array does not fit rows x columns: {exc}") from None
