@@ -387,7 +387,32 @@ class App:
             access=self.access,
             catalogs=self.catalogs,
             refresh_interval=self.settings["refresh_interval"] or None,
+            deidentified=self.deidentified_session(spark),
         )
+
+    def deidentified_session(
+        self, spark: pyspark.sql.SparkSession
+    ) -> pyspark.sql.SparkSession | None:
+        """With ``deidentified_views``: the session of the deidentified role, ``spark``'s views
+        de-identified (:mod:`dicomsql.deidentified`) with the ``deidentify_option`` and
+        ``identifying_column`` settings."""
+        if not self.settings["deidentified_views"]:
+            return None
+        from .deidentified import deidentified_session
+
+        options = {}
+        for pair in self.settings["deidentify_option"] or ():
+            name, equals, value = pair.partition("=")
+            if not equals:
+                raise DicomsqlError(
+                    f"--deidentify-option {pair!r}: NAME=VALUE, e.g. date_shift=true"
+                )
+            options[name.strip()] = value.strip()
+        catalogs = {name: catalog.name for name, catalog in self.catalogs.items()}
+        session, _views = deidentified_session(
+            spark, catalogs, options, self.settings["identifying_column"] or ()
+        )
+        return session
 
     def announce(self, server: Server) -> None:
         """Describe this process in the home as ``server``, so that dicomsql commands on the

@@ -15,9 +15,10 @@ __all__ = ["SETTINGS", "DEFAULTS", "AUTH_MODES", "ROLES", "STATEMENT_MODES", "si
 
 AUTH_MODES = ("none", "password", "ldap")
 #: The roles of :mod:`dicomsql.server.auth`: admin may do everything Spark allows, analyst
-#: what the statement policy (:mod:`dicomsql.server.policy`) admits. Declared here (the server
+#: what the statement policy (:mod:`dicomsql.server.policy`) admits, deidentified the same
+#: over the de-identified views only (:mod:`dicomsql.deidentified`). Declared here (the server
 #: imports this module, not the other way round) so that the settings below can offer them.
-ROLES = ("analyst", "admin")
+ROLES = ("analyst", "admin", "deidentified")
 #: How :mod:`dicomsql.server.audit` records statements: their text, or only its SHA-256.
 STATEMENT_MODES = ("text", "hash")
 
@@ -113,6 +114,22 @@ SETTINGS: tuple[Option, ...] = (
         None,
         "With --auth ldap: PEM file of the CA that signed the directory's certificate (default: the system's).",
         parse=Path,
+    ),
+    Option(
+        "deidentified_views",
+        False,
+        "Serve the deidentified role: every served view de-identified (headers by PS3.15, paths as ids, identifying columns as pseudonyms).",
+        parse=boolean,
+    ),
+    Option(
+        "deidentify_option",
+        (),
+        "With --deidentified-views: an option of dicom_deidentify for the views, NAME=VALUE (repeatable; e.g. date_shift=true).",
+    ),
+    Option(
+        "identifying_column",
+        (),
+        "With --deidentified-views: TABLE.COLUMN shown as a keyed pseudonym (repeatable; PatientID and UID columns always are).",
     ),
     Option(
         "analyst_exports",

@@ -56,6 +56,8 @@ __all__ = [
     "data_root_for",
     "list_files",
     "open_file",
+    "open_named",
+    "READS_PROPERTY",
     "EXPORT_ROOTS_VARIABLE",
     "export_roots",
     "export_roots_value",
@@ -66,6 +68,9 @@ __all__ = [
 DATA_ROOTS_VARIABLE = "DICOMSQL_DATA_ROOTS"
 MAX_FILE_SIZE_VARIABLE = "DICOMSQL_MAX_FILE_SIZE"
 EXPORT_ROOTS_VARIABLE = "DICOMSQL_EXPORT_ROOTS"
+#: The Spark local property of a statement whose queries may name files only by their
+#: pseudonymous ids (``ids``: the de-identified role's statements).
+READS_PROPERTY = "dicomsql.reads"
 DEFAULT_MAX_FILE_SIZE = 2 * 1024**3
 _READ_BUFFER = 64 * 1024
 
@@ -473,6 +478,39 @@ def open_file(path: str, *, limited: bool = False) -> BinaryIO:
     return fp
 
 
+def open_named(name: str) -> BinaryIO:
+    """Open, whole-file limited (:func:`open_file`), a file a query names: a path or URI, or a
+    pseudonymous file id (``dicom_file_id``), which the server's key turns back into its path.
+    The path of an id never shows in an error: the id stands in its place. In a statement
+    of the de-identified role (Spark local property ``dicomsql.reads`` = ``ids``) only ids are
+    accepted."""
+    from .dicom.deid import FILE_ID_PREFIX, file_of_id
+
+    if not name.startswith(FILE_ID_PREFIX):
+        if _ids_only():
+            raise DicomsqlError("this account names files by their id (the views' id column)")
+        return open_file(name, limited=True)
+    from .keys import deid_key
+
+    try:
+        path = file_of_id(name, deid_key())
+    except ValueError as exc:
+        raise DicomsqlError(f"{name[:40]}...: {exc}") from None
+    try:
+        return open_file(path, limited=True)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror) from None
+    except DicomsqlError as exc:
+        raise DicomsqlError(str(exc).replace(path, name)) from None
+
+
+def _ids_only() -> bool:
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    return context is not None and context.getLocalProperty(READS_PROPERTY) == "ids"
+
+
 def export_roots() -> tuple[str, ...] | None:
     """The folders this process may write files under, or None when it may write anywhere."""
     value = os.environ.get(EXPORT_ROOTS_VARIABLE)
@@ -513,7 +551,7 @@ def write_file(path: str, data: bytes, *, overwrite: bool = False) -> None:
     path = _local_path(path)
     check_export_allowed(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, mode=0o700, exist_ok=True)
+    _make_folders(folder)
     check_export_allowed(path)
     if not overwrite and _holds(path, data):
         return
@@ -529,12 +567,40 @@ def write_file(path: str, data: bytes, *, overwrite: bool = False) -> None:
             try:
                 os.link(temporary, path)
             except FileExistsError:
-                raise DicomsqlError(
-                    f"{path} exists (option overwrite 'true' replaces it)"
-                ) from None
+                if not _holds(path, data):  # not the same file written at the same time
+                    raise DicomsqlError(
+                        f"{path} exists (option overwrite 'true' replaces it)"
+                    ) from None
+        _sync_folder(folder)
     finally:
         if os.path.lexists(temporary):
             os.unlink(temporary)
+
+
+def _make_folders(folder: str) -> None:
+    """``folder`` and the folders above it that are missing, each made 0700 (``os.makedirs``
+    gives its mode to the last one only)."""
+    missing = []
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    for each in reversed(missing):
+        try:
+            os.mkdir(each, 0o700)
+        except FileExistsError:
+            pass
+
+
+def _sync_folder(folder: str) -> None:
+    """Make a rename or link in ``folder`` durable."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _holds(path: str, data: bytes) -> bool:

@@ -166,15 +166,21 @@ def test_serve_demo_then_tables_restart_keeps_ctas_tables_and_stops_cleanly(
         cursor.execute(f"SELECT dicom_image('{outside}', 0, map('mode', 'FAILFAST')).data")
     # an analyst exports into their own folder of the export roots only, in the workers too
     own = exports / getpass.getuser()
-    (own / "link").parent.mkdir(parents=True)
+    (own / "viaid").mkdir(parents=True)
     (own / "link").symlink_to(home)
     ct = "SELECT meta, path FROM shipped WHERE path LIKE '%/CT_small.dcm'"
     cursor.execute(f"SELECT written, error FROM dicom_export(TABLE({ct}), '{own}/ct')")
     ((written, error),) = cursor.fetchall()
     assert error is None and pydicom.dcmread(written).Modality == "CT"
     assert Path(written).is_relative_to(own / "ct")
-    cursor.execute(f"SELECT error FROM dicom_export(TABLE({ct}), '{own}/link')")
-    assert "is outside the export roots" in cursor.fetchone()[0]
+    # a symlink named as the policy sees it is refused before anything runs; one the layout
+    # reaches (the PatientID's folder) is refused where the file is written
+    (own / "viaid" / pydicom.dcmread(written).PatientID).symlink_to(home)
+    by_patient = "map('layout', '{PatientID}/{SOPInstanceUID}.dcm')"
+    cursor.execute(f"SELECT error FROM dicom_export(TABLE({ct}), '{own}/viaid', {by_patient})")
+    assert "the layout places the file outside" in cursor.fetchone()[0]
+    with pytest.raises(OperationalError, match="rule no_file_access"):
+        cursor.execute(f"SELECT * FROM dicom_export(TABLE({ct}), '{own}/link')")
     with pytest.raises(OperationalError, match="rule no_file_access"):
         cursor.execute(f"SELECT * FROM dicom_export(TABLE({ct}), '{exports}/someone')")
     cursor.close()

@@ -3,11 +3,13 @@ elements, values and pixels) and DCMTK's ``dcmftest``; atomic writes within the 
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import json
 import os
 import stat
 import subprocess
+import uuid
 import warnings
 
 import numpy as np
@@ -206,11 +208,55 @@ def test_integer_and_colour_images_are_exact():
         model, path.read_bytes(), Image(10, 12, 1, 1, "MONOCHROME2", None, None, integers)
     )
     np.testing.assert_array_equal(decode(data).data, integers)
+    wide = np.arange(0, 40000, dtype=float).reshape(200, 200)  # integers beyond int16
+    _, data = part10(
+        model, path.read_bytes(), Image(200, 200, 1, 1, "MONOCHROME2", None, None, wide)
+    )
+    np.testing.assert_array_equal(decode(data, dtype=np.float64).data, wide)
     colour = np.random.default_rng(1).integers(0, 256, (6, 5, 3)).astype(float)
     _, data = part10(model, path.read_bytes(), Image(6, 5, 1, 3, "RGB", None, None, colour), "rle")
     back = decode(data)
     assert back.photometric == "RGB"
     np.testing.assert_array_equal(back.data, colour)
+
+
+def test_derived_instances_differ_by_what_the_image_is():
+    path = next(p for p in EXPORTABLE if p.name == "CT_small.dcm")
+    model = {**_meta(path)[0], "00080008": {"vr": "CS", "Value": ["ORIGINAL"]}}  # VM 1
+    flat = part10(
+        model, path.read_bytes(), Image(4, 8, 1, 1, "MONOCHROME2", None, None, np.zeros((4, 8)))
+    )[0]
+    tall = part10(
+        model, path.read_bytes(), Image(8, 4, 1, 1, "MONOCHROME2", None, None, np.zeros((8, 4)))
+    )[0]
+    assert flat.SOPInstanceUID != tall.SOPInstanceUID
+    assert list(flat.ImageType) == ["DERIVED", "SECONDARY"]
+    assert uuid.UUID(int=int(flat.SOPInstanceUID[5:])).version == 8
+
+
+def test_big_endian_binary_values_are_written_little_endian():
+    for words in (300, 600):  # InlineBinary in meta, and by BulkDataURI
+        dataset = pydicom.Dataset()
+        dataset.SOPClassUID, dataset.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", "1.2.3.4"
+        dataset.Rows = dataset.Columns = 2
+        dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
+        dataset.BitsAllocated = dataset.BitsStored = 16
+        dataset.HighBit, dataset.PixelRepresentation = 15, 0
+        dataset.add_new(0x00281201, "OW", np.arange(words, dtype=">u2").tobytes())
+        dataset.add_new(0x7FE00010, "OW", np.arange(4, dtype=">u2").tobytes())
+        dataset.file_meta = pydicom.dataset.FileMetaDataset()
+        dataset.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.2"
+        dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+        big = io.BytesIO()
+        pydicom.dcmwrite(big, dataset, enforce_file_format=True)
+        model, _ = dataset_model(read_dataset(io.BytesIO(big.getvalue())), "x.dcm")
+        written = pydicom.dcmread(
+            io.BytesIO(part10(json.loads(model_json(model)), big.getvalue())[1])
+        )
+        assert written.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+        assert np.frombuffer(written[0x00281201].value, "<u2")[:4].tolist() == [0, 1, 2, 3]
+        assert written.pixel_array.ravel().tolist() == [0, 1, 2, 3]
 
 
 def test_bad_rows_are_errors_that_say_why():
@@ -246,6 +292,12 @@ def test_layout_places_files_by_their_attributes_safely():
         ("{PatientID}/../{SOPInstanceUID}", "relative path"),
         ("fixed.dcm", "relative path"),
         ("{PatientId}/{SOPInstanceUID}", "PatientId is none"),
+        # format specs bring back what the template may not hold: '', '.', '/'
+        ("{PatientID:.0}../{PatientID:.0}../bob/{SOPInstanceUID}.dcm", "no format specs"),
+        ("{PatientID:/>1.0}etc/cron.d/x{SOPInstanceUID:.0}", "no format specs"),
+        ("{PatientID!r}/{SOPInstanceUID}", "no format specs"),
+        ("{PatientID:{SOPInstanceUID}}", "no format specs"),
+        ("{}/{SOPInstanceUID}", "is none"),
     ]:
         with pytest.raises(OptionError, match=why):
             parse({"layout": bad}, OPTIONS, where="dicom_export")
@@ -288,13 +340,23 @@ def test_files_are_written_whole_private_and_only_once(tmp_path):
     write_file(str(target), b"first")
     assert target.read_bytes() == b"first"
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o700
+    for folder in (tmp_path / "a", tmp_path / "a" / "b"):  # every folder made, not the last only
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     write_file(str(target), b"first")  # the same bytes again: nothing to do
     with pytest.raises(DicomsqlError, match="exists .option overwrite"):
         write_file(str(target), b"second")
     write_file(str(target), b"second", overwrite=True)
     assert target.read_bytes() == b"second"
     assert sorted(os.listdir(target.parent)) == ["file.dcm"]  # no temporary file left
+
+
+def test_the_same_file_written_at_once_twice_is_no_error(tmp_path):
+    target = str(tmp_path / "f.dcm")  # a task and its speculative copy, say
+    for _ in range(20):
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda _: write_file(target, b"same bytes"), range(2)))
+        os.unlink(target)
+    assert os.listdir(tmp_path) == []
 
 
 def test_writes_stay_within_the_export_roots(tmp_path, monkeypatch):

@@ -219,6 +219,10 @@ CASES: list[tuple[str, str | None]] = [
     ),
     ("SELECT * FROM dicom_export(TABLE(served), NULL)", "no_file_access"),
     (
+        "SELECT * FROM dicom_export(TABLE(served), '/etc', out_dir => '/srv/exports/alice')",
+        "no_file_access",
+    ),
+    (
         "SELECT * FROM dicom_export(TABLE(SELECT * FROM secret.t), '/srv/exports/alice')",
         "read_allowed_databases",
     ),
@@ -267,6 +271,29 @@ def test_policy_row(scope, demo, statement, rule):
     assert f"rule {rule} ({policy.RULES[rule]})" in str(refused.value)
 
 
+#: Statements of the deidentified role (its scope reads no shared database, and no files).
+DEIDENTIFIED_CASES = [
+    ("CREATE TEMPORARY VIEW raw USING dicom OPTIONS (path '{roots}')", "deidentified_only"),
+    ("CREATE TEMPORARY VIEW raw USING parquet OPTIONS (path '/tmp')", "deidentified_only"),
+    ("SELECT * FROM shared.t", "read_allowed_databases"),
+    ("SELECT * FROM served", None),
+]
+
+
+@pytest.mark.parametrize(
+    "statement, rule", DEIDENTIFIED_CASES, ids=[c[0][:60] for c in DEIDENTIFIED_CASES]
+)
+def test_deidentified_policy_row(scope, demo, statement, rule):
+    deidentified = dataclasses.replace(scope, shared_databases=frozenset(), deidentified=True)
+    plan = _parse(scope, statement.replace("{roots}", str(demo / "images")))
+    if rule is None:
+        policy.check(plan, deidentified)
+        return
+    with pytest.raises(policy.PolicyViolation) as refused:
+        policy.check(plan, deidentified)
+    assert refused.value.rule == rule, str(refused.value)
+
+
 def test_exports_are_refused_unless_the_server_grants_them(scope):
     ungranted = dataclasses.replace(scope, export_folders=())
     plan = _parse(scope, "SELECT * FROM dicom_export(TABLE(served), '/srv/exports/alice')")
@@ -290,4 +317,4 @@ def test_every_row_of_the_policy_has_a_case(scope, demo):
         for node in policy._nodes(_parse(scope, s))
     }
     assert set(policy.DENIED) - refused == set()
-    assert {rule for _, rule in CASES if rule} == set(policy.RULES)
+    assert {rule for _, rule in CASES + DEIDENTIFIED_CASES if rule} == set(policy.RULES)

@@ -12,10 +12,9 @@ from dicomsql.dicom import deid, export
 from dicomsql.dicom.dicomjson import dataset_model
 from dicomsql.dicom.header import read_dataset
 from dicomsql.dicom.pixels import Image
-from dicomsql.errors import DicomsqlError
 from dicomsql.keys import deid_key
 from dicomsql.options import OptionError, Parsed
-from dicomsql.storage import open_file, write_file
+from dicomsql.storage import open_named, write_file
 
 from .arrow import Expected
 from .registry import Table, column, constant, options, sql_function
@@ -103,10 +102,12 @@ def export_row(fields: Mapping[str, Any], out_dir: str, options: Mapping[str, An
             )
         dataset, data = export.part10(model, original, image, options["transfer_syntax"])
         written = os.path.join(out_dir, options["layout"].path(dataset))
+        if not os.path.realpath(written).startswith(os.path.realpath(out_dir) + os.sep):
+            raise export.ExportError(f"the layout places the file outside {out_dir}")
         write_file(written, data, overwrite=options["overwrite"])
     except OptionError:
         raise
-    except (export.ExportError, DicomsqlError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - one row's failure is that row's error
         return source, None, None, str(exc) if str(exc) else type(exc).__name__
     return source, written, len(data), None
 
@@ -119,7 +120,7 @@ def _original(fields: Mapping[str, Any]) -> bytes | None:
     if path is None:
         return None
     try:
-        with open_file(path, limited=True) as fp:
+        with open_named(path) as fp:
             return fp.read()
     except OSError as exc:
         raise export.ExportError(f"cannot open: {exc.strerror or exc}") from None

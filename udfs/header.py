@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import pyarrow as pa
 
 from dicomsql.dicom import deid, export
 from dicomsql.dicom.dicomjson import model_json, parse_tag, tag_text
+from dicomsql.dicom.header import HeaderColumns
 from dicomsql.keys import deid_key
 
 from .arrow import Expected, labels
-from .registry import column, options, sql_function
+from .registry import column, constant, options, sql_function
 
 
 def tags(array: pa.Array) -> list[int | None]:
@@ -98,3 +100,75 @@ def dicom_burned_in(meta: list) -> list:
     secondary capture, an ultrasound, endoscopy or photograph image (SOP class or modality).
     ``dicom_export`` with ``deidentify`` refuses these unless ``allow_burned_in``."""
     return [None if text is None else export.burned_in(_model(text)) for text in meta]
+
+
+@sql_function(
+    column("path", "STRING", labels),
+    returns="STRING",
+    example="SELECT dicom_image(dicom_file_id(path)).rows FROM demo_images LIMIT 3",
+)
+def dicom_file_id(path: list) -> list:
+    """A stable pseudonymous id of the file at ``path`` (``dicomsql-id:`` and 64 or more
+    letters): the same for the same path with the server's key (``--deid-key-file``), and
+    only that key turns it back into the path. The pixel functions and ``dicom_export`` take
+    it in place of the path; the de-identified views show it as ``id``, never the path."""
+    key = deid_key()
+    return [None if value is None else deid.file_id(value, key) for value in path]
+
+
+def _pseudonym_kind(text: str) -> str:
+    if text not in ("text", "uid"):
+        raise Expected("'text' or 'uid'", repr(text))
+    return text
+
+
+@sql_function(
+    column("value", "STRING", labels),
+    constant("kind", "STRING", _pseudonym_kind, default="text"),
+    returns="STRING",
+    example="SELECT dicom_pseudonym(PatientID), age FROM demo_patients LIMIT 3",
+)
+def dicom_pseudonym(value: list, kind: str) -> list:
+    """The keyed pseudonym ``dicom_deidentify`` gives a value, for the columns of clinical
+    tables: ``kind`` ``'text'`` (default) gives the dummy of text attributes (a PatientID
+    becomes what it becomes in the de-identified headers, so the tables still join), ``'uid'``
+    the remapped UID (``2.25.`` and a keyed hash, as a StudyInstanceUID is remapped)."""
+    key = deid_key()
+    change = deid.pseudonym if kind == "text" else deid.remap_uid
+    return [None if text is None else change(str(text), key) for text in value]
+
+
+def _typed_columns(text: str) -> HeaderColumns:
+    try:
+        return HeaderColumns.named([key.strip() for key in text.split(",") if key.strip()])
+    except ValueError as exc:
+        raise Expected("a comma-separated list of attribute keywords", str(exc)) from None
+
+
+def _json_value(value):
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    return value
+
+
+@sql_function(
+    column("meta", "STRING", labels),
+    constant("keywords", "STRING", _typed_columns),
+    returns="STRING",
+    example="SELECT from_json(dicom_typed(meta, 'StudyDate, Rows'), 'StudyDate DATE, Rows BIGINT') "
+    "FROM demo_images LIMIT 3",
+)
+def dicom_typed(meta: list, keywords: HeaderColumns) -> list:
+    """The typed values of these attributes (comma-separated keywords) as the ``dicom``
+    source's columns hold them, as JSON for ``from_json`` with their types: how a view
+    recomputes typed columns from a changed ``meta`` (a de-identified one, say). Values that
+    do not parse are NULL; ``PatientAge`` brings ``PatientAgeYears``."""
+    results = []
+    for text in meta:
+        if text is None:
+            results.append(None)
+            continue
+        values, _problems = keywords.values(_model(text))
+        row = {name: _json_value(v) for name, v in zip(keywords.names, values)}
+        results.append(json.dumps(row))
+    return results

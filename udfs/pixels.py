@@ -26,7 +26,7 @@ from dicomsql.dicom import pixels
 from dicomsql.dicom.volume import VOLUME_FIELDS, Slice, stack
 from dicomsql.options import Bound
 from dicomsql.source.options import IMAGE_OPTIONS
-from dicomsql.storage import check_file_size, open_file
+from dicomsql.storage import check_file_size, open_named
 
 from .arrow import Expected, labels, numbers
 from .registry import Struct, Table, column, constant, options, sql_function
@@ -62,7 +62,7 @@ def decoded(
     where = source if isinstance(source, str) else f"<{len(source)} bytes>"
     try:
         if isinstance(source, str):
-            with open_file(source, limited=True) as fp:
+            with open_named(source) as fp:
                 return pixels.decode(fp, frame, invert=invert, dtype=dtype)
         check_file_size(len(source))
         return pixels.decode(source, frame, invert=invert, dtype=dtype)

@@ -61,7 +61,17 @@ __all__ = [
     "pseudonym",
     "remap_uid",
     "shift_days",
+    "FILE_ID_PREFIX",
+    "file_id",
+    "file_of_id",
+    "changed_keywords",
+    "resolved_actions",
 ]
+
+#: How a pseudonymous file id starts (``dicom_file_id``): what the pixel functions take
+#: instead of a path in the de-identified views.
+FILE_ID_PREFIX = "dicomsql-id:"
+_ID_PAD = 32  # paths are padded to a multiple of this, so an id tells little of the length
 
 
 @dataclass(frozen=True)
@@ -211,6 +221,76 @@ def shift_days(patient_id: str, key: bytes) -> int:
     key and the original PatientID."""
     digest = hmac.new(key, b"date-shift\0" + patient_id.encode("utf-8"), hashlib.sha256).digest()
     return 1 + int.from_bytes(digest[:4], "big") % _MAX_SHIFT_DAYS
+
+
+def file_id(path: str, key: bytes) -> str:
+    """The pseudonymous id of a file's ``path``: the same for the same path and key, and only
+    the key turns it back into the path (:func:`file_of_id`). A deterministic authenticated
+    encryption (SIV with HMAC-SHA256: the path's keyed hash is the IV and the tag, a keystream
+    from it hides the path, padded to a multiple of 32 bytes).
+
+    >>> token = file_id("/data/ct/1.dcm", b"k")
+    >>> token.startswith(FILE_ID_PREFIX), token == file_id("/data/ct/1.dcm", b"k")
+    (True, True)
+    >>> file_of_id(token, b"k")
+    '/data/ct/1.dcm'
+    """
+    data = path.encode("utf-8")
+    padded = data + b"\0" * (-len(data) % _ID_PAD or (0 if data else _ID_PAD))
+    iv = hmac.new(key, b"file-id\0" + data, hashlib.sha256).digest()[:16]
+    hidden = bytes(a ^ b for a, b in zip(padded, _keystream(key, iv, len(padded))))
+    return FILE_ID_PREFIX + base64.urlsafe_b64encode(iv + hidden).decode("ascii").rstrip("=")
+
+
+def file_of_id(token: str, key: bytes) -> str:
+    """The path of a :func:`file_id` made with ``key``; ``ValueError`` for anything else (a
+    changed, truncated or foreign id)."""
+    if not token.startswith(FILE_ID_PREFIX):
+        raise ValueError("not a dicomsql file id")
+    text = token[len(FILE_ID_PREFIX) :]
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError):
+        raise ValueError("not a dicomsql file id") from None
+    iv, hidden = raw[:16], raw[16:]
+    data = bytes(a ^ b for a, b in zip(hidden, _keystream(key, iv, len(hidden)))).rstrip(b"\0")
+    expected = hmac.new(key, b"file-id\0" + data, hashlib.sha256).digest()[:16]
+    if len(iv) != 16 or not hmac.compare_digest(iv, expected):
+        raise ValueError("not a file id of this server's key")
+    return data.decode("utf-8")
+
+
+def _keystream(key: bytes, iv: bytes, size: int) -> bytes:
+    blocks = (
+        hmac.new(key, b"file-id-stream\0" + iv + n.to_bytes(4, "big"), hashlib.sha256).digest()
+        for n in range(-(-size // 32))
+    )
+    return b"".join(blocks)[:size]
+
+
+def changed_keywords(keywords: list[str], options: Mapping[str, Any] | None = None) -> set[str]:
+    """Which of these attribute keywords ``dicom_deidentify`` changes under ``options``
+    (removes, empties, replaces or cleans): the typed columns a de-identified view recomputes
+    from the de-identified ``meta``; the others it keeps as they are.
+
+    >>> sorted(changed_keywords(["PatientID", "Modality", "StudyDate"]))
+    ['PatientID', 'StudyDate']
+    """
+    from pydicom.datadict import tag_for_keyword
+
+    actions = resolved_actions(options)
+    changed = set()
+    for keyword in keywords:
+        tag = tag_for_keyword(keyword)
+        if tag is not None and actions.get(f"{tag:08X}", "K") != "K":
+            changed.add(keyword)
+    return changed
+
+
+def resolved_actions(options: Mapping[str, Any] | None = None) -> Mapping[str, str]:
+    """Each listed tag's action (``GGGGEEEE`` -> ``X``, ``Z``, ``D``, ``K``, ``C`` or ``U``)
+    under ``dicom_deidentify``'s ``options``."""
+    return _resolved(parse(options, OPTIONS, where="dicom_deidentify"))
 
 
 def _resolved(settings: Mapping[str, Any]) -> Mapping[str, str]:

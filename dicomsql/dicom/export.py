@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from pydicom import dcmread, dcmwrite
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     UID,
@@ -102,15 +103,25 @@ class Layout:
     template: str
 
     def __post_init__(self) -> None:
-        fields = [name for _, name, _, _ in string.Formatter().parse(self.template) if name]
+        try:
+            parsed = list(string.Formatter().parse(self.template))
+        except ValueError:
+            parsed = None
+        fields = [name for _, name, _, _ in parsed or () if name is not None]
         parts = self.template.replace("\\", "/").split("/")
-        if not fields or self.template.startswith("/") or ".." in parts or "" in parts:
+        if (
+            not parsed
+            or not fields
+            or any(spec or conversion for _, _, spec, conversion in parsed)
+            or self.template.startswith("/")
+            or ".." in parts
+            or "" in parts
+        ):
             raise ValueError(
-                "a relative path of {Keyword} fields, e.g. " + DEFAULT_LAYOUT.replace("{", "{{")
+                "a relative path of plain {Keyword} fields (no format specs), e.g. "
+                + DEFAULT_LAYOUT
             )
-        from pydicom.datadict import tag_for_keyword
-
-        unknown = [name for name in fields if tag_for_keyword(name) is None]
+        unknown = [name for name in fields if not name or tag_for_keyword(name) is None]
         if unknown:
             raise ValueError(f"a path of DICOM keywords ({', '.join(unknown)} is none)")
 
@@ -218,6 +229,8 @@ def part10(
     target = TRANSFER_SYNTAXES[transfer_syntax] or source_syntax
     if target == ExplicitVRBigEndian:  # retired (PS3.5 A.3): written little endian
         target = ExplicitVRLittleEndian
+    if source_syntax == ExplicitVRBigEndian:
+        _swap_binary_values(dataset)
     dataset.file_meta = _file_meta(dataset, model, source_syntax)
     try:
         _transcode(dataset, source_syntax, target)
@@ -324,13 +337,30 @@ def _transcode(dataset: Dataset, source: UID, target: UID) -> None:
         # OW is swapped by 16-bit words, whatever the pixels' size (PS3.5 7.3)
         bits, vr = int(dataset.BitsAllocated), dataset["PixelData"].VR
         width = bits // 8 if bits >= 16 else 2 if vr == "OW" else 1
-        if width > 1:
-            values = np.frombuffer(dataset.PixelData, dtype=f">u{width}")
-            dataset.PixelData = values.astype(f"<u{width}").tobytes()
+        dataset.PixelData = _little_endian(dataset.PixelData, width)
     dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     if target.is_compressed:
         _interleave(dataset)
         dataset.compress(target, generate_instance_uid=False)
+
+
+#: Bytes per word of the binary VRs a big endian file stores in its byte order.
+_WORD_SIZES = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
+
+
+def _little_endian(data: bytes, width: int) -> bytes:
+    if width < 2 or len(data) % width:
+        return data
+    return np.frombuffer(data, dtype=f">u{width}").astype(f"<u{width}").tobytes()
+
+
+def _swap_binary_values(dataset: Dataset) -> None:
+    """The binary values (but the pixel data) of a big endian file's dataset in little
+    endian order, as the file written has them."""
+    for element in dataset.iterall():
+        width = _WORD_SIZES.get(element.VR)
+        if width and element.tag != 0x7FE00010 and isinstance(element.value, bytes):
+            element.value = _little_endian(element.value, width)
 
 
 def _interleave(dataset: Dataset) -> None:
@@ -373,6 +403,9 @@ _STALE_PIXEL_KEYWORDS = (
     "FloatPixelData",
     "DoubleFloatPixelData",
     "ICCProfile",
+    "SharedFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence",
+    "DimensionIndexSequence",
 )
 
 
@@ -401,9 +434,10 @@ def _set_image(dataset: Dataset, image: Image, source: Dataset | None) -> None:
     if image.pixel_spacing:
         dataset.PixelSpacing = [_ds(value) for value in image.pixel_spacing]
     original = str(dataset.get("SOPInstanceUID", ""))
-    digest = hashlib.sha256(original.encode() + data.tobytes()).digest()
-    dataset.SOPInstanceUID = "2.25." + str(int.from_bytes(digest[:16], "big"))
-    dataset.ImageType = ["DERIVED", "SECONDARY", *list(dataset.get("ImageType") or [])[2:]]
+    dataset.SOPInstanceUID = _derived_uid(original, image, data)
+    image_type = dataset.get("ImageType") or []
+    image_type = [image_type] if isinstance(image_type, str) else list(image_type)
+    dataset.ImageType = ["DERIVED", "SECONDARY", *image_type[2:]]
     dataset.DerivationDescription = "derived image written by dicomsql"
     if source is not None and "SOPClassUID" in source:
         item = Dataset()
@@ -412,12 +446,27 @@ def _set_image(dataset: Dataset, image: Image, source: Dataset | None) -> None:
         dataset.SourceImageSequence = [item]
 
 
+def _derived_uid(original: str, image: Image, data: np.ndarray) -> str:
+    """The UID of a derived image: a version 8 UUID (as ``2.25.``) of the original's UID and
+    everything the image is (shape, kind, window, spacing, values), so the same image derived
+    again is the same instance."""
+    described = repr(
+        (original, data.shape, image.samples, image.photometric, image.window, image.pixel_spacing)
+    )
+    digest = bytearray(hashlib.sha256(described.encode() + data.tobytes()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 9562 variant
+    return f"2.25.{int.from_bytes(digest, 'big')}"
+
+
 def _as_int16(data: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """``data`` as int16 and the (slope, intercept) mapping it back: exact for integers in
-    range, else the range spread over the 65,536 stored values."""
+    """``data`` as int16 and the (slope, intercept) mapping it back: exact for integers whose
+    range fits 65,536 values (shifted by the intercept when outside int16's), else the range
+    spread over the 65,536 stored values."""
     low, high = float(data.min()), float(data.max())
-    if np.array_equal(data, np.rint(data)) and -32768 <= low and high <= 32767:
-        return data.astype(np.int16), 1.0, 0.0
+    if np.array_equal(data, np.rint(data)) and high - low <= 65535:
+        shift = 0.0 if -32768 <= low and high <= 32767 else low + 32768
+        return (data - shift).astype(np.int16), 1.0, shift
     slope = (high - low) / 65535 or 1.0
     intercept = low + 32768 * slope
     stored = np.clip(np.rint((data - intercept) / slope), -32768, 32767).astype(np.int16)

@@ -110,6 +110,7 @@ def serve(
     access: Access | None = None,
     catalogs: Mapping[str, Catalog] | None = None,
     refresh_interval: float | None = None,
+    deidentified: pyspark.sql.SparkSession | None = None,
 ) -> Server:
     """Serve ``spark`` over the HiveServer2 protocol on ``host:port`` and return once it
     listens. Every client session is a clone of ``spark`` as it is when the client connects.
@@ -118,7 +119,9 @@ def serve(
     says who may log in, what analysts may do, and where it is audited; a non-loopback
     ``host`` needs logins and TLS. ``catalogs`` (by lower-case table name) are the served
     tables' catalogs: clients refresh them with ``REFRESH DICOM TABLE name``, and the server
-    every ``refresh_interval`` seconds when given."""
+    every ``refresh_interval`` seconds when given. ``deidentified`` (see
+    :func:`dicomsql.deidentified.deidentified_session`) is the session the deidentified
+    role's client sessions are clones of; without it, that role cannot log in."""
     from .engine import Engine
     from .service import serve_connection
     from .transport import Listener
@@ -135,6 +138,7 @@ def serve(
         access,
         catalogs=catalogs,
         refresh_interval=refresh_interval,
+        deidentified=deidentified,
     )
     try:
         listener = Listener(host, port, serve_connection(engine), access).start()

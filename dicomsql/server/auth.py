@@ -61,7 +61,7 @@ class AuthenticationFailed(DicomsqlError):
 
 @dataclass(frozen=True)
 class Account:
-    """A logged-in user: its name and role (``analyst`` or ``admin``)."""
+    """A logged-in user: its name and role (``analyst``, ``admin`` or ``deidentified``)."""
 
     name: str
     role: str
@@ -69,6 +69,11 @@ class Account:
     @property
     def admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def deidentified(self) -> bool:
+        """Whether the account sees only the de-identified views."""
+        return self.role == "deidentified"
 
     @property
     def database(self) -> str:

@@ -30,7 +30,7 @@ from TCLIService.ttypes import TOperationState, TOperationType
 from ..errors import INTERNAL_SQLSTATE, client_error
 from ..jobs import JobGroup
 from ..session import cloned
-from ..storage import check_paths, export_roots
+from ..storage import READS_PROPERTY, check_paths, export_roots
 from . import policy
 from .access import Access
 from .auth import Account
@@ -137,7 +137,9 @@ class Operation:
         self._offset = 0
         self._ended = False
         self._cancelled = threading.Event()
-        self._job_group = JobGroup(session.spark, description, pool=session.pool)
+        self._job_group = JobGroup(
+            session.spark, description, pool=session.pool, properties=session.properties
+        )
         self.max_rows: int | None = None  # the most rows the client gets (--max-result-rows)
         self.rows_sent = 0
         self.error_class: str | None = None
@@ -455,19 +457,28 @@ class ClientSession:
         self.caches = False  # whether the client ran CACHE TABLE
         self.last_used = time.monotonic()
         self._started = False  # whether a statement ran
+        self._served_views = (
+            engine.deidentified_views if account.deidentified else engine.served_views
+        )
         self.scope = (
             None
             if account.admin
             else policy.Scope(
                 own_database=account.database,
-                shared_databases=frozenset(engine.access.shared_databases),
+                shared_databases=frozenset(
+                    () if account.deidentified else engine.access.shared_databases
+                ),
                 functions=engine.functions,
                 session=spark,
-                served_views=engine.served_views,
+                served_views=self._served_views,
                 check_paths=check_paths,
                 export_folders=_export_folders(engine.access, account.name),
+                deidentified=account.deidentified,
             )
         )
+        #: Spark local properties of the session's statements: the deidentified role's name
+        #: files only by their ids (dicomsql.storage.open_named)
+        self.properties = {READS_PROPERTY: "ids"} if account.deidentified else {}
         self._lock = threading.Lock()
         self._checking = threading.Lock()  # an analyst's check + analysis, one statement at a time
         self._analysed = 0  # statements analysed so far
@@ -676,7 +687,7 @@ class ClientSession:
             for table in self.spark.catalog.listTables():
                 if (
                     table.isTemporary
-                    and table.name not in self.engine.served_views
+                    and table.name.lower() not in self._served_views
                     and self.spark.catalog.isCached(table.name)
                 ):
                     self.spark.catalog.uncacheTable(table.name)
@@ -694,14 +705,17 @@ class Engine:
         access: Access,
         catalogs: Mapping[str, Catalog] | None = None,
         refresh_interval: float | None = None,
+        deidentified: Any | None = None,
     ):
         self.spark = spark
         self.access = access
         self.catalogs = dict(catalogs or {})
+        self.deidentified = deidentified
         # what analysts may call and which views are the server's: as the served session is now
         self.functions = policy.Functions.of(spark)
-        self.served_views = frozenset(
-            t.name.lower() for t in spark.catalog.listTables() if t.isTemporary
+        self.served_views = _temporary_views(spark)
+        self.deidentified_views = (
+            _temporary_views(deidentified) if deidentified is not None else frozenset()
         )
         self._pool = ThreadPoolExecutor(
             max_workers=max_concurrent, thread_name_prefix="dicomsql-query"
@@ -743,7 +757,13 @@ class Engine:
                 f"{account.name} has {limit} sessions open, the most allowed (--max-sessions-per-user): close one",
                 "08004",
             )
-        spark = cloned(self.spark)
+        if account.deidentified and self.deidentified is None:
+            raise OperationError(
+                f"{account.name} has the deidentified role, and this server has no "
+                "de-identified views (dicomsql serve --deidentified-views)",
+                "08004",
+            )
+        spark = cloned(self.deidentified if account.deidentified else self.spark)
         with self._lock:
             self._opened += 1
             pool = f"dicomsql-{self._opened % SCHEDULER_POOLS}"
@@ -850,6 +870,10 @@ def _logged(work: Callable[[], None]) -> Callable[[], None]:
             log.exception("operation failed outside its own error handling")
 
     return run
+
+
+def _temporary_views(spark: Any) -> frozenset[str]:
+    return frozenset(t.name.lower() for t in spark.catalog.listTables() if t.isTemporary)
 
 
 def _export_folders(access: Access, user: str) -> tuple[str, ...]:

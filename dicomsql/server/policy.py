@@ -42,6 +42,7 @@ __all__ = [
 #: Every rule a statement can break, with what it protects. The policy's errors name these.
 RULES: dict[str, str] = {
     "default_deny": "only the statements of the analyst policy are allowed",
+    "deidentified_only": "the deidentified role reads only the de-identified views and its own tables",
     "no_file_access": "no reading or writing of files except DICOM files under the data roots and tables in the warehouse",
     "no_code": "no JARs, files, scripts, Java methods or functions of one's own",
     "no_dynamic_sql": "no SQL built at run time (EXECUTE IMMEDIATE): it cannot be checked before it runs",
@@ -183,6 +184,8 @@ class Scope:
     check_paths: Callable[[list[str]], None] = lambda paths: None
     #: the folders ``dicom_export`` may write under (``<export root>/<user>``; none: it may not)
     export_folders: tuple[str, ...] = ()
+    #: the deidentified role: no view over files (their headers are raw)
+    deidentified: bool = False
     in_script: bool = field(default=False, init=False)
 
     @property
@@ -453,6 +456,8 @@ def _dicom_view(node: Any, scope: Scope) -> None:
     source checks them again when it lists and opens files)."""
     if getattr(node, "global")():
         raise PolicyViolation("temporary_views_only", "global temporary views")
+    if scope.deidentified:
+        raise PolicyViolation("deidentified_only", "a view USING a source reads raw files")
     provider = node.provider()
     if provider.lower() != "dicom":
         raise PolicyViolation("no_file_access", f"USING {provider}: only USING dicom reads files")
@@ -532,7 +537,8 @@ WRITING_FUNCTIONS = {"dicom_export": ("out_dir", 1)}
 
 def _export_folder(function: str, arguments: list[Any], scope: Scope) -> None:
     """An analyst's export goes only under their own folder of the export roots, named by
-    a string literal (checked again, symlinks resolved, where the file is written)."""
+    a string literal once (symlinks resolved); where each file is written, the workers check
+    again that it stays under that folder and the export roots."""
     if not scope.export_folders:
         raise PolicyViolation(
             "no_file_access", f"{function} writes files (admins only, unless --analyst-exports)"
@@ -543,7 +549,11 @@ def _export_folder(function: str, arguments: list[Any], scope: Scope) -> None:
         for a in arguments
         if a.getClass().getSimpleName() == "NamedArgumentExpression" and a.key().lower() == name
     ]
-    folder = named[0] if named else arguments[position] if len(arguments) > position else None
+    positional = [a for a in arguments if a.getClass().getSimpleName() != "NamedArgumentExpression"]
+    if named and len(positional) > position:
+        folder = None  # given twice: which one counts is Spark's to say, not the policy's
+    else:
+        folder = named[0] if named else positional[position] if len(positional) > position else None
     text = (
         folder.value().toString()
         if folder is not None
@@ -552,10 +562,9 @@ def _export_folder(function: str, arguments: list[Any], scope: Scope) -> None:
         and folder.value() is not None
         else None
     )
-    normal = os.path.normpath(text) if text else ""
-    if not any(
-        normal == f or normal.startswith(f.rstrip(os.sep) + os.sep) for f in scope.export_folders
-    ):
+    normal = os.path.realpath(text) if text else ""  # symlinks resolved, as the write does
+    folders = [os.path.realpath(own) for own in scope.export_folders]
+    if not any(normal == f or normal.startswith(f.rstrip(os.sep) + os.sep) for f in folders):
         raise PolicyViolation(
             "no_file_access",
             f"{function}'s {name} must be a string literal under {', '.join(scope.export_folders)}",

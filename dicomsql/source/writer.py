@@ -65,6 +65,7 @@ class DicomWriter(DataSourceWriter):
         self.options = options
 
     def write(self, iterator: Iterator) -> Written:
+        """Write a partition's rows; what was written and what failed."""
         done = Written()
         for row in iterator:
             source, _written, _size, error = export_row(input_row(row), self.out_dir, self.options)
@@ -77,6 +78,7 @@ class DicomWriter(DataSourceWriter):
         return done
 
     def commit(self, messages: list[Written | None]) -> None:
+        """Fail the job, naming the first rows not written, when any was not."""
         failed = sum(m.failed for m in messages if m is not None)
         if failed:
             files = sum(m.files for m in messages if m is not None)

@@ -1,0 +1,186 @@
+"""The deidentified role over a real endpoint: de-identified views of the demo, pseudonyms that
+join, pixels through ids, and nothing raw within reach."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pydicom
+import pytest
+from pyhive import hive
+from pyhive.exc import OperationalError
+
+from dicomsql.app import App
+from dicomsql.dicom import deid
+from dicomsql.keys import deid_key
+from dicomsql.server import free_port, serve
+from dicomsql.server.access import Access
+from dicomsql.server.auth import NoLogin
+from dicomsql.session import cloned
+from dicomsql.views import DEMO_VIEWS
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def served(spark, app):
+    """The demo's views (only those) served to the deidentified role, with one extra
+    identifying column."""
+    base = cloned(spark)
+    kept = {*DEMO_VIEWS, *(f"{name}__files" for name in DEMO_VIEWS)}
+    for table in base.catalog.listTables():
+        if table.isTemporary and table.name not in kept:
+            base.catalog.dropTempView(table.name)
+    settings = {
+        "home": app.home.path,
+        "deidentified_views": True,
+        "deidentify_option": ["date_shift=true"],
+        "identifying_column": ["demo_devices.device_id"],
+    }
+    serving = App(settings)
+    serving.catalogs = app.catalogs
+    session = serving.deidentified_session(base)
+    views = {t.name for t in session.catalog.listTables() if t.isTemporary}
+    server = serve(
+        base,
+        port=free_port(),
+        access=Access(authenticator=NoLogin("deidentified")),
+        deidentified=session,
+    )
+    yield server, views
+    server.stop()
+
+
+@pytest.fixture
+def cursor(served):
+    server, _ = served
+    # PyHive runs USE <database>: default is not the role's (its own database is)
+    connection = hive.connect(
+        host="127.0.0.1", port=server.port, username="dana", database="user_dana"
+    )
+    yield connection.cursor()
+    connection.close()
+
+
+def _rows(cursor, query: str) -> list:
+    cursor.execute(query)
+    return cursor.fetchall()
+
+
+def test_the_views_are_the_served_ones_de_identified(served, cursor, spark):
+    _, views = served
+    assert views == set(DEMO_VIEWS)
+    columns = [c[0] for c in _rows(cursor, "DESCRIBE demo_images")]
+    assert "id" in columns and "path" not in columns and "modificationTime" not in columns
+    raw = spark.sql(
+        "SELECT path, PatientID, StudyInstanceUID, Modality, StudyDate FROM demo_images "
+        "ORDER BY path LIMIT 24"
+    ).collect()
+    key = deid_key()
+    for row in raw:
+        ((patient, study, modality, date, removed),) = _rows(
+            cursor,
+            "SELECT PatientID, StudyInstanceUID, Modality, StudyDate, "
+            "dicom_tag(meta, 'PatientIdentityRemoved') "
+            f"FROM demo_images WHERE id = '{deid.file_id(row.path, key)}'",
+        )
+        assert patient == deid.pseudonym(row.PatientID, key)
+        assert study == deid.remap_uid(row.StudyInstanceUID, key)
+        assert (modality, removed) == (row.Modality, "YES")
+        shift = datetime.timedelta(days=deid.shift_days(row.PatientID, key))  # date_shift=true
+        assert datetime.date.fromisoformat(str(date)) == row.StudyDate - shift
+    everything = str(_rows(cursor, "SELECT * FROM demo_images LIMIT 24"))
+    for row in raw:
+        assert row.PatientID not in everything and row.StudyInstanceUID not in everything
+        assert row.path not in everything
+
+
+def test_pseudonyms_join_the_clinical_tables(cursor, spark):
+    ((joined, patients),) = _rows(
+        cursor,
+        "SELECT count(*), count(DISTINCT p.PatientID) FROM demo_images i "
+        "JOIN demo_patients p ON i.PatientID = p.PatientID",
+    )
+    assert (joined, patients) == tuple(
+        spark.sql(
+            "SELECT count(*), count(DISTINCT p.PatientID) FROM demo_images i "
+            "JOIN demo_patients p ON i.PatientID = p.PatientID"
+        ).first()
+    )
+    assert patients > 1
+    ((reads,),) = _rows(
+        cursor,
+        "SELECT count(*) FROM demo_reads r JOIN demo_images i ON r.SeriesInstanceUID = i.SeriesInstanceUID",
+    )
+    assert (
+        reads
+        == spark.sql(
+            "SELECT count(*) FROM demo_reads r JOIN demo_images i ON r.SeriesInstanceUID = i.SeriesInstanceUID"
+        ).first()[0]
+    )
+    devices = _rows(cursor, "SELECT device_id FROM demo_devices LIMIT 3")
+    assert all(device.startswith("ANON") for (device,) in devices)
+
+
+def test_pixels_are_read_through_ids_only(cursor, spark):
+    path = spark.sql("SELECT path FROM demo_images ORDER BY path LIMIT 1").first()[0]
+    ((rows, error),) = _rows(
+        cursor,
+        f"SELECT dicom_image(id).rows, dicom_image(id).error FROM demo_images WHERE id = "
+        f"'{deid.file_id(path, deid_key())}'",
+    )
+    assert (rows, error) == (pydicom.dcmread(path).Rows, None)
+    ((refused,),) = _rows(cursor, f"SELECT dicom_image('{path}').error")
+    assert "names files by their id" in refused  # (the path it gave, nothing more)
+    forged = deid.file_id(path, b"another key of sixteen bytes")
+    ((refused,),) = _rows(cursor, f"SELECT dicom_image('{forged}').error")
+    assert "not a file id of this server's key" in refused
+
+
+@pytest.mark.parametrize(
+    "statement, message",
+    [
+        ("CREATE TEMPORARY VIEW raw USING dicom OPTIONS (path '/')", "rule deidentified_only"),
+        ("SELECT * FROM demo_images__files", "TABLE_OR_VIEW_NOT_FOUND"),
+        ("SELECT * FROM dicomsql_catalog.demo_images", "rule read_allowed_databases"),
+        ("SELECT * FROM default.anything", "rule read_allowed_databases"),
+        ("DROP VIEW demo_images", "rule own_views_only"),
+    ],
+)
+def test_nothing_raw_is_within_reach(cursor, statement, message):
+    with pytest.raises(OperationalError, match=message):
+        cursor.execute(statement)
+
+
+def test_the_role_needs_a_server_with_de_identified_views(spark):
+    server = serve(
+        cloned(spark), port=free_port(), access=Access(authenticator=NoLogin("deidentified"))
+    )
+    try:
+        with pytest.raises(OperationalError, match="no de-identified views"):
+            hive.connect(host="127.0.0.1", port=server.port, username="dana").cursor().execute(
+                "SELECT 1"
+            )
+    finally:
+        server.stop()
+
+
+def test_the_functions_behind_the_views(spark):
+    key = deid_key()
+    row = spark.sql(
+        "SELECT path, PatientID, StudyInstanceUID, StudyDate, Rows, PatientAge, "
+        "dicom_file_id(path) AS id, dicom_image(dicom_file_id(path)).rows AS image_rows, "
+        "dicom_pseudonym(PatientID) AS patient, dicom_pseudonym(StudyInstanceUID, 'uid') AS study, "
+        "dicom_typed(meta, 'StudyDate, Rows, PatientAge') AS typed FROM demo_images LIMIT 1"
+    ).first()
+    assert row.id == deid.file_id(row.path, key) and row.image_rows == row.Rows
+    assert row.patient == deid.pseudonym(row.PatientID, key)
+    assert row.study == deid.remap_uid(row.StudyInstanceUID, key)
+    typed = json.loads(row.typed)
+    assert typed["StudyDate"] == row.StudyDate.isoformat() and typed["Rows"] == row.Rows
+    assert typed["PatientAge"] == row.PatientAge and typed["PatientAgeYears"] > 0
+    with pytest.raises(Exception, match="dicom_pseudonym.*kind"):
+        spark.sql("SELECT dicom_pseudonym('x', 'name')").collect()
+    with pytest.raises(Exception, match="dicom_typed.*keywords"):
+        spark.sql("SELECT dicom_typed(meta, 'NoSuchKeyword') FROM demo_images").collect()
