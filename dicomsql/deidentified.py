@@ -4,17 +4,22 @@
 own whose temporary views have the served views' names and de-identified contents; the
 role's client sessions are clones of it, so the raw views are not there to be named.
 
-- A DICOM table (a view with ``path`` and ``meta``) becomes: ``id`` (``dicom_file_id(path)``,
-  which the pixel functions take instead of the path), ``size``, every typed column (those
-  ``dicom_deidentify`` changes recomputed from the de-identified header, the others as they
-  are), ``meta`` de-identified, and the corrupt record column saying only whether the file was
-  unreadable. ``modificationTime``, ``content`` and ``_warnings`` are left out.
+- A DICOM table (a view with the ``dicom`` source's ``path``, ``meta`` and ``_warnings``)
+  becomes: ``id`` (``dicom_file_id(path)``, which the pixel functions take instead of the
+  path), ``size``, every typed column recomputed from the de-identified header (sequences
+  de-identified inside), ``meta`` de-identified, and the corrupt record column saying only
+  whether the file was unreadable. ``modificationTime``, ``content`` and ``_warnings`` are
+  left out.
 - Any other view (clinical tables, the bootstrap's views) keeps its columns, except: a column
-  named after an attribute the profile changes gets what the headers get (a UID remapped, a
-  text dummy as its keyed pseudonym, anything else NULL), so a pseudonymous PatientID joins
-  the de-identified images; the columns an admin names identifying (``--identifying-column
-  TABLE.COLUMN``) become keyed pseudonyms; a ``path`` column becomes ``id``.
+  named after an attribute the profile changes (in any case, with or without underscores)
+  gets what the headers get (a UID remapped, a text dummy as its keyed pseudonym, anything
+  else NULL), so a pseudonymous PatientID joins the de-identified images; the columns an
+  admin names identifying (``--identifying-column TABLE.COLUMN``, checked to exist) become
+  keyed pseudonyms; ``meta`` is de-identified; ``path`` becomes ``id`` and the file columns
+  beside it go as above.
 
+The role may not call ``dicom_file_id``, ``dicom_pseudonym``, ``dicom_deidentify`` or
+``dicom_export`` itself (:mod:`dicomsql.server.policy`): they would let it test guesses.
 Catalog views stay views over their catalogs (a refresh shows at the next query); the others
 are the served view's plan as it is when the server starts. The live sources
 (``NAME__files``) are not de-identified views: they are left out.
@@ -25,9 +30,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import DicomDictionary, dictionary_VR, tag_for_keyword
 
 from .dicom.deid import OPTIONS, changed_keywords, resolved_actions
+from .errors import DicomsqlError
 from .options import parse
 from .sqltools import identifier, string_literal
 
@@ -49,27 +55,27 @@ def _options_map(options: Mapping[str, Any]) -> str:
 
 
 def dicom_view_selects(
-    fields: Sequence[tuple[str, str]], options: Mapping[str, Any], corrupt: str = "_corrupt_record"
+    fields: Sequence[tuple[str, str]], options: Mapping[str, Any]
 ) -> list[list[str]]:
     """The select lists, innermost first, that make a DICOM table's columns ``fields``
-    ((name, Spark DDL)) de-identified under ``dicom_deidentify``'s ``options``.
+    ((name, Spark DDL), the corrupt record column last) de-identified under
+    ``dicom_deidentify``'s ``options``: every typed column is recomputed from the
+    de-identified header (a kept sequence is de-identified inside too).
 
     >>> for exprs in dicom_view_selects([("path", "STRING"), ("PatientID", "STRING"),
-    ...     ("Modality", "STRING"), ("meta", "STRING"), ("_corrupt_record", "STRING")], {}):
+    ...     ("meta", "STRING"), ("_warnings", "ARRAY<STRING>"), ("bad", "STRING")], {}):
     ...     print(", ".join(exprs))
     *, dicom_deidentify(`meta`) AS `__deidentified`
     *, from_json(dicom_typed(`__deidentified`, 'PatientID'), '`PatientID` STRING') AS `__typed`
-    dicom_file_id(`path`) AS `id`, `__typed`.`PatientID` AS `PatientID`, `Modality`, `__deidentified` AS `meta`, IF(`_corrupt_record` IS NULL, NULL, 'unreadable file') AS `_corrupt_record`
+    dicom_file_id(`path`) AS `id`, `__typed`.`PatientID` AS `PatientID`, `__deidentified` AS `meta`, IF(`bad` IS NULL, NULL, 'unreadable file') AS `bad`
     """
     parse(options, OPTIONS, where="--deidentify-option")  # a bad option fails at start
-    names = [name for name, _ in fields]
-    keywords = [
-        n for n in names if n not in ("path", "size", "meta", corrupt) and tag_for_keyword(n)
+    corrupt = fields[-1][0]
+    typed = [
+        (name, ddl)
+        for name, ddl in fields[:-1]
+        if name == "PatientAgeYears" or (name != "meta" and tag_for_keyword(name) is not None)
     ]
-    changed = changed_keywords(keywords, options)
-    if "PatientAgeYears" in names and "PatientAge" in changed:
-        changed.add("PatientAgeYears")
-    typed = [(name, ddl) for name, ddl in fields if name in changed]
     selects = [["*", f"dicom_deidentify(`meta`{_options_map(options)}) AS `__deidentified`"]]
     if typed:
         asked = ", ".join(n for n, _ in typed if n != "PatientAgeYears")
@@ -81,6 +87,7 @@ def dicom_view_selects(
                 f"{string_literal(schema)}) AS `__typed`",
             ]
         )
+    typed_names = {name for name, _ in typed}
     final = []
     for name, _ddl in fields:
         column = identifier(name)
@@ -89,50 +96,79 @@ def dicom_view_selects(
         elif name == "meta":
             final.append(f"`__deidentified` AS {column}")
         elif name == corrupt:
-            final.append(f"IF({column} IS NULL, NULL, 'unreadable file') AS {column}")
-        elif name in changed:
+            final.append(_unreadable(column))
+        elif name in typed_names:
             final.append(f"`__typed`.{column} AS {column}")
-        elif name not in DICOM_LEFT_OUT:
+        elif name == "size":
             final.append(column)
+        # anything else (modificationTime, content, _warnings) is left out
     selects.append(final)
     return selects
 
 
-def other_view_select(
-    names: Iterable[str], options: Mapping[str, Any], identifying: Iterable[str] = ()
-) -> list[str]:
-    """The select list de-identifying a view that is not a DICOM table, of columns ``names``;
-    ``identifying`` names (case-insensitive) columns made keyed pseudonyms.
+def _unreadable(column: str) -> str:
+    return f"IF({column} IS NULL, NULL, 'unreadable file') AS {column}"
 
-    >>> other_view_select(["PatientID", "age", "SeriesInstanceUID", "PatientBirthDate", "mrn"], {}, ["MRN"])
-    ['dicom_pseudonym(`PatientID`) AS `PatientID`', '`age`', "dicom_pseudonym(`SeriesInstanceUID`, 'uid') AS `SeriesInstanceUID`", 'CAST(NULL AS STRING) AS `PatientBirthDate`', 'dicom_pseudonym(`mrn`) AS `mrn`']
+
+def _keyword(name: str) -> str | None:
+    """The attribute keyword a column is named after, whatever its case and underscores
+    (``patient_id`` is PatientID), or None."""
+    return _KEYWORDS.get(name.replace("_", "").lower())
+
+
+_KEYWORDS = {
+    keyword.lower(): keyword
+    for keyword in (entry[4] for entry in DicomDictionary.values())
+    if keyword
+}
+
+
+def other_view_select(
+    fields: Sequence[tuple[str, str]], options: Mapping[str, Any], identifying: Iterable[str] = ()
+) -> list[str]:
+    """The select list de-identifying a view that is not a DICOM table, of columns ``fields``
+    ((name, Spark DDL)); ``identifying`` names (case-insensitive) columns made keyed
+    pseudonyms. A column named after an attribute (any case, with underscores) that the
+    profile changes gets what the headers get: UIDs remapped, dummied text its pseudonym,
+    anything else NULL; a ``meta`` column is de-identified; ``path`` becomes ``id``, and beside
+    it ``error`` and ``_corrupt_record`` say only that the file was unreadable.
+
+    >>> other_view_select([("patient_id", "BIGINT"), ("age", "INT"), ("SeriesInstanceUID", "STRING"),
+    ...     ("PatientBirthDate", "DATE"), ("mrn", "STRING")], {}, ["MRN"])
+    ['dicom_pseudonym(CAST(`patient_id` AS STRING)) AS `patient_id`', '`age`', "dicom_pseudonym(CAST(`SeriesInstanceUID` AS STRING), 'uid') AS `SeriesInstanceUID`", 'CAST(NULL AS DATE) AS `PatientBirthDate`', 'dicom_pseudonym(CAST(`mrn` AS STRING)) AS `mrn`']
     """
-    names = list(names)
+    names = [name for name, _ in fields]
     identifying = {name.lower() for name in identifying}
-    changed = changed_keywords([n for n in names if tag_for_keyword(n)], options)
+    keywords = {name: _keyword(name) for name in names}
+    changed = changed_keywords([k for k in keywords.values() if k], options)
+    actions = resolved_actions(options)
     select = []
-    for name in names:
+    for name, ddl in fields:
         column = identifier(name)
+        text = f"CAST({column} AS STRING)"
+        keyword = keywords[name]
         if name == "path":
             select.append(f"dicom_file_id({column}) AS `id`")
+        elif name == "meta":
+            select.append(f"dicom_deidentify({column}{_options_map(options)}) AS {column}")
+        elif name in ("error", "_corrupt_record") and "path" in names:
+            select.append(_unreadable(column))
+        elif name in DICOM_LEFT_OUT:
+            continue
         elif name.lower() in identifying:
-            select.append(f"dicom_pseudonym({column}) AS {column}")
-        elif name in changed:
-            vr = dictionary_VR(tag_for_keyword(name))
+            select.append(f"dicom_pseudonym({text}) AS {column}")
+        elif keyword in changed:
+            tag = f"{tag_for_keyword(keyword):08X}"
+            vr = dictionary_VR(tag_for_keyword(keyword))
             if vr in _UID_VRS:
-                select.append(f"dicom_pseudonym({column}, 'uid') AS {column}")
-            elif vr in _TEXT_VRS and _dummied(name, options):
-                select.append(f"dicom_pseudonym({column}) AS {column}")
+                select.append(f"dicom_pseudonym({text}, 'uid') AS {column}")
+            elif vr in _TEXT_VRS and actions.get(tag) == "D":
+                select.append(f"dicom_pseudonym({text}) AS {column}")
             else:
-                select.append(f"CAST(NULL AS STRING) AS {column}")
+                select.append(f"CAST(NULL AS {ddl}) AS {column}")
         else:
             select.append(column)
     return select
-
-
-def _dummied(keyword: str, options: Mapping[str, Any]) -> bool:
-    """Whether the profile replaces this text attribute by its dummy (its keyed pseudonym)."""
-    return resolved_actions(options).get(f"{tag_for_keyword(keyword):08X}") == "D"
 
 
 def deidentified_session(
@@ -162,10 +198,14 @@ def deidentified_session(
             continue
         fields = [(f.name, f.dataType.simpleString().upper()) for f in raw.schema.fields]
         names = [n for n, _ in fields]
-        if "path" in names and "meta" in names:
+        wanted = by_table.pop(name.lower(), [])
+        unknown = sorted({c.lower() for c in wanted} - {n.lower() for n in names})
+        if unknown:
+            raise DicomsqlError(f"--identifying-column: {name} has no column {', '.join(unknown)}")
+        if {"path", "meta", "_warnings"} <= set(names):  # a DICOM table (dicom source's layout)
             selects = dicom_view_selects(fields, options)
         else:
-            selects = [other_view_select(names, options, by_table.get(name.lower(), ()))]
+            selects = [other_view_select(fields, options, wanted)]
         catalog = catalogs.get(name.lower())
         if catalog is not None:  # SQL over the catalog: each query reads its latest refresh
             sql = ".".join(identifier(part) for part in catalog.split("."))
@@ -177,6 +217,8 @@ def deidentified_session(
             for exprs in selects:
                 frame = frame.selectExpr(*exprs)
             made.append((name, frame))
+    if by_table:
+        raise DicomsqlError(f"--identifying-column: no served view {', '.join(sorted(by_table))}")
     for name in views:
         session.catalog.dropTempView(name)
     for name, view in made:

@@ -57,6 +57,7 @@ __all__ = [
     "list_files",
     "open_file",
     "open_named",
+    "shown_path",
     "READS_PROPERTY",
     "EXPORT_ROOTS_VARIABLE",
     "export_roots",
@@ -502,6 +503,17 @@ def open_named(name: str) -> BinaryIO:
         raise OSError(exc.errno, exc.strerror) from None
     except DicomsqlError as exc:
         raise DicomsqlError(str(exc).replace(path, name)) from None
+
+
+def shown_path(path: str) -> str:
+    """``path`` as an error may show it: its file id in a statement of the de-identified
+    role (Spark local property ``dicomsql.reads`` = ``ids``), else itself."""
+    if not _ids_only():
+        return path
+    from .dicom.deid import file_id
+    from .keys import deid_key
+
+    return file_id(path, deid_key())
 
 
 def _ids_only() -> bool:

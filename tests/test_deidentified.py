@@ -12,7 +12,9 @@ from pyhive import hive
 from pyhive.exc import OperationalError
 
 from dicomsql.app import App
+from dicomsql.deidentified import deidentified_session
 from dicomsql.dicom import deid
+from dicomsql.errors import DicomsqlError
 from dicomsql.keys import deid_key
 from dicomsql.server import free_port, serve
 from dicomsql.server.access import Access
@@ -146,6 +148,17 @@ def test_pixels_are_read_through_ids_only(cursor, spark):
         ("SELECT * FROM dicomsql_catalog.demo_images", "rule read_allowed_databases"),
         ("SELECT * FROM default.anything", "rule read_allowed_databases"),
         ("DROP VIEW demo_images", "rule own_views_only"),
+        # keyed functions would make the ids and pseudonyms of guessed values
+        ("SELECT dicom_image(dicom_file_id('/etc/x.dcm'))", "rule deidentified_only"),
+        (
+            "SELECT count(*) FROM demo_images WHERE PatientID = dicom_pseudonym('DEMO-0001')",
+            "rule deidentified_only",
+        ),
+        ("SELECT dicom_deidentify('{}')", "rule deidentified_only"),
+        (
+            "SELECT * FROM dicom_export(TABLE(SELECT id AS path FROM demo_images), '/tmp/x')",
+            "rule deidentified_only",
+        ),
     ],
 )
 def test_nothing_raw_is_within_reach(cursor, statement, message):
@@ -184,3 +197,27 @@ def test_the_functions_behind_the_views(spark):
         spark.sql("SELECT dicom_pseudonym('x', 'name')").collect()
     with pytest.raises(Exception, match="dicom_typed.*keywords"):
         spark.sql("SELECT dicom_typed(meta, 'NoSuchKeyword') FROM demo_images").collect()
+
+
+def test_an_id_is_one_token_only():
+    key = b"a key of sixteen bytes"
+    token = deid.file_id("/data/ct/1.dcm", key)
+    assert deid.file_of_id(token, key) == "/data/ct/1.dcm"
+    tampered = [
+        token[:-1],
+        token[:-4],
+        token[:-1] + ("A" if token[-1] != "A" else "B"),
+        token + "A",
+    ]
+    for other in tampered:  # shortened, changed, lengthened: none opens a file
+        with pytest.raises(ValueError):
+            deid.file_of_id(other, key)
+    with pytest.raises(ValueError, match="this server's key"):
+        deid.file_of_id(token, b"another key of sixteen bytes")
+
+
+def test_a_misspelled_identifying_column_stops_the_start(spark, app):
+    with pytest.raises(DicomsqlError, match="demo_patients has no column nope"):
+        deidentified_session(cloned(spark), {}, {}, ["demo_patients.nope"])
+    with pytest.raises(DicomsqlError, match="no served view nowhere"):
+        deidentified_session(cloned(spark), {}, {}, ["nowhere.x"])

@@ -282,6 +282,8 @@ DEIDENTIFIED_CASES = [
     ("CREATE TEMPORARY VIEW raw USING parquet OPTIONS (path '/tmp')", "deidentified_only"),
     ("SELECT * FROM shared.t", "read_allowed_databases"),
     ("SELECT * FROM served", None),
+    ("SELECT dicom_pseudonym('DEMO-0001')", "deidentified_only"),
+    ("SELECT * FROM dicom_export(TABLE(served), '/srv/exports/alice')", "deidentified_only"),
 ]
 
 

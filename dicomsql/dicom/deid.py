@@ -254,10 +254,14 @@ def file_of_id(token: str, key: bytes) -> str:
         raise ValueError("not a dicomsql file id") from None
     iv, hidden = raw[:16], raw[16:]
     data = bytes(a ^ b for a, b in zip(hidden, _keystream(key, iv, len(hidden)))).rstrip(b"\0")
-    expected = hmac.new(key, b"file-id\0" + data, hashlib.sha256).digest()[:16]
-    if len(iv) != 16 or not hmac.compare_digest(iv, expected):
+    try:
+        path = data.decode("utf-8")
+    except UnicodeDecodeError:
+        path = None
+    # the whole id, padding included, must be the one the path gives: no other id opens it
+    if path is None or not hmac.compare_digest(token.encode(), file_id(path, key).encode()):
         raise ValueError("not a file id of this server's key")
-    return data.decode("utf-8")
+    return path
 
 
 def _keystream(key: bytes, iv: bytes, size: int) -> bytes:

@@ -18,6 +18,7 @@ import hashlib
 import io
 import re
 import string
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -157,7 +158,7 @@ OPTIONS = (
         "transfer_syntax",
         "keep",
         "keep (the original's), explicit, implicit, deflated (little endian), rle, jpeg2000 "
-        "(lossless) or jpegls (lossless; needs the pyjpegls package).",
+        "or jpegls (both lossless).",
         choice(*TRANSFER_SYNTAXES),
     ),
     Option("overwrite", False, "Replace files that exist (else the row is an error).", boolean),
@@ -281,7 +282,9 @@ def _dataset(model: Mapping[str, Any], source: Dataset | None) -> Dataset:
     ``BulkDataURI`` are ``source``'s at the same place (tag and sequence items)."""
     header = {key: value for key, value in model.items() if not key.startswith("0002")}
     try:
-        dataset = Dataset.from_json(header, lambda _tag, _vr, _uri: b"")
+        with warnings.catch_warnings():  # BulkDataURI values come empty, then from source
+            warnings.simplefilter("ignore")
+            dataset = Dataset.from_json(header)  # (a handler costs inspect.signature a value)
     except Exception as exc:  # noqa: BLE001 - pydicom's errors for a bad model
         raise ExportError(f"meta is not a valid DICOM JSON dataset: {_reason(exc)}") from None
     _fill_bulk(dataset, header, source)

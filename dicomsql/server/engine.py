@@ -472,7 +472,9 @@ class ClientSession:
                 session=spark,
                 served_views=self._served_views,
                 check_paths=check_paths,
-                export_folders=_export_folders(engine.access, account.name),
+                export_folders=(
+                    () if account.deidentified else _export_folders(engine.access, account.name)
+                ),
                 deidentified=account.deidentified,
             )
         )

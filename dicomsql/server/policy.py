@@ -101,6 +101,12 @@ DENIED_FUNCTIONS: dict[str, tuple[str, str]] = {
     ),
 }
 
+#: Functions the deidentified role may not call: with them it could make the ids, pseudonyms
+#: and date shifts of values it guesses, and so test its guesses (the views call them for it).
+DEIDENTIFIED_DENIED_FUNCTIONS = frozenset(
+    {"dicom_file_id", "dicom_pseudonym", "dicom_deidentify", "dicom_export"}
+)
+
 #: Statements refused by a rule of their own (the default-deny rule would refuse them too;
 #: this names why).
 DENIED: dict[str, str] = {
@@ -300,6 +306,7 @@ def _check_expression(expression: Any, scope: Scope) -> None:
         )
     if kind == "UnresolvedFunction":
         scope.functions.check(list(_seq(expression.nameParts())))
+        _deidentified_function(list(_seq(expression.nameParts())), scope)
     elif kind == "UnresolvedGenerator":
         identifier = expression.name()
         scope.functions.check(
@@ -307,6 +314,14 @@ def _check_expression(expression: Any, scope: Scope) -> None:
                 *([_option(identifier.database())] if identifier.database().isDefined() else []),
                 identifier.funcName(),
             ]
+        )
+
+
+def _deidentified_function(name_parts: list[str], scope: Scope) -> None:
+    if scope.deidentified and name_parts[-1].lower() in DEIDENTIFIED_DENIED_FUNCTIONS:
+        raise PolicyViolation(
+            "deidentified_only",
+            f"{name_parts[-1]} would make the ids or pseudonyms of guessed values",
         )
 
 
@@ -527,6 +542,7 @@ def _inner_plan(getter: str) -> Callable[[Any, Scope], None]:
 def _table_function(node: Any, scope: Scope) -> None:
     name = list(_seq(node.name()))
     scope.functions.check(name, table=True)
+    _deidentified_function(name, scope)
     if name[-1].lower() in WRITING_FUNCTIONS:
         _export_folder(name[-1].lower(), list(_seq(node.functionArgs())), scope)
 

@@ -49,7 +49,7 @@ from pyspark.sql.types import StructType
 from ..dicom.dicomjson import dataset_model
 from ..dicom.header import HeaderColumns, HeaderRecord, read_dataset, read_header
 from ..errors import DicomsqlError, FileTooLargeError, InvalidDicomFileError
-from ..storage import FileEntry, check_paths, list_files, open_file
+from ..storage import FileEntry, check_paths, list_files, open_file, shown_path
 from .filters import file_values, matches, pushable
 from .options import DicomOptions, parse_options
 
@@ -262,7 +262,8 @@ class DicomReader(DataSourceReader):
             if record.error is not None:
                 if self.options.mode == "FAILFAST":
                     raise InvalidDicomFileError(
-                        f"dicom source (mode FAILFAST): {path}: {record.error}"
+                        f"dicom source (mode FAILFAST): {shown_path(path)}: "
+                        f"{record.error.replace(path, shown_path(path))}"
                     )
                 if self.options.mode == "DROPMALFORMED":
                     continue
