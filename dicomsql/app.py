@@ -342,6 +342,7 @@ class App:
                 s["ldap_url"],
                 s["ldap_user_dn"],
                 admin_group=s["ldap_admin_group"],
+                deidentified_group=s["ldap_deidentified_group"],
                 start_tls=s["ldap_start_tls"],
                 ca_file=s["ldap_ca"],
             )

@@ -130,6 +130,7 @@ def _add_server_settings(serve: argparse.ArgumentParser) -> None:
         "ldap_url": dict(metavar="URL"),
         "ldap_user_dn": dict(metavar="DN"),
         "ldap_admin_group": dict(metavar="DN"),
+        "ldap_deidentified_group": dict(metavar="DN"),
         "ldap_start_tls": dict(action="store_true"),
         "ldap_ca": dict(metavar="PEM"),
         "shared_db": dict(action="append", metavar="NAME"),

@@ -104,6 +104,11 @@ SETTINGS: tuple[Option, ...] = (
         "With --auth ldap: DN of the group whose members are admins (everyone else is an analyst).",
     ),
     Option(
+        "ldap_deidentified_group",
+        None,
+        "With --auth ldap: DN of the group whose members have the deidentified role (before the admin group: the lesser right wins).",
+    ),
+    Option(
         "ldap_start_tls",
         False,
         "With --auth ldap on ldap://: upgrade the connection with StartTLS.",

@@ -115,6 +115,19 @@ def test_admin_group_membership(ldap_directory, group, role):
     assert authenticator.authenticate("alice", ldap_directory.passwords["alice"]).role == "analyst"
 
 
+def test_deidentified_group_membership_is_the_lesser_right(ldap_directory):
+    both = connect(
+        ldap_directory,
+        "none",
+        admin_group=ldap_directory.admin_group,
+        deidentified_group=UNIQUE_ADMIN_GROUP,
+    )
+    assert both.authenticate("bob", ldap_directory.passwords["bob"]).role == "deidentified"
+    assert both.authenticate("alice", ldap_directory.passwords["alice"]).role == "analyst"
+    unreadable = connect(ldap_directory, "none", deidentified_group=HIDDEN_ADMIN_GROUP)
+    assert unreadable.authenticate("bob", ldap_directory.passwords["bob"]).role == "analyst"
+
+
 @pytest.mark.parametrize("tls", ["starttls", "ldaps"])
 def test_a_certificate_from_another_ca_is_refused(ldap_directory, stranger_ca, tls):
     url = ldap_directory.ldaps_url if tls == "ldaps" else ldap_directory.url
@@ -221,6 +234,10 @@ def test_concurrent_logins(ldap_directory):
         (("ldap://127.0.0.1", "uid={user},{user}"), "--ldap-user-dn"),
         (("ldap://127.0.0.1", "{user}"), "--ldap-user-dn"),
         (("ldap://127.0.0.1", USER_DN, {"admin_group": "dicomsql-admins"}), "--ldap-admin-group"),
+        (
+            ("ldap://127.0.0.1", USER_DN, {"deidentified_group": "readers"}),
+            "--ldap-deidentified-group",
+        ),
         (("ldaps://127.0.0.1", USER_DN, {"start_tls": True}), "--ldap-start-tls"),
         (("ldap://127.0.0.1", USER_DN, {"ca_file": "ca.pem"}), "--ldap-ca"),
         (("ldaps://127.0.0.1", USER_DN, {"ca_file": "/no/such/ca.pem"}), "--ldap-ca"),

@@ -12,9 +12,11 @@ with the RDN-escaped user name) and closes it again:
   against ``--ldap-ca`` or the system's certificate authorities;
 - connecting and every answer wait at most ``timeout`` seconds, so a dead directory does not
   hold a login thread;
-- the role is ``admin`` when the admin group's entry, read while bound as the user, lists
-  the user's DN in ``member`` or ``uniqueMember`` (compared by the directory, which knows
-  how DNs match); a group the user cannot read makes an ``analyst``.
+- the role is ``deidentified`` when the deidentified group's entry, read while bound as the
+  user, lists the user's DN in ``member`` or ``uniqueMember`` (compared by the directory,
+  which knows how DNs match), else ``admin`` when the admin group's does; a group the user
+  cannot read makes an ``analyst``. A member of both groups is ``deidentified``: the lesser
+  right wins.
 
 Every refusal, a directory that is down or answers an error included, is
 :class:`~dicomsql.server.auth.AuthenticationFailed`: the client hears "authentication
@@ -52,7 +54,8 @@ class LdapDirectory:
     replaced by the escaped user name.
 
     ``admin_group`` is the DN of a group (``groupOfNames`` or ``groupOfUniqueNames``) whose
-    members are admins; without it everyone is an analyst. ``start_tls`` upgrades an
+    members are admins, ``deidentified_group`` one whose members see only the de-identified
+    views; without them everyone is an analyst. ``start_tls`` upgrades an
     ``ldap://`` connection with StartTLS; ``ca_file`` (PEM) is the certificate authority the
     directory's certificate must chain to (default: the system's). ``timeout`` is the
     number of seconds connecting and each answer may take. Bad arguments raise
@@ -67,6 +70,7 @@ class LdapDirectory:
         user_dn: str,
         *,
         admin_group: str | None = None,
+        deidentified_group: str | None = None,
         start_tls: bool = False,
         ca_file: str | os.PathLike[str] | None = None,
         timeout: int = 5,
@@ -76,6 +80,11 @@ class LdapDirectory:
         self.user_dn = check_user_dn(user_dn)
         self.admin_group = (
             None if admin_group is None else check_dn(admin_group, "--ldap-admin-group")
+        )
+        self.deidentified_group = (
+            None
+            if deidentified_group is None
+            else check_dn(deidentified_group, "--ldap-deidentified-group")
         )
         self.use_ssl = scheme == "ldaps"
         if start_tls and self.use_ssl:
@@ -113,7 +122,13 @@ class LdapDirectory:
                 raise AuthenticationFailed(
                     f"LDAP bind as {dn!r} refused: {describe(connection.result)}"
                 )
-            admin = self._is_admin(connection, dn)
+            role = (
+                "deidentified"
+                if self._is_member(connection, self.deidentified_group, dn)
+                else "admin"
+                if self._is_member(connection, self.admin_group, dn)
+                else "analyst"
+            )
         except (LDAPException, OSError) as exc:
             detail = connection.last_error or exc
             raise AuthenticationFailed(
@@ -123,7 +138,7 @@ class LdapDirectory:
             with contextlib.suppress(LDAPException, OSError):
                 connection.unbind()
         # uid matches case-insensitively: one account (and database) whatever the case typed
-        return Account(user.lower(), "admin" if admin else "analyst")
+        return Account(user.lower(), role)
 
     def _connection(self, dn: str, password: str) -> ldap3.Connection:
         """An unopened connection that will bind as ``dn`` (its own server object: ldap3's
@@ -149,13 +164,13 @@ class LdapDirectory:
             raise_exceptions=False,
         )
 
-    def _is_admin(self, connection: ldap3.Connection, dn: str) -> bool:
-        """Whether the admin group, read as the bound user, has ``dn`` as a member."""
-        if self.admin_group is None:
+    def _is_member(self, connection: ldap3.Connection, group: str | None, dn: str) -> bool:
+        """Whether ``group``, read as the bound user, has ``dn`` as a member."""
+        if group is None:
             return False
         return bool(
             connection.search(
-                self.admin_group,
+                group,
                 membership_filter(dn),
                 search_scope=ldap3.BASE,
                 attributes=[ldap3.NO_ATTRIBUTES],
