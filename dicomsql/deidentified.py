@@ -193,9 +193,9 @@ def deidentified_session(
     live_sources = {f"{name.lower()}__files" for name in views}
     made = []
     for name in views:
-        raw = session.table(identifier(name))
-        if name.lower() in live_sources:
+        if name.lower() in live_sources:  # the raw files of a live view: not de-identified
             continue
+        raw = session.table(identifier(name))
         fields = [(f.name, f.dataType.simpleString().upper()) for f in raw.schema.fields]
         names = [n for n, _ in fields]
         wanted = by_table.pop(name.lower(), [])
