@@ -12,8 +12,9 @@ role's client sessions are clones of it, so the raw views are not there to be na
   left out.
 - Any other view (clinical tables, the bootstrap's views) keeps its columns, except: a column
   named after an attribute the profile changes (in any case, with or without underscores)
-  gets what the headers get (a UID remapped, a text dummy as its keyed pseudonym, anything
-  else NULL), so a pseudonymous PatientID joins the de-identified images; the columns an
+  gets what the headers get (a UID remapped, a text dummy as its keyed pseudonym, a DATE
+  shifted by the row's patient's shift under ``date_shift``, anything else NULL), so a
+  pseudonymous PatientID and a shifted StudyDate join the de-identified images; the columns an
   admin names identifying (``--identifying-column TABLE.COLUMN``, checked to exist) become
   keyed pseudonyms; ``meta`` is de-identified; ``path`` becomes ``id`` and the file columns
   beside it go as above.
@@ -142,6 +143,7 @@ def other_view_select(
     keywords = {name: _keyword(name) for name in names}
     changed = changed_keywords([k for k in keywords.values() if k], options)
     actions = resolved_actions(options)
+    patient = next((n for n in names if keywords[n] == "PatientID"), None)
     select = []
     for name, ddl in fields:
         column = identifier(name)
@@ -164,11 +166,26 @@ def other_view_select(
                 select.append(f"dicom_pseudonym({text}, 'uid') AS {column}")
             elif vr in _TEXT_VRS and actions.get(tag) == "D":
                 select.append(f"dicom_pseudonym({text}) AS {column}")
+            elif vr == "DA" and actions.get(tag) == "C" and ddl == "DATE" and patient:
+                select.append(
+                    f"{_shifted_date(column, tag, identifier(patient), options)} AS {column}"
+                )
             else:
                 select.append(f"CAST(NULL AS {ddl}) AS {column}")
         else:
             select.append(column)
     return select
+
+
+def _shifted_date(column: str, tag: str, patient: str, options: Mapping[str, Any]) -> str:
+    """A DATE column moved as ``date_shift`` moves the headers' dates of the row's patient:
+    through ``dicom_deidentify`` of a header holding only the two, so the shift is its own."""
+    header = (
+        f"to_json(map('00100020', named_struct('vr', 'LO', 'Value', array(CAST({patient} AS STRING))), "
+        f"{string_literal(tag)}, named_struct('vr', 'DA', 'Value', array(date_format({column}, 'yyyyMMdd')))))"
+    )
+    shifted = f"dicom_tag(dicom_deidentify({header}{_options_map(options)}), {string_literal(tag)})"
+    return f"to_date({shifted}, 'yyyyMMdd')"
 
 
 def deidentified_session(

@@ -347,6 +347,23 @@ def test_serve_refuses_a_key_file_others_can_read(cli_env, tmp_path):
     assert "Traceback" not in started.stderr
 
 
+def test_the_same_uids_in_every_partition_and_run(spark):
+    query = (
+        "SELECT path, dicom_tag(m, 'StudyInstanceUID'), dicom_tag(m, 'SOPInstanceUID'), "
+        "dicom_tag(m, 'PatientID') FROM (SELECT path, dicom_deidentify(meta) AS m "
+        "FROM (SELECT /*+ REPARTITION({n}) */ * FROM demo_images))"
+    )
+    runs = [
+        {row[0]: tuple(row[1:]) for row in spark.sql(query.format(n=n)).collect()}
+        for n in (1, 7, 7)
+    ]
+    assert runs[0] == runs[1] == runs[2] and len(runs[0]) > 50
+    raw = spark.sql("SELECT path, StudyInstanceUID, PatientID FROM demo_images").collect()
+    studies = {(r.PatientID, r.StudyInstanceUID) for r in raw}
+    remapped = {(uids[2], uids[0]) for uids in runs[0].values()}
+    assert len(remapped) == len(studies)  # one new study UID per study: series still group
+
+
 def test_dicom_deidentify_in_sql_is_the_profile_with_the_homes_key(spark, spark_home):
     key = (spark_home / "deid.key").read_bytes().strip()
     rows = spark.sql(

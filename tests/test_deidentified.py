@@ -34,6 +34,8 @@ def served(spark, app):
     for table in base.catalog.listTables():
         if table.isTemporary and table.name not in kept:
             base.catalog.dropTempView(table.name)
+    # a clinical table with dates: shifted as the headers' under date_shift
+    base.sql("CREATE TEMPORARY VIEW visits AS SELECT PatientID, StudyDate FROM demo_images")
     settings = {
         "home": app.home.path,
         "deidentified_views": True,
@@ -72,7 +74,7 @@ def _rows(cursor, query: str) -> list:
 
 def test_the_views_are_the_served_ones_de_identified(served, cursor, spark):
     _, views = served
-    assert views == set(DEMO_VIEWS)
+    assert views == {*DEMO_VIEWS, "visits"}
     columns = [c[0] for c in _rows(cursor, "DESCRIBE demo_images")]
     assert "id" in columns and "path" not in columns and "modificationTime" not in columns
     raw = spark.sql(
@@ -121,6 +123,10 @@ def test_pseudonyms_join_the_clinical_tables(cursor, spark):
             "SELECT count(*) FROM demo_reads r JOIN demo_images i ON r.SeriesInstanceUID = i.SeriesInstanceUID"
         ).first()[0]
     )
+    join = "SELECT count(*) FROM visits v JOIN demo_images i USING (PatientID, StudyDate)"
+    ((visits,),) = _rows(cursor, join)
+    raw = "SELECT count(*) FROM demo_images v JOIN demo_images i USING (PatientID, StudyDate)"
+    assert visits == spark.sql(raw).first()[0] > 0  # visits is demo_images' two columns
     devices = _rows(cursor, "SELECT device_id FROM demo_devices LIMIT 3")
     assert all(device.startswith("ANON") for (device,) in devices)
 
