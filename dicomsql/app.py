@@ -410,10 +410,9 @@ class App:
                 )
             options[name.strip()] = value.strip()
         catalogs = {name: catalog.name for name, catalog in self.catalogs.items()}
-        session, _views = deidentified_session(
+        return deidentified_session(
             spark, catalogs, options, self.settings["identifying_column"] or ()
         )
-        return session
 
     def announce(self, server: Server) -> None:
         """Describe this process in the home as ``server``, so that dicomsql commands on the

@@ -28,20 +28,21 @@ are the served view's plan as it is when the server starts. The live sources
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydicom.datadict import DicomDictionary, dictionary_VR, tag_for_keyword
 
-from .dicom.deid import OPTIONS, changed_keywords, resolved_actions
+from .dicom.deid import checked_options, resolved_actions
 from .errors import DicomsqlError
-from .options import parse
-from .sqltools import identifier, string_literal
+from .sqltools import identifier, qualified, string_literal
 
 __all__ = ["DICOM_LEFT_OUT", "dicom_view_selects", "other_view_select", "deidentified_session"]
 
-#: Columns of a DICOM table the de-identified view leaves out: the file's modification time
-#: (when it was acquired, near enough), its bytes (the raw header) and the warnings (values).
+#: File columns a de-identified view leaves out (of a DICOM table, or beside ``path`` in
+#: another view): the file's modification time (when it was acquired, near enough), its
+#: bytes (the raw header) and the warnings (they quote values).
 DICOM_LEFT_OUT = frozenset({"modificationTime", "content", "_warnings"})
 _UID_VRS = frozenset({"UI"})
 _TEXT_VRS = frozenset({"LO", "SH", "PN", "CS", "LT", "ST", "UT", "UC", "AE"})
@@ -56,21 +57,24 @@ def _options_map(options: Mapping[str, Any]) -> str:
 
 
 def dicom_view_selects(
-    fields: Sequence[tuple[str, str]], options: Mapping[str, Any]
+    fields: Sequence[tuple[str, str]], options: Mapping[str, Any], identifying: Iterable[str] = ()
 ) -> list[list[str]]:
     """The select lists, innermost first, that make a DICOM table's columns ``fields``
     ((name, Spark DDL), the corrupt record column last) de-identified under
     ``dicom_deidentify``'s ``options``: every typed column is recomputed from the
-    de-identified header (a kept sequence is de-identified inside too).
+    de-identified header (a kept sequence is de-identified inside too), and those named in
+    ``identifying`` become keyed pseudonyms. An image that may carry burned-in text
+    (``dicom_burned_in``) has no ``id``: its pixels are not served.
 
     >>> for exprs in dicom_view_selects([("path", "STRING"), ("PatientID", "STRING"),
     ...     ("meta", "STRING"), ("_warnings", "ARRAY<STRING>"), ("bad", "STRING")], {}):
     ...     print(", ".join(exprs))
     *, dicom_deidentify(`meta`) AS `__deidentified`
     *, from_json(dicom_typed(`__deidentified`, 'PatientID'), '`PatientID` STRING') AS `__typed`
-    dicom_file_id(`path`) AS `id`, `__typed`.`PatientID` AS `PatientID`, `__deidentified` AS `meta`, IF(`bad` IS NULL, NULL, 'unreadable file') AS `bad`
+    IF(dicom_burned_in(`meta`), NULL, dicom_file_id(`path`)) AS `id`, `__typed`.`PatientID` AS `PatientID`, `__deidentified` AS `meta`, IF(`bad` IS NULL, NULL, 'unreadable file') AS `bad`
     """
-    parse(options, OPTIONS, where="--deidentify-option")  # a bad option fails at start
+    checked_options(options)  # a bad option fails at start, not at the first query
+    identifying = {name.lower() for name in identifying}
     corrupt = fields[-1][0]
     typed = [
         (name, ddl)
@@ -93,11 +97,13 @@ def dicom_view_selects(
     for name, _ddl in fields:
         column = identifier(name)
         if name == "path":
-            final.append(f"dicom_file_id({column}) AS `id`")
+            final.append(f"IF(dicom_burned_in(`meta`), NULL, dicom_file_id({column})) AS `id`")
         elif name == "meta":
             final.append(f"`__deidentified` AS {column}")
         elif name == corrupt:
             final.append(_unreadable(column))
+        elif name.lower() in identifying:
+            final.append(f"dicom_pseudonym(CAST(`__typed`.{column} AS STRING)) AS {column}")
         elif name in typed_names:
             final.append(f"`__typed`.{column} AS {column}")
         elif name == "size":
@@ -112,9 +118,9 @@ def _unreadable(column: str) -> str:
 
 
 def _keyword(name: str) -> str | None:
-    """The attribute keyword a column is named after, whatever its case and underscores
-    (``patient_id`` is PatientID), or None."""
-    return _KEYWORDS.get(name.replace("_", "").lower())
+    """The attribute keyword a column is named after, whatever its case, spaces and
+    underscores (``patient_id`` is PatientID), or None."""
+    return _KEYWORDS.get(re.sub(r"[^0-9a-z]", "", name.lower()))
 
 
 _KEYWORDS = {
@@ -129,49 +135,51 @@ def other_view_select(
 ) -> list[str]:
     """The select list de-identifying a view that is not a DICOM table, of columns ``fields``
     ((name, Spark DDL)); ``identifying`` names (case-insensitive) columns made keyed
-    pseudonyms. A column named after an attribute (any case, with underscores) that the
-    profile changes gets what the headers get: UIDs remapped, dummied text its pseudonym,
-    anything else NULL; a ``meta`` column is de-identified; ``path`` becomes ``id``, and beside
-    it ``error`` and ``_corrupt_record`` say only that the file was unreadable.
+    pseudonyms. A column named after an attribute (any case, with spaces or underscores)
+    that the profile changes gets what the headers get: UIDs remapped, dummied text its
+    pseudonym, a DATE under ``date_shift`` its patient's shift, anything else a NULL of its
+    type; a ``meta`` column is de-identified; ``path`` becomes ``id``, and beside it ``error``
+    and ``_corrupt_record`` say only that the file was unreadable and the file columns of
+    :data:`DICOM_LEFT_OUT` go.
 
     >>> other_view_select([("patient_id", "BIGINT"), ("age", "INT"), ("SeriesInstanceUID", "STRING"),
     ...     ("PatientBirthDate", "DATE"), ("mrn", "STRING")], {}, ["MRN"])
-    ['dicom_pseudonym(CAST(`patient_id` AS STRING)) AS `patient_id`', '`age`', "dicom_pseudonym(CAST(`SeriesInstanceUID` AS STRING), 'uid') AS `SeriesInstanceUID`", 'CAST(NULL AS DATE) AS `PatientBirthDate`', 'dicom_pseudonym(CAST(`mrn` AS STRING)) AS `mrn`']
+    ['dicom_pseudonym(CAST(`patient_id` AS STRING)) AS `patient_id`', '`age`', "dicom_pseudonym(CAST(`SeriesInstanceUID` AS STRING), 'uid') AS `SeriesInstanceUID`", 'IF(FALSE, `PatientBirthDate`, NULL) AS `PatientBirthDate`', 'dicom_pseudonym(CAST(`mrn` AS STRING)) AS `mrn`']
     """
-    names = [name for name, _ in fields]
+    names = [name.lower() for name, _ in fields]
     identifying = {name.lower() for name in identifying}
-    keywords = {name: _keyword(name) for name in names}
-    changed = changed_keywords([k for k in keywords.values() if k], options)
+    keywords = {name: _keyword(name) for name, _ in fields}
     actions = resolved_actions(options)
-    patient = next((n for n in names if keywords[n] == "PatientID"), None)
+    patient = next((n for n, _ in fields if keywords[n] == "PatientID"), None)
     select = []
     for name, ddl in fields:
         column = identifier(name)
         text = f"CAST({column} AS STRING)"
         keyword = keywords[name]
-        if name == "path":
+        tag = tag_for_keyword(keyword) if keyword else None
+        action = actions.get(f"{tag:08X}", "K") if tag is not None else "K"
+        lower = name.lower()
+        if lower == "path":
             select.append(f"dicom_file_id({column}) AS `id`")
-        elif name == "meta":
+        elif lower == "meta":
             select.append(f"dicom_deidentify({column}{_options_map(options)}) AS {column}")
-        elif name in ("error", "_corrupt_record") and "path" in names:
+        elif lower in ("error", "_corrupt_record") and "path" in names:
             select.append(_unreadable(column))
-        elif name in DICOM_LEFT_OUT:
+        elif name in DICOM_LEFT_OUT and "path" in names:
             continue
-        elif name.lower() in identifying:
+        elif lower in identifying:
             select.append(f"dicom_pseudonym({text}) AS {column}")
-        elif keyword in changed:
-            tag = f"{tag_for_keyword(keyword):08X}"
-            vr = dictionary_VR(tag_for_keyword(keyword))
+        elif action != "K":
+            vr = dictionary_VR(tag)
             if vr in _UID_VRS:
                 select.append(f"dicom_pseudonym({text}, 'uid') AS {column}")
-            elif vr in _TEXT_VRS and actions.get(tag) == "D":
+            elif vr in _TEXT_VRS and action == "D":
                 select.append(f"dicom_pseudonym({text}) AS {column}")
-            elif vr == "DA" and actions.get(tag) == "C" and ddl == "DATE" and patient:
-                select.append(
-                    f"{_shifted_date(column, tag, identifier(patient), options)} AS {column}"
-                )
+            elif vr == "DA" and action == "C" and ddl == "DATE" and patient:
+                shifted = _shifted_date(column, f"{tag:08X}", identifier(patient), options)
+                select.append(f"{shifted} AS {column}")
             else:
-                select.append(f"CAST(NULL AS {ddl}) AS {column}")
+                select.append(f"IF(FALSE, {column}, NULL) AS {column}")  # NULL of its type
         else:
             select.append(column)
     return select
@@ -193,9 +201,9 @@ def deidentified_session(
     catalogs: Mapping[str, str],
     options: Mapping[str, Any] | None = None,
     identifying: Iterable[str] = (),
-) -> tuple[Any, frozenset[str]]:
+) -> Any:
     """A clone of the served session ``spark`` whose temporary views are the served ones
-    de-identified (the module's rules), and their names. ``catalogs`` maps a served view's
+    de-identified (the module's rules). ``catalogs`` maps a served view's
     lower-case name to its catalog (``dicomsql_catalog.ct``); ``identifying`` holds
     ``TABLE.COLUMN`` names made pseudonyms."""
     from .session import cloned
@@ -214,18 +222,18 @@ def deidentified_session(
             continue
         raw = session.table(identifier(name))
         fields = [(f.name, f.dataType.simpleString().upper()) for f in raw.schema.fields]
-        names = [n for n, _ in fields]
+        names = [n.lower() for n, _ in fields]
         wanted = by_table.pop(name.lower(), [])
-        unknown = sorted({c.lower() for c in wanted} - {n.lower() for n in names})
+        unknown = sorted({c.lower() for c in wanted} - set(names))
         if unknown:
             raise DicomsqlError(f"--identifying-column: {name} has no column {', '.join(unknown)}")
         if {"path", "meta", "_warnings"} <= set(names):  # a DICOM table (dicom source's layout)
-            selects = dicom_view_selects(fields, options)
+            selects = dicom_view_selects(fields, options, wanted)
         else:
             selects = [other_view_select(fields, options, wanted)]
         catalog = catalogs.get(name.lower())
         if catalog is not None:  # SQL over the catalog: each query reads its latest refresh
-            sql = ".".join(identifier(part) for part in catalog.split("."))
+            sql = qualified(catalog)
             for depth, exprs in enumerate(selects):
                 sql = f"SELECT {', '.join(exprs)} FROM {f'({sql})' if depth else sql}"
             made.append((name, sql))
@@ -243,4 +251,4 @@ def deidentified_session(
             session.sql(f"CREATE TEMPORARY VIEW {identifier(name)} AS {view}")
         else:
             view.createTempView(name)
-    return session, frozenset(name.lower() for name, _ in made)
+    return session

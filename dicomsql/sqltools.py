@@ -27,6 +27,7 @@ __all__ = [
     "to_spark",
     "string_literal",
     "identifier",
+    "qualified",
 ]
 
 DIALECTS = ("spark", "postgres", "trino", "duckdb", "bigquery", "snowflake", "mysql")
@@ -306,6 +307,15 @@ def string_literal(value: str) -> str:
     'it\\'s'
     """
     return exp.Literal.string(value).sql(dialect="spark")
+
+
+def qualified(name: str) -> str:
+    """A dotted name (``database.table``) with each part quoted.
+
+    >>> qualified("dicomsql_catalog.ct")
+    '`dicomsql_catalog`.`ct`'
+    """
+    return ".".join(identifier(part) for part in name.split("."))
 
 
 def identifier(name: str) -> str:

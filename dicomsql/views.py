@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from .dicom.header import CORE_KEYWORDS
-from .sqltools import identifier, string_literal
+from .sqltools import identifier, qualified, string_literal
 from .storage import absolute_path, is_uri
 
 __all__ = [
@@ -84,8 +84,9 @@ def catalog_view_sql(name: str, catalog: str) -> str:
     >>> print(catalog_view_sql("ct", "dicomsql_catalog.ct"))
     CREATE OR REPLACE TEMPORARY VIEW `ct` AS SELECT * FROM `dicomsql_catalog`.`ct`
     """
-    quoted = ".".join(identifier(part) for part in catalog.split("."))
-    return f"CREATE OR REPLACE TEMPORARY VIEW {identifier(name)} AS SELECT * FROM {quoted}"
+    return (
+        f"CREATE OR REPLACE TEMPORARY VIEW {identifier(name)} AS SELECT * FROM {qualified(catalog)}"
+    )
 
 
 def parquet_view_sql(name: str, path: str | os.PathLike[str]) -> str:

@@ -16,17 +16,18 @@ from dicomsql.deidentified import deidentified_session
 from dicomsql.dicom import deid
 from dicomsql.errors import DicomsqlError
 from dicomsql.keys import deid_key
+from dicomsql.options import OptionError
 from dicomsql.server import free_port, serve
 from dicomsql.server.access import Access
 from dicomsql.server.auth import NoLogin
 from dicomsql.session import cloned
-from dicomsql.views import DEMO_VIEWS
+from dicomsql.views import DEMO_VIEWS, dicom_view_sql
 
 pytestmark = pytest.mark.server
 
 
 @pytest.fixture(scope="module")
-def served(spark, app):
+def served(spark, app, pydicom_files):
     """The demo's views (only those) served to the deidentified role, with one extra
     identifying column."""
     base = cloned(spark)
@@ -36,11 +37,14 @@ def served(spark, app):
             base.catalog.dropTempView(table.name)
     # a clinical table with dates: shifted as the headers' under date_shift
     base.sql("CREATE TEMPORARY VIEW visits AS SELECT PatientID, StudyDate FROM demo_images")
+    # a secondary capture: text may be burned into its pixels
+    for statement in dicom_view_sql("captures", pydicom_files / "SC_rgb_small_odd.dcm"):
+        base.sql(statement)
     settings = {
         "home": app.home.path,
         "deidentified_views": True,
         "deidentify_option": ["date_shift=true"],
-        "identifying_column": ["demo_devices.device_id"],
+        "identifying_column": ["demo_devices.device_id", "demo_images.Manufacturer"],
     }
     serving = App(settings)
     serving.catalogs = app.catalogs
@@ -74,7 +78,12 @@ def _rows(cursor, query: str) -> list:
 
 def test_the_views_are_the_served_ones_de_identified(served, cursor, spark):
     _, views = served
-    assert views == {*DEMO_VIEWS, "visits"}
+    assert views == {*DEMO_VIEWS, "visits", "captures"}
+    manufacturers = _rows(
+        cursor, "SELECT DISTINCT Manufacturer FROM demo_images WHERE Manufacturer IS NOT NULL"
+    )
+    assert manufacturers and all(m.startswith("ANON") for (m,) in manufacturers)
+    assert _rows(cursor, "SELECT count(*), count(id) FROM captures") == [(1, 0)]  # no pixels
     columns = [c[0] for c in _rows(cursor, "DESCRIBE demo_images")]
     assert "id" in columns and "path" not in columns and "modificationTime" not in columns
     raw = spark.sql(
@@ -199,6 +208,11 @@ def test_the_functions_behind_the_views(spark):
     typed = json.loads(row.typed)
     assert typed["StudyDate"] == row.StudyDate.isoformat() and typed["Rows"] == row.Rows
     assert typed["PatientAge"] == row.PatientAge and typed["PatientAgeYears"] > 0
+    ((calibrations,),) = spark.sql(
+        'SELECT dicom_typed(\'{"00181200": {"vr": "DA", "Value": ["20200101", '
+        "\"20210102\"]}}', 'DateOfLastCalibration')"
+    ).collect()
+    assert json.loads(calibrations) == {"DateOfLastCalibration": ["2020-01-01", "2021-01-02"]}
     with pytest.raises(Exception, match="dicom_pseudonym.*kind"):
         spark.sql("SELECT dicom_pseudonym('x', 'name')").collect()
     with pytest.raises(Exception, match="dicom_typed.*keywords"):
@@ -227,3 +241,5 @@ def test_a_misspelled_identifying_column_stops_the_start(spark, app):
         deidentified_session(cloned(spark), {}, {}, ["demo_patients.nope"])
     with pytest.raises(DicomsqlError, match="no served view nowhere"):
         deidentified_session(cloned(spark), {}, {}, ["nowhere.x"])
+    with pytest.raises(OptionError, match="retain_dates and date_shift exclude each other"):
+        deidentified_session(cloned(spark), {}, {"retain_dates": "true", "date_shift": "true"})

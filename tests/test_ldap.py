@@ -124,8 +124,11 @@ def test_deidentified_group_membership_is_the_lesser_right(ldap_directory):
     )
     assert both.authenticate("bob", ldap_directory.passwords["bob"]).role == "deidentified"
     assert both.authenticate("alice", ldap_directory.passwords["alice"]).role == "analyst"
-    unreadable = connect(ldap_directory, "none", deidentified_group=HIDDEN_ADMIN_GROUP)
-    assert unreadable.authenticate("bob", ldap_directory.passwords["bob"]).role == "analyst"
+    # a group bob may not read (or that is missing) refuses him: never more rights by mistake
+    for group in (HIDDEN_ADMIN_GROUP, f"cn=no-such-group,ou=groups,{SUFFIX}"):
+        unreadable = connect(ldap_directory, "none", deidentified_group=group)
+        failure = refused(unreadable, "bob", ldap_directory.passwords["bob"])
+        assert "--ldap-deidentified-group" in failure.reason
 
 
 @pytest.mark.parametrize("tls", ["starttls", "ldaps"])

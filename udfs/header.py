@@ -145,10 +145,11 @@ def _typed_columns(text: str) -> HeaderColumns:
         raise Expected("a comma-separated list of attribute keywords", str(exc)) from None
 
 
-def _json_value(value):
-    if isinstance(value, (datetime.date, datetime.datetime)):
-        return value.isoformat()
-    return value
+def _json_value(value: datetime.date) -> str:
+    """A date or a (UTC) timestamp as from_json reads it."""
+    if isinstance(value, datetime.datetime) and value.tzinfo is None:
+        return value.isoformat() + "Z"
+    return value.isoformat()
 
 
 @sql_function(
@@ -169,6 +170,5 @@ def dicom_typed(meta: list, keywords: HeaderColumns) -> list:
             results.append(None)
             continue
         values, _problems = keywords.values(_model(text))
-        row = {name: _json_value(v) for name, v in zip(keywords.names, values)}
-        results.append(json.dumps(row))
+        results.append(json.dumps(dict(zip(keywords.names, values)), default=_json_value))
     return results

@@ -66,6 +66,7 @@ __all__ = [
     "file_of_id",
     "changed_keywords",
     "resolved_actions",
+    "checked_options",
 ]
 
 #: How a pseudonymous file id starts (``dicom_file_id``): what the pixel functions take
@@ -291,6 +292,19 @@ def changed_keywords(keywords: list[str], options: Mapping[str, Any] | None = No
     return changed
 
 
+def checked_options(options: Mapping[str, Any] | None) -> Parsed:
+    """``dicom_deidentify``'s options parsed and checked together: an
+    :class:`~dicomsql.options.OptionError` names what is wrong."""
+    settings = parse(options, OPTIONS, where="dicom_deidentify")
+    if settings["retain_dates"] and settings["date_shift"]:
+        raise OptionError(
+            "dicom_deidentify: options retain_dates and date_shift exclude each other "
+            "(dates are kept, or kept shifted)",
+            "date_shift",
+        )
+    return settings
+
+
 def resolved_actions(options: Mapping[str, Any] | None = None) -> Mapping[str, str]:
     """Each listed tag's action (``GGGGEEEE`` -> ``X``, ``Z``, ``D``, ``K``, ``C`` or ``U``)
     under ``dicom_deidentify``'s ``options``."""
@@ -331,13 +345,7 @@ def deidentify(
     """The de-identified copy of a DICOM JSON ``model`` (PS3.15 Annex E's Basic Profile and the
     ``options`` of :data:`OPTIONS`); ``key`` fixes the pseudonyms, the UIDs and the date shift.
     ``model`` is left as it is."""
-    settings = parse(options, OPTIONS, where="dicom_deidentify")
-    if settings["retain_dates"] and settings["date_shift"]:
-        raise OptionError(
-            "dicom_deidentify: options retain_dates and date_shift exclude each other "
-            "(dates are kept, or kept shifted)",
-            "date_shift",
-        )
+    settings = checked_options(options)
     actions = _resolved(settings)
     # without a PatientID, the study's dates move together (not every such patient's alike)
     owner = _first_text(model.get(_PATIENT_ID)) or _first_text(model.get(_STUDY_UID)) or ""

@@ -283,7 +283,7 @@ def _dataset(model: Mapping[str, Any], source: Dataset | None) -> Dataset:
     header = {key: value for key, value in model.items() if not key.startswith("0002")}
     try:
         with warnings.catch_warnings():  # BulkDataURI values come empty, then from source
-            warnings.simplefilter("ignore")
+            warnings.filterwarnings("ignore", message=".*bulk data", category=UserWarning)
             dataset = Dataset.from_json(header)  # (a handler costs inspect.signature a value)
     except Exception as exc:  # noqa: BLE001 - pydicom's errors for a bad model
         raise ExportError(f"meta is not a valid DICOM JSON dataset: {_reason(exc)}") from None

@@ -14,9 +14,10 @@ with the RDN-escaped user name) and closes it again:
   hold a login thread;
 - the role is ``deidentified`` when the deidentified group's entry, read while bound as the
   user, lists the user's DN in ``member`` or ``uniqueMember`` (compared by the directory,
-  which knows how DNs match), else ``admin`` when the admin group's does; a group the user
-  cannot read makes an ``analyst``. A member of both groups is ``deidentified``: the lesser
-  right wins.
+  which knows how DNs match), else ``admin`` when the admin group's does; an admin group
+  the user cannot read makes an ``analyst``, a deidentified group the user cannot read
+  refuses the login (its members must not get more rights). A member of both groups is
+  ``deidentified``: the lesser right wins.
 
 Every refusal, a directory that is down or answers an error included, is
 :class:`~dicomsql.server.auth.AuthenticationFailed`: the client hears "authentication
@@ -124,7 +125,7 @@ class LdapDirectory:
                 )
             role = (
                 "deidentified"
-                if self._is_member(connection, self.deidentified_group, dn)
+                if self._is_member(connection, self.deidentified_group, dn, strict=True)
                 else "admin"
                 if self._is_member(connection, self.admin_group, dn)
                 else "analyst"
@@ -164,20 +165,28 @@ class LdapDirectory:
             raise_exceptions=False,
         )
 
-    def _is_member(self, connection: ldap3.Connection, group: str | None, dn: str) -> bool:
-        """Whether ``group``, read as the bound user, has ``dn`` as a member."""
+    def _is_member(
+        self, connection: ldap3.Connection, group: str | None, dn: str, strict: bool = False
+    ) -> bool:
+        """Whether ``group``, read as the bound user, has ``dn`` as a member. A group that
+        cannot be read is no membership, unless ``strict`` (the deidentified group: its
+        members would get more rights): then the login is refused."""
         if group is None:
             return False
-        return bool(
-            connection.search(
-                group,
-                membership_filter(dn),
-                search_scope=ldap3.BASE,
-                attributes=[ldap3.NO_ATTRIBUTES],
-                size_limit=1,
-                time_limit=self.timeout,
-            )
+        found = connection.search(
+            group,
+            membership_filter(dn),
+            search_scope=ldap3.BASE,
+            attributes=[ldap3.NO_ATTRIBUTES],
+            size_limit=1,
+            time_limit=self.timeout,
         )
+        if not found and strict and (connection.result or {}).get("result") != 0:
+            raise AuthenticationFailed(
+                f"--ldap-deidentified-group {group!r} cannot be read as {dn!r}: "
+                f"{describe(connection.result)}"
+            )
+        return bool(found)
 
 
 class _VerifyingTls(ldap3.Tls):

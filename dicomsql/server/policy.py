@@ -309,12 +309,12 @@ def _check_expression(expression: Any, scope: Scope) -> None:
         _deidentified_function(list(_seq(expression.nameParts())), scope)
     elif kind == "UnresolvedGenerator":
         identifier = expression.name()
-        scope.functions.check(
-            [
-                *([_option(identifier.database())] if identifier.database().isDefined() else []),
-                identifier.funcName(),
-            ]
-        )
+        name = [
+            *([_option(identifier.database())] if identifier.database().isDefined() else []),
+            identifier.funcName(),
+        ]
+        scope.functions.check(name)
+        _deidentified_function(name, scope)
 
 
 def _deidentified_function(name_parts: list[str], scope: Scope) -> None:
