@@ -44,7 +44,6 @@ __all__ = ["DICOM_LEFT_OUT", "dicom_view_selects", "other_view_select", "deident
 #: another view): the file's modification time (when it was acquired, near enough), its
 #: bytes (the raw header) and the warnings (they quote values).
 DICOM_LEFT_OUT = frozenset({"modificationTime", "content", "_warnings"})
-_UID_VRS = frozenset({"UI"})
 _TEXT_VRS = frozenset({"LO", "SH", "PN", "CS", "LT", "ST", "UT", "UC", "AE"})
 
 
@@ -171,7 +170,7 @@ def other_view_select(
             select.append(f"dicom_pseudonym({text}) AS {column}")
         elif action != "K":
             vr = dictionary_VR(tag)
-            if vr in _UID_VRS:
+            if vr == "UI":
                 select.append(f"dicom_pseudonym({text}, 'uid') AS {column}")
             elif vr in _TEXT_VRS and action == "D":
                 select.append(f"dicom_pseudonym({text}) AS {column}")

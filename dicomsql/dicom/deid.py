@@ -64,7 +64,6 @@ __all__ = [
     "FILE_ID_PREFIX",
     "file_id",
     "file_of_id",
-    "changed_keywords",
     "resolved_actions",
     "checked_options",
 ]
@@ -271,25 +270,6 @@ def _keystream(key: bytes, iv: bytes, size: int) -> bytes:
         for n in range(-(-size // 32))
     )
     return b"".join(blocks)[:size]
-
-
-def changed_keywords(keywords: list[str], options: Mapping[str, Any] | None = None) -> set[str]:
-    """Which of these attribute keywords ``dicom_deidentify`` changes under ``options``
-    (removes, empties, replaces or cleans): the typed columns a de-identified view recomputes
-    from the de-identified ``meta``; the others it keeps as they are.
-
-    >>> sorted(changed_keywords(["PatientID", "Modality", "StudyDate"]))
-    ['PatientID', 'StudyDate']
-    """
-    from pydicom.datadict import tag_for_keyword
-
-    actions = resolved_actions(options)
-    changed = set()
-    for keyword in keywords:
-        tag = tag_for_keyword(keyword)
-        if tag is not None and actions.get(f"{tag:08X}", "K") != "K":
-            changed.add(keyword)
-    return changed
 
 
 def checked_options(options: Mapping[str, Any] | None) -> Parsed:
