@@ -22,6 +22,7 @@ from typing import Any
 from .dicom import deid
 from .options import Option
 from .settings import SETTINGS
+from .source import tfrecord
 from .source.options import OPTIONS
 from .udfs import FUNCTIONS, SqlFunction
 from .udfs.registry import Struct, Table
@@ -202,6 +203,8 @@ def deidentification_markdown() -> str:
 #: The tables README.md shows between its ``<!-- generated: NAME -->`` markers.
 README_TABLES: dict[str, Callable[[], str]] = {
     "dicom source options": lambda: options_table(OPTIONS),
+    "tfrecord source options": lambda: options_table(tfrecord.READ_OPTIONS),
+    "tfrecord writer options": lambda: options_table(tfrecord.WRITE_OPTIONS),
     "settings": lambda: options_table(SETTINGS, "setting"),
 }
 
@@ -212,7 +215,7 @@ def with_generated_tables(text: str) -> str:
 
     >>> with_generated_tables("<!-- generated: x -->")
     Traceback (most recent call last):
-    ValueError: unknown generated table 'x' in README.md (known: dicom source options, settings)
+    ValueError: unknown generated table 'x' in README.md (known: dicom source options, tfrecord source options, tfrecord writer options, settings)
     """
     found = re.findall(r"^<!-- generated: (.+?) -->$", text, flags=re.M)
     for name in found:

@@ -61,6 +61,10 @@ def _features():
 
 #: function -> (a call out of bound, the message it fails with)
 OUT_OF_BOUND = {
+    "tfrecord_export": (
+        lambda: call("tfrecord_export", {"id": 1}, "/tmp/never", {"records_per_file": "0"}),
+        "tfrecord_export: argument options: option records_per_file must be an integer between 1 and 10000000 records, got '0'",
+    ),
     "dicom_image": (
         lambda: call("dicom_image", [CT], [-1]),
         "dicom_image: argument frame must be between 0 and 2147483647, got -1",

@@ -112,6 +112,9 @@ CASES: list[tuple[str, str | None]] = [
     ("ALTER VIEW shared.v SET TBLPROPERTIES ('k' = 'v')", "write_own_database"),
     ("CREATE TEMPORARY VIEW d USING dicom OPTIONS (path '{roots}')", None),
     ("CREATE TEMPORARY VIEW d USING dicom OPTIONS (path '/etc')", "no_file_access"),
+    ("CREATE TEMPORARY VIEW t USING tfrecord OPTIONS (path '{roots}')", None),
+    ("CREATE TEMPORARY VIEW t USING tfrecord OPTIONS (path '/etc')", "no_file_access"),
+    ("CREATE TEMPORARY VIEW t USING tfrecord OPTIONS (path '{roots}', mdoe 'x')", "no_file_access"),
     ("CREATE TEMPORARY VIEW d USING text OPTIONS (path '/etc/passwd')", "no_file_access"),
     ("CACHE TABLE mine", None),
     ("CACHE TABLE c AS SELECT 1", None),
@@ -213,6 +216,8 @@ CASES: list[tuple[str, str | None]] = [
     ("SELECT * FROM dicom_export(TABLE(served), '/srv/exports/alice/../bob')", "no_file_access"),
     ("SELECT * FROM dicom_export(TABLE(served), '/srv/exports/alicex')", "no_file_access"),
     ("SELECT * FROM dicom_export(TABLE(served), '/etc/cron.d')", "no_file_access"),
+    ("SELECT * FROM tfrecord_export(TABLE(served), '/srv/exports/alice/train')", None),
+    ("SELECT * FROM tfrecord_export(TABLE(served), '/etc/cron.d')", "no_file_access"),
     (
         "SELECT * FROM dicom_export(TABLE(served), concat('/srv/exports/', 'alice'))",
         "no_file_access",

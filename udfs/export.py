@@ -1,4 +1,4 @@
-"""SQL functions that write DICOM files: ``dicom_export``."""
+"""SQL functions that write files: ``dicom_export`` (DICOM) and ``tfrecord_export`` (TFRecord)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from dicomsql.dicom import deid, export
 from dicomsql.dicom.dicomjson import dataset_model
 from dicomsql.dicom.header import read_dataset
 from dicomsql.dicom.pixels import Image
+from dicomsql.errors import DicomsqlError
 from dicomsql.keys import deid_key
 from dicomsql.options import OptionError, Parsed
+from dicomsql.source.tfrecord import WRITE_OPTIONS, Shards, partition_id
 from dicomsql.storage import open_named, write_file
 
 from .arrow import Expected
@@ -159,3 +161,64 @@ def _image(value: Any, fields: Mapping[str, Any]) -> Image | None:
         )
     except ValueError as exc:
         raise export.ExportError(f"the image array does not fit rows x columns: {exc}") from None
+
+
+def _columns(row: Any) -> dict[str, Any]:
+    return row.asDict(recursive=True) if hasattr(row, "asDict") else dict(row)
+
+
+@sql_function(
+    column("rows", "TABLE", _columns),
+    constant("out_dir", "STRING", out_folder),
+    options(tuple(option for option in WRITE_OPTIONS if option.name != "codec")),
+    returns=Table(
+        (("file", "string"), ("records", "bigint"), ("bytes", "bigint"), ("error", "string"))
+    ),
+    kind="table",
+    example="SELECT file, records FROM tfrecord_export(TABLE(SELECT PatientID, "
+    "image_resize(path, 32, 32) AS image FROM demo_images LIMIT 4), '/tmp/dicomsql-tfrecord')",
+    name="tfrecord_export",
+)
+class TfrecordExport:
+    """Write the rows of a query as TFRecord files of ``tf.train.Example`` records under
+    ``out_dir`` (one file per Spark partition, or per ``records_per_file`` records), and say
+    what was written: a row per ``file`` with its ``records`` and ``bytes``, and a row with
+    the ``error`` for each input row that could not be encoded.
+
+    Each column is a feature of its name: integers and booleans int64, other numbers float,
+    text and binary bytes, dates ISO text, arrays lists of them (floats are 32-bit in TFRecord files: DOUBLE comes back FLOAT); NULL is no feature. An image
+    struct column ``NAME`` (``dicom_image``, ``image_resize``) becomes the features image
+    loaders read: ``NAME/encoded`` (PNG), ``NAME/format``, ``NAME/height``, ``NAME/width`` and
+    ``NAME/channels``, or with ``images 'raw'`` ``NAME/data`` (floats, row by row) and
+    ``NAME/shape``. ``recordType 'SequenceExample'`` writes arrays of arrays as feature lists;
+    ``compression 'gzip'`` gzips each file. Files are named ``part-PARTITION-N-HASH.tfrecord``
+    after their bytes, so a rerun writes nothing twice. A server writes only under its
+    ``--export-root`` folders. Read them back with ``USING tfrecord``, TensorFlow's
+    ``TFRecordDataset`` or :func:`dicomsql.tfrecord.read_examples`."""
+
+    def __init__(self) -> None:
+        self.shards: Shards | None = None
+
+    def eval(
+        self, rows: dict[str, Any], out_dir: str, options: Mapping[str, Any]
+    ) -> Iterator[tuple]:
+        if self.shards is None:
+            self.shards = Shards(out_dir, options, partition_id())
+        try:
+            yield from self._flushed(lambda: self.shards.add(rows))
+        except ValueError as exc:
+            yield None, None, None, str(exc)
+
+    def terminate(self) -> Iterator[tuple]:
+        if self.shards is not None:
+            yield from self._flushed(self.shards.flush)
+
+    def _flushed(self, write: Any) -> Iterator[tuple]:
+        try:
+            written = write()
+        except (OSError, DicomsqlError) as exc:
+            pending, self.shards.pending = len(self.shards.pending), []
+            yield None, pending, None, f"{pending:,} records not written: {exc}"
+            return
+        if written is not None:
+            yield (*written, None)

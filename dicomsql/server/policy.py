@@ -11,7 +11,7 @@ allowed by the default-deny rule. The error names the rule
 (:class:`PolicyViolation`, SQLSTATE 42501).
 
 In short, an analyst may: query (SELECT, WITH, VALUES, TABLE, EXPLAIN, table functions); SHOW
-and DESCRIBE; create temporary views over queries or ``USING dicom`` within the data roots;
+and DESCRIBE; create temporary views over queries or ``USING dicom`` / ``USING tfrecord`` within the data roots;
 CACHE/UNCACHE its own temporary views; create views in its own database over its tables; CREATE TABLE AS SELECT, INSERT INTO and DROP TABLE of
 managed Parquet tables in its own database ``user_<name>`` (and rename them there); read the shared databases; SET a
 few session settings; declare and set SQL variables; run SQL-scripting blocks of all that
@@ -43,7 +43,7 @@ __all__ = [
 RULES: dict[str, str] = {
     "default_deny": "only the statements of the analyst policy are allowed",
     "deidentified_only": "the deidentified role reads only the de-identified views and its own tables",
-    "no_file_access": "no reading or writing of files except DICOM files under the data roots and tables in the warehouse",
+    "no_file_access": "no reading or writing of files except DICOM and TFRecord files under the data roots, exports under the own export folder and tables in the warehouse",
     "no_code": "no JARs, files, scripts, Java methods or functions of one's own",
     "no_dynamic_sql": "no SQL built at run time (EXECUTE IMMEDIATE): it cannot be checked before it runs",
     "read_allowed_databases": "read only the own database, the shared databases and temporary views",
@@ -466,21 +466,41 @@ def _persistent_view(parts: list[str], scope: Scope) -> None:
     _write_target(parts, scope)
 
 
+def _dicom_paths(options: dict[str, str]) -> list[str]:
+    from ..source.options import parse_options
+
+    parsed = parse_options(options)
+    return [*parsed.paths, *parsed.files]
+
+
+def _tfrecord_paths(options: dict[str, str]) -> list[str]:
+    from ..source.tfrecord import read_options
+
+    return list(read_options(options).paths)
+
+
+#: The data sources an analyst's view may read files with, and the paths of their options.
+FILE_SOURCES: dict[str, Callable[[dict[str, str]], list[str]]] = {
+    "dicom": _dicom_paths,
+    "tfrecord": _tfrecord_paths,
+}
+
+
 def _dicom_view(node: Any, scope: Scope) -> None:
-    """CREATE TEMPORARY VIEW ... USING dicom OPTIONS (path ...) under the data roots (the
-    source checks them again when it lists and opens files)."""
+    """CREATE TEMPORARY VIEW ... USING dicom (or tfrecord) OPTIONS (path ...) under the data
+    roots (the source checks them again when it lists and opens files)."""
     if getattr(node, "global")():
         raise PolicyViolation("temporary_views_only", "global temporary views")
     if scope.deidentified:
         raise PolicyViolation("deidentified_only", "a view USING a source reads raw files")
-    provider = node.provider()
-    if provider.lower() != "dicom":
-        raise PolicyViolation("no_file_access", f"USING {provider}: only USING dicom reads files")
-    from ..source.options import parse_options
-
+    provider = node.provider().lower()
+    if provider not in FILE_SOURCES:
+        raise PolicyViolation(
+            "no_file_access", f"USING {node.provider()}: only USING dicom or tfrecord reads files"
+        )
     try:
-        options = parse_options({pair._1(): pair._2() for pair in _seq(node.options().toSeq())})
-        scope.check_paths([*options.paths, *options.files])
+        given = {pair._1(): pair._2() for pair in _seq(node.options().toSeq())}
+        scope.check_paths(FILE_SOURCES[provider](given))
     except DicomsqlError as refused:
         raise PolicyViolation("no_file_access", str(refused)) from None
 
@@ -548,7 +568,7 @@ def _table_function(node: Any, scope: Scope) -> None:
 
 
 #: Table functions that write files, and the position of their folder argument.
-WRITING_FUNCTIONS = {"dicom_export": ("out_dir", 1)}
+WRITING_FUNCTIONS = {"dicom_export": ("out_dir", 1), "tfrecord_export": ("out_dir", 1)}
 
 
 def _export_folder(function: str, arguments: list[Any], scope: Scope) -> None:

@@ -1,6 +1,7 @@
-"""The ``dicom`` Spark data source (thin: listing, partitioning, Arrow batches; the DICOM
+"""The ``dicom`` and ``tfrecord`` Spark data sources (thin: listing, partitioning, Arrow batches; the DICOM
 work is in :mod:`dicomsql.dicom`)."""
 
 from .datasource import DicomDataSource
+from .tfrecord import TfrecordDataSource
 
-__all__ = ["DicomDataSource"]
+__all__ = ["DicomDataSource", "TfrecordDataSource"]
