@@ -58,15 +58,15 @@ java:
 	       "or set JAVA_HOME to a JDK/JRE 17+." >&2; exit 1; \
 	fi
 
-# Debian's slapd and ldap-utils for the LDAP tests and dcmtk for dcmftest (installed as root when missing; the
+# Debian's slapd and ldap-utils for the LDAP tests, dcmtk for dcmftest and orthanc, a PACS (installed as root when missing; the
 # package's own server is not started: the tests start theirs)
 services:
-	@if command -v /usr/sbin/slapd >/dev/null 2>&1 && command -v ldapadd >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 && command -v dcmftest >/dev/null 2>&1; then :; \
+	@if command -v /usr/sbin/slapd >/dev/null 2>&1 && command -v ldapadd >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 && command -v dcmftest >/dev/null 2>&1 && command -v /usr/sbin/Orthanc >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing Debian's slapd, ldap-utils, openssl and dcmtk for the tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils openssl dcmtk; \
+	  echo "installing Debian's slapd, ldap-utils, openssl, dcmtk and orthanc for the tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils openssl dcmtk orthanc; \
 	else \
-	  echo "The tests need OpenLDAP's slapd and ldap-utils, openssl and DCMTK (Debian/Ubuntu: sudo apt-get install slapd ldap-utils openssl dcmtk)." >&2; exit 1; \
+	  echo "The tests need OpenLDAP's slapd and ldap-utils, openssl, DCMTK and Orthanc (Debian/Ubuntu: sudo apt-get install slapd ldap-utils openssl dcmtk orthanc)." >&2; exit 1; \
 	fi
 
 # beeline from the pyspark wheel, connected to a running `make serve`

@@ -28,7 +28,7 @@ OUT = Path(__file__).parent / "out" / "tfrecord"
 QUERY = (
     "SELECT id, CAST(id % 2 AS BIGINT) AS label, CAST(id AS DOUBLE) / 7 AS score, "
     "concat('patient-', id) AS name, "
-    "transform(sequence(1, 16), k -> CAST(id * k AS FLOAT) / 3) AS features FROM range({n})"
+    "transform(sequence(1, 16), k -> CAST(id * k / 3 AS FLOAT)) AS features FROM range({n})"
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -302,6 +303,49 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_flags(ingest, *_SESSION_FLAGS, *_LOGIN_FLAGS)
 
+    pull = commands.add_parser(
+        "pull",
+        help="Retrieve the instances a query matches from a PACS (C-GET) into a folder; "
+        "run again, it fetches only what is missing.",
+    )
+    pull.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="URL",
+        help="The PACS: dimse://CALLED_AE@host:port.",
+    )
+    pull.add_argument(
+        "--to",
+        dest="folder",
+        required=True,
+        type=Path,
+        help="Folder (a data root) to write STUDY/SERIES/SOP.dcm files into.",
+    )
+    pull.add_argument(
+        "--query",
+        default="{}",
+        metavar="JSON",
+        help='Matching keys by keyword, e.g. \'{"PatientID": "1CT*", "Modality": "CT"}\' (default: everything).',
+    )
+    pull.add_argument(
+        "--calling-ae",
+        default="DICOMSQL",
+        help="dicomsql's AE title, as the PACS knows it (default %(default)s).",
+    )
+    pull.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="Seconds the PACS may take to answer (default %(default)s).",
+    )
+    pull.add_argument(
+        "--table",
+        metavar="NAME",
+        help="Then refresh the header catalog NAME over the folder (as dicomsql ingest NAME FOLDER does).",
+    )
+    _add_flags(pull, *_SESSION_FLAGS, *_LOGIN_FLAGS)
+
     functions = commands.add_parser("functions", help="List the SQL functions dicomsql registers.")
     functions.add_argument(
         "--markdown",
@@ -320,6 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sql": _sql,
             "shell": _shell,
             "ingest": _ingest,
+            "pull": _pull,
             "demo": _demo,
             "functions": _functions,
             "user": _user,
@@ -611,6 +656,50 @@ def _ingest(args: argparse.Namespace) -> int:
         return 0
     finally:
         client.close()
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from . import pacs
+
+    try:
+        peer = pacs.Peer.parse(args.source, args.calling_ae, args.timeout)
+        query = json.loads(args.query)
+    except ValueError as exc:
+        raise DicomsqlError(f"--from/--query: {exc}") from None
+    if not isinstance(query, dict):
+        raise DicomsqlError('--query: a JSON object of matching keys, e.g. {"PatientID": "1CT1"}')
+    folder = str(args.folder.expanduser().absolute())
+    interactive = sys.stderr.isatty()
+
+    def progress(pulled: pacs.Pulled) -> None:
+        done = pulled.present + pulled.retrieved
+        line = f"{done:,} of {pulled.found:,} instances ({pulled.retrieved:,} retrieved)"
+        print(
+            f"\r{line}" if interactive else line,
+            end="" if interactive else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    started = time.monotonic()
+    pulled = pacs.pull(peer, query, folder, progress)
+    seconds = time.monotonic() - started
+    if interactive and pulled.retrieved:
+        print(file=sys.stderr)
+    print(
+        f"pulled {pulled.retrieved:,} instances from {peer.called_ae}@{peer.host}:{peer.port} "
+        f"into {folder} in {seconds:.1f}s ({pulled.found:,} matched, {pulled.present:,} already there"
+        + (f", {len(pulled.failures):,} failed" if pulled.failures else "")
+        + ")"
+    )
+    for failure in pulled.failures[:10]:
+        print(f"dicomsql pull: {failure}", file=sys.stderr)
+    if pulled.failures:
+        return 1
+    if args.table:
+        args.name, args.paths, args.tags, args.watch = args.table, [folder], "core", None
+        return _ingest(args)
+    return 0
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -192,9 +192,9 @@ def spark_conf(home: Home, master: str, conf: Mapping[str, str] | None = None) -
 
 
 def register(spark: pyspark.sql.SparkSession) -> pyspark.sql.SparkSession:
-    """Register the ``dicom`` and ``tfrecord`` data sources and every dicomsql SQL function in ``spark``
+    """Register the ``dicom``, ``tfrecord`` and ``dimse`` data sources and every dicomsql SQL function in ``spark``
     (any SparkSession, embedded or on a cluster). Returns ``spark``."""
-    from .source import DicomDataSource, TfrecordDataSource
+    from .source import DicomDataSource, DimseDataSource, TfrecordDataSource
     from .udfs import register_functions
 
     # the dicom source evaluates filters on path, size and modificationTime itself
@@ -206,6 +206,7 @@ def register(spark: pyspark.sql.SparkSession) -> pyspark.sql.SparkSession:
         spark.conf.set(_EXCLUDED_RULES, ",".join([*excluded, _MERGE_SUBPLANS]))
     spark.dataSource.register(DicomDataSource)
     spark.dataSource.register(TfrecordDataSource)
+    spark.dataSource.register(DimseDataSource)
     register_functions(spark)
     return spark
 

@@ -13,6 +13,7 @@ from dicomsql.docs import functions_markdown, options_table, with_generated_tabl
 from dicomsql.errors import DicomsqlError
 from dicomsql.options import Bound, Option, OptionError, boolean, choice, integer, number, parse
 from dicomsql.server import audit, auth
+from dicomsql.source import dimse, tfrecord
 from dicomsql.source.options import IMAGE_OPTIONS, OPTIONS, image_options, parse_options
 from dicomsql.udfs import FUNCTIONS
 
@@ -26,6 +27,9 @@ TABLES: dict[str, tuple[Option, ...]] = {
     "settings": settings.SETTINGS,
     "dicom source": OPTIONS,
     "dicom_image": IMAGE_OPTIONS,
+    "tfrecord source": tfrecord.READ_OPTIONS,
+    "tfrecord writer": tfrecord.WRITE_OPTIONS,
+    "dimse source": dimse.OPTIONS,
     **{
         name: function.option_table for name, function in FUNCTIONS.items() if function.option_table
     },

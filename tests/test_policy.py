@@ -114,6 +114,10 @@ CASES: list[tuple[str, str | None]] = [
     ("CREATE TEMPORARY VIEW d USING dicom OPTIONS (path '/etc')", "no_file_access"),
     ("CREATE TEMPORARY VIEW t USING tfrecord OPTIONS (path '{roots}')", None),
     ("CREATE TEMPORARY VIEW t USING tfrecord OPTIONS (path '/etc')", "no_file_access"),
+    (
+        "CREATE TEMPORARY VIEW p USING dimse OPTIONS (host '10.0.0.1', port '104', called_ae 'PACS')",
+        "no_network",
+    ),
     ("CREATE TEMPORARY VIEW t USING tfrecord OPTIONS (path '{roots}', mdoe 'x')", "no_file_access"),
     ("CREATE TEMPORARY VIEW d USING text OPTIONS (path '/etc/passwd')", "no_file_access"),
     ("CACHE TABLE mine", None),

@@ -33,6 +33,7 @@ __all__ = [
     "HeaderRecord",
     "age_in_years",
     "read_dataset",
+    "dataset_record",
     "read_header",
     "looks_like_dicom",
 ]
@@ -329,6 +330,17 @@ def read_header(
     a file that is not DICOM, truncated or malformed gives a record with ``error`` set."""
     try:
         dataset = read_dataset(fp, size)
+    except InvalidDicomFileError as exc:
+        return HeaderRecord.failed(columns, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a reader bug must not kill the query either
+        return HeaderRecord.failed(columns, f"unreadable: {type(exc).__name__}: {exc}")
+    return dataset_record(dataset, columns, source_uri)
+
+
+def dataset_record(dataset: Dataset, columns: HeaderColumns, source_uri: str = "") -> HeaderRecord:
+    """The :class:`HeaderRecord` of a dataset read already (a file's, or a PACS's answer to
+    a query). Never raises for bad content."""
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom warns on invalid values; we report them
             model, invalid = dataset_model(dataset, source_uri)

@@ -44,6 +44,7 @@ RULES: dict[str, str] = {
     "default_deny": "only the statements of the analyst policy are allowed",
     "deidentified_only": "the deidentified role reads only the de-identified views and its own tables",
     "no_file_access": "no reading or writing of files except DICOM and TFRecord files under the data roots, exports under the own export folder and tables in the warehouse",
+    "no_network": "no connections to other hosts (a PACS is queried through views an admin made)",
     "no_code": "no JARs, files, scripts, Java methods or functions of one's own",
     "no_dynamic_sql": "no SQL built at run time (EXECUTE IMMEDIATE): it cannot be checked before it runs",
     "read_allowed_databases": "read only the own database, the shared databases and temporary views",
@@ -479,6 +480,8 @@ def _tfrecord_paths(options: dict[str, str]) -> list[str]:
     return list(read_options(options).paths)
 
 
+#: The data sources that connect to other hosts: admins only.
+NETWORK_SOURCES = frozenset({"dimse"})
 #: The data sources an analyst's view may read files with, and the paths of their options.
 FILE_SOURCES: dict[str, Callable[[dict[str, str]], list[str]]] = {
     "dicom": _dicom_paths,
@@ -494,6 +497,8 @@ def _dicom_view(node: Any, scope: Scope) -> None:
     if scope.deidentified:
         raise PolicyViolation("deidentified_only", "a view USING a source reads raw files")
     provider = node.provider().lower()
+    if provider in NETWORK_SOURCES:
+        raise PolicyViolation("no_network", f"USING {node.provider()} connects to another host")
     if provider not in FILE_SOURCES:
         raise PolicyViolation(
             "no_file_access", f"USING {node.provider()}: only USING dicom or tfrecord reads files"

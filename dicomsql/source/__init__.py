@@ -1,7 +1,8 @@
-"""The ``dicom`` and ``tfrecord`` Spark data sources (thin: listing, partitioning, Arrow batches; the DICOM
+"""The ``dicom``, ``tfrecord`` and ``dimse`` Spark data sources (thin: listing, partitioning, Arrow batches; the DICOM
 work is in :mod:`dicomsql.dicom`)."""
 
 from .datasource import DicomDataSource
+from .dimse import DimseDataSource
 from .tfrecord import TfrecordDataSource
 
-__all__ = ["DicomDataSource", "TfrecordDataSource"]
+__all__ = ["DicomDataSource", "DimseDataSource", "TfrecordDataSource"]
