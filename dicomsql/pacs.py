@@ -178,9 +178,21 @@ class _Association:
             reason = self.assoc.acceptor.primitive
             why = getattr(reason, "reason_str", None) or "rejected"
             raise PacsError(f"{self.peer} refused the association: {why}")
-        raise PacsError(
-            f"{self.peer} could not be reached (no answer within {self.peer.timeout:g} s, "
-            "or the connection was refused)"
+        raise PacsError(f"{self.peer} {self._unanswered()}")
+
+    def _unanswered(self) -> str:
+        """Why an association was neither established nor rejected: no TCP connection, or one
+        that the PACS closed without an answer. (A PACS that rejects an AE title and closes the
+        connection at once is sometimes seen so: pynetdicom may notice the closed socket before
+        it reads the rejection, as seen with Orthanc about one time in ten.)"""
+        try:
+            with socket.create_connection((self.peer.host, self.peer.port), self.peer.timeout):
+                pass
+        except OSError as exc:
+            return f"could not be reached: {exc.strerror or exc}"
+        return (
+            "ended the association without accepting it (is the calling AE title registered "
+            "there, and the called AE title right?)"
         )
 
     def __exit__(self, *exc: Any) -> None:
@@ -356,6 +368,12 @@ def pull(
         for keys in identifiers:
             identifier = _retrieve_identifier(level, keys)
             _retrieve(peer, identifier, classes, wanted, pulled, progress)
+        written = {failure.split(":")[0] for failure in pulled.failures}
+        pulled.failures += [
+            f"{sop}: not sent by the PACS (a sub-operation failed there: see its log)"
+            for sop, _, path in missing
+            if not os.path.exists(path) and sop not in written
+        ]
     return pulled
 
 
